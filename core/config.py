@@ -1,0 +1,183 @@
+"""Run configuration: every knob declared once, with type, range, default and help.
+
+Validation, the CLI flags, the API schema and the app's form are all derived from `FIELDS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+TASKS = ("decoder", "random_proj", "abs")
+NONLINEARITIES = ("relu", "gelu", "solu")
+SAMPLE_KINDS = ("equal", "power_law")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Bounds keep one run's memory small enough for a laptop; the per-config estimate
+# (`memory_estimate_bytes`) is checked on top of these.
+MAX_FEATURES = 4096
+MAX_EMBED = 1024
+MAX_NEURONS = 16384
+MAX_BATCH = 65536
+MAX_STEPS = 1 << 20
+MAX_ACTIVATION_ELEMENTS = 1 << 27  # batch * max(k, N): 512 MiB of fp32 activations
+MAX_SEED = 2**31 - 1
+
+
+def knob(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
+         lo_open: bool = False, choices: tuple[str, ...] | None = None,
+         label: str | None = None, basic: bool = False) -> Any:
+    """A dataclass field carrying its validation range and help text as metadata."""
+    meta = {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices,
+            "label": label, "basic": basic}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run of the toy model (ALGORITHM.md)."""
+
+    task: str = knob("decoder", "What the model learns: decode features, re-project them, or their absolute value.",
+                     choices=TASKS, label="Task", basic=True)
+    nonlinearity: str = knob("relu", "Hidden-layer nonlinearity (SoLU is x*exp(x)).",
+                             choices=NONLINEARITIES, label="Nonlinearity")
+    sample_kind: str = knob("equal", "Feature frequencies: all equal, or power law p_i ~ i^-1.1.",
+                            choices=SAMPLE_KINDS, label="Feature frequencies")
+    n_features: int = knob(128, "N, number of sparse features.", lo=2, hi=MAX_FEATURES, label="Features N")
+    embed_dim: int = knob(16, "m, input (embedding) dimension; must be below N.", lo=1, hi=MAX_EMBED,
+                          label="Embedding dim m")
+    n_neurons: int = knob(256, "k, number of hidden neurons.", lo=1, hi=MAX_NEURONS, label="Neurons k",
+                          basic=True)
+    eps: float = knob(1 / 64, "Mean probability that a feature is present in a sample.", lo=0.0, hi=1.0,
+                      lo_open=True, label="Feature density eps")
+    lr: float = knob(0.01, "LAMB learning rate (cosine schedule, period 1024 steps).", lo=0.0, hi=1.0,
+                     lo_open=True, label="Learning rate")
+    init_bias: float = knob(0.0, "Constant added to every first-layer bias at initialisation.", lo=-10.0,
+                            hi=10.0, label="Initial bias", basic=True)
+    bias_decay: float = knob(0.0, "Bias decay in the first half: bias *= 1 - decay*lr after each step.",
+                             lo=0.0, hi=1000.0, label="Bias decay", basic=True)
+    l1_reg: float = knob(0.0, "L1 penalty on hidden activations.", lo=0.0, hi=100.0, label="L1 reg")
+    steps: int = knob(8192, "Training steps.", lo=2, hi=MAX_STEPS, label="Steps")
+    batch_size: int = knob(512, "Samples per step.", lo=1, hi=MAX_BATCH, label="Batch size")
+    seed: int = knob(0, "Random seed (embedder, init and samples).", lo=0, hi=MAX_SEED, label="Seed")
+    snapshot_every: int = knob(256, "Steps between live snapshots (SFA matrix, metrics).", lo=1, hi=MAX_STEPS,
+                               label="Snapshot every")
+    device: str = knob("auto", "Where to train: auto picks CUDA when available.", choices=DEVICES,
+                       label="Device")
+
+    def validate(self) -> dict[str, str]:
+        """Every problem at once, as {field: message naming the allowed range}."""
+        errors: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            message = check_value(f, getattr(self, f.name))
+            if message:
+                errors[f.name] = message
+        def ok(*names: str) -> bool:
+            return not any(n in errors for n in names)
+
+        if ok("embed_dim", "n_features") and self.embed_dim >= self.n_features:
+            errors["embed_dim"] = (f"embed_dim (m) must be below n_features (N = {self.n_features}): "
+                                   f"allowed 1 to {self.n_features - 1}, got {self.embed_dim}")
+        if ok("bias_decay", "lr") and self.bias_decay * self.lr > 1.0:
+            errors["bias_decay"] = (f"bias_decay * lr must be at most 1 (bias *= 1 - decay*lr); with lr = {self.lr} "
+                                    f"allowed 0 to {1.0 / self.lr:g}, got {self.bias_decay}")
+        if ok("snapshot_every", "steps") and self.snapshot_every > self.steps:
+            errors["snapshot_every"] = (f"snapshot_every must be between 1 and steps ({self.steps}), "
+                                        f"got {self.snapshot_every}")
+        if ok("batch_size", "n_neurons", "n_features"):
+            width = max(self.n_neurons, self.n_features)
+            if self.batch_size * width > MAX_ACTIVATION_ELEMENTS:
+                errors["batch_size"] = (f"batch_size * max(n_neurons, n_features) must be at most "
+                                        f"{MAX_ACTIVATION_ELEMENTS} (memory); with width {width} allowed 1 to "
+                                        f"{MAX_ACTIVATION_ELEMENTS // width}, got {self.batch_size}")
+        return errors
+
+    @property
+    def output_dim(self) -> int:
+        return self.embed_dim if self.task == "random_proj" else self.n_features
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def allowed_range(f: dataclasses.Field) -> str:
+    meta = f.metadata
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    lo, hi = meta["lo"], meta["hi"]
+    if f.type in ("int", int):
+        return f"an integer from {lo:g} to {hi:g}"
+    left = "(" if meta["lo_open"] else "["
+    return f"a number in {left}{lo:g}, {hi:g}]"
+
+
+def check_value(f: dataclasses.Field, value: Any) -> str | None:
+    """Message for a value outside the field's type or range, else None."""
+    meta = f.metadata
+    expect = allowed_range(f)
+    if meta["choices"]:
+        if not isinstance(value, str) or value not in meta["choices"]:
+            return f"{f.name} must be {expect}, got {value!r}"
+        return None
+    is_int = f.type in ("int", int)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{f.name} must be {expect}, got {value!r}"
+    if is_int and (isinstance(value, float) and not value.is_integer()):
+        return f"{f.name} must be {expect}, got {value!r}"
+    if not math.isfinite(value):
+        return f"{f.name} must be {expect}, got {value!r}"
+    lo, hi = meta["lo"], meta["hi"]
+    too_low = value <= lo if meta["lo_open"] else value < lo
+    if too_low or value > hi:
+        return f"{f.name} must be {expect}, got {value!r}"
+    return None
+
+
+def parse_value(f: dataclasses.Field, raw: Any) -> Any:
+    """Coerce a raw value (JSON, form or command line) to the field's type; raise ValueError if impossible."""
+    if f.metadata["choices"]:
+        if not isinstance(raw, str):
+            raise ValueError(f"{f.name} must be {allowed_range(f)}, got {raw!r}")
+        return raw.strip()
+    if isinstance(raw, bool) or raw is None or isinstance(raw, (list, dict)):
+        raise ValueError(f"{f.name} must be {allowed_range(f)}, got {raw!r}")
+    try:
+        number = float(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise ValueError(f"{f.name} must be {allowed_range(f)}, got {raw!r}") from None
+    if f.type in ("int", int):
+        if isinstance(number, float) and number.is_integer():
+            return int(number)
+        if isinstance(number, int):
+            return number
+        raise ValueError(f"{f.name} must be {allowed_range(f)}, got {raw!r}")
+    return float(number)
+
+
+def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tuple[RunConfig | None, dict[str, str]]:
+    """Build a config from loosely typed input; returns (config, {}) or (None, errors per field)."""
+    errors: dict[str, str] = {}
+    if not isinstance(data, dict):
+        return None, {"body": "expected an object of run config fields"}
+    values: dict[str, Any] = {}
+    for name, raw in data.items():
+        if name not in FIELDS:
+            errors[name] = f"unknown field {name!r}; allowed fields: {', '.join(FIELDS)}"
+            continue
+        try:
+            values[name] = parse_value(FIELDS[name], raw)
+        except ValueError as err:
+            errors[name] = str(err)
+    if errors:
+        return None, errors
+    config = dataclasses.replace(base or RunConfig(), **values)
+    errors = config.validate()
+    return (None, errors) if errors else (config, {})

@@ -1,0 +1,91 @@
+"""The run file: a dict saved with torch.save that loads with weights_only=True and carries the
+paper code's key names, so notebooks written for the paper's runs can read ours."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.config import RunConfig, config_from_dict
+from core.metrics import SfaSummary
+from core.train import LOSS_RECORD_EVERY, Trainer, paper_state_dict
+
+
+def run_metrics(trainer: Trainer, run: int) -> dict[str, float | int]:
+    sfa = trainer.sfa()[run]
+    summary = SfaSummary.of(sfa)
+    return {
+        "final_loss": trainer.final_loss(run),
+        "mono_ratio": summary.mono_ratio,
+        "mono_neurons": summary.mono_neurons,
+        "positive_mono_ratio": summary.positive_mono_ratio,
+        "nearly_mono_neurons": summary.nearly_mono_neurons,
+        "dead_neurons": summary.dead_neurons,
+        "mean_bias": float(trainer.weights[run].b1.detach().mean()),
+        "steps_trained": trainer.step,
+        "seconds": trainer.elapsed,
+    }
+
+
+def build_run_file(trainer: Trainer, run: int = 0) -> dict[str, Any]:
+    """The paper-compatible record of one run of a trainer."""
+    config = trainer.configs[run]
+    losses = trainer.losses[run, :trainer.step].cpu()
+    setup: dict[str, Any] = {
+        "N": config.n_features, "m": config.embed_dim, "k": config.n_neurons, "eps": config.eps,
+        "learning_rate": config.lr, "batch_size": config.batch_size, "task": config.task,
+        "decay": config.bias_decay, "reg": config.l1_reg,
+        "fixed_embedder": trainer.embedders[run].cpu(),
+    }
+    if trainer.output_embedders[run] is not None:
+        setup["output_embedder"] = trainer.output_embedders[run].cpu()
+    return {
+        "losses": [float(v) for v in losses[::LOSS_RECORD_EVERY]],
+        "final_model": {k: v.cpu() for k, v in paper_state_dict(trainer.weights[run]).items()},
+        "log2_spaced_models": [{k: v.cpu() for k, v in m.items()} for m in trainer.log2_models[run]],
+        "setup": setup,
+        "k": config.n_neurons, "learning_rate": config.lr, "initial_bias": config.init_bias,
+        "nonlinearity": config.nonlinearity, "task": config.task, "decay": config.bias_decay,
+        "eps": config.eps, "m": config.embed_dim, "N": config.n_features, "reg": config.l1_reg,
+        "sample_kind": config.sample_kind, "log2_batch_size": math.log2(config.batch_size),
+        "log2_training_steps": math.log2(config.steps),
+        "config": config.to_dict(),
+        "metrics": run_metrics(trainer, run),
+        "loss_history": losses,
+    }
+
+
+def save_run_file(record: dict[str, Any], path: str | Path) -> Path:
+    """Write atomically: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(record, tmp)
+    tmp.replace(path)
+    return path
+
+
+class RunFileError(ValueError):
+    """A run file that is truncated, corrupt or not one of ours."""
+
+
+def load_run_file(path_or_buffer: Any) -> dict[str, Any]:
+    """Load without pickle (weights_only=True); raise RunFileError with a clear reason if unreadable."""
+    try:
+        record = torch.load(path_or_buffer, weights_only=True, map_location="cpu")
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise RunFileError(f"not a readable run file: {type(err).__name__}: {err}") from err
+    missing = [k for k in ("final_model", "setup", "config") if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise RunFileError(f"not a run file: missing {', '.join(missing)}")
+    return record
+
+
+def config_of(record: dict[str, Any]) -> RunConfig:
+    config, errors = config_from_dict(record["config"])
+    if errors:
+        raise RunFileError(f"run file has an invalid config: {errors}")
+    return config

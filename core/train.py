@@ -1,0 +1,271 @@
+"""The training loop (ALGORITHM.md, "Loss and training") as a generator of snapshots.
+
+`Trainer` advances R runs together; runs that share array shapes can be batched because each
+keeps its own generator, parameters, LAMB state and learning rate. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_optimizer import Lamb
+
+from core.config import RunConfig
+from core.data import make_embedder, sample_task_batch, task_probabilities
+from core.metrics import SfaSummary, single_feature_activations
+from core.model import RunWeights, forward, init_weights, stacked
+
+COSINE_T_MAX = 512
+LOSS_RECORD_EVERY = 16  # the paper code's loss log interval (kept in the run file as `losses`)
+
+# Fields that may differ between runs trained together: everything else fixes array shapes or the
+# schedule, so runs differing in them must train as separate jobs.
+PER_RUN_FIELDS = frozenset({"lr", "init_bias", "bias_decay", "l1_reg", "seed", "eps", "sample_kind"})
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def batch_key(config: RunConfig) -> tuple:
+    """Configs with equal keys can train as one batched job on the runs axis."""
+    return tuple((k, v) for k, v in sorted(config.to_dict().items()) if k not in PER_RUN_FIELDS)
+
+
+def is_log2_checkpoint(step_index: int) -> bool:
+    """The paper keeps a model copy after step i whenever i + 1 is a power of two."""
+    n = step_index + 1
+    return n & (n - 1) == 0
+
+
+@dataclass
+class RunSnapshot:
+    """One run's state at a snapshot."""
+
+    loss: float  # mean squared-error loss over the steps since the previous snapshot
+    lr: float
+    mean_bias: float
+    summary: SfaSummary
+    sfa: np.ndarray  # (k, N) float32
+    new_losses: np.ndarray  # per-step losses since the previous snapshot
+    error: str | None = None
+
+
+@dataclass
+class Snapshot:
+    step: int  # steps completed
+    steps: int
+    elapsed: float
+    runs: list[RunSnapshot] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.steps
+
+
+class Trainer:
+    """Trains one or more batch-compatible runs together; a single run is R = 1."""
+
+    def __init__(self, configs: list[RunConfig]):
+        if not configs:
+            raise ValueError("at least one run config is needed")
+        keys = {batch_key(c) for c in configs}
+        if len(keys) != 1:
+            raise ValueError("runs trained together must share every field except "
+                             + ", ".join(sorted(PER_RUN_FIELDS)))
+        self.configs = list(configs)
+        base = configs[0]
+        self.base = base
+        self.device = resolve_device(base.device)
+        self.step = 0
+        self.elapsed = 0.0
+        self._reported_step = 0
+        self.generators = [torch.Generator(self.device).manual_seed(c.seed) for c in configs]
+        self.embedders = [make_embedder(c.n_features, c.embed_dim, g) for c, g in zip(configs, self.generators)]
+        self.output_embedders: list[torch.Tensor | None] = [
+            make_embedder(c.n_features, c.embed_dim, g) if c.task == "random_proj" else None
+            for c, g in zip(configs, self.generators)
+        ]
+        self.weights = [init_weights(c.embed_dim, c.n_neurons, c.output_dim, c.init_bias, g)
+                        for c, g in zip(configs, self.generators)]
+        self.probs = [task_probabilities(c.task, c.n_features, c.eps, c.sample_kind).to(self.device)
+                      for c in configs]
+        # One param group per distinct lr: LAMB's foreach path then updates all runs of a group in
+        # one call, while its trust ratio stays per tensor, i.e. per run.
+        lrs = sorted({c.lr for c in configs})
+        self._group_of_run = [lrs.index(c.lr) for c in configs]
+        self.optimizer = Lamb([{"params": [t for w, c in zip(self.weights, configs) if c.lr == lr
+                                           for t in w.tensors()], "lr": lr} for lr in lrs], lr=base.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=COSINE_T_MAX,
+                                                                    eta_min=0.0)
+        self.l1 = torch.tensor([c.l1_reg for c in configs], device=self.device)
+        self.use_l1 = any(c.l1_reg > 0 for c in configs)
+        self.bias_factors = [1.0 - c.bias_decay * c.lr for c in configs]
+        self.losses = torch.zeros(len(configs), base.steps, device=self.device)
+        self.log2_models: list[list[dict[str, torch.Tensor]]] = [[] for _ in configs]
+        self.errors: list[str | None] = [None] * len(configs)
+        self._stacked_embedders = torch.stack(self.embedders)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.configs)
+
+    @property
+    def steps(self) -> int:
+        return self.base.steps
+
+    def _train_step(self) -> None:
+        base = self.base
+        batches = [sample_task_batch(base.task, base.batch_size, p, g, e, oe)
+                   for p, g, e, oe in zip(self.probs, self.generators, self.embedders, self.output_embedders)]
+        x = torch.stack([b[0] for b in batches])
+        target = torch.stack([b[1] for b in batches])
+        w1, b1, w2 = stacked(self.weights)
+        out, act = forward(x, w1, b1, w2, base.nonlinearity)
+        squared_error = (out - target).square().sum(dim=(1, 2)) / base.batch_size
+        loss = squared_error.sum()
+        if self.use_l1:
+            loss = loss + (self.l1 * act.abs().sum(dim=(1, 2))).sum() / base.batch_size
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():
+            if self.step < self.steps // 2:
+                for w, factor in zip(self.weights, self.bias_factors):
+                    if factor != 1.0:
+                        w.b1.mul_(factor)
+            self.losses[:, self.step] = squared_error.detach()
+            if is_log2_checkpoint(self.step):
+                for r, w in enumerate(self.weights):
+                    self.log2_models[r].append(paper_state_dict(w))
+        self.step += 1
+
+    def advance(self, n_steps: int) -> None:
+        """Train up to n_steps more (stopping at the end of the run)."""
+        started = time.perf_counter()
+        for _ in range(min(n_steps, self.steps - self.step)):
+            self._train_step()
+        self.elapsed += time.perf_counter() - started
+
+    def current_lrs(self) -> list[float]:
+        groups = self.optimizer.param_groups
+        return [groups[g]["lr"] for g in self._group_of_run]
+
+    def sfa(self) -> np.ndarray:
+        """(R, k, N) single-feature activations of the current weights."""
+        w1, b1, _ = stacked(self.weights)
+        return single_feature_activations(w1.detach(), b1.detach(), self._stacked_embedders,
+                                          self.base.nonlinearity).float().cpu().numpy()
+
+    def snapshot(self) -> Snapshot:
+        """Metrics of every run now, with the per-step losses since the previous snapshot."""
+        start, end = self._reported_step, self.step
+        chunk = self.losses[:, start:end].cpu().numpy()
+        sfa = self.sfa()
+        lrs = self.current_lrs()
+        runs = []
+        for r in range(self.n_runs):
+            if self.errors[r] is None and not np.isfinite(chunk[r]).all():
+                bad = start + int(np.argmin(np.isfinite(chunk[r])))
+                hint = "; SoLU overflows for large inputs" if self.base.nonlinearity == "solu" else ""
+                self.errors[r] = (f"loss became {chunk[r][bad - start]} at step {bad}: training diverged "
+                                  f"(lower the learning rate{hint})")
+            runs.append(RunSnapshot(
+                loss=float(chunk[r].mean()) if chunk.shape[1] else float("nan"),
+                lr=lrs[r],
+                mean_bias=float(self.weights[r].b1.detach().mean()),
+                summary=SfaSummary.of(sfa[r]),
+                sfa=sfa[r],
+                new_losses=chunk[r].copy(),
+                error=self.errors[r],
+            ))
+        self._reported_step = end
+        return Snapshot(step=self.step, steps=self.steps, elapsed=self.elapsed, runs=runs)
+
+    def final_loss(self, run: int) -> float:
+        """Mean squared-error loss over the last 5% of the steps trained so far."""
+        tail = max(1, math.ceil(0.05 * self.step))
+        return float(self.losses[run, self.step - tail:self.step].mean())
+
+    # --- checkpoints: everything needed to continue exactly where training stopped ---
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "reported_step": self._reported_step,
+            "configs": [c.to_dict() for c in self.configs],
+            "weights": [{k: v.detach().cpu().clone() for k, v in paper_state_dict(w).items()}
+                        for w in self.weights],
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generators": [g.get_state() for g in self.generators],
+            "losses": self.losses[:, :self.step].cpu().clone(),
+            "log2_models": [[{k: v.cpu() for k, v in m.items()} for m in models] for models in self.log2_models],
+            "errors": list(self.errors),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if [RunConfig(**c) for c in state["configs"]] != self.configs:
+            raise ValueError("checkpoint belongs to a different run configuration")
+        with torch.no_grad():
+            for w, saved in zip(self.weights, state["weights"]):
+                w.w1.copy_(saved["0.weight"])
+                w.b1.copy_(saved["0.bias"])
+                w.w2.copy_(saved["2.weight"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for g, s in zip(self.generators, state["generators"]):
+            g.set_state(s)
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+        self._reported_step = int(state["reported_step"])
+        self.losses.zero_()
+        self.losses[:, :self.step] = state["losses"].to(self.device)
+        self.log2_models = [[{k: v.to(self.device) for k, v in m.items()} for m in models]
+                            for models in state["log2_models"]]
+        self.errors = list(state["errors"])
+
+
+def paper_state_dict(weights: RunWeights) -> dict[str, torch.Tensor]:
+    """nn.Sequential(Linear, act, Linear) key names, as the paper code saves its models."""
+    return {"0.weight": weights.w1.detach().clone(), "0.bias": weights.b1.detach().clone(),
+            "2.weight": weights.w2.detach().clone()}
+
+
+def iterate_training(trainer: Trainer, snapshot_every: int | None = None,
+                     max_seconds: float | None = None) -> Iterator[Snapshot]:
+    """Yield a snapshot every `snapshot_every` steps (and at least every `max_seconds`), and at the end."""
+    every = snapshot_every or trainer.base.snapshot_every
+    chunk = 1 if max_seconds is not None else every
+    last = time.monotonic()
+    while trainer.step < trainer.steps:
+        trainer.advance(min(chunk, every - trainer.step % every))
+        now = time.monotonic()
+        at_boundary = trainer.step % every == 0 or trainer.step >= trainer.steps
+        if at_boundary or (max_seconds is not None and now - last >= max_seconds):
+            last = now
+            yield trainer.snapshot()
+
+
+def train(config: RunConfig) -> Iterator[Snapshot]:
+    """Train one run from scratch, yielding snapshots; raises TrainingDiverged on a NaN/inf loss."""
+    trainer = Trainer([config])
+    for snap in iterate_training(trainer):
+        if snap.runs[0].error:
+            raise TrainingDiverged(snap.runs[0].error)
+        yield snap

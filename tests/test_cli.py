@@ -1,0 +1,42 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_train_writes_run_file_and_json_summary(tmp_path):
+    out = tmp_path / "run.pt"
+    result = cli("train", "--preset", "demo-tiny", "--steps", "64", "--snapshot-every", "16",
+                 "--n-neurons", "32", "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 64 and summary["out"] == str(out) and summary["device"] == "cpu"
+    assert set(summary) >= {"final_loss", "mono_ratio", "mean_bias", "seconds", "steps_per_second"}
+    record = torch.load(out, weights_only=True)
+    assert record["k"] == 32 and record["final_model"]["0.weight"].shape == (32, 6)
+    assert abs(record["metrics"]["final_loss"] - summary["final_loss"]) < 1e-9
+    assert "step" in result.stderr  # the progress bar
+
+
+def test_bad_values_exit_2_naming_each_field_and_write_nothing(tmp_path):
+    out = tmp_path / "run.pt"
+    result = cli("train", "--eps", "2", "--n-neurons", "-3", "--task", "sideways", "--out", str(out))
+    assert result.returncode == 2
+    for field in ("eps", "n_neurons", "task"):
+        assert f"{field} must be" in result.stderr
+    assert not out.exists()
+
+
+def test_unknown_preset_and_flag_exit_2():
+    assert cli("train", "--preset", "nope").returncode == 2
+    result = cli("train", "--colour", "red")
+    assert result.returncode == 2 and "colour" in result.stderr

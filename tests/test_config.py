@@ -1,0 +1,69 @@
+import math
+
+from core.config import FIELDS, RunConfig, config_from_dict
+from core.presets import PAPER_BATCHES, PRESETS, QUICK_STEPS
+
+
+def test_defaults_are_valid():
+    assert RunConfig().validate() == {}
+
+
+def test_every_bad_field_reported_at_once_with_its_range():
+    bad = RunConfig(eps=0.0, lr=-1.0, n_neurons=0, task="nope", steps=1)
+    errors = bad.validate()
+    assert set(errors) == {"eps", "lr", "n_neurons", "task", "steps"}
+    assert "(0, 1]" in errors["eps"]
+    assert "decoder, random_proj, abs" in errors["task"]
+    assert "from 2 to" in errors["steps"]
+
+
+def test_embed_dim_must_be_below_features():
+    errors = RunConfig(n_features=16, embed_dim=16).validate()
+    assert "allowed 1 to 15" in errors["embed_dim"]
+
+
+def test_cross_field_check_runs_beside_other_errors():
+    errors = RunConfig(n_features=16, embed_dim=20, eps=3.0).validate()
+    assert set(errors) == {"embed_dim", "eps"}
+
+
+def test_memory_bound_on_batch_times_width():
+    errors = RunConfig(n_neurons=16384, batch_size=65536).validate()
+    assert "memory" in errors["batch_size"]
+
+
+def test_nan_inf_and_bool_rejected():
+    for value in (math.nan, math.inf, True):
+        assert "lr" in RunConfig(lr=value).validate()
+
+
+def test_from_dict_coerces_strings_and_rejects_unknown_fields():
+    config, errors = config_from_dict({"n_neurons": "64", "lr": "0.003", "task": "abs"})
+    assert errors == {} and config.n_neurons == 64 and config.lr == 0.003 and config.task == "abs"
+    _, errors = config_from_dict({"n_neurons": 2.5, "colour": "red", "eps": "lots"})
+    assert set(errors) == {"n_neurons", "colour", "eps"}
+
+
+def test_field_table_has_help_and_range_for_every_knob():
+    for f in FIELDS.values():
+        assert f.metadata["help"]
+        assert f.metadata["choices"] or f.metadata["lo"] is not None
+
+
+def test_presets_valid_and_paper_batches_complete():
+    assert all(not p.config.validate() for p in PRESETS.values())
+    expected = {"LR1", "LR2", "LR3", "LR4", "B1", "B2", "B3", "B4", "B5", "G3", "E1", "E2", "E3", "E4",
+                "K0", "K1", "K2", "RG1", "RP1", "LR5", "D1"}
+    assert set(PAPER_BATCHES) == expected
+    lr3 = PAPER_BATCHES["LR3"]
+    assert lr3.values == (0.001, 0.003, 0.005, 0.007, 0.01, 0.03)
+    assert lr3.base.n_features == 512 and lr3.base.n_neurons == 1024 and lr3.base.steps == 2**17
+    assert PAPER_BATCHES["LR5"].base.n_neurons == 2048 and PAPER_BATCHES["LR5"].base.task == "abs"
+
+
+def test_quick_twin_keeps_decay_times_lr_times_steps():
+    paper = PAPER_BATCHES["LR3"]
+    quick = paper.quick()
+    assert quick.base.steps == QUICK_STEPS
+    assert math.isclose(quick.base.bias_decay * quick.base.steps, paper.base.bias_decay * paper.base.steps)
+    assert all(not c.validate() for c in quick.configs())
