@@ -1,0 +1,299 @@
+"""The Python API for the app and scripts: submit, list, get, stop, pause, resume, delete, read progress.
+
+A job is one or more runs trained together by one worker (a single run, or a batched comparison).
+Stop and pause act on the whole job; delete acts on one run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.config import RunConfig
+from core.store import DiskStore, new_id, now, valid_id
+from core.train import batch_key
+
+DEFAULT_MAX_QUEUED = 64
+HEARTBEAT_TIMEOUT = 20.0  # seconds without a heartbeat before a running job counts as lost
+
+
+class QueueFull(RuntimeError):
+    """More runs are waiting than the queue allows."""
+
+
+class UnknownRun(KeyError):
+    """No run with that id."""
+
+
+class InvalidConfig(ValueError):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class WorkerId:
+    host: str
+    pid: int
+
+    @staticmethod
+    def here() -> WorkerId:
+        return WorkerId(socket.gethostname(), os.getpid())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid}
+
+
+class Lab:
+    """Runs and their progress, on any store with get/set/delete/transaction."""
+
+    def __init__(self, store: DiskStore, max_queued: int = DEFAULT_MAX_QUEUED):
+        self.store = store
+        self.max_queued = max_queued
+
+    # --- submitting ---
+    def submit(self, config: RunConfig, label: str = "") -> str:
+        return self.submit_group([config], [label])[0]
+
+    def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None) -> list[str]:
+        """Queue runs to train together as one batched job (they must share array shapes)."""
+        if not configs:
+            raise ValueError("nothing to submit")
+        for config in configs:
+            errors = config.validate()
+            if errors:
+                raise InvalidConfig(errors)
+        if len({batch_key(c) for c in configs}) != 1:
+            raise ValueError("runs submitted together must share all array shapes; submit them separately")
+        labels = labels or [""] * len(configs)
+        job_id = new_id()
+        run_ids = [new_id() for _ in configs]
+        with self.store.transaction():
+            waiting = self.queued_run_count()
+            if waiting + len(configs) > self.max_queued:
+                raise QueueFull(f"the queue is full: {waiting} runs are waiting (limit {self.max_queued}); "
+                                "wait for some to finish or stop queued runs")
+            for run_id, config, label in zip(run_ids, configs, labels):
+                self.store.set(f"meta/{run_id}", {
+                    "id": run_id, "job": job_id, "label": label, "config": config.to_dict(), "status": "queued",
+                    "created": now(), "started": None, "finished": None, "step": 0, "steps": config.steps,
+                    "eta_seconds": None, "steps_per_second": None, "loss": None, "mono_ratio": None,
+                    "mean_bias": None, "lr": config.lr, "error": None, "chunks": 0, "frames": [], "note": None,
+                })
+            self.store.set(f"job/{job_id}", {"runs": run_ids, "control": None, "worker": None, "heartbeat": None})
+            self.store.set("index", self.store.get("index", []) + run_ids)
+            self.store.set("queue", self.store.get("queue", []) + [job_id])
+        return run_ids
+
+    def queued_run_count(self) -> int:
+        return sum(len(self.store.get(f"job/{j}", {"runs": []})["runs"]) for j in self.store.get("queue", []))
+
+    # --- reading ---
+    def list(self) -> list[dict[str, Any]]:
+        metas = (self.store.get(f"meta/{run_id}") for run_id in self.store.get("index", []))
+        return [m for m in metas if m is not None]
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        meta = self.store.get(f"meta/{run_id}") if valid_id(run_id) else None
+        if meta is None:
+            raise UnknownRun(run_id)
+        return meta
+
+    def exists(self, run_id: str) -> bool:
+        return valid_id(run_id) and self.store.get(f"meta/{run_id}") is not None
+
+    def config(self, run_id: str) -> RunConfig:
+        return RunConfig(**self.get(run_id)["config"])
+
+    def latest_snapshot(self, run_id: str) -> dict[str, Any] | None:
+        """{"step", "sfa" (k, N) float32} of the newest snapshot, or None before the first."""
+        self.get(run_id)
+        snap = self.store.get(f"sfa/{run_id}")
+        if snap is None:
+            return None
+        return {"step": snap["step"], "sfa": snap["sfa"].astype(np.float32)}
+
+    def history(self, run_id: str, since: int = 0) -> dict[str, Any]:
+        """Per-step losses and per-snapshot metric points from chunk `since` on; "next" is the chunk to ask next."""
+        meta = self.get(run_id)
+        chunks = [self.store.get(f"chunk/{run_id}/{n}") for n in range(since, meta["chunks"])]
+        chunks = [c for c in chunks if c is not None]
+        losses = [c["losses"] for c in chunks]
+        starts = [np.arange(c["start"] + 1, c["end"] + 1) for c in chunks]
+        points = [c["point"] for c in chunks]
+        keys = points[0].keys() if points else ()
+        return {
+            "next": since + len(chunks),
+            "loss_steps": np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
+            "losses": np.concatenate(losses) if losses else np.zeros(0, dtype=np.float32),
+            "points": {k: np.array([p[k] for p in points]) for k in keys},
+        }
+
+    def frame_steps(self, run_id: str) -> list[int]:
+        return list(self.get(run_id)["frames"])
+
+    def frame(self, run_id: str, step: int) -> np.ndarray | None:
+        self.get(run_id)
+        sfa = self.store.get(f"frame/{run_id}/{int(step)}")
+        return None if sfa is None else sfa.astype(np.float32)
+
+    def run_file(self, run_id: str) -> bytes | None:
+        self.get(run_id)
+        return self.store.get(f"file/{run_id}")
+
+    # --- control ---
+    def _job_of(self, run_id: str) -> tuple[str, dict[str, Any]]:
+        job_id = self.get(run_id)["job"]
+        return job_id, self.store.get(f"job/{job_id}")
+
+    def _set_status(self, run_ids: list[str], status: str, **fields: Any) -> None:
+        for run_id in run_ids:
+            meta = self.store.get(f"meta/{run_id}")
+            if meta is not None:
+                meta.update(status=status, **fields)
+                self.store.set(f"meta/{run_id}", meta)
+
+    def _unqueue(self, job_id: str) -> bool:
+        queue = self.store.get("queue", [])
+        if job_id not in queue:
+            return False
+        self.store.set("queue", [j for j in queue if j != job_id])
+        return True
+
+    def _control(self, run_id: str, action: str) -> None:
+        with self.store.transaction():
+            job_id, job = self._job_of(run_id)
+            status = self.get(run_id)["status"]
+            if status == "running":
+                job["control"] = action
+                self.store.set(f"job/{job_id}", job)
+            elif status in ("queued", "paused", "interrupted"):
+                self._unqueue(job_id)
+                target = "stopped" if action == "stop" else "paused"
+                self._set_status(job["runs"], target, finished=now() if target == "stopped" else None)
+
+    def stop(self, run_id: str) -> None:
+        """Stop training (the whole job); the run keeps what it learnt so far."""
+        self._control(run_id, "stop")
+
+    def pause(self, run_id: str) -> None:
+        """Checkpoint and free the worker; `resume` continues exactly where it stopped."""
+        if self.get(run_id)["status"] in ("running", "queued"):
+            self._control(run_id, "pause")
+
+    def resume(self, run_id: str) -> None:
+        """Queue a paused or interrupted job again; it continues from its last checkpoint."""
+        with self.store.transaction():
+            job_id, job = self._job_of(run_id)
+            if self.get(run_id)["status"] not in ("paused", "interrupted"):
+                return
+            waiting = self.queued_run_count()
+            if waiting + len(job["runs"]) > self.max_queued:
+                raise QueueFull(f"the queue is full: {waiting} runs are waiting (limit {self.max_queued})")
+            job["control"] = None
+            self.store.set(f"job/{job_id}", job)
+            resumable = [r for r in job["runs"] if self.store.get(f"meta/{r}", {}).get("status") in
+                         ("paused", "interrupted")]
+            self._set_status(resumable, "queued")
+            self.store.set("queue", self.store.get("queue", []) + [job_id])
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run and everything stored for it (a running job stops when none of its runs is left)."""
+        with self.store.transaction():
+            job_id, job = self._job_of(run_id)
+            self.store.set("index", [r for r in self.store.get("index", []) if r != run_id])
+            job["runs"] = [r for r in job["runs"] if r != run_id]
+            if not job["runs"]:
+                if self._unqueue(job_id) or job["worker"] is None:
+                    self.store.delete(f"job/{job_id}")
+                    self.store.delete(f"ckpt/{job_id}")
+                else:
+                    job["control"] = "stop"
+                    self.store.set(f"job/{job_id}", job)
+            else:
+                self.store.set(f"job/{job_id}", job)
+            self.store.delete(f"meta/{run_id}")
+        self.store.delete_prefix(f"chunk/{run_id}/")
+        self.store.delete_prefix(f"frame/{run_id}/")
+        self.store.delete(f"sfa/{run_id}")
+        self.store.delete(f"file/{run_id}")
+
+    # --- worker side ---
+    def claim(self, worker: WorkerId) -> tuple[str, dict[str, Any]] | None:
+        """Take the oldest queued job for this worker, or None."""
+        with self.store.transaction():
+            queue = self.store.get("queue", [])
+            while queue:
+                job_id = queue.pop(0)
+                job = self.store.get(f"job/{job_id}")
+                if job is None or not job["runs"]:
+                    continue
+                job.update(worker=worker.as_dict(), heartbeat=now(), control=None)
+                self.store.set(f"job/{job_id}", job)
+                self.store.set("queue", queue)
+                for run_id in job["runs"]:
+                    meta = self.store.get(f"meta/{run_id}")
+                    if meta is not None:
+                        meta.update(status="running", started=meta["started"] or now())
+                        self.store.set(f"meta/{run_id}", meta)
+                return job_id, job
+            self.store.set("queue", queue)
+        return None
+
+    def heartbeat(self, job_id: str) -> dict[str, Any] | None:
+        """Record that the job's worker is alive; return the job (with its control flag), None if deleted."""
+        with self.store.transaction():
+            job = self.store.get(f"job/{job_id}")
+            if job is not None:
+                job["heartbeat"] = now()
+                self.store.set(f"job/{job_id}", job)
+        return job
+
+    def release(self, job_id: str, status: str, **fields: Any) -> None:
+        """The worker lets go of a job, leaving its runs in `status`."""
+        with self.store.transaction():
+            job = self.store.get(f"job/{job_id}")
+            if job is None:
+                return
+            job.update(worker=None, control=None)
+            self.store.set(f"job/{job_id}", job)
+            live = [r for r in job["runs"] if self.store.get(f"meta/{r}", {}).get("status") == "running"]
+            self._set_status(live, status, **fields)
+            if status == "queued":
+                self.store.set("queue", [job_id] + self.store.get("queue", []))
+            if not job["runs"]:
+                self.store.delete(f"job/{job_id}")
+                self.store.delete(f"ckpt/{job_id}")
+
+    def recover(self, is_alive: Any = None, auto_resume: bool = True) -> list[str]:
+        """Requeue (or mark interrupted) running jobs whose worker died; returns their run ids.
+
+        `is_alive(worker_dict)` says whether a worker process still exists (None: judge by heartbeat)."""
+        lost: list[str] = []
+        for meta in self.list():
+            if meta["status"] != "running":
+                continue
+            job = self.store.get(f"job/{meta['job']}")
+            if job is None:
+                self._set_status([meta["id"]], "failed", error="its job record was lost", finished=now())
+                continue
+            worker, beat = job.get("worker"), job.get("heartbeat") or 0
+            dead = worker is None or (is_alive is not None and not is_alive(worker))
+            if dead or now() - beat > HEARTBEAT_TIMEOUT:
+                with self.store.transaction():
+                    job = self.store.get(f"job/{meta['job']}")
+                    if job is None or job.get("worker") != worker:
+                        continue
+                    lost += job["runs"]
+                    status = "queued" if auto_resume else "interrupted"
+                    step = self._checkpoint_step(meta["job"])
+                    self.release(meta["job"], status, note=f"interrupted; resumed from step {step}")
+        return lost
+
+    def _checkpoint_step(self, job_id: str) -> int:
+        info = self.store.get(f"ckpt_step/{job_id}")
+        return int(info) if info is not None else 0

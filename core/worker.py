@@ -1,0 +1,290 @@
+"""Embedded workers: processes that take queued jobs from the store and train them.
+
+Workers are started with the `spawn` method (a process that ran torch's threaded code and then
+forks can deadlock, and CUDA cannot be re-initialised in a forked child); importing this module
+runs no torch computation, and each worker sets its own thread count.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import multiprocessing as mp
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.config import RunConfig
+from core.jobs import Lab, WorkerId
+from core.metrics import single_feature_activations
+from core.runfile import build_run_file
+from core.store import DiskStore, now
+from core.train import Trainer
+
+log = logging.getLogger(__name__)
+
+CONTROL_EVERY = 0.25  # seconds between checks of stop / pause / delete
+SNAPSHOT_EVERY_SECONDS = 1.0
+CHECKPOINT_EVERY_SECONDS = 10.0
+MAX_PERIODIC_FRAMES = 32
+FLOAT16_MAX = 65504.0
+
+
+def frame_interval(config: RunConfig) -> int:
+    """Steps between stored SFA frames: a multiple of snapshot_every giving at most ~32 frames."""
+    snapshots = max(1, config.steps // config.snapshot_every)
+    return config.snapshot_every * max(1, math.ceil(snapshots / MAX_PERIODIC_FRAMES))
+
+
+def as_float16(sfa: np.ndarray) -> np.ndarray:
+    return np.clip(sfa, -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
+
+
+class JobRunner:
+    """Trains one claimed job, publishing snapshots and honouring control flags between steps."""
+
+    def __init__(self, lab: Lab, job_id: str, run_ids: list[str], stop_event: Any,
+                 checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS):
+        self.checkpoint_seconds = checkpoint_seconds
+        self.lab, self.store = lab, lab.store
+        self.job_id, self.run_ids, self.stop_event = job_id, list(run_ids), stop_event
+        self.configs = [RunConfig(**lab.get(r)["config"]) for r in run_ids]
+        self.trainer = Trainer(self.configs)
+        self.log2_seen = [0] * len(run_ids)
+        self.frame_every = frame_interval(self.configs[0])
+        self.last_checkpoint = time.monotonic()
+        self._restore()
+
+    # --- persistence ---
+    def _restore(self) -> None:
+        blob = self.store.get(f"ckpt/{self.job_id}")
+        if blob is not None:
+            self.trainer.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+            self.log2_seen = [len(m) for m in self.trainer.log2_models]
+        step = self.trainer.step
+        with self.store.transaction():
+            for run_id in self.run_ids:
+                meta = self.store.get(f"meta/{run_id}")
+                if meta is None:
+                    continue
+                while meta["chunks"] > 0:
+                    chunk = self.store.get(f"chunk/{run_id}/{meta['chunks'] - 1}")
+                    if chunk is not None and chunk["end"] <= step:
+                        break
+                    self.store.delete(f"chunk/{run_id}/{meta['chunks'] - 1}")
+                    meta["chunks"] -= 1
+                for frame_step in [s for s in meta["frames"] if s > step]:
+                    self.store.delete(f"frame/{run_id}/{frame_step}")
+                meta["frames"] = [s for s in meta["frames"] if s <= step]
+                meta["step"] = step
+                self.store.set(f"meta/{run_id}", meta)
+
+    def _checkpoint(self) -> None:
+        buffer = io.BytesIO()
+        torch.save(self.trainer.state_dict(), buffer)
+        with self.store.transaction():
+            self.store.set(f"ckpt/{self.job_id}", buffer.getvalue())
+            self.store.set(f"ckpt_step/{self.job_id}", self.trainer.step)
+        self.last_checkpoint = time.monotonic()
+
+    def _publish(self) -> bool:
+        """Record a snapshot for every live run; False when no run of the job is left to train."""
+        snap = self.trainer.snapshot()
+        trainer = self.trainer
+        sps = trainer.step / trainer.elapsed if trainer.elapsed > 0 else None
+        eta = (trainer.steps - trainer.step) / sps if sps else None
+        live = 0
+        with self.store.transaction():
+            for r, run_id in enumerate(self.run_ids):
+                meta = self.store.get(f"meta/{run_id}")
+                if meta is None or meta["status"] != "running":
+                    continue
+                run = snap.runs[r]
+                if run.error:
+                    meta.update(status="failed", error=run.error, finished=now())
+                    self.store.set(f"meta/{run_id}", meta)
+                    continue
+                live += 1
+                if len(run.new_losses) == 0:
+                    continue  # nothing trained since the last snapshot
+                summary = run.summary
+                point = {"step": snap.step, "loss": run.loss, "lr": run.lr, "mean_bias": run.mean_bias,
+                         "mono_ratio": summary.mono_ratio, "positive_mono_ratio": summary.positive_mono_ratio,
+                         "nearly_mono": summary.nearly_mono_neurons, "dead": summary.dead_neurons,
+                         "mean_score": summary.mean_score, "elapsed": snap.elapsed}
+                start = snap.step - len(run.new_losses)
+                self.store.set(f"chunk/{run_id}/{meta['chunks']}",
+                               {"start": start, "end": snap.step, "losses": run.new_losses.astype(np.float32),
+                                "point": point})
+                meta["chunks"] += 1
+                sfa16 = as_float16(run.sfa)
+                self.store.set(f"sfa/{run_id}", {"step": snap.step, "sfa": sfa16})
+                frames = set(meta["frames"])
+                if snap.step % self.frame_every == 0 or snap.done:
+                    self.store.set(f"frame/{run_id}/{snap.step}", sfa16)
+                    frames.add(snap.step)
+                for i, state in enumerate(trainer.log2_models[r][self.log2_seen[r]:], start=self.log2_seen[r]):
+                    sfa = single_feature_activations(state["0.weight"][None], state["0.bias"][None],
+                                                     trainer.embedders[r][None], trainer.base.nonlinearity)[0]
+                    self.store.set(f"frame/{run_id}/{2 ** i}", as_float16(sfa.float().cpu().numpy()))
+                    frames.add(2**i)
+                meta["frames"] = sorted(frames)
+                meta.update(step=snap.step, loss=run.loss, mono_ratio=summary.mono_ratio,
+                            mean_bias=run.mean_bias, lr=run.lr, steps_per_second=sps, eta_seconds=eta,
+                            updated=now())
+                self.store.set(f"meta/{run_id}", meta)
+        self.log2_seen = [len(m) for m in trainer.log2_models]
+        return live > 0
+
+    def _save_run_files(self) -> None:
+        for r, run_id in enumerate(self.run_ids):
+            meta = self.store.get(f"meta/{run_id}")
+            if meta is None or meta["status"] != "running":
+                continue
+            buffer = io.BytesIO()
+            torch.save(build_run_file(self.trainer, r), buffer)
+            self.store.set(f"file/{run_id}", buffer.getvalue())
+
+    # --- the loop ---
+    def run(self) -> None:
+        trainer = self.trainer
+        every = self.configs[0].snapshot_every
+        steps_per_check = 1
+        last_control = last_snapshot = time.monotonic()
+        while trainer.step < trainer.steps:
+            t0 = time.perf_counter()
+            trainer.advance(min(steps_per_check, every - trainer.step % every))
+            took = time.perf_counter() - t0
+            # Size the next chunk to take about a tenth of the control interval.
+            if took > 0:
+                steps_per_check = max(1, min(every, int(steps_per_check * (0.1 * CONTROL_EVERY) / took) or 1))
+            clock = time.monotonic()
+            at_boundary = trainer.step % every == 0
+            if at_boundary or clock - last_snapshot >= SNAPSHOT_EVERY_SECONDS:
+                last_snapshot = clock
+                if not self._publish():
+                    return self.lab.release(self.job_id, "stopped", finished=now())
+                if clock - self.last_checkpoint >= self.checkpoint_seconds:
+                    self._checkpoint()
+            if clock - last_control >= CONTROL_EVERY:
+                last_control = clock
+                job = self.lab.heartbeat(self.job_id)
+                action = "stop" if job is None or not job["runs"] else job["control"]
+                if self.stop_event.is_set():
+                    action = "shutdown"
+                if action:
+                    return self._interrupt(action, job)
+        self._publish()
+        self._save_run_files()
+        self.lab.release(self.job_id, "done", finished=now())
+        self.store.delete(f"ckpt/{self.job_id}")
+
+    def _interrupt(self, action: str, job: dict[str, Any] | None) -> None:
+        if job is None:
+            return
+        self.run_ids = [r for r in self.run_ids if r in job["runs"]] or self.run_ids
+        live = self._publish()
+        self._checkpoint()
+        if action == "stop" or not live:
+            self._save_run_files()
+            self.lab.release(self.job_id, "stopped", finished=now())
+        elif action == "pause":
+            self.lab.release(self.job_id, "paused")
+        else:  # the app is shutting down: queue the job again to resume on the next start
+            self.lab.release(self.job_id, "queued", note=f"paused by shutdown at step {self.trainer.step}")
+
+
+def worker_main(data_dir: str, threads: int, stop_event: Any, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,
+                poll_seconds: float = 0.2) -> None:
+    """Entry point of a worker process: claim jobs until told to stop."""
+    torch.set_num_threads(max(1, threads))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
+    lab = Lab(DiskStore(data_dir))
+    me = WorkerId.here()
+    while not stop_event.is_set():
+        claimed = lab.claim(me)
+        if claimed is None:
+            stop_event.wait(poll_seconds)
+            continue
+        job_id, job = claimed
+        log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
+        try:
+            JobRunner(lab, job_id, job["runs"], stop_event, checkpoint_seconds).run()
+        except Exception as err:  # a failing run must not take the worker down
+            log.error("job %s failed: %s", job_id, traceback.format_exc())
+            lab.release(job_id, "failed", error=f"{type(err).__name__}: {err}", finished=now())
+
+
+def default_threads(workers: int) -> int:
+    """Leave one core to the web server on a CPU machine."""
+    cores = os.cpu_count() or 1
+    return max(1, (cores - 1) // max(1, workers))
+
+
+class WorkerPool:
+    """Starts, supervises and cleanly stops the embedded worker processes."""
+
+    def __init__(self, data_dir: str | Path, workers: int = 1, threads: int | None = None,
+                 checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS):
+        self.checkpoint_seconds = checkpoint_seconds
+        self.data_dir = str(data_dir)
+        self.n_workers = max(1, workers)
+        self.threads = threads or default_threads(self.n_workers)
+        self.context = mp.get_context("spawn")
+        self.stop_event = self.context.Event()
+        self.processes: list[Any] = []
+        self.lab = Lab(DiskStore(self.data_dir))
+        self._supervisor: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    def _spawn(self) -> Any:
+        process = self.context.Process(target=worker_main, args=(self.data_dir, self.threads, self.stop_event, self.checkpoint_seconds),
+                                       name="lab-worker", daemon=False)
+        process.start()
+        return process
+
+    def alive_pids(self) -> set[int]:
+        return {p.pid for p in self.processes if p.is_alive()}
+
+    def _is_alive(self, worker: dict[str, Any]) -> bool:
+        if worker.get("host") != WorkerId.here().host:
+            return True  # another machine's worker: judged by its heartbeat
+        return worker.get("pid") in self.alive_pids()
+
+    def start(self) -> WorkerPool:
+        self.lab.recover(is_alive=self._is_alive)
+        self.processes = [self._spawn() for _ in range(self.n_workers)]
+        self._supervisor = threading.Thread(target=self._supervise, name="lab-supervisor", daemon=True)
+        self._supervisor.start()
+        return self
+
+    def _supervise(self) -> None:
+        while not self._closing.wait(1.0):
+            for i, process in enumerate(self.processes):
+                if not process.is_alive() and not self._closing.is_set():
+                    log.warning("worker %s exited (code %s); starting another", process.pid, process.exitcode)
+                    self.processes[i] = self._spawn()
+            try:
+                self.lab.recover(is_alive=self._is_alive)
+            except Exception:  # never let supervision die on a transient store error
+                log.exception("recovery check failed")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask workers to checkpoint and exit; terminate any that do not within the timeout."""
+        self._closing.set()
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            process.join(max(0.1, deadline - time.monotonic()))
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+        self.processes = []

@@ -1,0 +1,124 @@
+"""Background jobs across real worker processes (spawned), on the embedded diskcache store."""
+
+import io
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import RunConfig
+from core.jobs import Lab, QueueFull, UnknownRun
+from core.store import DiskStore
+from core.worker import WorkerPool
+from tests.helpers import wait_until
+
+SMALL = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=32, steps=400,
+                  snapshot_every=50, device="cpu")
+LONG = SMALL.replace(steps=200_000, snapshot_every=500)
+
+
+def status(lab: Lab, run_id: str) -> str:
+    return lab.get(run_id)["status"]
+
+
+def assert_continuous_history(lab: Lab, run_id: str, steps: int) -> None:
+    history = lab.history(run_id)
+    assert np.array_equal(history["loss_steps"], np.arange(1, steps + 1)), "loss history has a gap or duplicate"
+    assert np.isfinite(history["losses"]).all()
+    assert np.all(np.diff(history["points"]["step"]) > 0)
+
+
+@pytest.fixture
+def pool(tmp_path):
+    started = WorkerPool(tmp_path / "data", workers=1, threads=1, checkpoint_seconds=0.3).start()
+    yield started
+    started.stop()
+
+
+def test_submit_train_and_read_back(pool):
+    lab = pool.lab
+    run_id = lab.submit(SMALL, label="first")
+    assert status(lab, run_id) in ("queued", "running")
+    wait_until(lambda: status(lab, run_id) == "done", message="the run to finish")
+    meta = lab.get(run_id)
+    assert meta["step"] == SMALL.steps and meta["error"] is None and meta["label"] == "first"
+    assert [m["id"] for m in lab.list()] == [run_id]
+    assert_continuous_history(lab, run_id, SMALL.steps)
+    snapshot = lab.latest_snapshot(run_id)
+    assert snapshot["step"] == SMALL.steps and snapshot["sfa"].shape == (24, 16)
+    assert {1, 2, 4, 128, 256, SMALL.steps} <= set(lab.frame_steps(run_id))
+    record = torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)
+    assert record["final_model"]["0.weight"].shape == (24, 4)
+    assert abs(record["metrics"]["mono_ratio"] - meta["mono_ratio"]) < 1e-3
+
+
+def test_pause_resume_and_stop_within_a_second(pool):
+    lab = pool.lab
+    run_id = lab.submit(LONG)
+    wait_until(lambda: lab.get(run_id)["step"] > 0, message="training to start")
+    lab.pause(run_id)
+    wait_until(lambda: status(lab, run_id) == "paused", timeout=1.5, message="pause")
+    paused_at = lab.get(run_id)["step"]
+    lab.resume(run_id)
+    wait_until(lambda: lab.get(run_id)["step"] > paused_at + 500, message="training to continue")
+    lab.stop(run_id)
+    wait_until(lambda: status(lab, run_id) == "stopped", timeout=1.5, message="stop")
+    step = lab.get(run_id)["step"]
+    assert_continuous_history(lab, run_id, step)
+    assert lab.run_file(run_id) is not None  # a stopped run keeps what it learnt
+
+
+def test_killed_worker_resumes_from_checkpoint_without_gaps(pool):
+    lab = pool.lab
+    config = SMALL.replace(steps=6000, snapshot_every=100)
+    run_id = lab.submit(config)
+    wait_until(lambda: lab.store.get(f"ckpt_step/{lab.get(run_id)['job']}", 0) >= 500, message="a checkpoint")
+    victim = lab.store.get(f"job/{lab.get(run_id)['job']}")["worker"]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: status(lab, run_id) == "done", timeout=90, message="the resumed run to finish")
+    assert "resumed from step" in (lab.get(run_id)["note"] or "")
+    assert_continuous_history(lab, run_id, config.steps)
+
+
+def test_app_restart_resumes_runs(tmp_path):
+    data = tmp_path / "data"
+    first = WorkerPool(data, workers=1, threads=1, checkpoint_seconds=0.3).start()
+    run_id = first.lab.submit(SMALL.replace(steps=6000, snapshot_every=100))
+    wait_until(lambda: first.lab.get(run_id)["step"] >= 1000, message="progress")
+    for process in first.processes:  # the whole app dies: kill -9, no clean-up
+        os.kill(process.pid, signal.SIGKILL)
+    first._closing.set()
+    second = WorkerPool(data, workers=1, threads=1).start()
+    try:
+        assert [m["id"] for m in second.lab.list()] == [run_id]
+        wait_until(lambda: status(second.lab, run_id) == "done", timeout=90, message="the run after restart")
+        assert_continuous_history(second.lab, run_id, 6000)
+    finally:
+        second.stop()
+
+
+def test_failing_run_is_isolated(pool):
+    lab = pool.lab
+    bad = lab.submit(SMALL.replace(nonlinearity="solu", lr=1.0))
+    good = lab.submit(SMALL)
+    wait_until(lambda: status(lab, good) == "done", message="the healthy run")
+    meta = lab.get(bad)
+    assert meta["status"] == "failed" and "diverged" in meta["error"]
+
+
+def test_bounded_queue_and_delete(tmp_path):
+    lab = Lab(DiskStore(tmp_path / "data"), max_queued=2)
+    first, second = lab.submit(SMALL), lab.submit(SMALL)
+    with pytest.raises(QueueFull, match="limit 2"):
+        lab.submit(SMALL)
+    lab.stop(first)
+    assert status(lab, first) == "stopped"
+    lab.submit(SMALL)  # room again
+    lab.delete(second)
+    assert second not in [m["id"] for m in lab.list()]
+    with pytest.raises(UnknownRun):
+        lab.get(second)
+    with pytest.raises(UnknownRun):
+        lab.get("../etc/passwd")
