@@ -176,8 +176,6 @@ def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tup
             values[name] = parse_value(FIELDS[name], raw)
         except ValueError as err:
             errors[name] = str(err)
-    if errors:
-        return None, errors
     config = dataclasses.replace(base or RunConfig(), **values)
-    errors = config.validate()
+    errors = {**config.validate(), **errors}
     return (None, errors) if errors else (config, {})

@@ -110,12 +110,12 @@ class Lab:
         return RunConfig(**self.get(run_id)["config"])
 
     def latest_snapshot(self, run_id: str) -> dict[str, Any] | None:
-        """{"step", "sfa" (k, N) float32} of the newest snapshot, or None before the first."""
+        """{"step", "sfa" (k, N) float32, "bias" (k,)} of the newest snapshot, or None before the first."""
         self.get(run_id)
         snap = self.store.get(f"sfa/{run_id}")
         if snap is None:
             return None
-        return {"step": snap["step"], "sfa": snap["sfa"].astype(np.float32)}
+        return {"step": snap["step"], "sfa": snap["sfa"].astype(np.float32), "bias": snap["bias"]}
 
     def history(self, run_id: str, since: int = 0) -> dict[str, Any]:
         """Per-step losses and per-snapshot metric points from chunk `since` on; "next" is the chunk to ask next."""

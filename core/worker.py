@@ -125,7 +125,8 @@ class JobRunner:
                                 "point": point})
                 meta["chunks"] += 1
                 sfa16 = as_float16(run.sfa)
-                self.store.set(f"sfa/{run_id}", {"step": snap.step, "sfa": sfa16})
+                bias = trainer.weights[r].b1.detach().float().cpu().numpy()
+                self.store.set(f"sfa/{run_id}", {"step": snap.step, "sfa": sfa16, "bias": bias})
                 frames = set(meta["frames"])
                 if snap.step % self.frame_every == 0 or snap.done:
                     self.store.set(f"frame/{run_id}/{snap.step}", sfa16)
@@ -245,8 +246,8 @@ class WorkerPool:
         self._closing = threading.Event()
 
     def _spawn(self) -> Any:
-        process = self.context.Process(target=worker_main, args=(self.data_dir, self.threads, self.stop_event, self.checkpoint_seconds),
-                                       name="lab-worker", daemon=False)
+        args = (self.data_dir, self.threads, self.stop_event, self.checkpoint_seconds)
+        process = self.context.Process(target=worker_main, args=args, name="lab-worker", daemon=False)
         process.start()
         return process
 

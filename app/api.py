@@ -1,0 +1,169 @@
+"""A small JSON API on the app's own server, for scripts and notebooks (`/api/...`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from core.config import FIELDS, RunConfig, allowed_range, config_from_dict
+from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
+from core.presets import PRESETS
+
+MAX_BODY_BYTES = 64 * 1024
+SUMMARY_KEYS = ("id", "label", "status", "step", "steps", "loss", "mono_ratio", "mean_bias", "lr", "eta_seconds",
+                "error", "created", "job")
+
+
+def run_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: meta.get(k) for k in SUMMARY_KEYS}, "config": meta["config"]}
+
+
+def parse_submission(body: Any) -> tuple[RunConfig | None, dict[str, str], str]:
+    """A run config from a JSON body: its fields by RunConfig name, or {"preset": name, ...overrides}."""
+    if not isinstance(body, dict):
+        return None, {"body": "expected a JSON object of run config fields or {\"preset\": name}"}, ""
+    fields = dict(body)
+    preset = fields.pop("preset", None)
+    base = None
+    if preset is not None:
+        if not isinstance(preset, str) or preset not in PRESETS:
+            return None, {"preset": f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}"}, ""
+        base = PRESETS[preset].config
+    config, errors = config_from_dict(fields, base)
+    return config, errors, preset or "api"
+
+
+def openapi_spec() -> dict[str, Any]:
+    properties = {}
+    for name, f in FIELDS.items():
+        meta = f.metadata
+        schema: dict[str, Any] = {"description": f"{meta['help']} Allowed: {allowed_range(f)}.", "default": f.default}
+        if meta["choices"]:
+            schema.update(type="string", enum=list(meta["choices"]))
+        else:
+            schema["type"] = "integer" if f.type in ("int", int) else "number"
+            schema["minimum"] = meta["lo"]
+            schema["maximum"] = meta["hi"]
+            if meta["lo_open"]:
+                schema["exclusiveMinimum"] = meta["lo"]
+                del schema["minimum"]
+        properties[name] = schema
+    properties["preset"] = {"type": "string", "enum": list(PRESETS), "description": "start from a preset"}
+    run_path = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]}
+    ok = {"200": {"description": "OK"}, "404": {"description": "unknown run id"}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Monosemanticity Lab API", "version": "1"},
+        "components": {"schemas": {"RunConfig": {"type": "object", "properties": properties,
+                                                 "additionalProperties": False}}},
+        "paths": {
+            "/api/runs": {
+                "get": {"summary": "list runs", "responses": {"200": {"description": "runs, oldest first"}}},
+                "post": {"summary": "queue a run",
+                         "requestBody": {"content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/RunConfig"}}}},
+                         "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: "
+                                                                                             "message}}"},
+                                       "413": {"description": "body too large"},
+                                       "503": {"description": "queue full"}}},
+            },
+            "/api/runs/{id}": {**run_path, "get": {"summary": "a run's status and metrics", "responses": ok},
+                               "delete": {"summary": "delete a run", "responses": ok}},
+            "/api/runs/{id}/stop": {**run_path, "post": {"summary": "stop a run", "responses": ok}},
+            "/api/runs/{id}/pause": {**run_path, "post": {"summary": "pause a run", "responses": ok}},
+            "/api/runs/{id}/resume": {**run_path, "post": {"summary": "resume a paused run", "responses": ok}},
+            "/api/runs/{id}/file": {**run_path, "get": {"summary": "the run file (torch.save; load with "
+                                                                   "weights_only=True)", "responses": ok}},
+        },
+    }
+
+
+def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"error": message, **extra}), status
+
+
+def register_api(server: Flask, lab: Lab) -> None:
+    server.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+
+    @server.errorhandler(413)
+    def too_large(_err: Exception) -> tuple[Response, int]:
+        return error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+
+    @server.get("/api/openapi.json")
+    def api_openapi() -> Response:
+        return jsonify(openapi_spec())
+
+    @server.get("/api/runs")
+    def api_list() -> Response:
+        return jsonify([run_summary(m) for m in lab.list()])
+
+    @server.post("/api/runs")
+    def api_submit() -> tuple[Response, int]:
+        raw = request.get_data(cache=False)
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as err:
+            return jsonify({"errors": {"body": f"malformed JSON: {err}"}}), 400
+        config, errors, label = parse_submission(body)
+        if errors:
+            return jsonify({"errors": errors}), 400
+        try:
+            run_id = lab.submit(config, label=label)
+        except QueueFull as err:
+            return error(503, str(err))
+        except InvalidConfig as err:
+            return jsonify({"errors": err.errors}), 400
+        return jsonify({"id": run_id}), 201
+
+    def with_run(run_id: str, action: Any) -> tuple[Response, int]:
+        try:
+            return action()
+        except UnknownRun:
+            return error(404, f"no run with id {run_id!r}")
+        except QueueFull as err:
+            return error(503, str(err))
+
+    @server.get("/api/runs/<run_id>")
+    def api_get(run_id: str) -> tuple[Response, int]:
+        return with_run(run_id, lambda: (jsonify(run_summary(lab.get(run_id))), 200))
+
+    def control(run_id: str, method: Any) -> tuple[Response, int]:
+        def act() -> tuple[Response, int]:
+            method(run_id)
+            return jsonify(run_summary(lab.get(run_id))), 200
+        return with_run(run_id, act)
+
+    @server.post("/api/runs/<run_id>/stop")
+    def api_stop(run_id: str) -> tuple[Response, int]:
+        return control(run_id, lab.stop)
+
+    @server.post("/api/runs/<run_id>/pause")
+    def api_pause(run_id: str) -> tuple[Response, int]:
+        return control(run_id, lab.pause)
+
+    @server.post("/api/runs/<run_id>/resume")
+    def api_resume(run_id: str) -> tuple[Response, int]:
+        return control(run_id, lab.resume)
+
+    @server.delete("/api/runs/<run_id>")
+    def api_delete(run_id: str) -> tuple[Response, int]:
+        def act() -> tuple[Response, int]:
+            lab.delete(run_id)
+            return jsonify({"deleted": run_id}), 200
+        return with_run(run_id, act)
+
+    @server.route("/api/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def api_unknown(rest: str) -> tuple[Response, int]:
+        return error(404, f"no such API endpoint: /api/{rest}")
+
+    @server.get("/api/runs/<run_id>/file")
+    def api_file(run_id: str) -> tuple[Response, int]:
+        def act() -> tuple[Response, int]:
+            blob = lab.run_file(run_id)
+            if blob is None:
+                return error(409, f"run {run_id} has no run file yet (status {lab.get(run_id)['status']})")
+            headers = {"Content-Disposition": f"attachment; filename=run-{run_id}.pt"}
+            return Response(blob, mimetype="application/octet-stream", headers=headers), 200
+        return with_run(run_id, act)

@@ -1,0 +1,183 @@
+"""Dash callbacks: thin glue between the page, the job API (core.jobs) and the figures."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, ctx, html, no_update
+
+from app.form import (
+    FIELD_NAMES,
+    config_from_query,
+    config_to_query,
+    feedback_id,
+    field_id,
+    form_errors,
+    values_from_config,
+)
+from app.live import STATUS_COLOURS, format_eta, live_key, live_view
+from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
+from core.presets import PRESETS
+
+FIELD_VALUES = [Input(field_id(n), "value") for n in FIELD_NAMES]
+ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "duplicate": "Duplicate", "delete": "Delete"}
+
+
+def available_actions(status: str) -> list[str]:
+    actions = {"running": ["pause", "stop"], "queued": ["pause", "stop"], "paused": ["resume", "stop"],
+               "interrupted": ["resume", "stop"]}.get(status, [])
+    return actions + ["duplicate", "delete"]
+
+
+def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
+    status = meta["status"]
+    progress = 100.0 * meta["step"] / max(1, meta["steps"])
+    eta = format_eta(meta["eta_seconds"]) if status == "running" else ""
+    buttons = [dbc.Button(ACTIONS[a], id={"type": "run-action", "action": a, "run": meta["id"]}, size="sm",
+                          color="danger" if a == "delete" else "secondary", outline=True, className="me-1 mt-1")
+               for a in available_actions(status)]
+    return dbc.ListGroupItem([
+        html.Div([
+            html.Span(meta["label"] or "run", className="fw-semibold me-2"),
+            dbc.Badge(status, color=STATUS_COLOURS.get(status, "secondary"), className="me-2"),
+            html.Span(meta["id"], className="text-muted small font-monospace"),
+        ]),
+        dbc.Progress(value=progress, className="my-1", style={"height": "5px"},
+                     color=STATUS_COLOURS.get(status, "secondary")),
+        html.Div(f"step {meta['step']:,} / {meta['steps']:,}" + (f" · ETA {eta}" if eta else "")
+                 + (f" · loss {meta['loss']:.4f}" if meta["loss"] is not None else ""), className="small"),
+        html.Div(buttons),
+    ], id={"type": "run-select", "run": meta["id"]}, action=True, n_clicks=0,
+        className="run-row selected" if selected else "run-row", key=meta["id"])
+
+
+def register_callbacks(app: Any, lab: Lab) -> None:
+    @app.callback(
+        [Output(field_id(n), "value") for n in FIELD_NAMES] + [Output("preset-select", "value"),
+                                                               Output("url", "search")],
+        Input("url", "search"), Input("preset-select", "value"), *FIELD_VALUES,
+    )
+    def sync_form_and_url(search: str | None, preset: str | None, *values: Any) -> list[Any]:
+        """The URL holds the config: loading a link fills the form; editing the form rewrites the link."""
+        keep = [no_update] * len(FIELD_NAMES)
+        trigger = ctx.triggered_id
+        if trigger == "url" or trigger is None:
+            url_preset, config = config_from_query(search)
+            if config is None:
+                config = PRESETS[preset].config if preset in PRESETS else None
+                if config is None:
+                    return keep + [no_update, no_update]
+                return values_from_config(config) + [no_update, config_to_query(config, preset)]
+            return values_from_config(config) + [url_preset or no_update, no_update]
+        if trigger == "preset-select" and preset in PRESETS:
+            config = PRESETS[preset].config
+            return values_from_config(config) + [no_update, config_to_query(config, preset)]
+        config, _ = form_errors(list(values))
+        if config is None:
+            return keep + [no_update, no_update]
+        return keep + [no_update, config_to_query(config, preset)]
+
+    @app.callback(
+        [Output(field_id(n), "invalid") for n in FIELD_NAMES]
+        + [Output(feedback_id(n), "children") for n in FIELD_NAMES] + [Output("start-button", "disabled")],
+        *FIELD_VALUES,
+    )
+    def validate_form(*values: Any) -> list[Any]:
+        _, errors = form_errors(list(values))
+        return ([n in errors for n in FIELD_NAMES] + [errors.get(n, "") for n in FIELD_NAMES] + [bool(errors)])
+
+    @app.callback(
+        Output("selected-run", "data", allow_duplicate=True), Output("submit-message", "children"),
+        Input("start-button", "n_clicks"), State("preset-select", "value"), *[State(field_id(n), "value")
+                                                                             for n in FIELD_NAMES],
+        prevent_initial_call=True,
+    )
+    def start_run(_clicks: int, preset: str | None, *values: Any) -> tuple[Any, Any]:
+        config, errors = form_errors(list(values))
+        if errors:
+            return no_update, dbc.Alert("Fix the highlighted fields first: " + "; ".join(errors.values()),
+                                        color="danger", dismissable=True)
+        label = preset if preset in PRESETS and PRESETS[preset].config == config else f"{preset or 'custom'} (edited)"
+        try:
+            run_id = lab.submit(config, label=label)
+        except (QueueFull, InvalidConfig) as err:
+            return no_update, dbc.Alert(str(err), color="danger", dismissable=True)
+        return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000)
+
+    @app.callback(Output("run-list", "children"), Output("store-usage", "children"),
+                  Input("tick", "n_intervals"), Input("selected-run", "data"))
+    def refresh_run_list(_tick: int, selected: str | None) -> tuple[Any, str]:
+        runs = lab.list()
+        if not runs:
+            return html.Div("No runs yet.", className="text-muted small"), ""
+        rows = [run_row(m, m["id"] == selected) for m in reversed(runs)]
+        usage = f"{len(runs)} runs · store {lab.store.volume_bytes() / 2**20:.1f} MiB"
+        return dbc.ListGroup(rows), usage
+
+    @app.callback(Output("selected-run", "data", allow_duplicate=True),
+                  Input({"type": "run-select", "run": ALL}, "n_clicks"), prevent_initial_call=True)
+    def select_run(clicks: list[int | None]) -> Any:
+        if not ctx.triggered_id or not any(clicks):
+            return no_update
+        triggered = ctx.triggered[0]["value"] if ctx.triggered else None
+        return ctx.triggered_id["run"] if triggered else no_update
+
+    @app.callback(Output("submit-message", "children", allow_duplicate=True),
+                  Output("selected-run", "data", allow_duplicate=True),
+                  Input({"type": "run-action", "action": ALL, "run": ALL}, "n_clicks"), prevent_initial_call=True)
+    def run_action(clicks: list[int | None]) -> tuple[Any, Any]:
+        trigger = ctx.triggered_id
+        if not trigger or not ctx.triggered or not ctx.triggered[0]["value"]:
+            return no_update, no_update
+        run_id, action = trigger["run"], trigger["action"]
+        try:
+            if action == "duplicate":
+                meta = lab.get(run_id)
+                config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))
+                new_id = lab.submit(config, label=meta["label"])
+                return dbc.Alert(f"Queued {new_id}: same config, seed {config.seed}.", color="success",
+                                 dismissable=True, duration=4000), new_id
+            getattr(lab, action)(run_id)
+        except UnknownRun:
+            return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), no_update
+        except QueueFull as err:
+            return dbc.Alert(str(err), color="danger", dismissable=True), no_update
+        return no_update, no_update
+
+    @app.callback(
+        Output("live-title", "children"), Output("live-subtitle", "children"), Output("live-progress", "value"),
+        Output("stat-step", "children"), Output("stat-loss", "children"), Output("stat-mono", "children"),
+        Output("stat-bias", "children"), Output("stat-lr", "children"),
+        Output("loss-graph", "figure"), Output("mono-graph", "figure"), Output("bias-history-graph", "figure"),
+        Output("lr-graph", "figure"), Output("sfa-heatmap", "figure"), Output("heatmap-step", "children"),
+        Output("checkpoint-slider", "max"), Output("checkpoint-slider", "marks"),
+        Output("checkpoint-slider", "value"), Output("bias-graph", "figure"), Output("score-histogram", "figure"),
+        Output("download-area", "children"), Output("live-state", "data"),
+        Input("tick", "n_intervals"), Input("selected-run", "data"), Input("smoothing-slider", "value"),
+        Input("sfa-sorted", "value"), Input("checkpoint-slider", "value"),
+        State("checkpoint-slider", "max"), State("live-state", "data"),
+    )
+    def update_live(_tick: int, run_id: str | None, smoothing: float, ordered: bool, slider: int | None,
+                    slider_max: int | None, last_key: list[Any] | None) -> list[Any]:
+        outputs = 21
+        if not run_id or not lab.exists(run_id):
+            return [no_update] * outputs
+        meta = lab.get(run_id)
+        following = slider is None or slider_max is None or slider >= slider_max or ctx.triggered_id == "selected-run"
+        frame = None if following else int(slider)
+        key = live_key(meta, smoothing, bool(ordered), frame)
+        if key == last_key:
+            return [no_update] * outputs
+        view = live_view(lab, run_id, smoothing, bool(ordered), frame)
+        n_frames = len(view.frame_steps)
+        marks = {i: str(s) for i, s in enumerate(view.frame_steps) if s & (s - 1) == 0 and s >= 64}
+        marks[n_frames] = "live"
+        download = (html.A("Download run file (.pt)", href=f"/api/runs/{run_id}/file", className="btn btn-outline-"
+                           "primary btn-sm") if view.has_file else "")
+        heatmap = view.heatmap if view.heatmap is not None else no_update
+        return [view.title, view.subtitle, view.progress, view.stats["step"], view.stats["loss"],
+                view.stats["mono"], view.stats["bias"], view.stats["lr"], view.loss, view.mono, view.bias_history,
+                view.lr, heatmap, view.heatmap_label, n_frames, marks, n_frames if following else slider,
+                view.final_bias, view.histogram, download, key]

@@ -1,0 +1,181 @@
+"""Pure functions from run data (numpy arrays) to plotly figures; no Dash, no I/O."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.metrics import MONO_THRESHOLD, dead_neurons, heatmap_order, mono_scores, monosemantic_neurons
+
+MAX_CURVE_POINTS = 4000
+MAX_HEATMAP_CELLS = 32768  # ~128 KiB of float32 per update, even at paper scale
+MARGIN = {"l": 55, "r": 15, "t": 40, "b": 45}
+# A light look set directly: assigning a named plotly template costs ~50 ms per figure.
+AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True}
+LAYOUT_STYLE = {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#2a3f5f"},
+                "margin": MARGIN, "uirevision": "keep", "hovermode": "closest"}
+
+
+def base_layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_x: bool = False) -> go.Figure:
+    fig.update_layout(
+        **LAYOUT_STYLE, title={"text": title, "font": {"size": 14}},
+        legend={"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"},
+        xaxis={**AXIS_STYLE, "title": {"text": x_title}, **({"type": "log"} if log_x else {})},
+        yaxis={**AXIS_STYLE, "title": {"text": y_title}},
+    )
+    return fig
+
+
+def empty_figure(title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 14, "color": "#6c757d"})
+    fig.update_layout(**LAYOUT_STYLE, title={"text": title, "font": {"size": 14}}, xaxis={"visible": False},
+                      yaxis={"visible": False})
+    return fig
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average; NaNs carry the previous value."""
+    values = np.asarray(values, dtype=np.float64)
+    if weight <= 0:
+        return values.copy()
+    out = np.empty_like(values)
+    smoothed, count, last = 0.0, 0, math.nan
+    for i, v in enumerate(values):
+        if np.isfinite(v):
+            smoothed = smoothed * weight + (1 - weight) * v
+            count += 1
+            last = smoothed / (1 - weight**count)
+        out[i] = last
+    return out
+
+
+def log_thin(steps: np.ndarray, limit: int = MAX_CURVE_POINTS) -> np.ndarray:
+    """Indices of at most ~limit points spread evenly in log(step), first and last always kept."""
+    n = len(steps)
+    if n <= limit:
+        return np.arange(n)
+    targets = np.geomspace(max(1, steps[0]), steps[-1], limit)
+    idx = np.unique(np.clip(np.searchsorted(steps, targets), 0, n - 1))
+    return np.unique(np.concatenate([[0], idx, [n - 1]]))
+
+
+def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, title: str = "Loss") -> go.Figure:
+    """Raw loss (faint) and its EMA against log-scale steps, like the paper's training plots."""
+    if len(steps) == 0:
+        return empty_figure(title, "No steps trained yet")
+    steps = np.asarray(steps)
+    smoothed = ema(losses, smoothing)
+    keep = log_thin(steps)
+    x = steps[keep].astype(np.int32)
+    fig = go.Figure([
+        go.Scattergl(x=x, y=np.asarray(losses)[keep].astype(np.float32), mode="lines", name="raw",
+                     line={"width": 1, "color": "#1f77b4"}, opacity=0.3),
+        go.Scattergl(x=x, y=smoothed[keep].astype(np.float32), mode="lines", name=f"smoothed ({smoothing:g})",
+                     line={"width": 2, "color": "#1f77b4"}),
+    ])
+    return base_layout(fig, title, "Training step (log scale)", "Loss (squared error)", log_x=True)
+
+
+def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: str,
+                  reference: float | None = None, extra: dict[str, np.ndarray] | None = None) -> go.Figure:
+    """A metric recorded at each snapshot, against log-scale steps."""
+    if len(steps) == 0:
+        return empty_figure(title, "No snapshots yet")
+    x = np.asarray(steps).astype(np.int32)
+    fig = go.Figure(go.Scatter(x=x, y=np.asarray(values, dtype=np.float32), mode="lines+markers",
+                               name=y_title, marker={"size": 4}))
+    for name, series in (extra or {}).items():
+        fig.add_trace(go.Scatter(x=x, y=np.asarray(series, dtype=np.float32), mode="lines", name=name,
+                                 line={"dash": "dash"}))
+    if reference is not None:
+        fig.add_hline(y=reference, line_dash="dot", line_color="#888",
+                      annotation_text=f"{reference:g}", annotation_position="top left")
+    fig.update_layout(showlegend=bool(extra))
+    return base_layout(fig, title, "Training step (log scale)", y_title, log_x=True)
+
+
+def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]:
+    """Max-pool a matrix in integer blocks so it has at most max_cells cells; returns (pooled, br, bc)."""
+    rows, cols = matrix.shape
+    if rows * cols <= max_cells:
+        return matrix, 1, 1
+    scale = math.sqrt(rows * cols / max_cells)
+    br, bc = max(1, math.ceil(scale)), max(1, math.ceil(scale))
+    while math.ceil(rows / br) * math.ceil(cols / bc) > max_cells:
+        br, bc = br + 1, bc + 1
+    padded = np.full((math.ceil(rows / br) * br, math.ceil(cols / bc) * bc), -np.inf, dtype=np.float32)
+    padded[:rows, :cols] = matrix
+    pooled = padded.reshape(padded.shape[0] // br, br, padded.shape[1] // bc, bc).max(axis=(1, 3))
+    return pooled, br, bc
+
+
+def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = MAX_HEATMAP_CELLS,
+                title: str = "Single-feature activations") -> go.Figure:
+    """Neuron x feature activations for single features at amplitude 1, in the paper's order.
+
+    Hover shows the original neuron and feature indices. Large matrices are max-pooled in blocks
+    (a cell then covers a range of neurons and features) to keep the update small."""
+    if sfa is None or sfa.size == 0:
+        return empty_figure(title, "Waiting for the first snapshot")
+    sfa = np.asarray(sfa, dtype=np.float32)
+    neurons, features = (heatmap_order(sfa) if ordered else (np.arange(sfa.shape[0]), np.arange(sfa.shape[1])))
+    matrix = sfa[neurons][:, features]
+    pooled, br, bc = block_max(matrix, max_cells)
+    rows, cols = pooled.shape
+    # Category labels carry the original indices, so hover names the real neuron and feature
+    # without a per-cell payload.
+    if br == 1 and bc == 1:
+        y_labels, x_labels = [f"n{i}" for i in neurons], [f"f{j}" for j in features]
+        hover = "neuron %{y}<br>feature %{x}<br>activation %{z:.3f}<extra></extra>"
+    else:
+        y_labels = [f"#{i * br}-{min((i + 1) * br, sfa.shape[0]) - 1}" for i in range(rows)]
+        x_labels = [f"#{j * bc}-{min((j + 1) * bc, sfa.shape[1]) - 1}" for j in range(cols)]
+        hover = "neurons %{y}<br>features %{x} (positions)<br>max activation %{z:.3f}<extra></extra>"
+    fig = go.Figure(go.Heatmap(z=pooled, x=x_labels, y=y_labels, hovertemplate=hover, colorscale="Viridis",
+                               zmin=0, zmax=1, colorbar={"title": {"text": "activation"}}))
+    fig.update_xaxes(type="category", showticklabels=cols <= 64)
+    fig.update_yaxes(type="category", showticklabels=rows <= 64)
+    fig.update_yaxes(autorange="reversed")
+    what = "ordered" if ordered else "index"
+    scale = f" (max over {br}x{bc} blocks)" if br > 1 or bc > 1 else ""
+    return base_layout(fig, title + scale, f"feature ({what})", f"neuron ({what})")
+
+
+def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None) -> go.Figure:
+    """Per-neuron first-layer biases, in the heatmap's neuron order, monosemantic neurons highlighted."""
+    title = "First-layer bias per neuron"
+    if biases is None or len(biases) == 0:
+        return empty_figure(title, "Available after the first snapshot")
+    biases = np.asarray(biases, dtype=np.float32)
+    if sfa is None:
+        order = np.argsort(biases, kind="stable")
+        fig = go.Figure(go.Bar(x=np.arange(len(biases)), y=biases[order], customdata=order,
+                               hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
+        return base_layout(fig, title, "neuron (sorted by bias)", "bias")
+    order = heatmap_order(sfa)[0]
+    mono = monosemantic_neurons(sfa)[order]
+    fig = go.Figure()
+    for flag, name, colour in ((True, "monosemantic", "#2ca02c"), (False, "not monosemantic", "#7f7f7f")):
+        pos = np.flatnonzero(mono == flag)
+        fig.add_trace(go.Bar(x=pos, y=biases[order][pos], name=name, marker_color=colour, customdata=order[pos],
+                             hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
+    fig.update_layout(bargap=0)
+    return base_layout(fig, title, "neuron (ordered as in the heatmap)", "bias")
+
+
+def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRESHOLD) -> go.Figure:
+    """Distribution of r = max/sum over alive neurons: near-monosemantic neurons show before they pass 0.999."""
+    if sfa is None or sfa.size == 0:
+        return empty_figure("r = max/sum per neuron", "Available after the first snapshot")
+    dead = dead_neurons(sfa)
+    scores = np.clip(mono_scores(sfa)[~dead], 0.0, 1.0)
+    above = int((monosemantic_neurons(sfa, threshold)).sum())
+    title = f"r = max/sum per neuron: {above} of {len(dead)} above {threshold:g} ({int(dead.sum())} dead)"
+    fig = go.Figure(go.Histogram(x=scores.astype(np.float32), xbins={"start": 0, "end": 1.0001, "size": 0.05},
+                                 marker_color="#1f77b4"))
+    fig.add_vline(x=threshold, line_dash="dot", line_color="#d62728")
+    return base_layout(fig, title, "r", "neurons")

@@ -1,0 +1,83 @@
+"""Bytes and server milliseconds per live-view update, at quick and paper scale.
+
+Fills a store with a run's worth of snapshots (as a worker would), then times the live callback's
+work (`app.live.live_view`) and measures what Dash would send: the figures as plotly JSON.
+
+    .venv/bin/python -m benchmarks.bench_live
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+from plotly.io.json import to_json_plotly
+
+from app.live import live_view
+from core.config import RunConfig
+from core.jobs import Lab
+from core.store import DiskStore
+from core.worker import as_float16
+
+SCALES = {
+    "quick (k=256, N=128, 8192 steps)": RunConfig(n_features=128, embed_dim=16, n_neurons=256, steps=8192,
+                                                  snapshot_every=256),
+    "paper (k=1024, N=512, 2^17 steps)": RunConfig(n_features=512, embed_dim=64, n_neurons=1024, steps=2**17,
+                                                   snapshot_every=1024, batch_size=8192),
+}
+
+
+def fill(lab: Lab, config: RunConfig, snapshots: int = 128) -> str:
+    """A finished-looking run with `snapshots` chunks of history and a realistic SFA matrix."""
+    run_id = lab.submit(config)
+    rng = np.random.default_rng(0)
+    per = config.steps // snapshots
+    store = lab.store
+    for n in range(snapshots):
+        end = (n + 1) * per
+        store.set(f"chunk/{run_id}/{n}", {
+            "start": end - per, "end": end, "losses": (0.3 + 0.1 * rng.random(per)).astype(np.float32),
+            "point": {"step": end, "loss": 0.3, "lr": 0.01, "mean_bias": -0.5, "mono_ratio": 0.5,
+                      "positive_mono_ratio": 0.5, "nearly_mono": 10, "dead": 0, "mean_score": 0.5, "elapsed": 1.0}})
+    sfa = np.where(rng.random((config.n_neurons, config.n_features)) < 0.05,
+                   rng.random((config.n_neurons, config.n_features)), 0.0)
+    store.set(f"sfa/{run_id}", {"step": config.steps, "sfa": as_float16(sfa),
+                                "bias": rng.normal(size=config.n_neurons).astype(np.float32)})
+    meta = lab.get(run_id)
+    meta.update(chunks=snapshots, step=config.steps, status="running", frames=[config.steps])
+    store.set(f"meta/{run_id}", meta)
+    store.set(f"frame/{run_id}/{config.steps}", as_float16(sfa))
+    return run_id
+
+
+def payload_bytes(view) -> dict[str, int]:
+    figures = {"loss": view.loss, "mono": view.mono, "bias_history": view.bias_history, "lr": view.lr,
+               "heatmap": view.heatmap, "final_bias": view.final_bias, "histogram": view.histogram}
+    return {name: len(to_json_plotly(fig)) for name, fig in figures.items()}
+
+
+def main() -> None:
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {platform.node()} ({cpu}, {os.cpu_count()} cores), python {platform.python_version()}")
+    for name, config in SCALES.items():
+        with tempfile.TemporaryDirectory() as directory:
+            lab = Lab(DiskStore(directory))
+            run_id = fill(lab, config)
+            live_view(lab, run_id)  # warm-up
+            times = []
+            for _ in range(10):
+                started = time.perf_counter()
+                view = live_view(lab, run_id)
+                times.append(time.perf_counter() - started)
+            sizes = payload_bytes(view)
+            total = sum(sizes.values())
+            print(f"{name}: update {1000 * np.median(times):.1f} ms (median of 10), {total / 1024:.0f} KiB "
+                  f"when everything changed; heatmap {sizes['heatmap'] / 1024:.0f} KiB, loss "
+                  f"{sizes['loss'] / 1024:.0f} KiB, others {(total - sizes['heatmap'] - sizes['loss']) / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    main()

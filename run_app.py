@@ -1,0 +1,68 @@
+"""Start Monosemanticity Lab: the dashboard plus its embedded worker processes.
+
+    python run_app.py [--host 127.0.0.1] [--port 8050] [--data-dir DIR] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(os.environ.get("LAB_DATA_DIR", Path.home() / ".monosemanticity-lab"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Monosemanticity Lab dashboard")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1, this machine)")
+    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help=f"where runs are stored (default {DEFAULT_DATA_DIR}; env LAB_DATA_DIR)")
+    parser.add_argument("--workers", type=int, default=1, help="embedded training processes (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per worker (default: leave one core to the web server)")
+    parser.add_argument("--max-queued", type=int, default=64, help="runs allowed to wait in the queue")
+    parser.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools, reloading off)")
+    args = parser.parse_args(argv)
+    if args.workers < 0 or args.workers > 64:
+        parser.error("--workers must be from 0 to 64")
+    if not 1 <= args.port <= 65535:
+        parser.error("--port must be from 1 to 65535")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from app import create_app
+    from core.jobs import Lab
+    from core.store import DiskStore
+    from core.worker import WorkerPool
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"WARNING: serving on {args.host}: anyone who can reach this machine can start and delete runs.",
+              file=sys.stderr)
+    pool = WorkerPool(args.data_dir, workers=args.workers, threads=args.threads) if args.workers else None
+    lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued)
+    if pool:
+        pool.start()
+    # SIGTERM behaves like Ctrl-C: workers checkpoint their runs and exit, nothing is left orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    print(f"Monosemanticity Lab on http://{args.host}:{args.port}  (data: {args.data_dir}, "
+          f"{args.workers} worker(s))", flush=True)
+    try:
+        create_app(lab).run(host=args.host, port=args.port, debug=args.debug, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if pool:
+            print("stopping workers (runs are checkpointed and resume on the next start)...", flush=True)
+            pool.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

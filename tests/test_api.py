@@ -1,0 +1,76 @@
+"""The JSON API, through Flask's test client (no worker: submitted runs stay queued)."""
+
+import pytest
+
+from app import create_app
+from core.jobs import Lab
+from core.store import DiskStore
+
+GOOD = {"n_features": 16, "embed_dim": 4, "n_neurons": 24, "steps": 64, "snapshot_every": 16, "device": "cpu"}
+
+
+@pytest.fixture
+def lab(tmp_path):
+    return Lab(DiskStore(tmp_path / "data"), max_queued=3)
+
+
+@pytest.fixture
+def client(lab):
+    return create_app(lab).server.test_client()
+
+
+def test_submit_get_list_stop_delete(client, lab):
+    response = client.post("/api/runs", json=GOOD)
+    assert response.status_code == 201
+    run_id = response.get_json()["id"]
+    run = client.get(f"/api/runs/{run_id}").get_json()
+    assert run["status"] == "queued" and run["steps"] == 64 and run["config"]["n_neurons"] == 24
+    assert {"step", "loss", "mono_ratio", "mean_bias", "error"} <= set(run)
+    assert [r["id"] for r in client.get("/api/runs").get_json()] == [run_id]
+    assert client.post(f"/api/runs/{run_id}/stop").get_json()["status"] == "stopped"
+    assert client.get(f"/api/runs/{run_id}/file").status_code == 409  # never trained: no file
+    assert client.delete(f"/api/runs/{run_id}").status_code == 200
+    assert client.get(f"/api/runs/{run_id}").status_code == 404
+
+
+def test_preset_submission(client, lab):
+    response = client.post("/api/runs", json={"preset": "quick-negative-bias", "seed": 3})
+    assert response.status_code == 201
+    config = lab.config(response.get_json()["id"])
+    assert config.init_bias == -1.0 and config.seed == 3
+
+
+def test_bad_bodies_name_each_field(client, lab):
+    response = client.post("/api/runs", json={"eps": 2, "n_neurons": 10**9, "task": "sideways", "colour": 1})
+    assert response.status_code == 400
+    errors = response.get_json()["errors"]
+    assert set(errors) == {"eps", "n_neurons", "task", "colour"}
+    assert "(0, 1]" in errors["eps"] and "16384" in errors["n_neurons"]
+    assert client.post("/api/runs", json={"preset": "nope"}).status_code == 400
+    malformed = client.post("/api/runs", data="{not json", content_type="application/json")
+    assert malformed.status_code == 400 and "malformed JSON" in malformed.get_json()["errors"]["body"]
+    assert client.post("/api/runs", json=[1, 2]).status_code == 400
+    assert client.post("/api/runs", data="x" * 100_000, content_type="application/json").status_code == 413
+    assert lab.list() == []  # nothing was created
+
+
+def test_unknown_and_path_like_ids(client):
+    for run_id in ("0123456789ab", "..%2Fx", "../x"):
+        assert client.get(f"/api/runs/{run_id}").status_code == 404
+        assert client.post(f"/api/runs/{run_id}/stop").status_code == 404
+        assert client.get(f"/api/runs/{run_id}/file").status_code == 404
+
+
+def test_queue_full_is_503(client):
+    for _ in range(3):
+        assert client.post("/api/runs", json=GOOD).status_code == 201
+    response = client.post("/api/runs", json=GOOD)
+    assert response.status_code == 503 and "queue is full" in response.get_json()["error"]
+
+
+def test_openapi_describes_every_field(client):
+    spec = client.get("/api/openapi.json").get_json()
+    properties = spec["components"]["schemas"]["RunConfig"]["properties"]
+    assert properties["task"]["enum"] == ["decoder", "random_proj", "abs"]
+    assert properties["n_neurons"]["maximum"] == 16384
+    assert "/api/runs/{id}/file" in spec["paths"]

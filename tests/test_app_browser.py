@@ -1,0 +1,74 @@
+"""The dashboard in a real headless browser (dash_duo + Debian chromium), with real workers."""
+
+import os
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.keys import Keys
+
+from app import create_app
+from core.worker import WorkerPool
+from tests.helpers import wait_until
+
+SCREENSHOTS = Path(os.environ.get("LAB_SCREENSHOT_DIR", "/tmp/lab-screenshots"))
+
+
+@pytest.fixture
+def lab(tmp_path):
+    pool = WorkerPool(tmp_path / "data", workers=1, threads=1).start()
+    yield pool.lab
+    pool.stop()
+
+
+def trace_lengths(dash_duo, graph_id: str) -> list[int]:
+    script = (f"const el = document.querySelector('#{graph_id} .js-plotly-plot');"
+              "if (!el || !el._fullData) return [];"
+              "return el._fullData.map(t => (t.z ? t.z.length : (t.x ? t.x.length : 0)));")
+    return dash_duo.driver.execute_script(script)
+
+
+def set_input(dash_duo, element_id: str, value: str) -> None:
+    box = dash_duo.find_element(f"#{element_id}")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(value, Keys.TAB)
+
+
+def test_start_a_run_and_watch_it_learn(dash_duo, lab):
+    app = create_app(lab)
+    dash_duo.start_server(app)
+    # A link holds the config: this one is the tiny demo preset with fewer steps.
+    dash_duo.driver.get(dash_duo.server_url + "/?preset=demo-tiny&steps=3000&n_neurons=48")
+    wait_until(lambda: dash_duo.find_element("#n-neurons-input").get_attribute("value") == "48",
+               timeout=10, message="the form filled from the URL")
+    assert dash_duo.find_element("#steps-input").get_attribute("value") == "3000"
+
+    dash_duo.find_element("#advanced-accordion .accordion-button").click()
+    wait_until(lambda: dash_duo.find_element("#eps-input").is_displayed(), timeout=5, message="advanced fields")
+    # A bad value is flagged next to its field with the allowed range, and blocks the start button.
+    set_input(dash_duo, "eps-input", "2")
+    dash_duo.wait_for_contains_text("#eps-feedback", "(0, 1]", timeout=5)
+    assert not dash_duo.find_element("#start-button").is_enabled()
+    set_input(dash_duo, "eps-input", "0.0625")
+    wait_until(lambda: dash_duo.find_element("#start-button").is_enabled(), timeout=5, message="start enabled")
+
+    dash_duo.find_element("#start-button").click()
+    dash_duo.wait_for_contains_text("#run-list", "demo-tiny", timeout=10)
+    wait_until(lambda: lab.list() and lab.list()[0]["step"] > 0, timeout=30, message="training to start")
+    run = lab.list()[0]
+    assert run["config"]["n_neurons"] == 48 and run["config"]["steps"] == 3000
+
+    # The loss curve grows while the run trains, and the heatmap shows neurons x features.
+    first = wait_until(lambda: trace_lengths(dash_duo, "loss-graph"), timeout=20, message="a loss curve")
+    wait_until(lambda: trace_lengths(dash_duo, "loss-graph")[0] > first[0], timeout=20, message="the loss to update")
+    heatmap_rows = wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap"), timeout=20, message="the heatmap")
+    assert heatmap_rows[0] == 48
+    dash_duo.wait_for_contains_text("#stat-step", "/ 3,000", timeout=5)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    dash_duo.driver.set_window_size(1500, 1400)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "live-training.png"))
+
+    wait_until(lambda: lab.get(run["id"])["status"] == "done", timeout=60, message="the run to finish")
+    dash_duo.wait_for_contains_text("#download-area", "Download run file", timeout=10)
+    dash_duo.wait_for_contains_text("#run-list", "done", timeout=5)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "finished.png"))
+    assert dash_duo.get_logs() == []
