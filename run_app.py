@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -49,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued)
     if pool:
         pool.start()
-    # SIGTERM behaves like Ctrl-C: workers checkpoint their runs and exit, nothing is left orphaned.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both end the server; workers then checkpoint their runs and exit.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, raise_keyboard_interrupt)
     print(f"Monosemanticity Lab on http://{args.host}:{args.port}  (data: {args.data_dir}, "
           f"{args.workers} worker(s))", flush=True)
     try:

@@ -12,6 +12,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 import traceback
@@ -205,6 +206,9 @@ class JobRunner:
 def worker_main(data_dir: str, threads: int, stop_event: Any, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,
                 poll_seconds: float = 0.2) -> None:
     """Entry point of a worker process: claim jobs until told to stop."""
+    # Ctrl-C reaches the whole process group; the app tells workers to stop through stop_event,
+    # so that they checkpoint first instead of dying mid-step.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(max(1, threads))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
     lab = Lab(DiskStore(data_dir))
