@@ -10,6 +10,7 @@ import dash_bootstrap_components as dbc  # noqa: F401  (registers the components
 
 from app.api import register_api
 from app.callbacks import register_callbacks
+from app.compare_page import register_compare_callbacks
 from app.layout import build_layout
 from core.jobs import Lab
 
@@ -35,5 +36,6 @@ def create_app(lab: Lab) -> dash.Dash:
     )
     app.layout = build_layout()
     register_callbacks(app, lab)
+    register_compare_callbacks(app, lab)
     register_api(app.server, lab)
     return app

@@ -57,11 +57,14 @@ def register_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(
         [Output(field_id(n), "value") for n in FIELD_NAMES] + [Output("preset-select", "value"),
                                                                Output("url", "search")],
-        Input("url", "search"), Input("preset-select", "value"), *FIELD_VALUES,
+        Input("url", "search"), Input("preset-select", "value"), *FIELD_VALUES, State("url", "pathname"),
     )
     def sync_form_and_url(search: str | None, preset: str | None, *values: Any) -> list[Any]:
         """The URL holds the config: loading a link fills the form; editing the form rewrites the link."""
+        *values, pathname = values
         keep = [no_update] * len(FIELD_NAMES)
+        if (pathname or "").rstrip("/").endswith("/compare"):
+            return keep + [no_update, no_update]
         trigger = ctx.triggered_id
         if trigger == "url" or trigger is None:
             url_preset, config = config_from_query(search)

@@ -179,3 +179,35 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
                                  marker_color="#1f77b4"))
     fig.add_vline(x=threshold, line_dash="dot", line_color="#d62728")
     return base_layout(fig, title, "r", "neurons")
+
+
+RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str, y_title: str,
+                   reference: float | None = None, smoothing: float = 0.0) -> go.Figure:
+    """One line per run (label, steps, values) against log-scale steps, a colour per run."""
+    if not any(len(steps) for _, steps, _ in series):
+        return empty_figure(title, "No data yet")
+    fig = go.Figure()
+    for i, (label, steps, values) in enumerate(series):
+        steps = np.asarray(steps)
+        values = ema(values, smoothing) if smoothing else np.asarray(values, dtype=np.float64)
+        keep = log_thin(steps, 2000)
+        fig.add_trace(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
+                                   name=label, line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
+    if reference is not None:
+        fig.add_hline(y=reference, line_dash="dot", line_color="#888")
+    return base_layout(fig, title, "Training step (log scale)", y_title, log_x=True)
+
+
+def interpolation_figure(alphas: np.ndarray, losses: np.ndarray, label_a: str, label_b: str,
+                         aligned: bool) -> go.Figure:
+    """Loss along the straight line between two models' weights; a barrier shows as a bump."""
+    fig = go.Figure(go.Scatter(x=alphas, y=losses, mode="lines+markers", name="loss",
+                               hovertemplate="t = %{x:.2f}<br>loss %{y:.4f}<extra></extra>"))
+    for x, label, colour in ((0.0, label_a, RUN_COLOURS[0]), (1.0, label_b, RUN_COLOURS[1])):
+        fig.add_trace(go.Scatter(x=[x], y=[losses[0] if x == 0 else losses[-1]], mode="markers", name=label,
+                                 marker={"size": 12, "color": colour}))
+    how = "after aligning neurons by SFA" if aligned else "without neuron alignment"
+    return base_layout(fig, f"Loss along the line from run A (t=0) to run B (t=1), {how}", "t", "loss")

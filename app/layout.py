@@ -5,6 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from app.compare_page import compare_layout, comparison_starter
 from app.form import config_form
 
 LIVE_INTERVAL_MS = 1000
@@ -46,6 +47,7 @@ def controls_column() -> html.Div:
         config_form(),
         dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-2"),
         html.Div(id="submit-message"),
+        comparison_starter(),
         html.H5("Runs", className="mt-3"),
         html.Div(id="run-list", className="run-list"),
         html.Div(id="store-usage", className="small text-muted mt-2"),
@@ -98,11 +100,14 @@ def build_layout() -> html.Div:
         dcc.Store(id="selected-run", storage_type="session"),
         dcc.Store(id="live-state"),
         dbc.Navbar(dbc.Container([
-            dbc.NavbarBrand("Monosemanticity Lab", className="fw-bold"),
-            html.Span("Engineering Monosemanticity in Toy Models — live", className="navbar-text small"),
+            dbc.NavbarBrand("Monosemanticity Lab", href="/", className="fw-bold"),
+            dbc.Nav([dbc.NavLink("Train", href="/", id="nav-train"),
+                     dbc.NavLink("Compare", href="/compare", id="nav-compare")], navbar=True),
+            html.Span("Engineering Monosemanticity in Toy Models — live", className="navbar-text small ms-auto"),
         ], fluid=True), color="dark", dark=True, className="mb-3"),
         dbc.Container(dbc.Row([
             dbc.Col(controls_column(), lg=3, md=4, className="controls"),
             dbc.Col(live_column(), lg=9, md=8),
-        ]), fluid=True),
+        ]), fluid=True, id="lab-page"),
+        dbc.Container(compare_layout(), fluid=True, id="compare-page", style={"display": "none"}),
     ])

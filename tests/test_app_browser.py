@@ -33,6 +33,12 @@ def set_input(dash_duo, element_id: str, value: str) -> None:
     box.send_keys(value, Keys.TAB)
 
 
+def click(dash_duo, selector: str) -> None:
+    element = dash_duo.find_element(selector)
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", element)
+    element.click()
+
+
 def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     app = create_app(lab)
     dash_duo.start_server(app)
@@ -71,4 +77,37 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     dash_duo.wait_for_contains_text("#download-area", "Download run file", timeout=10)
     dash_duo.wait_for_contains_text("#run-list", "done", timeout=5)
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "finished.png"))
+    assert dash_duo.get_logs() == []
+
+
+def test_compare_two_runs_side_by_side(dash_duo, lab):
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1400)
+    dash_duo.driver.get(dash_duo.server_url + "/?preset=demo-tiny&steps=1200")
+    wait_until(lambda: dash_duo.find_element("#steps-input").get_attribute("value") == "1200", timeout=10,
+               message="the form filled from the URL")
+    # One click: the form's config at init bias 0 and -1, queued together as one batched job.
+    set_input(dash_duo, "compare-values-input", "0, -1")
+    click(dash_duo, "#compare-button")
+    wait_until(lambda: "/compare?runs=" in dash_duo.driver.current_url, timeout=10, message="the compare page")
+    runs = lab.list()
+    assert len(runs) == 2 and runs[0]["job"] == runs[1]["job"]  # batched on the runs axis
+    assert sorted(r["config"]["init_bias"] for r in runs) == [-1.0, 0.0]
+
+    for i in range(2):
+        wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64], timeout=30,
+                   message=f"heatmap {i}")
+    assert not dash_duo.find_element("#compare-slot-2").is_displayed()
+    wait_until(lambda: len(trace_lengths(dash_duo, "compare-loss")) == 2, timeout=20, message="two loss curves")
+    legend = dash_duo.find_element("#compare-loss").text
+    assert "init_bias=0" in legend and "init_bias=-1" in legend
+    dash_duo.wait_for_contains_text("#compare-table", "final loss", timeout=10)
+
+    wait_until(lambda: all(lab.get(r["id"])["status"] == "done" for r in runs), timeout=60, message="both done")
+    click(dash_duo, "#interp-button")
+    wait_until(lambda: trace_lengths(dash_duo, "interp-graph")[:1] == [21], timeout=30, message="interpolation")
+    dash_duo.wait_for_contains_text("#interp-message", "Barrier", timeout=5)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "compare-bottom.png"))
+    dash_duo.driver.execute_script("window.scrollTo({top: 0, behavior: 'instant'});")
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "compare-top.png"))
     assert dash_duo.get_logs() == []

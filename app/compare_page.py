@@ -1,0 +1,252 @@
+"""The compare page (/compare?runs=a,b): 2-4 runs side by side, overlaid curves, a config table and the
+loss along the line between two runs' weights."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import dash_bootstrap_components as dbc
+import numpy as np
+from dash import Input, Output, State, ctx, dcc, html, no_update
+
+from app import figures
+from app.form import FIELD_NAMES, field_id, form_errors
+from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
+from core.config import FIELDS, parse_value
+from core.jobs import Lab, QueueFull
+from core.metrics import dead_neurons
+from core.runfile import RunFileError, load_run_file
+from core.train import batch_key
+
+MAX_COMPARED = 4
+COMPARABLE_FIELDS = [n for n in FIELD_NAMES if n not in ("device", "snapshot_every", "steps")]
+
+
+def heatmap_slot(i: int) -> dbc.Col:
+    return dbc.Col(dcc.Graph(id=f"compare-heatmap-{i}", responsive=True, style={"height": "460px"},
+                             config={"displaylogo": False}), id=f"compare-slot-{i}", md=6,
+                   style={"display": "none"})
+
+
+def compare_layout() -> html.Div:
+    return html.Div([
+        html.H4("Compare basins"),
+        html.P("Pick 2 to 4 runs (finished or still training). Runs must share the number of features N so that "
+               "their heatmaps line up.", className="text-muted small"),
+        dcc.Dropdown(id="compare-runs", multi=True, placeholder="Choose runs to compare...", className="mb-2"),
+        html.Div(id="compare-message"),
+        dbc.Row([heatmap_slot(i) for i in range(MAX_COMPARED)], className="g-2"),
+        dbc.Label("Checkpoint step shared by all heatmaps (right end = latest)", html_for="compare-slider",
+                  className="small mb-0"),
+        dcc.Slider(id="compare-slider", min=0, max=0, step=1, value=0, marks=None),
+        dbc.Row([
+            dbc.Col(dcc.Graph(id="compare-loss", responsive=True, style={"height": "300px"}), md=4),
+            dbc.Col(dcc.Graph(id="compare-mono", responsive=True, style={"height": "300px"}), md=4),
+            dbc.Col(dcc.Graph(id="compare-bias", responsive=True, style={"height": "300px"}), md=4),
+        ], className="g-2 mt-2"),
+        html.H5("Configs and results", className="mt-3"),
+        html.Div(id="compare-table"),
+        html.H5("Basin connectivity", className="mt-3"),
+        html.P("Loss on fresh samples along the straight line between the first two runs' weights (21 points). "
+               "A bump above both ends is a barrier between their basins. Needs two finished runs of the same "
+               "shapes and the same embedder (same seed).", className="text-muted small"),
+        dbc.Row([
+            dbc.Col(dbc.Switch(id="interp-align", label="Align B's neurons to A's first (by SFA)", value=True),
+                    width="auto"),
+            dbc.Col(dbc.Button("Compute the loss along the line", id="interp-button", size="sm",
+                               color="primary"), width="auto"),
+        ], align="center"),
+        dcc.Loading(html.Div([html.Div(id="interp-message", className="mt-2"),
+                              dcc.Graph(id="interp-graph", style={"height": "320px"})])),
+    ])
+
+
+def comparison_starter() -> html.Div:
+    """On the lab page: queue the current config at several values of one knob, then watch them side by side."""
+    return dbc.Card(dbc.CardBody([
+        html.Div("Start a comparison", className="fw-semibold small mb-1"),
+        dbc.Select(id="compare-field-select", value="init_bias",
+                   options=[{"label": FIELDS[n].metadata["label"] or n, "value": n} for n in COMPARABLE_FIELDS]),
+        dbc.Input(id="compare-values-input", value="0, -1", placeholder="values, comma separated",
+                  className="mt-1"),
+        dbc.FormText("2 to 4 values; the rest of the config is the form's.", className="d-block"),
+        dbc.Button("Queue and compare", id="compare-button", size="sm", color="secondary", className="mt-1 w-100"),
+    ]), className="mb-2")
+
+
+def parse_comparison(field: str, text: str | None) -> tuple[list[Any], str | None]:
+    parts = [p.strip() for p in (text or "").split(",") if p.strip()]
+    if not 2 <= len(parts) <= MAX_COMPARED:
+        return [], f"give 2 to {MAX_COMPARED} values separated by commas"
+    try:
+        values = [parse_value(FIELDS[field], p) for p in parts]
+    except ValueError as err:
+        return [], str(err)
+    return values, None
+
+
+def final_loss(losses: np.ndarray) -> float | None:
+    if len(losses) == 0:
+        return None
+    return float(losses[-max(1, math.ceil(0.05 * len(losses))):].mean())
+
+
+def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str]) -> dbc.Table:
+    configs = [m["config"] for m in metas]
+    differing = set(differing_fields(configs))
+    header = html.Thead(html.Tr([html.Th("")] + [html.Th(label) for label in labels]))
+    rows = []
+    for name in FIELD_NAMES:
+        cells = [html.Td(f"{c[name]:g}" if isinstance(c[name], float) else str(c[name])) for c in configs]
+        rows.append(html.Tr([html.Th(name, className="fw-normal")] + cells,
+                            className="table-warning" if name in differing else ""))
+    results: list[list[str]] = [[], [], [], []]
+    for meta in metas:
+        loss = final_loss(lab.history(meta["id"])["losses"])
+        snapshot = lab.latest_snapshot(meta["id"])
+        results[0].append("–" if loss is None else f"{loss:.4f}")
+        results[1].append("–" if meta["mono_ratio"] is None else f"{meta['mono_ratio']:.3f}")
+        results[2].append("–" if snapshot is None else str(int(dead_neurons(snapshot["sfa"]).sum())))
+        results[3].append("–" if meta["mean_bias"] is None else f"{meta['mean_bias']:.3f}")
+    names = ("final loss (last 5%)", "mono neurons / feature", "dead neurons", "mean bias")
+    for name, values in zip(names, results):
+        rows.append(html.Tr([html.Th(name)] + [html.Td(v, className="fw-semibold") for v in values]))
+    rows.append(html.Tr([html.Th("status")] + [html.Td(m["status"]) for m in metas]))
+    return dbc.Table([header, html.Tbody(rows)], bordered=True, size="sm", hover=True, responsive=True,
+                     className="bg-white small")
+
+
+def selected_runs(search: str | None) -> list[str]:
+    runs = parse_qs((search or "").lstrip("?")).get("runs", [""])[0]
+    return [r for r in runs.split(",") if r][:MAX_COMPARED]
+
+
+def register_compare_callbacks(app: Any, lab: Lab) -> None:
+    @app.callback(Output("lab-page", "style"), Output("compare-page", "style"), Input("url", "pathname"))
+    def route(pathname: str | None) -> tuple[dict, dict]:
+        on_compare = (pathname or "").rstrip("/").endswith("/compare")
+        return ({"display": "none"}, {}) if on_compare else ({}, {"display": "none"})
+
+    @app.callback(Output("compare-runs", "value"), Output("url", "search", allow_duplicate=True),
+                  Input("url", "search"), Input("compare-runs", "value"), State("url", "pathname"),
+                  prevent_initial_call="initial_duplicate")
+    def sync_selection(search: str | None, chosen: list[str] | None, pathname: str | None) -> tuple[Any, Any]:
+        if not (pathname or "").rstrip("/").endswith("/compare"):
+            return no_update, no_update
+        if ctx.triggered_id == "compare-runs":
+            return no_update, "?" + urlencode({"runs": ",".join((chosen or [])[:MAX_COMPARED])})
+        return selected_runs(search), no_update
+
+    @app.callback(Output("compare-runs", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
+    def run_options(_tick: int, pathname: str | None) -> Any:
+        if not (pathname or "").rstrip("/").endswith("/compare"):
+            return no_update
+        return [{"label": f"{m['label'] or 'run'} · {m['id']} · {m['status']}", "value": m["id"]}
+                for m in reversed(lab.list())]
+
+    @app.callback(
+        [Output(f"compare-heatmap-{i}", "figure") for i in range(MAX_COMPARED)]
+        + [Output(f"compare-slot-{i}", "style") for i in range(MAX_COMPARED)]
+        + [Output(f"compare-slot-{i}", "xl") for i in range(MAX_COMPARED)]
+        + [Output("compare-loss", "figure"), Output("compare-mono", "figure"), Output("compare-bias", "figure"),
+           Output("compare-table", "children"), Output("compare-message", "children"),
+           Output("compare-slider", "max"), Output("compare-slider", "marks"), Output("compare-slider", "value")],
+        Input("tick", "n_intervals"), Input("compare-runs", "value"), Input("compare-slider", "value"),
+        State("compare-slider", "max"), State("url", "pathname"),
+    )
+    def update_comparison(_tick: int, chosen: list[str] | None, slider: int | None, slider_max: int | None,
+                          pathname: str | None) -> list[Any]:
+        n_out = 3 * MAX_COMPARED + 8
+        if not (pathname or "").rstrip("/").endswith("/compare"):
+            return [no_update] * n_out
+        metas = [lab.get(r) for r in (chosen or []) if lab.exists(r)]
+        hidden = [{"display": "none"}] * MAX_COMPARED
+        if len(metas) < 2:
+            message = dbc.Alert("Choose at least two runs.", color="info", className="py-2")
+            return [no_update] * MAX_COMPARED + hidden + [no_update] * (MAX_COMPARED + 3) + ["", message, 0, None, 0]
+        sizes = {m["config"]["n_features"] for m in metas}
+        if len(sizes) > 1:
+            message = dbc.Alert(f"These runs have different numbers of features N ({sorted(sizes)}): their heatmaps "
+                                "cannot line up. Compare runs with the same N.", color="warning")
+            return [no_update] * MAX_COMPARED + hidden + [no_update] * (MAX_COMPARED + 3) + ["", message, 0, None, 0]
+        labels = [run_label(m["config"], differing_fields([x["config"] for x in metas]), m["id"]) for m in metas]
+        common = sorted(set.intersection(*(set(m["frames"]) for m in metas)))
+        following = slider is None or slider_max is None or slider >= slider_max
+        step = None if following or slider >= len(common) else common[int(slider)]
+        heatmaps = []
+        for meta, label in zip(metas, labels):
+            if step is None:
+                snapshot = lab.latest_snapshot(meta["id"])
+                sfa, when = (snapshot["sfa"], snapshot["step"]) if snapshot else (None, 0)
+            else:
+                sfa, when = lab.frame(meta["id"], step), step
+            heatmaps.append(figures.sfa_heatmap(sfa, title=f"{label} · step {when}"))
+        histories = [lab.history(m["id"]) for m in metas]
+        loss = figures.overlay_figure([(lb, h["loss_steps"], h["losses"]) for lb, h in zip(labels, histories)],
+                                      "Loss (smoothed 0.9)", "loss", smoothing=0.9)
+        mono = figures.overlay_figure([(lb, h["points"].get("step", []), h["points"].get("mono_ratio", []))
+                                       for lb, h in zip(labels, histories)], "Mono neurons per feature",
+                                      "mono / N", reference=1.0)
+        bias = figures.overlay_figure([(lb, h["points"].get("step", []), h["points"].get("mean_bias", []))
+                                       for lb, h in zip(labels, histories)], "Mean bias", "mean bias")
+        marks = {i: str(s) for i, s in enumerate(common) if s & (s - 1) == 0 and s >= 64}
+        marks[len(common)] = "latest"
+        shown = [{} if i < len(metas) else {"display": "none"} for i in range(MAX_COMPARED)]
+        padded = heatmaps + [no_update] * (MAX_COMPARED - len(heatmaps))
+        widths = [12 // len(metas)] * MAX_COMPARED
+        return padded + shown + widths + [loss, mono, bias, results_table(lab, metas, labels), "", len(common), marks,
+                                 len(common) if following else slider]
+
+    @app.callback(Output("interp-graph", "figure"), Output("interp-message", "children"),
+                  Input("interp-button", "n_clicks"), State("compare-runs", "value"), State("interp-align", "value"),
+                  prevent_initial_call=True)
+    def basin_connectivity(_clicks: int, chosen: list[str] | None, align: bool) -> tuple[Any, Any]:
+        chosen = [r for r in (chosen or []) if lab.exists(r)]
+        if len(chosen) < 2:
+            return no_update, dbc.Alert("Choose two runs first.", color="info")
+        blobs = [lab.run_file(r) for r in chosen[:2]]
+        if any(b is None for b in blobs):
+            return no_update, dbc.Alert("Both runs must be finished (or stopped) to have final weights.",
+                                        color="info")
+        try:
+            a, b = (Model.from_record(load_run_file(io.BytesIO(blob))) for blob in blobs)
+            result = interpolate(a, b, points=21, align=bool(align))
+        except (IncompatibleRuns, RunFileError) as err:
+            return figures.empty_figure("Basin connectivity", "Not computed"), dbc.Alert(str(err), color="warning")
+        metas = [lab.get(r) for r in chosen[:2]]
+        labels = [run_label(m["config"], differing_fields([x["config"] for x in metas]), m["id"]) for m in metas]
+        text = (f"Barrier: {result.barrier:.4f} above the worse end (ends {result.losses[0]:.4f} and "
+                f"{result.losses[-1]:.4f}).")
+        return (figures.interpolation_figure(result.alphas, result.losses, "A: " + labels[0], "B: " + labels[1],
+                                             result.aligned), html.Div(text, className="small"))
+
+    @app.callback(Output("url", "pathname"), Output("url", "search", allow_duplicate=True),
+                  Output("submit-message", "children", allow_duplicate=True),
+                  Input("compare-button", "n_clicks"), State("compare-field-select", "value"),
+                  State("compare-values-input", "value"), *[State(field_id(n), "value") for n in FIELD_NAMES],
+                  prevent_initial_call=True)
+    def start_comparison(_clicks: int, field: str, text: str, *values: Any) -> tuple[Any, Any, Any]:
+        config, errors = form_errors(list(values))
+        if errors:
+            return no_update, no_update, dbc.Alert("Fix the form first: " + "; ".join(errors.values()),
+                                                   color="danger", dismissable=True)
+        chosen, problem = parse_comparison(field, text)
+        configs = [config.replace(**{field: v}) for v in chosen]
+        problems = {e for c in configs for e in c.validate().values()}
+        if problem or problems:
+            return no_update, no_update, dbc.Alert(f"{field}: {problem or '; '.join(sorted(problems))}",
+                                                   color="danger", dismissable=True)
+        labels = [f"{field}={v:g}" if isinstance(v, float) else f"{field}={v}" for v in chosen]
+        try:
+            if len({batch_key(c) for c in configs}) == 1:
+                run_ids = lab.submit_group(configs, labels)  # one batched job on the runs axis
+            else:
+                if lab.queued_run_count() + len(configs) > lab.max_queued:
+                    raise QueueFull(f"the queue is full (limit {lab.max_queued})")
+                run_ids = [lab.submit(c, label) for c, label in zip(configs, labels)]
+        except QueueFull as err:
+            return no_update, no_update, dbc.Alert(str(err), color="danger", dismissable=True)
+        return "/compare", "?" + urlencode({"runs": ",".join(run_ids)}), ""

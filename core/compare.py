@@ -1,0 +1,134 @@
+"""Comparing runs: what differs in their configs, neuron alignment by SFA, and the loss along the
+straight line between two trained models (is there a barrier between their basins?)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from core.config import FIELDS, RunConfig
+from core.data import sample_task_batch, task_probabilities
+from core.metrics import single_feature_activations
+from core.model import forward
+
+IGNORED_IN_LABELS = ("device", "snapshot_every")
+
+
+def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
+    """Config fields whose values are not all equal, in the field table's order."""
+    return [name for name in FIELDS if name not in IGNORED_IN_LABELS and len({repr(c[name]) for c in configs}) > 1]
+
+
+def run_label(config: dict[str, Any], fields: list[str], fallback: str) -> str:
+    """A legend entry naming a run by what differs from the others, e.g. "init_bias=-1, lr=0.01"."""
+    if not fields:
+        return fallback
+    return ", ".join(f"{name}={config[name]:g}" if isinstance(config[name], float) else f"{name}={config[name]}"
+                     for name in fields)
+
+
+class IncompatibleRuns(ValueError):
+    """Two runs whose weights cannot be meaningfully interpolated."""
+
+
+def align_neurons(sfa_a: np.ndarray, sfa_b: np.ndarray) -> np.ndarray:
+    """Permutation `perm` of b's neurons that best matches a's: b[perm] ~ a (SFA rows, least squares)."""
+    if sfa_a.shape != sfa_b.shape:
+        raise IncompatibleRuns(f"SFA shapes differ: {sfa_a.shape} vs {sfa_b.shape}")
+    a, b = np.asarray(sfa_a, dtype=np.float64), np.asarray(sfa_b, dtype=np.float64)
+    cost = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+    rows, cols = linear_sum_assignment(cost)
+    perm = np.empty(len(rows), dtype=np.int64)
+    perm[rows] = cols
+    return perm
+
+
+@dataclass(frozen=True)
+class Model:
+    """One run's trained weights and its fixed world, as read from a run file."""
+
+    config: RunConfig
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    embedder: torch.Tensor
+    output_embedder: torch.Tensor | None
+
+    @staticmethod
+    def from_record(record: dict[str, Any]) -> Model:
+        model, setup = record["final_model"], record["setup"]
+        return Model(RunConfig(**record["config"]), model["0.weight"].float(), model["0.bias"].float(),
+                     model["2.weight"].float(), setup["fixed_embedder"].float(),
+                     setup.get("output_embedder"))
+
+    def sfa(self) -> np.ndarray:
+        return single_feature_activations(self.w1[None], self.b1[None], self.embedder[None],
+                                          self.config.nonlinearity)[0].numpy()
+
+    def permuted(self, perm: np.ndarray) -> Model:
+        index = torch.as_tensor(perm)
+        return Model(self.config, self.w1[index], self.b1[index], self.w2[:, index], self.embedder,
+                     self.output_embedder)
+
+
+def check_interpolable(a: Model, b: Model) -> None:
+    """Raise IncompatibleRuns unless both runs solve the same problem with the same shapes."""
+    problems = []
+    for name in ("task", "nonlinearity", "n_features", "embed_dim", "n_neurons"):
+        if getattr(a.config, name) != getattr(b.config, name):
+            problems.append(f"{name} differs ({getattr(a.config, name)} vs {getattr(b.config, name)})")
+    if not problems and not torch.equal(a.embedder, b.embedder):
+        problems.append("their embedders differ (different seeds draw different worlds); interpolating "
+                        "between models of different worlds measures nothing")
+    if not problems and a.output_embedder is not None and not torch.equal(a.output_embedder, b.output_embedder):
+        problems.append("their output embedders differ")
+    if problems:
+        raise IncompatibleRuns("these runs cannot be interpolated: " + "; ".join(problems))
+
+
+def evaluation_batch(config: RunConfig, embedder: torch.Tensor, output_embedder: torch.Tensor | None,
+                     samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    probs = task_probabilities(config.task, config.n_features, config.eps, config.sample_kind)
+    return sample_task_batch(config.task, samples, probs, generator, embedder, output_embedder)
+
+
+def model_loss(model: Model, x: torch.Tensor, target: torch.Tensor) -> float:
+    """The training loss's squared-error term on a fixed batch."""
+    with torch.no_grad():
+        out, _ = forward(x[None], model.w1[None], model.b1[None], model.w2[None], model.config.nonlinearity)
+        return float((out[0] - target).square().sum() / x.shape[0])
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    alphas: np.ndarray  # 0 = run a, 1 = run b
+    losses: np.ndarray
+    aligned: bool
+
+    @property
+    def barrier(self) -> float:
+        """Highest loss along the line above the worse of the two ends."""
+        return float(self.losses.max() - max(self.losses[0], self.losses[-1]))
+
+
+def interpolate(a: Model, b: Model, points: int = 21, align: bool = True, samples: int = 8192,
+                seed: int = 12345) -> Interpolation:
+    """Loss on fresh samples at `points` evenly spaced points of the line from a's weights to b's."""
+    check_interpolable(a, b)
+    if points < 2:
+        raise ValueError("points must be at least 2")
+    if align:
+        b = b.permuted(align_neurons(a.sfa(), b.sfa()))
+    x, target = evaluation_batch(a.config, a.embedder, a.output_embedder, samples, seed)
+    alphas = np.linspace(0.0, 1.0, points)
+    losses = []
+    for t in alphas:
+        mix = Model(a.config, (1 - t) * a.w1 + t * b.w1, (1 - t) * a.b1 + t * b.b1, (1 - t) * a.w2 + t * b.w2,
+                    a.embedder, a.output_embedder)
+        losses.append(model_loss(mix, x, target))
+    return Interpolation(alphas, np.array(losses), align)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from core.compare import (
+    IncompatibleRuns,
+    Model,
+    align_neurons,
+    differing_fields,
+    evaluation_batch,
+    interpolate,
+    model_loss,
+    run_label,
+)
+from core.runfile import build_run_file
+from core.train import Trainer
+
+
+def trained(config, steps=None) -> Model:
+    trainer = Trainer([config])
+    trainer.advance(steps or config.steps)
+    return Model.from_record(build_run_file(trainer))
+
+
+def test_differences_and_labels(tiny):
+    configs = [tiny.replace(init_bias=0.0).to_dict(), tiny.replace(init_bias=-1.0, lr=0.003).to_dict()]
+    assert differing_fields(configs) == ["lr", "init_bias"]
+    assert run_label(configs[1], ["lr", "init_bias"], "x") == "lr=0.003, init_bias=-1"
+    assert run_label(configs[0], [], "run abc") == "run abc"
+
+
+def test_alignment_recovers_a_known_permutation():
+    rng = np.random.default_rng(0)
+    sfa = rng.random((30, 12))
+    perm = rng.permutation(30)
+    shuffled = sfa[np.argsort(perm)]  # shuffled[perm] == sfa
+    found = align_neurons(sfa, shuffled)
+    assert np.array_equal(shuffled[found], sfa)
+
+
+def test_permuting_neurons_keeps_the_function(tiny):
+    model = trained(tiny)
+    perm = np.random.default_rng(1).permutation(tiny.n_neurons)
+    x, target = evaluation_batch(tiny, model.embedder, None, 512, 0)
+    assert model_loss(model.permuted(perm), x, target) == pytest.approx(model_loss(model, x, target), rel=1e-5)
+
+
+def test_interpolation_endpoints_equal_each_runs_own_loss(tiny):
+    a = trained(tiny.replace(init_bias=0.0))
+    b = trained(tiny.replace(init_bias=-1.0, bias_decay=2.0))  # same seed: same world
+    result = interpolate(a, b, points=21, align=True, samples=2048)
+    x, target = evaluation_batch(tiny, a.embedder, None, 2048, 12345)
+    assert len(result.alphas) == 21
+    assert result.losses[0] == pytest.approx(model_loss(a, x, target), rel=1e-5)
+    assert result.losses[-1] == pytest.approx(model_loss(b, x, target), rel=1e-5)  # alignment keeps b's loss
+    assert result.barrier >= 0
+
+
+def test_different_worlds_or_shapes_are_refused(tiny):
+    a = trained(tiny, steps=4)
+    with pytest.raises(IncompatibleRuns, match="embedders differ"):
+        interpolate(a, trained(tiny.replace(seed=7), steps=4))
+    with pytest.raises(IncompatibleRuns, match="n_neurons differs"):
+        interpolate(a, trained(tiny.replace(n_neurons=32), steps=4))
+    assert torch.equal(a.embedder, trained(tiny, steps=2).embedder)
