@@ -1,18 +1,26 @@
-"""Headless use of the engine: `python -m core.cli train --preset quick-negative-bias --out run.pt --json`."""
+"""Headless use of the engine.
+
+    python -m core.cli train --preset quick-negative-bias --out run.pt --json
+    python -m core.cli sweep --preset LR3 --scale quick --out lr3/
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from core.config import FIELDS, allowed_range, config_from_dict
-from core.presets import PRESETS
+from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import build_run_file, save_run_file
+from core.sweep import preset_sweep, run_sweep, total_run_steps, value_label
 from core.train import Trainer, iterate_training
 
 EXIT_USAGE = 2
@@ -38,8 +46,71 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="path of the run file to write (torch.save; load with weights_only=True)")
     train.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep = commands.add_parser("sweep", help="train a sweep (batched where shapes allow); one run file per run")
+    sweep.add_argument("--preset", required=True, help="a paper batch (" + ", ".join(PAPER_BATCHES) + ") or any "
+                       "preset with --field and --values")
+    sweep.add_argument("--scale", choices=("quick", "paper"), default="quick",
+                       help="paper batches: their quick-scale twin (default) or paper scale")
+    sweep.add_argument("--field", help="the field to sweep (default: the paper batch's)")
+    sweep.add_argument("--values", nargs="+", metavar="VALUE", help="values of the field (default: the batch's)")
+    sweep.add_argument("--seeds", type=int, default=1, help="repeats per value (1 to 16)")
+    sweep.add_argument("--share-seed", action="store_true",
+                       help="give every value the same seeds (same world and init); default: each its own")
+    for name, f in FIELDS.items():
+        sweep.add_argument("--" + name.replace("_", "-"), dest=name, metavar="VALUE",
+                           help=f"override the base config: {allowed_range(f)}")
+    sweep.add_argument("--out", default="sweep-out", help="folder for run files and summary.json / summary.csv")
+    sweep.add_argument("--json", action="store_true", help="print the summary as JSON on the last stdout line")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     commands.add_parser("presets", help="list the presets")
     return parser
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    try:
+        sweep = preset_sweep(args.preset, args.scale, args.values, args.seeds, args.field, args.share_seed)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    if overrides:
+        base, errors = config_from_dict(overrides, sweep.base)
+        if errors:
+            for message in errors.values():
+                print(f"error: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        sweep = dataclasses.replace(sweep, base=base)
+    errors = sweep.validate()
+    if errors:
+        for name, message in errors.items():
+            print(f"error: {name}: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    started = time.perf_counter()
+    jobs = sweep.jobs()
+    print(f"sweep {sweep.name}: {sweep.field} = {', '.join(value_label(v) for v in sweep.values)}; "
+          f"{len(sweep.runs())} runs in {len(jobs)} job(s)", file=sys.stderr)
+    with tqdm(total=total_run_steps(sweep), unit="run-step", disable=args.quiet, file=sys.stderr) as bar:
+        results = run_sweep(sweep, on_progress=bar.update)
+    rows = []
+    for result in results:
+        name = f"run-{sweep.field}={value_label(result.value)}-seed{result.seed}.pt"
+        save_run_file(result.record, out / name)
+        rows.append({**result.row(sweep.field), "file": name})
+    seconds = time.perf_counter() - started
+    summary = {"preset": sweep.name, "field": sweep.field, "values": list(sweep.values), "jobs": len(jobs),
+               "seconds": seconds, "out": str(out), "runs": rows}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with open(out / "summary.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for row in rows:
+            print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -87,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, preset in PRESETS.items():
             print(f"{name:24s} {preset.description}")
         return 0
+    if args.command == "sweep":
+        return run_sweep_command(args)
     return run_train(args)
 
 

@@ -1,0 +1,66 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from core.sweep import Sweep, preset_sweep, run_sweep
+from core.train import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_per_run_fields_batch_into_one_job_and_shapes_split(tiny):
+    assert len(Sweep(tiny, "lr", (0.003, 0.01, 0.03)).jobs()) == 1
+    assert len(Sweep(tiny, "init_bias", (0.0, -1.0), seeds=(0, 1)).jobs()) == 1
+    assert len(Sweep(tiny, "n_neurons", (16, 24, 32)).jobs()) == 3
+
+
+def test_seeds_own_by_default_shared_on_request(tiny):
+    own = Sweep(tiny, "lr", (0.003, 0.01), seeds=(0, 1))
+    assert [seed for _, seed, _ in own.runs()] == [0, 1, 1000, 1001]
+    shared = Sweep(tiny, "lr", (0.003, 0.01), seeds=(0, 1), shared_seed=True)
+    assert [seed for _, seed, _ in shared.runs()] == [0, 1, 0, 1]
+
+
+def test_batched_sweep_equals_separate_runs_for_two_fields(tiny):
+    for sweep in (Sweep(tiny, "lr", (0.003, 0.03)), Sweep(tiny, "bias_decay", (0.0, 5.0), shared_seed=True)):
+        results = run_sweep(sweep)
+        for result in results:
+            alone = Trainer([result.config])
+            alone.advance(result.config.steps)
+            assert torch.allclose(result.record["final_model"]["0.weight"], alone.weights[0].w1.detach(),
+                                  rtol=1e-5, atol=1e-6)
+            assert abs(result.record["metrics"]["final_loss"] - alone.final_loss(0)) < 1e-5
+
+
+def test_paper_batches_have_quick_twins():
+    sweep = preset_sweep("LR3")
+    assert sweep.field == "lr" and sweep.values == (0.001, 0.003, 0.005, 0.007, 0.01, 0.03)
+    assert sweep.base.n_features == 128 and sweep.base.steps == 8192
+    assert len(sweep.jobs()) == 1  # six learning rates, one batched job
+    assert preset_sweep("LR3", scale="paper").base.n_features == 512
+
+
+def test_cli_sweep_end_to_end(tmp_path):
+    out = tmp_path / "sweep"
+    result = subprocess.run([sys.executable, "-m", "core.cli", "sweep", "--preset", "demo-tiny", "--field",
+                             "init_bias", "--values", "0", "-1", "--steps", "64", "--snapshot-every", "16",
+                             "--out", str(out), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["field"] == "init_bias" and summary["jobs"] == 1 and len(summary["runs"]) == 2
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert [float(r["init_bias"]) for r in rows] == [0.0, -1.0]
+    assert {"final_loss", "mono_ratio", "mean_bias", "dead_neurons"} <= set(rows[0])
+    record = torch.load(out / rows[1]["file"], weights_only=True)
+    assert record["initial_bias"] == -1.0 and record["log2_training_steps"] == 6
+
+
+def test_cli_sweep_rejects_bad_values(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "core.cli", "sweep", "--preset", "LR1", "--values", "0.01", "5",
+                             "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "lr=5" in result.stderr
+    assert not (tmp_path / "x").exists()
