@@ -12,6 +12,7 @@ from app.api import register_api
 from app.callbacks import register_callbacks
 from app.compare_page import register_compare_callbacks
 from app.layout import build_layout
+from app.sweep_page import register_sweep_callbacks
 from core.jobs import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,5 +38,6 @@ def create_app(lab: Lab) -> dash.Dash:
     app.layout = build_layout()
     register_callbacks(app, lab)
     register_compare_callbacks(app, lab)
+    register_sweep_callbacks(app, lab)
     register_api(app.server, lab)
     return app

@@ -63,7 +63,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         """The URL holds the config: loading a link fills the form; editing the form rewrites the link."""
         *values, pathname = values
         keep = [no_update] * len(FIELD_NAMES)
-        if (pathname or "").rstrip("/").endswith("/compare"):
+        if (pathname or "").rstrip("/").endswith(("/compare", "/sweeps")):
             return keep + [no_update, no_update]
         trigger = ctx.triggered_id
         if trigger == "url" or trigger is None:

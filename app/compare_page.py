@@ -125,10 +125,13 @@ def selected_runs(search: str | None) -> list[str]:
 
 
 def register_compare_callbacks(app: Any, lab: Lab) -> None:
-    @app.callback(Output("lab-page", "style"), Output("compare-page", "style"), Input("url", "pathname"))
-    def route(pathname: str | None) -> tuple[dict, dict]:
-        on_compare = (pathname or "").rstrip("/").endswith("/compare")
-        return ({"display": "none"}, {}) if on_compare else ({}, {"display": "none"})
+    @app.callback(Output("lab-page", "style"), Output("compare-page", "style"), Output("sweeps-page", "style"),
+                  Input("url", "pathname"))
+    def route(pathname: str | None) -> tuple[dict, dict, dict]:
+        page = (pathname or "/").rstrip("/").rsplit("/", 1)[-1]
+        hidden = {"display": "none"}
+        return (hidden if page in ("compare", "sweeps") else {}, {} if page == "compare" else hidden,
+                {} if page == "sweeps" else hidden)
 
     @app.callback(Output("compare-runs", "value"), Output("url", "search", allow_duplicate=True),
                   Input("url", "search"), Input("compare-runs", "value"), State("url", "pathname"),

@@ -7,6 +7,7 @@ from dash import dcc, html
 
 from app.compare_page import compare_layout, comparison_starter
 from app.form import config_form
+from app.sweep_page import sweep_layout
 
 LIVE_INTERVAL_MS = 1000
 
@@ -99,10 +100,12 @@ def build_layout() -> html.Div:
         dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS),
         dcc.Store(id="selected-run", storage_type="session"),
         dcc.Store(id="live-state"),
+        dcc.Store(id="sweep-state"),
         dbc.Navbar(dbc.Container([
             dbc.NavbarBrand("Monosemanticity Lab", href="/", className="fw-bold"),
             dbc.Nav([dbc.NavLink("Train", href="/", id="nav-train"),
-                     dbc.NavLink("Compare", href="/compare", id="nav-compare")], navbar=True),
+                     dbc.NavLink("Compare", href="/compare", id="nav-compare"),
+                     dbc.NavLink("Sweeps", href="/sweeps", id="nav-sweeps")], navbar=True),
             html.Span("Engineering Monosemanticity in Toy Models — live", className="navbar-text small ms-auto"),
         ], fluid=True), color="dark", dark=True, className="mb-3"),
         dbc.Container(dbc.Row([
@@ -110,4 +113,5 @@ def build_layout() -> html.Div:
             dbc.Col(live_column(), lg=9, md=8),
         ]), fluid=True, id="lab-page"),
         dbc.Container(compare_layout(), fluid=True, id="compare-page", style={"display": "none"}),
+        dbc.Container(sweep_layout(), fluid=True, id="sweeps-page", style={"display": "none"}),
     ])

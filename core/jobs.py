@@ -59,8 +59,11 @@ class Lab:
     def submit(self, config: RunConfig, label: str = "") -> str:
         return self.submit_group([config], [label])[0]
 
-    def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None) -> list[str]:
-        """Queue runs to train together as one batched job (they must share array shapes)."""
+    def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,
+                     sweeps: list[dict[str, Any]] | None = None) -> list[str]:
+        """Queue runs to train together as one batched job (they must share array shapes).
+
+        `sweeps` optionally tags each run with its sweep ({"id", "name", "field", "value"})."""
         if not configs:
             raise ValueError("nothing to submit")
         for config in configs:
@@ -77,8 +80,9 @@ class Lab:
             if waiting + len(configs) > self.max_queued:
                 raise QueueFull(f"the queue is full: {waiting} runs are waiting (limit {self.max_queued}); "
                                 "wait for some to finish or stop queued runs")
-            for run_id, config, label in zip(run_ids, configs, labels):
+            for i, (run_id, config, label) in enumerate(zip(run_ids, configs, labels)):
                 self.store.set(f"meta/{run_id}", {
+                    "sweep": sweeps[i] if sweeps else None,
                     "id": run_id, "job": job_id, "label": label, "config": config.to_dict(), "status": "queued",
                     "created": now(), "started": None, "finished": None, "step": 0, "steps": config.steps,
                     "eta_seconds": None, "steps_per_second": None, "loss": None, "mono_ratio": None,
@@ -88,6 +92,31 @@ class Lab:
             self.store.set("index", self.store.get("index", []) + run_ids)
             self.store.set("queue", self.store.get("queue", []) + [job_id])
         return run_ids
+
+    def submit_sweep(self, sweep: Any) -> list[str]:
+        """Queue every run of a core.sweep.Sweep, one batched job per group of same-shaped runs."""
+        errors = sweep.validate()
+        if errors:
+            raise InvalidConfig(errors)
+        runs = sweep.runs()
+        if self.queued_run_count() + len(runs) > self.max_queued:
+            raise QueueFull(f"the queue is full: this sweep has {len(runs)} runs and {self.queued_run_count()} are "
+                            f"waiting (limit {self.max_queued})")
+        sweep_id = new_id()
+        ids: dict[int, str] = {}
+        for job in sweep.jobs():
+            tags = [{"id": sweep_id, "name": sweep.name, "field": sweep.field, "value": runs[i][0]} for i in job]
+            labels = [f"{sweep.name} {sweep.field}={runs[i][0]:g} seed {runs[i][1]}" for i in job]
+            ids.update(zip(job, self.submit_group([runs[i][2] for i in job], labels, tags)))
+        return [ids[i] for i in range(len(runs))]
+
+    def sweeps(self) -> dict[str, list[dict[str, Any]]]:
+        """Runs grouped by sweep id, oldest sweep first."""
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for meta in self.list():
+            if meta.get("sweep"):
+                groups.setdefault(meta["sweep"]["id"], []).append(meta)
+        return groups
 
     def queued_run_count(self) -> int:
         return sum(len(self.store.get(f"job/{j}", {"runs": []})["runs"]) for j in self.store.get("queue", []))

@@ -111,3 +111,28 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
     dash_duo.driver.execute_script("window.scrollTo({top: 0, behavior: 'instant'});")
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "compare-top.png"))
     assert dash_duo.get_logs() == []
+
+
+def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
+    from core.presets import PRESETS
+    from core.sweep import Sweep
+
+    base = PRESETS["demo-tiny"].config.replace(steps=600, snapshot_every=60)
+    run_ids = lab.submit_sweep(Sweep(base, "init_bias", (0.0, -0.5, -1.0), name="demo"))
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1400)
+    dash_duo.driver.get(dash_duo.server_url + "/sweeps")
+    # A bad value is refused with the field named, and nothing is queued.
+    set_input(dash_duo, "sweep-values-input", "0.01 5")
+    click(dash_duo, "#sweep-start-button")
+    dash_duo.wait_for_contains_text("#sweep-message", "lr", timeout=10)
+    assert len(lab.list()) == 3
+
+    wait_until(lambda: all(lab.get(r)["status"] == "done" for r in run_ids), timeout=60, message="the sweep")
+    dash_duo.select_dcc_dropdown("#sweep-select", index=0)
+    wait_until(lambda: len(trace_lengths(dash_duo, "sweep-panels")) == 9, timeout=20, message="training panels")
+    wait_until(lambda: trace_lengths(dash_duo, "sweep-heatmap-2") == [64], timeout=20, message="three heatmaps")
+    assert "init_bias=-1" in dash_duo.find_element("#sweep-heatmap-0").text
+    assert len(trace_lengths(dash_duo, "sweep-biases")) == 3
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "sweeps.png"))
+    assert dash_duo.get_logs() == []

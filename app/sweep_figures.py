@@ -1,0 +1,155 @@
+"""The paper's sweep figures, as pure functions of per-run data (no Dash, no I/O)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from app.figures import AXIS_STYLE, LAYOUT_STYLE, ema, empty_figure, log_thin
+from core.metrics import monosemantic_neurons
+
+LOG_SCALED = ("lr", "eps", "l1_reg", "bias_decay")
+
+
+@dataclass
+class SweepRun:
+    """One run of a sweep, reduced to what the figures need."""
+
+    value: float
+    seed: int
+    loss_steps: np.ndarray
+    losses: np.ndarray
+    point_steps: np.ndarray
+    mono: np.ndarray  # mono neurons per feature at each snapshot
+    mean_bias: np.ndarray
+    final_loss: float | None
+    mono_per_feature: float | None
+    mono_per_neuron: float | None
+    dead: int | None
+    bias: np.ndarray | None = None  # final first-layer biases
+    sfa: np.ndarray | None = None
+
+
+def value_colours(values: list[float], field: str) -> dict[float, str]:
+    """A colour per swept value along Viridis; log-spaced for learning rates and other scale knobs."""
+    distinct = sorted(set(values))
+    if len(distinct) == 1:
+        return {distinct[0]: sample_colorscale("Viridis", [0.5])[0]}
+    use_log = field in LOG_SCALED and all(v > 0 for v in distinct)
+    keys = [math.log(v) if use_log else v for v in distinct]
+    lo, hi = min(keys), max(keys)
+    positions = [0.9 * (k - lo) / (hi - lo) for k in keys]
+    return dict(zip(distinct, sample_colorscale("Viridis", positions)))
+
+
+def fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def training_panels(runs: list[SweepRun], field: str, smoothing: float = 0.9) -> go.Figure:
+    """Loss, mono neurons per feature and mean bias against log2 steps, one line per run coloured by value."""
+    if not runs:
+        return empty_figure("Training", "No runs yet")
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Mono neurons per feature", "Mean bias"))
+    colours = value_colours([r.value for r in runs], field)
+    shown: set[float] = set()
+    for run in runs:
+        colour = colours[run.value]
+        legend = run.value not in shown
+        shown.add(run.value)
+        name = f"{field}={fmt(run.value)}"
+        if len(run.loss_steps):
+            keep = log_thin(np.asarray(run.loss_steps), 1500)
+            fig.add_trace(go.Scattergl(x=np.log2(run.loss_steps[keep]), y=ema(run.losses, smoothing)[keep],
+                                       mode="lines", line={"color": colour}, name=name, legendgroup=name,
+                                       showlegend=legend), row=1, col=1)
+        for col, series in ((2, run.mono), (3, run.mean_bias)):
+            if len(run.point_steps):
+                fig.add_trace(go.Scatter(x=np.log2(run.point_steps), y=series, mode="lines", name=name,
+                                         legendgroup=name, showlegend=False, line={"color": colour}), row=1, col=col)
+    fig.add_hline(y=1.0, line_dash="dot", line_color="#888", row=1, col=2)
+    fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
+                      title={"text": f"Training, coloured by {field}", "font": {"size": 14}})
+    fig.update_xaxes(**AXIS_STYLE, title_text="log2(step)")
+    fig.update_yaxes(**AXIS_STYLE)
+    return fig
+
+
+def band(values: list[float], ys: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct value: (x, mean, min, max) over repeated seeds."""
+    xs = np.array(sorted(set(values)), dtype=np.float64)
+    groups = [[y for v, y in zip(values, ys) if v == x and y is not None] for x in xs]
+    mean = np.array([np.mean(g) if g else np.nan for g in groups])
+    lo = np.array([np.min(g) if g else np.nan for g in groups])
+    hi = np.array([np.max(g) if g else np.nan for g in groups])
+    return xs, mean, lo, hi
+
+
+def metric_vs_value(runs: list[SweepRun], field: str) -> go.Figure:
+    """Mono ratio per feature and per neuron against the swept value: mean over seeds, min-max band."""
+    if not runs:
+        return empty_figure("Monosemanticity against the swept value", "No runs yet")
+    fig = go.Figure()
+    values = [r.value for r in runs]
+    for name, ys, colour in (("mono neurons / N (per feature)", [r.mono_per_feature for r in runs], "#1f77b4"),
+                             ("mono neurons / k (per neuron)", [r.mono_per_neuron for r in runs], "#ff7f0e")):
+        xs, mean, lo, hi = band(values, ys)
+        if len(set(r.seed for r in runs)) > 1:
+            fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                                     fill="toself", fillcolor=colour, opacity=0.2, line={"width": 0},
+                                     hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=xs, y=mean, mode="lines+markers", name=name, line={"color": colour}))
+    use_log = field in LOG_SCALED and all(v > 0 for v in values)
+    fig.update_layout(**LAYOUT_STYLE, title={"text": f"Mono ratio against {field} (mean, min-max over seeds)",
+                                             "font": {"size": 14}},
+                      xaxis={**AXIS_STYLE, "title": {"text": field}, **({"type": "log"} if use_log else {})},
+                      yaxis={**AXIS_STYLE, "title": {"text": "mono ratio"}},
+                      legend={"x": 0.01, "y": 0.98, "bgcolor": "rgba(255,255,255,0.7)"})
+    return fig
+
+
+def sorted_biases(runs: list[SweepRun], field: str) -> go.Figure:
+    """Final first-layer biases sorted ascending, one line per run coloured by value."""
+    done = [r for r in runs if r.bias is not None]
+    if not done:
+        return empty_figure("Final biases, sorted", "Available once runs have snapshots")
+    colours = value_colours([r.value for r in done], field)
+    fig = go.Figure()
+    for run in done:
+        fig.add_trace(go.Scatter(y=np.sort(run.bias), mode="lines", line={"color": colours[run.value]},
+                                 name=f"{field}={fmt(run.value)} (seed {run.seed})"))
+    fig.update_layout(**LAYOUT_STYLE, title={"text": "Final biases, sorted", "font": {"size": 14}},
+                      xaxis={**AXIS_STYLE, "title": {"text": "neuron (sorted by bias)"}},
+                      yaxis={**AXIS_STYLE, "title": {"text": "bias"}})
+    return fig
+
+
+def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.Figure:
+    """Config fields -> final loss and mono ratio across runs, as experiment trackers show them."""
+    rows = [r for r in rows if r.get("final_loss") is not None and r.get("mono_ratio") is not None]
+    if not rows:
+        return empty_figure("Runs: config against results", "No finished runs yet")
+    dims = []
+    for name in [*fields, "final_loss", "mono_ratio"]:
+        column = np.array([float(r[name]) for r in rows])
+        if name in fields and len(set(column)) < 2:
+            continue  # a constant axis says nothing
+        dims.append({"label": name, "values": column})
+    colour = np.array([float(r["mono_ratio"]) for r in rows])
+    fig = go.Figure(go.Parcoords(dimensions=dims, line={"color": colour, "colorscale": "Viridis",
+                                                        "showscale": True, "colorbar": {"title": {"text": "mono"}}}))
+    fig.update_layout(**{**LAYOUT_STYLE, "margin": {"l": 60, "r": 40, "t": 60, "b": 30}},
+                      title={"text": "Runs: config against results (colour: mono ratio)", "font": {"size": 14}})
+    return fig
+
+
+def mono_counts(sfa: np.ndarray) -> tuple[float, float]:
+    """(mono neurons / N, mono neurons / k) of an SFA matrix."""
+    count = float(monosemantic_neurons(sfa).sum())
+    return count / sfa.shape[1], count / sfa.shape[0]
+

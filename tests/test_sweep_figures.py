@@ -1,0 +1,48 @@
+import numpy as np
+
+from app import sweep_figures as sf
+
+
+def run(value: float, seed: int = 0, mono: float = 0.1) -> sf.SweepRun:
+    steps = np.arange(1, 101)
+    return sf.SweepRun(value=value, seed=seed, loss_steps=steps, losses=np.linspace(1, 0.3, 100),
+                       point_steps=np.array([50, 100]), mono=np.array([0.0, mono]), mean_bias=np.array([-1.0, -0.5]),
+                       final_loss=0.3, mono_per_feature=mono, mono_per_neuron=mono / 2, dead=0,
+                       bias=np.array([0.3, -0.2, 0.1]), sfa=np.eye(3))
+
+
+def test_learning_rates_get_log_spaced_colours():
+    colours = sf.value_colours([0.001, 0.01, 0.1], "lr")
+    linear = sf.value_colours([0.001, 0.01, 0.1], "init_bias")
+    assert len(set(colours.values())) == 3
+    assert colours[0.01] != linear[0.01]  # the middle learning rate sits mid-scale only on a log scale
+
+
+def test_band_is_mean_min_max_over_seeds():
+    xs, mean, lo, hi = sf.band([1.0, 1.0, 2.0], [0.2, 0.4, 0.5])
+    assert list(xs) == [1.0, 2.0] and np.allclose(mean, [0.3, 0.5])
+    assert list(lo) == [0.2, 0.5] and list(hi) == [0.4, 0.5]
+
+
+def test_training_panels_one_legend_entry_per_value_and_reference_line():
+    fig = sf.training_panels([run(0.003, 0), run(0.003, 1), run(0.01, 0)], "lr")
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend == ["lr=0.003", "lr=0.01"]
+    assert len(fig.data) == 9  # three panels per run
+    assert any(shape.y0 == 1.0 for shape in fig.layout.shapes)
+
+
+def test_mono_against_value_has_band_only_with_repeated_seeds():
+    single = sf.metric_vs_value([run(0.0, mono=0.1), run(-1.0, mono=0.5)], "init_bias")
+    assert len(single.data) == 2 and list(single.data[0].x) == [-1.0, 0.0]
+    repeated = sf.metric_vs_value([run(0.0, 0, 0.1), run(0.0, 1, 0.3), run(-1.0, 0, 0.5)], "init_bias")
+    assert len(repeated.data) == 4 and repeated.data[0].fill == "toself"
+
+
+def test_sorted_biases_and_parallel_coordinates():
+    fig = sf.sorted_biases([run(0.0)], "init_bias")
+    assert list(fig.data[0].y) == [-0.2, 0.1, 0.3]
+    rows = [{"lr": 0.01, "seed": 0, "final_loss": 0.3, "mono_ratio": 0.1},
+            {"lr": 0.03, "seed": 0, "final_loss": 0.25, "mono_ratio": 0.2}]
+    labels = [d.label for d in sf.parallel_coordinates(rows, ["lr", "seed"]).data[0].dimensions]
+    assert labels == ["lr", "final_loss", "mono_ratio"]  # the constant seed axis is dropped
