@@ -13,7 +13,7 @@ from typing import Any
 
 from core.config import FIELDS, RunConfig, parse_value
 from core.presets import PAPER_BATCHES, PRESETS
-from core.train import Trainer, batch_key
+from core.train import Trainer, batch_key, worth_batching
 
 SWEEPABLE = tuple(n for n, f in FIELDS.items() if not f.metadata["choices"] and n not in ("seed", "snapshot_every"))
 
@@ -42,10 +42,12 @@ class Sweep:
         return [c for _, _, c in self.runs()]
 
     def jobs(self) -> list[list[int]]:
-        """Indices into runs() grouped into batch-compatible jobs (one job when only per-run fields vary)."""
+        """Indices into runs() grouped into jobs: one batched job when only per-run fields vary and the
+        shapes are small enough for batching to pay (core.train.worth_batching), else one job per run."""
         groups: dict[tuple, list[int]] = {}
         for i, config in enumerate(self.configs()):
-            groups.setdefault(batch_key(config), []).append(i)
+            key = batch_key(config) if worth_batching(config) else (i,)
+            groups.setdefault(key, []).append(i)
         return list(groups.values())
 
     def validate(self) -> dict[str, str]:

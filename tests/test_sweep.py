@@ -41,7 +41,9 @@ def test_paper_batches_have_quick_twins():
     assert sweep.field == "lr" and sweep.values == (0.001, 0.003, 0.005, 0.007, 0.01, 0.03)
     assert sweep.base.n_features == 128 and sweep.base.steps == 8192
     assert len(sweep.jobs()) == 1  # six learning rates, one batched job
-    assert preset_sweep("LR3", scale="paper").base.n_features == 512
+    paper = preset_sweep("LR3", scale="paper")
+    assert paper.base.n_features == 512
+    assert len(paper.jobs()) == 6  # at batch 8192 stacking costs more than it saves on a CPU
 
 
 def test_cli_sweep_end_to_end(tmp_path):
