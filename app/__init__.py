@@ -11,6 +11,7 @@ import dash_bootstrap_components as dbc  # noqa: F401  (registers the components
 from app.api import register_api
 from app.callbacks import register_callbacks
 from app.compare_page import register_compare_callbacks
+from app.inspect_panel import register_inspect_callbacks
 from app.layout import build_layout
 from app.sweep_page import register_sweep_callbacks
 from core.jobs import Lab
@@ -39,5 +40,6 @@ def create_app(lab: Lab) -> dash.Dash:
     register_callbacks(app, lab)
     register_compare_callbacks(app, lab)
     register_sweep_callbacks(app, lab)
+    register_inspect_callbacks(app, lab)
     register_api(app.server, lab)
     return app

@@ -7,6 +7,7 @@ from dash import dcc, html
 
 from app.compare_page import compare_layout, comparison_starter
 from app.form import config_form
+from app.inspect_panel import inspect_layout
 from app.sweep_page import sweep_layout
 
 LIVE_INTERVAL_MS = 1000
@@ -91,6 +92,7 @@ def live_column() -> html.Div:
         dbc.Row([dbc.Col(graph("bias-graph", 260), md=6), dbc.Col(graph("score-histogram", 260), md=6)],
                 className="g-2 mt-2"),
         html.Div(id="download-area", className="mt-2"),
+        inspect_layout(),
     ])
 
 

@@ -77,6 +77,27 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     dash_duo.wait_for_contains_text("#download-area", "Download run file", timeout=10)
     dash_duo.wait_for_contains_text("#run-list", "done", timeout=5)
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "finished.png"))
+
+    # Inside the model: the inspector opens on the finished run.
+    wait_until(lambda: len(trace_lengths(dash_duo, "feature-curves")) == 4, timeout=20, message="feature curves")
+    assert trace_lengths(dash_duo, "poly-map") == [32]  # N x N linear map of the polysemantic part
+    assert len(trace_lengths(dash_duo, "mono-histogram")) == 1
+    # Clicking a heatmap cell picks its feature and neuron.
+    set_input(dash_duo, "inspect-neuron-input", "47")
+    set_input(dash_duo, "inspect-feature-input", "31")
+    wait_until(lambda: "Neuron 47:" in dash_duo.find_element("#neuron-profile").text, timeout=10, message="n47")
+    heatmap = dash_duo.find_element("#sfa-heatmap .nsewdrag")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", heatmap)
+    heatmap.click()
+    picked = ("inspect-neuron-input", "inspect-feature-input")
+    wait_until(lambda: [dash_duo.find_element(f"#{i}").get_attribute("value") for i in picked] != ["47", "31"],
+               timeout=10, message="the click to pick a cell")
+    neuron = dash_duo.find_element("#inspect-neuron-input").get_attribute("value")
+    wait_until(lambda: f"Neuron {neuron}:" in dash_duo.find_element("#neuron-profile").text, timeout=10,
+               message="the clicked neuron's profile")
+    dash_duo.driver.execute_script(
+        "document.getElementById('feature-curves').scrollIntoView({block: 'start', behavior: 'instant'});")
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "inspector.png"))
     assert dash_duo.get_logs() == []
 
 

@@ -1,0 +1,129 @@
+"""The interpretability panel on the Train page: click a heatmap cell (or type indices) to inspect a
+feature, a neuron, the polysemantic part's linear map and two-feature interference."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html, no_update
+
+from app import interpret_figures as figs
+from app.figures import empty_figure
+from core.compare import Model
+from core.interpret import feature_view, mono_summary, neuron_view, pair_interference, poly_linear_map
+from core.jobs import Lab, UnknownRun
+from core.runfile import RunFileError, load_run_file
+
+
+def graph(graph_id: str, height: int = 300) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, responsive=True, style={"height": f"{height}px"}, config={"displaylogo": False})
+
+
+def index_input(input_id: str, label: str, value: int) -> dbc.Col:
+    return dbc.Col([dbc.Label(label, html_for=input_id, className="small mb-0"),
+                    dbc.Input(id=input_id, type="number", min=0, step=1, value=value, debounce=True, size="sm")],
+                   width="auto")
+
+
+def inspect_layout() -> html.Div:
+    return html.Div([
+        html.H5("Inside the model", className="mt-3 mb-0"),
+        html.P("For a finished or stopped run (at the replayed checkpoint when it is a log2 step). Click a cell of "
+               "the heatmap to pick its feature and neuron.", className="text-muted small"),
+        dbc.Row([index_input("inspect-feature-input", "Feature", 0), index_input("inspect-neuron-input", "Neuron", 0),
+                 index_input("inspect-pair-input", "Second feature (interference)", 1)], className="g-2 mb-2"),
+        html.Div(id="inspect-message"),
+        dbc.Row([dbc.Col(graph("feature-curves"), md=6), dbc.Col(graph("neuron-profile"), md=6)], className="g-2"),
+        html.Div(id="feature-neurons", className="small"),
+        dbc.Row([dbc.Col(graph("poly-map", 380), md=6), dbc.Col(graph("poly-singular", 380), md=6)],
+                className="g-2"),
+        dbc.Row([dbc.Col(graph("mono-histogram"), md=6), dbc.Col(graph("pair-grid"), md=6)], className="g-2"),
+    ], id="inspect-panel")
+
+
+def model_at(record: dict[str, Any], step: int | None) -> tuple[Model, str]:
+    """The final model, or the log2 checkpoint saved after `step` steps when there is one."""
+    models = record["log2_spaced_models"]
+    if step is not None and step > 0 and step & (step - 1) == 0 and int(math.log2(step)) < len(models):
+        state = models[int(math.log2(step))]
+        record = {**record, "final_model": state}
+        return Model.from_record(record), f"checkpoint after {step} steps"
+    return Model.from_record(record), "final weights"
+
+
+def neurons_table(view: Any) -> Any:
+    if not len(view.neurons):
+        return html.Div(f"No monosemantic neuron serves feature {view.feature}: the polysemantic part carries it.",
+                        className="text-muted")
+    header = html.Thead(html.Tr([html.Th(h) for h in ("neuron", "activation alone", "input weight", "bias",
+                                                      "output weight")]))
+    rows = [html.Tr([html.Td(str(n)), html.Td(f"{a:.3f}"), html.Td(f"{w:.3f}"), html.Td(f"{b:.3f}"),
+                     html.Td(f"{o:.3f}")])
+            for n, a, w, b, o in zip(view.neurons, view.activations, view.input_weights, view.biases,
+                                     view.output_weights)]
+    return dbc.Table([header, html.Tbody(rows)], size="sm", bordered=True, className="bg-white w-auto")
+
+
+def register_inspect_callbacks(app: Any, lab: Lab) -> None:
+    cache: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def record_of(run_id: str) -> dict[str, Any] | None:
+        blob = lab.run_file(run_id)
+        if blob is None:
+            return None
+        if run_id not in cache or cache[run_id][0] != len(blob):
+            cache.clear()  # one run at a time: run files of paper-scale runs are large
+            cache[run_id] = (len(blob), load_run_file(io.BytesIO(blob)))
+        return cache[run_id][1]
+
+    @app.callback(Output("inspect-feature-input", "value"), Output("inspect-neuron-input", "value"),
+                  Input("sfa-heatmap", "clickData"), prevent_initial_call=True)
+    def pick_from_heatmap(click: dict[str, Any] | None) -> tuple[Any, Any]:
+        point = (click or {}).get("points", [{}])[0]
+        x, y = str(point.get("x", "")), str(point.get("y", ""))
+        if not (x.startswith("f") and y.startswith("n")):
+            return no_update, no_update  # a pooled block: no single feature or neuron
+        return int(x[1:]), int(y[1:])
+
+    @app.callback(
+        Output("inspect-message", "children"), Output("feature-curves", "figure"), Output("neuron-profile", "figure"),
+        Output("feature-neurons", "children"), Output("poly-map", "figure"), Output("poly-singular", "figure"),
+        Output("mono-histogram", "figure"), Output("pair-grid", "figure"),
+        Input("selected-run", "data"), Input("inspect-feature-input", "value"), Input("inspect-neuron-input", "value"),
+        Input("inspect-pair-input", "value"), Input("checkpoint-slider", "value"), Input("download-area", "children"),
+        State("checkpoint-slider", "max"),
+    )
+    def inspect(run_id: str | None, feature: Any, neuron: Any, pair: Any, slider: Any, _download: Any,
+                slider_max: Any) -> list[Any]:
+        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + [""] + [empty_figure("", "")] * 4
+        if not run_id:
+            return [""] + blank
+        try:
+            meta = lab.get(run_id)
+            record = record_of(run_id)
+        except (UnknownRun, RunFileError) as err:
+            return [dbc.Alert(str(err), color="warning")] + blank
+        if record is None:
+            return [dbc.Alert("The inspector opens when the run is finished or stopped.", color="info",
+                              className="py-2")] + blank
+        frames = meta["frames"]
+        step = frames[slider] if isinstance(slider, int) and slider_max and 0 <= slider < slider_max else None
+        model, which = model_at(record, step)
+        sfa = model.sfa()
+        n, k = model.config.n_features, model.config.n_neurons
+        problems = []
+        for name, value, limit in (("feature", feature, n), ("neuron", neuron, k), ("second feature", pair, n)):
+            if not isinstance(value, int) or not 0 <= value < limit:
+                problems.append(f"{name} must be an integer from 0 to {limit - 1}")
+        if problems:
+            return [dbc.Alert("; ".join(problems), color="danger", className="py-2")] + blank
+        fview = feature_view(model, sfa, feature)
+        linear = poly_linear_map(model, sfa)
+        amplitudes, grid = pair_interference(model, feature, pair)
+        message = html.Div(f"Inspecting {which} of run {run_id}.", className="small text-muted")
+        return [message, figs.feature_curves(fview), figs.neuron_profile(neuron_view(model, sfa, neuron)),
+                neurons_table(fview), figs.linear_map_heatmap(linear), figs.singular_values(linear),
+                figs.mono_histogram(mono_summary(model, sfa)), figs.pair_grid(amplitudes, grid, feature, pair)]

@@ -1,0 +1,75 @@
+"""Figures of the interpretability views (core.interpret), as pure functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from app.figures import AXIS_STYLE, LAYOUT_STYLE
+from core.interpret import FeatureView, LinearMap, MonoSummary, NeuronView
+
+
+def styled(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False) -> go.Figure:
+    y_axis = {**AXIS_STYLE, "title": {"text": y_title}, **({"type": "log"} if log_y else {})}
+    fig.update_layout(**LAYOUT_STYLE, title={"text": title, "font": {"size": 14}}, yaxis=y_axis,
+                      xaxis={**AXIS_STYLE, "title": {"text": x_title}},
+                      legend={"x": 0.01, "y": 0.99, "bgcolor": "rgba(255,255,255,0.7)"})
+    return fig
+
+
+def feature_curves(view: FeatureView) -> go.Figure:
+    """Output for one feature against its input amplitude: total, mono part, poly part, ideal."""
+    a = view.amplitudes
+    fig = go.Figure([
+        go.Scatter(x=a, y=view.ideal, name="ideal (target)", line={"dash": "dot", "color": "#888"}),
+        go.Scatter(x=a, y=view.total, name="total output", line={"color": "#1f77b4", "width": 3}),
+        go.Scatter(x=a, y=view.mono_part, name=f"monosemantic neurons ({len(view.neurons)})",
+                   line={"color": "#2ca02c"}),
+        go.Scatter(x=a, y=view.poly_part, name="polysemantic neurons", line={"color": "#d62728"}),
+    ])
+    return styled(fig, f"Feature {view.feature}: output as its amplitude varies (alone)", "input amplitude",
+                  "output along the feature")
+
+
+def neuron_profile(view: NeuronView) -> go.Figure:
+    kind = "monosemantic" if view.monosemantic else "not monosemantic"
+    fig = go.Figure(go.Bar(x=np.arange(len(view.activations)), y=view.activations, marker_color="#1f77b4",
+                           hovertemplate="feature %{x}<br>activation %{y:.3f}<extra></extra>"))
+    top = ", ".join(str(f) for f in view.top_features) or "none"
+    return styled(fig, f"Neuron {view.neuron}: {kind}, r = {view.score:.3f}, bias {view.bias:.3f}; top features "
+                       f"{top}", "feature", "activation (feature alone)")
+
+
+def linear_map_heatmap(linear: LinearMap) -> go.Figure:
+    limit = float(np.abs(linear.matrix).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=linear.matrix.astype(np.float32), colorscale="RdBu", zmid=0, zmin=-limit,
+                               zmax=limit, hovertemplate="to feature %{y}<br>from feature %{x}<br>%{z:.3f}"
+                                                         "<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    return styled(fig, f"Polysemantic part's linear map (N x N): ~{linear.identity_scale:.3f} x identity, relative "
+                       f"error {linear.identity_error:.2f}", "from feature", "to feature")
+
+
+def singular_values(linear: LinearMap) -> go.Figure:
+    fig = go.Figure(go.Scatter(y=linear.singular_values, mode="lines+markers", marker={"size": 4}))
+    fig.add_vline(x=linear.rank90 - 1, line_dash="dot", line_color="#d62728",
+                  annotation_text=f"90% of the energy: rank {linear.rank90}")
+    return styled(fig, "Its singular values", "index", "singular value (log)", log_y=True)
+
+
+def mono_histogram(summary: MonoSummary) -> go.Figure:
+    names = list(summary.counts)
+    fig = go.Figure(go.Bar(x=names, y=[summary.counts[n] for n in names], marker_color="#2ca02c",
+                           text=[f"loss {summary.group_losses[n]:.4f}" for n in names], textposition="outside",
+                           hovertemplate="%{x} mono neurons: %{y} features<extra></extra>"))
+    return styled(fig, "Features by number of monosemantic neurons (bar label: their share of the loss)",
+                  "monosemantic neurons for the feature", "features")
+
+
+def pair_grid(amplitudes: np.ndarray, grid: np.ndarray, f1: int, f2: int) -> go.Figure:
+    fig = go.Figure(go.Heatmap(x=amplitudes, y=amplitudes, z=grid.astype(np.float32), colorscale="Viridis",
+                               colorbar={"title": {"text": f"out {f1}"}},
+                               hovertemplate=f"feature {f1}: %{{x:.2f}}<br>feature {f2}: %{{y:.2f}}<br>output "
+                                             f"for {f1}: %{{z:.3f}}<extra></extra>"))
+    return styled(fig, f"Interference: output for feature {f1} with feature {f2} also present",
+                  f"amplitude of feature {f1}", f"amplitude of feature {f2}")

@@ -1,0 +1,83 @@
+"""Section-5 views on tiny hand-built models whose answers are known."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.compare import Model
+from core.config import RunConfig
+from core.interpret import (
+    feature_view,
+    linear_map_summary,
+    mono_feature_of,
+    mono_summary,
+    neuron_view,
+    pair_interference,
+    poly_linear_map,
+)
+
+
+def identity_model(n: int = 4, task: str = "decoder") -> Model:
+    """m = N (only for hand-built checks): E = I, W1 = I, b = 0, W2 = I, so the model is ReLU(v)."""
+    config = RunConfig(n_features=n, embed_dim=n, n_neurons=n, task=task)  # hand-built, never trained
+    eye = torch.eye(n)
+    return Model(config, eye.clone(), torch.zeros(n), eye.clone(), eye.clone(), None)
+
+
+def sfa_of(model: Model) -> np.ndarray:
+    return model.sfa()
+
+
+def test_identity_model_every_neuron_is_mono_for_its_feature():
+    model = identity_model()
+    sfa = sfa_of(model)
+    assert list(mono_feature_of(sfa)) == [0, 1, 2, 3]
+    view = feature_view(model, sfa, 2)
+    assert list(view.neurons) == [2]
+    assert view.input_weights[0] == pytest.approx(1.0) and view.output_weights[0] == pytest.approx(1.0)
+    assert np.allclose(view.total, view.ideal) and np.allclose(view.mono_part, view.ideal)
+    assert np.allclose(view.poly_part, 0)
+    summary = mono_summary(model, sfa, samples=512)
+    assert summary.counts == {"0": 0, "1": 4, "2": 0, "3+": 0}
+    assert summary.group_losses["1"] == pytest.approx(0.0, abs=1e-7)  # ReLU(v) = v for v >= 0
+
+
+def test_neuron_active_for_exactly_one_feature():
+    model = identity_model()
+    w1 = model.w1.clone()
+    w1[3] = torch.tensor([0.5, 0.5, 0.0, 0.0])  # neuron 3 now reads features 0 and 1
+    model = Model(model.config, w1, model.b1, model.w2, model.embedder, None)
+    sfa = sfa_of(model)
+    view = neuron_view(model, sfa, 3)
+    assert not view.monosemantic and view.score == pytest.approx(0.5) and list(view.top_features) == [0, 1]
+    assert neuron_view(model, sfa, 2).monosemantic
+    assert mono_summary(model, sfa, samples=64).counts == {"0": 1, "1": 3, "2": 0, "3+": 0}
+
+
+def test_rank_one_poly_part():
+    n = 4
+    model = identity_model(n)
+    u = torch.tensor([1.0, 2.0, 0.0, 1.0])
+    # neurons 0 and 1 read u together (polysemantic); their outputs write 0.5 * u each: W2 W1 = u u^T
+    w1 = torch.zeros(n, n)
+    w1[0] = w1[1] = u
+    w2 = torch.zeros(n, n)
+    w2[:, 0] = w2[:, 1] = 0.5 * u
+    model = Model(model.config, w1, torch.zeros(n), w2, torch.eye(n), None)
+    linear = poly_linear_map(model, sfa_of(model))
+    assert np.allclose(linear.matrix, np.outer(u, u))
+    assert linear.rank90 == 1 and np.sum(linear.singular_values > 1e-6) == 1
+    exact = linear_map_summary(2.0 * np.eye(3))
+    assert exact.identity_scale == pytest.approx(2.0) and exact.identity_error == pytest.approx(0.0)
+    assert linear.identity_error > 0.5  # rank one is far from a scaled identity
+
+
+def test_pair_interference_and_abs_amplitudes():
+    model = identity_model()
+    amplitudes, grid = pair_interference(model, 0, 1, points=5)
+    assert np.allclose(grid, np.tile(amplitudes, (5, 1)))  # output for feature 0 ignores feature 1
+    abs_model = identity_model(task="abs")
+    view = feature_view(abs_model, sfa_of(abs_model), 0)
+    assert view.amplitudes[0] == -1.0 and np.allclose(view.ideal, np.abs(view.amplitudes))
+    with pytest.raises(ValueError, match="feature must be"):
+        feature_view(model, sfa_of(model), 9)
