@@ -25,6 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per worker (default: leave one core to the web server)")
     parser.add_argument("--max-queued", type=int, default=64, help="runs allowed to wait in the queue")
+    parser.add_argument("--token", default=os.environ.get("LAB_TOKEN"),
+                        help="shared secret required to create, stop or delete runs (env LAB_TOKEN)")
     parser.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools, reloading off)")
     args = parser.parse_args(argv)
     if args.workers < 0 or args.workers > 64:
@@ -47,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     from core.worker import WorkerPool
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"WARNING: serving on {args.host}: anyone who can reach this machine can start and delete runs.",
-              file=sys.stderr)
+        guard = "they need the token to change runs" if args.token else "anyone who can reach it can start and " \
+            "delete runs (set --token)"
+        print(f"WARNING: serving on {args.host}, not only this machine: {guard}.", file=sys.stderr)
     pool = WorkerPool(args.data_dir, workers=args.workers, threads=args.threads) if args.workers else None
     lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued)
     if pool:
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Monosemanticity Lab on http://{args.host}:{args.port}  (data: {args.data_dir}, "
           f"{args.workers} worker(s))", flush=True)
     try:
-        create_app(lab).run(host=args.host, port=args.port, debug=args.debug, use_reloader=False)
+        create_app(lab, token=args.token).run(host=args.host, port=args.port, debug=args.debug, use_reloader=False)
     except KeyboardInterrupt:
         pass
     finally:

@@ -13,6 +13,7 @@ from app.callbacks import register_callbacks
 from app.compare_page import register_compare_callbacks
 from app.inspect_panel import register_inspect_callbacks
 from app.layout import build_layout
+from app.security import require_token
 from app.sweep_page import register_sweep_callbacks
 from core.jobs import Lab
 
@@ -23,7 +24,8 @@ BOOTSTRAP_CSS = "vendor/bootstrap.min.css"
 log = logging.getLogger(__name__)
 
 
-def create_app(lab: Lab) -> dash.Dash:
+def create_app(lab: Lab, token: str | None = None) -> dash.Dash:
+    """The app on `lab`'s store; with a token, changes to runs require it (see app.security)."""
     if not (ASSETS / BOOTSTRAP_CSS).exists():
         log.warning("assets/%s is missing: run scripts/setup (the page will be unstyled)", BOOTSTRAP_CSS)
     app = dash.Dash(
@@ -42,4 +44,6 @@ def create_app(lab: Lab) -> dash.Dash:
     register_sweep_callbacks(app, lab)
     register_inspect_callbacks(app, lab)
     register_api(app.server, lab)
+    if token:
+        require_token(app.server, token)
     return app

@@ -74,6 +74,9 @@ def openapi_spec() -> dict[str, Any]:
             "/api/runs/{id}/stop": {**run_path, "post": {"summary": "stop a run", "responses": ok}},
             "/api/runs/{id}/pause": {**run_path, "post": {"summary": "pause a run", "responses": ok}},
             "/api/runs/{id}/resume": {**run_path, "post": {"summary": "resume a paused run", "responses": ok}},
+            "/api/runs/{id}/history": {**run_path, "get": {"summary": "losses per step and metrics per snapshot; "
+                                                                      "?since=N returns only newer chunks",
+                                                           "responses": ok}},
             "/api/runs/{id}/file": {**run_path, "get": {"summary": "the run file (torch.save; load with "
                                                                    "weights_only=True)", "responses": ok}},
         },
@@ -152,6 +155,19 @@ def register_api(server: Flask, lab: Lab) -> None:
         def act() -> tuple[Response, int]:
             lab.delete(run_id)
             return jsonify({"deleted": run_id}), 200
+        return with_run(run_id, act)
+
+    @server.get("/api/runs/<run_id>/history")
+    def api_history(run_id: str) -> tuple[Response, int]:
+        """Per-step losses and per-snapshot metrics from chunk `since` on (poll with the returned `next`)."""
+        def act() -> tuple[Response, int]:
+            since = request.args.get("since", "0")
+            if not since.isdigit():
+                return error(400, f"since must be a non-negative integer, got {since!r}")
+            history = lab.history(run_id, int(since))
+            return jsonify({"next": history["next"], "steps": history["loss_steps"].tolist(),
+                            "losses": history["losses"].tolist(),
+                            "points": {k: v.tolist() for k, v in history["points"].items()}}), 200
         return with_run(run_id, act)
 
     @server.route("/api/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

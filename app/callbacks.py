@@ -163,7 +163,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         State("checkpoint-slider", "max"), State("live-state", "data"),
     )
     def update_live(_tick: int, run_id: str | None, smoothing: float, ordered: bool, slider: int | None,
-                    slider_max: int | None, last_key: list[Any] | None) -> list[Any]:
+                    slider_max: int | None, last: dict[str, Any] | None) -> list[Any]:
         outputs = 21
         if not run_id or not lab.exists(run_id):
             return [no_update] * outputs
@@ -171,9 +171,10 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         following = slider is None or slider_max is None or slider >= slider_max or ctx.triggered_id == "selected-run"
         frame = None if following else int(slider)
         key = live_key(meta, smoothing, bool(ordered), frame)
-        if key == last_key:
+        last = last if isinstance(last, dict) else {}
+        if key == last.get("key"):
             return [no_update] * outputs
-        view = live_view(lab, run_id, smoothing, bool(ordered), frame)
+        view = live_view(lab, run_id, smoothing, bool(ordered), frame, last.get("loss"))
         n_frames = len(view.frame_steps)
         marks = {i: str(s) for i, s in enumerate(view.frame_steps) if s & (s - 1) == 0 and s >= 64}
         marks[n_frames] = "live"
@@ -181,6 +182,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                            "primary btn-sm") if view.has_file else "")
         heatmap = view.heatmap if view.heatmap is not None else no_update
         return [view.title, view.subtitle, view.progress, view.stats["step"], view.stats["loss"],
-                view.stats["mono"], view.stats["bias"], view.stats["lr"], view.loss, view.mono, view.bias_history,
+                view.stats["mono"], view.stats["bias"], view.stats["lr"],
+                no_update if view.loss is None else view.loss, view.mono, view.bias_history,
                 view.lr, heatmap, view.heatmap_label, n_frames, marks, n_frames if following else slider,
-                view.final_bias, view.histogram, download, key]
+                view.final_bias, view.histogram, download, {"key": key, "loss": view.loss_state}]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from core.metrics import MONO_THRESHOLD, dead_neurons, heatmap_order, mono_scores, monosemantic_neurons
+from core.metrics import MONO_THRESHOLD, dead_neurons, heatmap_order, mono_scores, monosemantic_neurons, score_histogram
 
 MAX_CURVE_POINTS = 4000
 MAX_HEATMAP_CELLS = 32768  # ~128 KiB of float32 per update, even at paper scale
@@ -37,20 +37,26 @@ def empty_figure(title: str, message: str) -> go.Figure:
     return fig
 
 
-def ema(values: np.ndarray, weight: float) -> np.ndarray:
-    """TensorBoard's debiased exponential moving average; NaNs carry the previous value."""
+def ema_continue(values: np.ndarray, weight: float, smoothed: float = 0.0,
+                 count: int = 0) -> tuple[np.ndarray, float, int]:
+    """TensorBoard's debiased EMA from a saved (smoothed, count) state; returns (values, smoothed, count)."""
     values = np.asarray(values, dtype=np.float64)
     if weight <= 0:
-        return values.copy()
+        return values.copy(), smoothed, count
     out = np.empty_like(values)
-    smoothed, count, last = 0.0, 0, math.nan
+    last = smoothed / (1 - weight**count) if count else math.nan
     for i, v in enumerate(values):
         if np.isfinite(v):
             smoothed = smoothed * weight + (1 - weight) * v
             count += 1
             last = smoothed / (1 - weight**count)
         out[i] = last
-    return out
+    return out, smoothed, count
+
+
+def ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average; NaNs carry the previous value."""
+    return ema_continue(values, weight)[0]
 
 
 def log_thin(steps: np.ndarray, limit: int = MAX_CURVE_POINTS) -> np.ndarray:
@@ -63,18 +69,23 @@ def log_thin(steps: np.ndarray, limit: int = MAX_CURVE_POINTS) -> np.ndarray:
     return np.unique(np.concatenate([[0], idx, [n - 1]]))
 
 
-def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, title: str = "Loss") -> go.Figure:
-    """Raw loss (faint) and its EMA against log-scale steps, like the paper's training plots."""
+def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, title: str = "Loss",
+                extendable: bool = False) -> go.Figure:
+    """Raw loss (faint) and its EMA against log-scale steps, like the paper's training plots.
+
+    `extendable` sends plain lists rather than typed arrays, so that live updates can append to them."""
     if len(steps) == 0:
         return empty_figure(title, "No steps trained yet")
     steps = np.asarray(steps)
     smoothed = ema(losses, smoothing)
     keep = log_thin(steps)
-    x = steps[keep].astype(np.int32)
+    x, raw, smooth = (steps[keep].astype(np.int32), np.asarray(losses)[keep].astype(np.float32),
+                      smoothed[keep].astype(np.float32))
+    if extendable:
+        x, raw, smooth = x.tolist(), np.round(raw, 6).tolist(), np.round(smooth, 6).tolist()
     fig = go.Figure([
-        go.Scattergl(x=x, y=np.asarray(losses)[keep].astype(np.float32), mode="lines", name="raw",
-                     line={"width": 1, "color": "#1f77b4"}, opacity=0.3),
-        go.Scattergl(x=x, y=smoothed[keep].astype(np.float32), mode="lines", name=f"smoothed ({smoothing:g})",
+        go.Scattergl(x=x, y=raw, mode="lines", name="raw", line={"width": 1, "color": "#1f77b4"}, opacity=0.3),
+        go.Scattergl(x=x, y=smooth, mode="lines", name=f"smoothed ({smoothing:g})",
                      line={"width": 2, "color": "#1f77b4"}),
     ])
     return base_layout(fig, title, "Training step (log scale)", "Loss (squared error)", log_x=True)
@@ -163,7 +174,8 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None) -> go.
         pos = np.flatnonzero(mono == flag)
         fig.add_trace(go.Bar(x=pos, y=biases[order][pos], name=name, marker_color=colour, customdata=order[pos],
                              hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
-    fig.update_layout(bargap=0)
+    # Overlay, not the default grouping: each position has one bar, so grouping would halve and shift them.
+    fig.update_layout(bargap=0, barmode="overlay")
     return base_layout(fig, title, "neuron (ordered as in the heatmap)", "bias")
 
 
@@ -172,13 +184,18 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
     if sfa is None or sfa.size == 0:
         return empty_figure("r = max/sum per neuron", "Available after the first snapshot")
     dead = dead_neurons(sfa)
-    scores = np.clip(mono_scores(sfa)[~dead], 0.0, 1.0)
     above = int((monosemantic_neurons(sfa, threshold)).sum())
     title = f"r = max/sum per neuron: {above} of {len(dead)} above {threshold:g} ({int(dead.sum())} dead)"
-    fig = go.Figure(go.Histogram(x=scores.astype(np.float32), xbins={"start": 0, "end": 1.0001, "size": 0.05},
-                                 marker_color="#1f77b4"))
+    # Binned here (20 bins, r = 1 in the last one): in float32, r of a perfectly monosemantic neuron is exactly 1.
+    counts, edges = score_histogram(mono_scores(sfa)[~dead])
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0],
+                           customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+                           marker={"color": "#1f77b4", "line": {"color": "white", "width": 1}},
+                           hovertemplate="r %{customdata[0]:.2f}–%{customdata[1]:.2f}<br>%{y} neurons<extra></extra>"))
     fig.add_vline(x=threshold, line_dash="dot", line_color="#d62728")
-    return base_layout(fig, title, "r", "neurons")
+    fig = base_layout(fig, title, "r", "neurons")
+    fig.update_xaxes(range=[0, 1])
+    return fig
 
 
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")

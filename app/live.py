@@ -3,11 +3,13 @@ benchmarked and tested directly)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+from dash import Patch
 
 from app import figures
 from core.jobs import Lab
@@ -44,7 +46,8 @@ class LiveView:
     subtitle: str
     progress: float
     stats: dict[str, str]
-    loss: go.Figure
+    loss: go.Figure | Patch | None  # None: no new losses since loss_state
+    loss_state: dict[str, Any]
     mono: go.Figure
     bias_history: go.Figure
     lr: go.Figure
@@ -54,6 +57,41 @@ class LiveView:
     final_bias: go.Figure
     histogram: go.Figure
     has_file: bool
+
+
+def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | None
+               ) -> tuple[go.Figure | Patch | None, dict[str, Any]]:
+    """The loss figure, or only what is new since `state`: a Patch appending thinned points (and their
+    EMA, continued from the saved state) so that the history is never re-sent. None: nothing new."""
+    steps_total = lab.get(run_id)["steps"]
+    fresh = state is None or state.get("run") != run_id or state.get("smoothing") != smoothing
+    history = lab.history(run_id, 0 if fresh else state["next"])
+    steps, losses = history["loss_steps"], history["losses"]
+    if fresh:
+        figure = figures.loss_figure(steps, losses, smoothing, extendable=True)
+        _, smoothed, count = figures.ema_continue(losses, smoothing)
+        last = int(steps[-1]) if len(steps) else 0
+        return figure, {"run": run_id, "smoothing": smoothing, "next": history["next"], "ema": smoothed,
+                        "count": count, "last": last, "empty": not len(steps)}
+    if not len(steps):
+        return None, state
+    smooth, smoothed, count = figures.ema_continue(losses, smoothing, state["ema"], state["count"])
+    if state["empty"]:  # the figure was a "no steps yet" placeholder: draw it whole
+        return loss_curve(lab, run_id, smoothing, None)
+    # Keep points at least one 4000th of the log-step range apart (as the full figure does), and the newest.
+    gap = math.log(max(2, steps_total)) / figures.MAX_CURVE_POINTS
+    keep, last = [], state["last"]
+    for i, step in enumerate(steps):
+        if math.log(step) - math.log(max(1, last)) >= gap or i == len(steps) - 1:
+            keep.append(i)
+            last = int(step)
+    patch = Patch()
+    x = steps[keep].astype(int).tolist()
+    patch["data"][0]["x"].extend(x)
+    patch["data"][0]["y"].extend(np.round(losses[keep].astype(float), 6).tolist())
+    patch["data"][1]["x"].extend(x)
+    patch["data"][1]["y"].extend(np.round(smooth[keep], 6).tolist())
+    return patch, {**state, "next": history["next"], "ema": smoothed, "count": count, "last": last}
 
 
 def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int | None) -> list[Any]:
@@ -72,10 +110,9 @@ def heatmap_source(lab: Lab, run_id: str, frames: list[int], frame: int | None) 
 
 
 def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = True,
-              frame: int | None = None) -> LiveView:
+              frame: int | None = None, loss_state: dict[str, Any] | None = None) -> LiveView:
     meta = lab.get(run_id)
-    history = lab.history(run_id)
-    points = history["points"]
+    points = lab.history(run_id)["points"]
     steps = points.get("step", np.zeros(0))
     latest = lab.latest_snapshot(run_id)
     sfa, label = heatmap_source(lab, run_id, meta["frames"], frame)
@@ -86,6 +123,7 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
         extra["mono on positive part / N"] = points["positive_mono_ratio"]
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
+    loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state)
     return LiveView(
         title=f"{meta['label'] or 'run'} · {run_id}",
         subtitle=f"{status} · {describe(meta)}",
@@ -93,7 +131,8 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
         stats={"step": f"{meta['step']:,} / {meta['steps']:,}", "loss": fmt(meta["loss"]),
                "mono": fmt(meta["mono_ratio"], ".3f"), "bias": fmt(meta["mean_bias"], ".3f"),
                "lr": fmt(meta["lr"], ".2e")},
-        loss=figures.loss_figure(history["loss_steps"], history["losses"], smoothing),
+        loss=loss,
+        loss_state=loss_state,
         mono=figures.metric_figure(steps, points.get("mono_ratio", np.zeros(0)), "Mono neurons per feature",
                                    "mono neurons / N", reference=1.0, extra=extra),
         bias_history=figures.metric_figure(steps, points.get("mean_bias", np.zeros(0)), "Mean bias",

@@ -14,6 +14,7 @@ import tempfile
 import time
 
 import numpy as np
+from dash import Patch
 from plotly.io.json import to_json_plotly
 
 from app.live import live_view
@@ -54,9 +55,22 @@ def fill(lab: Lab, config: RunConfig, snapshots: int = 128) -> str:
 
 
 def payload_bytes(view) -> dict[str, int]:
-    figures = {"loss": view.loss, "mono": view.mono, "bias_history": view.bias_history, "lr": view.lr,
+    loss = view.loss.to_plotly_json() if isinstance(view.loss, Patch) else view.loss
+    figures = {"loss": loss, "mono": view.mono, "bias_history": view.bias_history, "lr": view.lr,
                "heatmap": view.heatmap, "final_bias": view.final_bias, "histogram": view.histogram}
     return {name: len(to_json_plotly(fig)) for name, fig in figures.items()}
+
+
+def add_snapshot(lab: Lab, run_id: str, steps: int) -> None:
+    """One more snapshot's worth of history, as a worker appends it."""
+    meta = lab.get(run_id)
+    end = meta["step"] + steps
+    losses = np.full(steps, 0.3, dtype=np.float32)
+    point = dict(lab.store.get(f"chunk/{run_id}/0")["point"], step=end)
+    lab.store.set(f"chunk/{run_id}/{meta['chunks']}", {"start": end - steps, "end": end, "losses": losses,
+                                                        "point": point})
+    meta.update(chunks=meta["chunks"] + 1, step=end, steps=end + steps)
+    lab.store.set(f"meta/{run_id}", meta)
 
 
 def main() -> None:
@@ -66,17 +80,21 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as directory:
             lab = Lab(DiskStore(directory))
             run_id = fill(lab, config)
-            live_view(lab, run_id)  # warm-up
-            times = []
-            for _ in range(10):
+            first = live_view(lab, run_id)
+            first_bytes = sum(payload_bytes(first).values())
+            times, sizes, state = [], {}, first.loss_state
+            for _ in range(10):  # steady state: one new snapshot per update, the history already sent
+                add_snapshot(lab, run_id, config.snapshot_every)
                 started = time.perf_counter()
-                view = live_view(lab, run_id)
+                view = live_view(lab, run_id, loss_state=state)
                 times.append(time.perf_counter() - started)
-            sizes = payload_bytes(view)
+                state = view.loss_state
+                sizes = payload_bytes(view)
             total = sum(sizes.values())
-            print(f"{name}: update {1000 * np.median(times):.1f} ms (median of 10), {total / 1024:.0f} KiB "
-                  f"when everything changed; heatmap {sizes['heatmap'] / 1024:.0f} KiB, loss "
-                  f"{sizes['loss'] / 1024:.0f} KiB, others {(total - sizes['heatmap'] - sizes['loss']) / 1024:.0f} KiB")
+            print(f"{name}: first view {first_bytes / 1024:.0f} KiB; each update while training "
+                  f"{1000 * np.median(times):.1f} ms (median of 10), {total / 1024:.0f} KiB: heatmap "
+                  f"{sizes['heatmap'] / 1024:.0f} KiB, loss (appended) {sizes['loss'] / 1024:.1f} KiB, other curves "
+                  f"{(total - sizes['heatmap'] - sizes['loss']) / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":

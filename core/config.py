@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,16 @@ MAX_BATCH = 65536
 MAX_STEPS = 1 << 20
 MAX_ACTIVATION_ELEMENTS = 1 << 27  # batch * max(k, N): 512 MiB of fp32 activations
 MAX_SEED = 2**31 - 1
+DEFAULT_MEMORY_BUDGET_GIB = 8.0
+
+
+def memory_budget_bytes() -> int:
+    """Largest memory estimate a run may have (env LAB_MEMORY_BUDGET_GIB, default 8 GiB)."""
+    try:
+        gib = float(os.environ.get("LAB_MEMORY_BUDGET_GIB", DEFAULT_MEMORY_BUDGET_GIB))
+    except ValueError:
+        gib = DEFAULT_MEMORY_BUDGET_GIB
+    return int(gib * 2**30)
 
 
 def knob(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
@@ -86,6 +97,14 @@ class RunConfig:
         if ok("snapshot_every", "steps") and self.snapshot_every > self.steps:
             errors["snapshot_every"] = (f"snapshot_every must be between 1 and steps ({self.steps}), "
                                         f"got {self.snapshot_every}")
+        if not errors:
+            estimate, budget = self.memory_estimate(), memory_budget_bytes()
+            total = sum(estimate.values())
+            if total > budget:
+                parts = ", ".join(f"{name} {size / 2**30:.2f}" for name, size in estimate.items())
+                errors["memory"] = (f"this run needs about {total / 2**30:.2f} GiB ({parts} GiB), over the budget of "
+                                    f"{budget / 2**30:.2f} GiB (LAB_MEMORY_BUDGET_GIB): reduce batch_size, n_neurons "
+                                    "or n_features")
         if ok("batch_size", "n_neurons", "n_features"):
             width = max(self.n_neurons, self.n_features)
             if self.batch_size * width > MAX_ACTIVATION_ELEMENTS:
@@ -93,6 +112,24 @@ class RunConfig:
                                         f"{MAX_ACTIVATION_ELEMENTS} (memory); with width {width} allowed 1 to "
                                         f"{MAX_ACTIVATION_ELEMENTS // width}, got {self.batch_size}")
         return errors
+
+    def memory_estimate(self) -> dict[str, int]:
+        """Bytes a run needs, by part: parameters with their gradients and LAMB state, one batch's
+        activations (samples, inputs, hidden and outputs with their gradients), SFA snapshots, log2
+        checkpoints and the per-step loss record."""
+        n, m, k, b, out = self.n_features, self.embed_dim, self.n_neurons, self.batch_size, self.output_dim
+        params = k * m + k + out * k
+        draws = 2 if self.task == "abs" else 1
+        return {
+            "parameters": 4 * 4 * params,  # weights, gradients, two LAMB moments
+            "activations": 4 * b * (3 * n * draws + 2 * m + 3 * k + 3 * out),
+            "sfa": 4 * 3 * k * n,
+            "checkpoints": 4 * params * (int(math.log2(self.steps)) + 1),
+            "losses": 4 * self.steps,
+        }
+
+    def memory_estimate_bytes(self) -> int:
+        return sum(self.memory_estimate().values())
 
     @property
     def output_dim(self) -> int:

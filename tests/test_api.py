@@ -74,3 +74,35 @@ def test_openapi_describes_every_field(client):
     assert properties["task"]["enum"] == ["decoder", "random_proj", "abs"]
     assert properties["n_neurons"]["maximum"] == 16384
     assert "/api/runs/{id}/file" in spec["paths"]
+
+
+def test_token_guards_changes_not_reads(lab):
+    client = create_app(lab, token="s3cret").server.test_client()
+    refused = client.post("/api/runs", json=GOOD)
+    assert refused.status_code == 401 and "token" in refused.get_json()["error"] and lab.list() == []
+    created = client.post("/api/runs", json=GOOD, headers={"X-Lab-Token": "s3cret"})
+    assert created.status_code == 201
+    run_id = created.get_json()["id"]
+    assert client.get(f"/api/runs/{run_id}").status_code == 200  # reading needs no token
+    assert client.delete(f"/api/runs/{run_id}", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    # The page's own "Start run" callback is guarded too; opening /?token=... once sets the cookie.
+    start = {"output": "x", "outputs": [], "inputs": [], "changedPropIds": ["start-button.n_clicks"]}
+    assert client.post("/_dash-update-component", json=start).status_code == 401
+    client.get("/?token=s3cret")
+    assert client.post("/_dash-update-component", json=start).status_code != 401
+
+
+def test_history_endpoint_pages_with_since(client, lab, tmp_path):
+    import numpy as np
+
+    run_id = client.post("/api/runs", json=GOOD).get_json()["id"]
+    for n, end in enumerate((16, 32)):
+        lab.store.set(f"chunk/{run_id}/{n}", {"start": end - 16, "end": end, "losses": np.ones(16, np.float32),
+                                              "point": {"step": end, "loss": 1.0}})
+    meta = lab.get(run_id)
+    meta["chunks"] = 2
+    lab.store.set(f"meta/{run_id}", meta)
+    first = client.get(f"/api/runs/{run_id}/history").get_json()
+    assert first["next"] == 2 and first["steps"] == list(range(1, 33)) and first["points"]["step"] == [16, 32]
+    assert client.get(f"/api/runs/{run_id}/history?since=2").get_json()["steps"] == []
+    assert client.get(f"/api/runs/{run_id}/history?since=-1").status_code == 400

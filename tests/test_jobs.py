@@ -52,6 +52,10 @@ def test_submit_train_and_read_back(pool):
     record = torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)
     assert record["final_model"]["0.weight"].shape == (24, 4)
     assert abs(record["metrics"]["mono_ratio"] - meta["mono_ratio"]) < 1e-3
+    keys_before = len(list(lab.store.cache.iterkeys()))
+    lab.delete(run_id)  # deleting frees everything stored for the run
+    assert len(list(lab.store.cache.iterkeys())) < keys_before
+    assert not [k for k in lab.store.cache.iterkeys() if run_id in str(k)]
 
 
 def test_pause_resume_and_stop_within_a_second(pool):

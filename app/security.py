@@ -1,0 +1,54 @@
+"""Optional shared-secret token: when set, requests that create, stop or delete runs must carry it.
+
+API clients send `X-Lab-Token: <token>` (or `Authorization: Bearer <token>`). A browser opens
+`/?token=<token>` once; the page then keeps it in an HttpOnly cookie that Dash's callbacks carry.
+Reading (the page, listing runs, watching progress) needs no token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from flask import Flask, Response, jsonify, request
+
+COOKIE = "lab_token"
+# Dash callbacks that change the store, named by the component that triggers them.
+MUTATING_TRIGGERS = ("start-button", "run-action", "compare-button", "sweep-start-button")
+
+
+def presented_token() -> str:
+    header = request.headers.get("X-Lab-Token") or ""
+    auth = request.headers.get("Authorization", "")
+    if not header and auth.startswith("Bearer "):
+        header = auth[len("Bearer "):]
+    return header or request.cookies.get(COOKIE, "")
+
+
+def is_mutation() -> bool:
+    path = request.path
+    if path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        return True
+    if path.endswith("/_dash-update-component") and request.method == "POST":
+        try:
+            changed = json.loads(request.get_data(cache=True) or b"{}").get("changedPropIds", [])
+        except ValueError:
+            return True  # not a request Dash would send: treat it as a change
+        return any(trigger in prop for prop in changed for trigger in MUTATING_TRIGGERS)
+    return False
+
+
+def require_token(server: Flask, token: str) -> None:
+    @server.before_request
+    def check_token() -> tuple[Response, int] | None:
+        if is_mutation() and not hmac.compare_digest(presented_token(), token):
+            return jsonify({"error": "this lab needs its token to create, stop or delete runs: send X-Lab-Token, "
+                                     "or open the page once as /?token=..."}), 401
+        return None
+
+    @server.after_request
+    def remember_token(response: Response) -> Response:
+        given = request.args.get("token")
+        if given is not None and hmac.compare_digest(given, token):
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+        return response
