@@ -21,7 +21,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8050)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                         help=f"where runs are stored (default {DEFAULT_DATA_DIR}; env LAB_DATA_DIR)")
-    parser.add_argument("--workers", type=int, default=1, help="embedded training processes (default 1)")
+    parser.add_argument("--backend", choices=("embedded", "celery"), default=os.environ.get("LAB_BACKEND", "embedded"),
+                        help="embedded: diskcache + worker processes here (default); celery: Redis + Celery workers "
+                             "(env LAB_BACKEND)")
+    parser.add_argument("--redis-url", default=os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        help="with --backend celery: Redis for the queue and the run store (env LAB_REDIS_URL)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="embedded training processes (default 1; with celery, start workers with celery)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per worker (default: leave one core to the web server)")
     parser.add_argument("--max-queued", type=int, default=64, help="runs allowed to wait in the queue")
@@ -52,20 +58,31 @@ def main(argv: list[str] | None = None) -> int:
         guard = "they need the token to change runs" if args.token else "anyone who can reach it can start and " \
             "delete runs (set --token)"
         print(f"WARNING: serving on {args.host}, not only this machine: {guard}.", file=sys.stderr)
-    pool = WorkerPool(args.data_dir, workers=args.workers, threads=args.threads) if args.workers else None
-    lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued)
-    if pool:
-        pool.start()
+    pool = supervisor = None
+    if args.backend == "celery":
+        os.environ["LAB_REDIS_URL"] = args.redis_url  # read by core.distributed when it creates its Celery app
+        from core.distributed import Supervisor, lab_for
+
+        lab = lab_for(args.redis_url, max_queued=args.max_queued)
+        supervisor = Supervisor(lab).start()
+        where = f"Redis {args.redis_url}; start workers with: celery -A core.distributed worker"
+    else:
+        pool = WorkerPool(args.data_dir, workers=args.workers, threads=args.threads) if args.workers else None
+        lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued)
+        if pool:
+            pool.start()
+        where = f"data: {args.data_dir}, {args.workers} worker(s)"
     # Ctrl-C and SIGTERM both end the server; workers then checkpoint their runs and exit.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, raise_keyboard_interrupt)
-    print(f"Monosemanticity Lab on http://{args.host}:{args.port}  (data: {args.data_dir}, "
-          f"{args.workers} worker(s))", flush=True)
+    print(f"Monosemanticity Lab on http://{args.host}:{args.port}  ({where})", flush=True)
     try:
         create_app(lab, token=args.token).run(host=args.host, port=args.port, debug=args.debug, use_reloader=False)
     except KeyboardInterrupt:
         pass
     finally:
+        if supervisor:
+            supervisor.stop()
         if pool:
             print("stopping workers (runs are checkpointed and resume on the next start)...", flush=True)
             pool.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +52,12 @@ class WorkerId:
 class Lab:
     """Runs and their progress, on any store with get/set/delete/transaction."""
 
-    def __init__(self, store: DiskStore, max_queued: int = DEFAULT_MAX_QUEUED):
+    def __init__(self, store: DiskStore, max_queued: int = DEFAULT_MAX_QUEUED,
+                 dispatch: Callable[[str], None] | None = None):
         self.store = store
         self.max_queued = max_queued
+        # Embedded workers poll the queue; with Celery, each queued job is also sent as a task.
+        self.dispatch = dispatch or (lambda _job_id: None)
 
     # --- submitting ---
     def submit(self, config: RunConfig, label: str = "") -> str:
@@ -91,6 +95,7 @@ class Lab:
             self.store.set(f"job/{job_id}", {"runs": run_ids, "control": None, "worker": None, "heartbeat": None})
             self.store.set("index", self.store.get("index", []) + run_ids)
             self.store.set("queue", self.store.get("queue", []) + [job_id])
+        self.dispatch(job_id)
         return run_ids
 
     def submit_sweep(self, sweep: Any) -> list[str]:
@@ -229,6 +234,7 @@ class Lab:
                          ("paused", "interrupted")]
             self._set_status(resumable, "queued")
             self.store.set("queue", self.store.get("queue", []) + [job_id])
+        self.dispatch(job_id)
 
     def delete(self, run_id: str) -> None:
         """Remove a run and everything stored for it (a running job stops when none of its runs is left)."""
@@ -267,11 +273,35 @@ class Lab:
                 for run_id in job["runs"]:
                     meta = self.store.get(f"meta/{run_id}")
                     if meta is not None:
-                        meta.update(status="running", started=meta["started"] or now())
+                        meta.update(status="running", started=meta["started"] or now(), trained_by=worker.as_dict())
                         self.store.set(f"meta/{run_id}", meta)
                 return job_id, job
             self.store.set("queue", queue)
         return None
+
+    def claim_job(self, job_id: str, worker: WorkerId,
+                  is_dead: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
+        """Take one named job (a Celery task's): if it waits in the queue, or its worker is known dead."""
+        with self.store.transaction():
+            job = self.store.get(f"job/{job_id}")
+            if job is None or not job["runs"]:
+                return None
+            queue = self.store.get("queue", [])
+            orphaned = job.get("worker") is not None and is_dead is not None and is_dead(job["worker"])
+            if job_id not in queue and not orphaned:
+                return None
+            self.store.set("queue", [j for j in queue if j != job_id])
+            job.update(worker=worker.as_dict(), heartbeat=now(), control=None)
+            self.store.set(f"job/{job_id}", job)
+            for run_id in job["runs"]:
+                meta = self.store.get(f"meta/{run_id}")
+                if meta is not None:
+                    note = f"resumed after its worker died, from step {self._checkpoint_step(job_id)}" if orphaned \
+                        else meta["note"]
+                    meta.update(status="running", started=meta["started"] or now(), note=note,
+                                trained_by=worker.as_dict())
+                    self.store.set(f"meta/{run_id}", meta)
+            return job
 
     def heartbeat(self, job_id: str) -> dict[str, Any] | None:
         """Record that the job's worker is alive; return the job (with its control flag), None if deleted."""
@@ -297,6 +327,8 @@ class Lab:
             if not job["runs"]:
                 self.store.delete(f"job/{job_id}")
                 self.store.delete(f"ckpt/{job_id}")
+        if status == "queued":
+            self.dispatch(job_id)
 
     def recover(self, is_alive: Any = None, auto_resume: bool = True) -> list[str]:
         """Requeue (or mark interrupted) running jobs whose worker died; returns their run ids.

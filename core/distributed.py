@@ -1,0 +1,129 @@
+"""Celery workers with Redis, for users who outgrow one machine.
+
+    LAB_REDIS_URL=redis://HOST:6379/0 celery -A core.distributed worker --concurrency 1 -Q lab
+
+Redis is both the broker and the run store (core.redis_store): runs, progress, checkpoints and run
+files all live there, so workers need no shared disk. The app (`run_app.py --backend celery`) sends a
+task per queued job; a worker claims it, trains it with the same JobRunner as the embedded workers
+(stop / pause / resume through the store), and acknowledges it only when done (acks_late). If a
+worker dies mid-run, the task is delivered again, or the app's supervisor notices the missing
+heartbeat and queues the job again; either way it resumes from its last checkpoint.
+
+No torch computation happens at import: the prefork pool forks after this module is imported, and a
+process that ran torch's threaded code before forking leaves children that deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+
+from core.jobs import Lab, WorkerId
+from core.redis_store import RedisStore
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+QUEUE = "lab"
+log = logging.getLogger(__name__)
+
+
+def redis_url() -> str:
+    return os.environ.get("LAB_REDIS_URL", DEFAULT_REDIS_URL)
+
+
+app = Celery("monosemanticity_lab", broker=redis_url())
+app.conf.update(
+    task_acks_late=True,  # a task is acknowledged only once its job ends: a dead worker's job is redelivered
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,  # one job at a time per process: long tasks must not wait behind others
+    task_default_queue=QUEUE,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+
+def send_job(job_id: str, url: str) -> None:
+    """Send a job's task to the broker at `url` (the Lab's own Redis, whatever the app was created with)."""
+    with app.connection_for_write(url) as connection:
+        train_job.apply_async(args=[job_id], queue=QUEUE, connection=connection)
+
+
+def lab_for(url: str | None = None, max_queued: int = 64) -> Lab:
+    """A Lab on the Redis store whose queued jobs are sent to the Celery workers."""
+    url = url or redis_url()
+    return Lab(RedisStore(url), max_queued=max_queued, dispatch=lambda job_id: send_job(job_id, url))
+
+
+def is_dead_here(worker: dict[str, Any]) -> bool:
+    """A worker process on this machine that no longer exists (its job may be taken over at once)."""
+    if worker.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(worker["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError, KeyError):
+        return False
+    return False
+
+
+class NeverSet:
+    """The embedded workers' stop event: a Celery task ends through the store's control flags."""
+
+    def is_set(self) -> bool:
+        return False
+
+
+@app.task(name="lab.train_job")
+def train_job(job_id: str) -> str:
+    import torch
+
+    from core.worker import CHECKPOINT_EVERY_SECONDS, JobRunner, default_threads
+
+    torch.set_num_threads(int(os.environ.get("LAB_THREADS", default_threads(1))))
+    lab = lab_for()
+    job = lab.claim_job(job_id, WorkerId.here(), is_dead=is_dead_here)
+    if job is None:
+        return f"job {job_id}: nothing to do (taken, finished or deleted)"
+    log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
+    try:
+        checkpoint_seconds = float(os.environ.get("LAB_CHECKPOINT_SECONDS", CHECKPOINT_EVERY_SECONDS))
+        JobRunner(lab, job_id, job["runs"], NeverSet(), checkpoint_seconds).run()
+    except Exception as err:  # a failing run must not take the worker down
+        log.exception("job %s failed", job_id)
+        from core.store import now
+
+        lab.release(job_id, "failed", error=f"{type(err).__name__}: {err}", finished=now())
+    return f"job {job_id}: finished"
+
+
+class Supervisor:
+    """Runs beside the app: queues again the jobs whose worker stopped sending heartbeats."""
+
+    def __init__(self, lab: Lab, every: float = 3.0):
+        self.lab, self.every = lab, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lab-celery-supervisor", daemon=True)
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                lost = self.lab.recover(is_alive=lambda w: not is_dead_here(w))
+                if lost:
+                    log.warning("requeued runs of lost workers: %s", ", ".join(lost))
+            except Exception:  # Redis away for a moment: try again next round
+                log.exception("recovery check failed")
+                time.sleep(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

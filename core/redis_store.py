@@ -1,0 +1,137 @@
+"""The run store on Redis, for workers on several machines: the same operations as core.store.DiskStore.
+
+Values are encoded without pickle: JSON for plain data, with numpy arrays (np.save, allow_pickle=False)
+and bytes embedded as tagged base64. A transaction holds a Redis lock (reentrant within a thread),
+reads its own buffered writes, and applies them at the end in one MULTI/EXEC: a process killed
+mid-transaction writes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import redis
+
+PREFIX = "lab:"
+_DELETED = object()
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(_to_json(value), separators=(",", ":")).encode()
+
+
+def decode(raw: bytes) -> Any:
+    return _from_json(json.loads(raw))
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        return {"__ndarray__": base64.b64encode(buffer.getvalue()).decode()}
+    if isinstance(value, (bytes, bytearray)):
+        return {"__bytes__": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {"__dict__": [[_to_json(k), _to_json(v)] for k, v in value.items()]} if any(
+            not isinstance(k, str) for k in value) else {k: _to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.load(io.BytesIO(base64.b64decode(value["__ndarray__"])), allow_pickle=False)
+        if "__bytes__" in value:
+            return base64.b64decode(value["__bytes__"])
+        if "__dict__" in value:
+            return {_from_json(k): _from_json(v) for k, v in value["__dict__"]}
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    return value
+
+
+class RedisStore:
+    """Key-value operations the jobs layer needs, on a Redis database (`redis://host:port/db`)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.client = redis.Redis.from_url(url)
+        self._local = threading.local()
+
+    def _buffer(self) -> dict[str, Any] | None:
+        return getattr(self._local, "buffer", None)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        buffer = self._buffer()
+        if buffer is not None and key in buffer:
+            value = buffer[key]
+            return default if value is _DELETED else value
+        raw = self.client.get(PREFIX + key)
+        return default if raw is None else decode(raw)
+
+    def set(self, key: str, value: Any) -> None:
+        buffer = self._buffer()
+        if buffer is not None:
+            buffer[key] = value
+        else:
+            self.client.set(PREFIX + key, encode(value))
+
+    def delete(self, key: str) -> None:
+        buffer = self._buffer()
+        if buffer is not None:
+            buffer[key] = _DELETED
+        else:
+            self.client.delete(PREFIX + key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = list(self.client.scan_iter(match=PREFIX + prefix + "*", count=500))
+        for start in range(0, len(keys), 500):
+            self.client.delete(*keys[start:start + 500])
+
+    def keys(self) -> list[str]:
+        return [k.decode()[len(PREFIX):] for k in self.client.scan_iter(match=PREFIX + "*", count=500)]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        lock = self.client.lock(PREFIX + "transaction-lock", timeout=60, blocking_timeout=60)
+        if not lock.acquire():
+            raise TimeoutError("could not lock the Redis store within 60 s")
+        self._local.depth, self._local.buffer = 1, {}
+        try:
+            yield
+            pipe = self.client.pipeline(transaction=True)
+            for key, value in self._local.buffer.items():
+                if value is _DELETED:
+                    pipe.delete(PREFIX + key)
+                else:
+                    pipe.set(PREFIX + key, encode(value))
+            pipe.execute()
+        finally:
+            self._local.depth, self._local.buffer = 0, None
+            lock.release()
+
+    def volume_bytes(self) -> int:
+        return int(self.client.info("memory").get("used_memory", 0))
+
+    def close(self) -> None:
+        self.client.close()

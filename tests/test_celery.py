@@ -1,0 +1,78 @@
+"""Celery workers with a Redis broker and store: real servers on 127.0.0.1, stopped by each test."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from core.config import RunConfig
+from core.distributed import Supervisor, lab_for
+from tests.helpers import wait_until
+from tests.servers import CeleryWorker, RedisServer
+
+SMALL = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=32, steps=1500,
+                  snapshot_every=100, device="cpu")
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    server = RedisServer(tmp_path)
+    workers: list[CeleryWorker] = []
+    lab = lab_for(server.url)
+    supervisor = Supervisor(lab, every=1.0).start()
+
+    def start_worker(name: str) -> CeleryWorker:
+        worker = CeleryWorker(server.url, name, tmp_path / f"{name}.log")
+        workers.append(worker)
+        return worker
+
+    yield lab, start_worker
+    supervisor.stop()
+    for worker in workers:
+        worker.stop()
+    server.stop()
+
+
+def status(lab, run_id: str) -> str:
+    return lab.get(run_id)["status"]
+
+
+def test_two_workers_share_the_queue_and_finish_every_run(cluster):
+    lab, start_worker = cluster
+    start_worker("w1"), start_worker("w2")
+    run_ids = [lab.submit(SMALL.replace(seed=s)) for s in range(4)]
+    wait_until(lambda: all(status(lab, r) == "done" for r in run_ids), timeout=180, message="all runs done")
+    trainers = {lab.get(r)["trained_by"]["pid"] for r in run_ids}
+    assert len(trainers) == 2, "both workers should have trained runs"
+    history = lab.history(run_ids[0])
+    assert np.array_equal(history["loss_steps"], np.arange(1, SMALL.steps + 1))
+    assert lab.run_file(run_ids[0]) is not None
+
+
+def test_stop_and_pause_across_processes(cluster):
+    lab, start_worker = cluster
+    start_worker("w1")
+    run_id = lab.submit(SMALL.replace(steps=200_000, snapshot_every=500))
+    wait_until(lambda: lab.get(run_id)["step"] > 0, timeout=60, message="training on the worker")
+    lab.pause(run_id)
+    wait_until(lambda: status(lab, run_id) == "paused", timeout=5, message="pause")
+    paused_at = lab.get(run_id)["step"]
+    lab.resume(run_id)
+    wait_until(lambda: lab.get(run_id)["step"] > paused_at + 200, timeout=60, message="resumed training")
+    lab.stop(run_id)
+    wait_until(lambda: status(lab, run_id) == "stopped", timeout=5, message="stop")
+    assert np.array_equal(lab.history(run_id)["loss_steps"], np.arange(1, lab.get(run_id)["step"] + 1))
+
+
+def test_killed_worker_process_does_not_lose_the_run(cluster):
+    lab, start_worker = cluster
+    start_worker("w1")
+    config = SMALL.replace(steps=8000)
+    run_id = lab.submit(config)
+    job = lab.get(run_id)["job"]
+    wait_until(lambda: (lab.store.get(f"ckpt_step/{job}") or 0) >= 500, timeout=90, message="a checkpoint")
+    os.kill(lab.get(run_id)["trained_by"]["pid"], signal.SIGKILL)  # the process training it, mid-run
+    wait_until(lambda: status(lab, run_id) == "done", timeout=180, message="the run to finish after the kill")
+    assert "resumed" in (lab.get(run_id)["note"] or "")
+    assert np.array_equal(lab.history(run_id)["loss_steps"], np.arange(1, config.steps + 1))
