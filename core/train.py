@@ -143,8 +143,11 @@ class Trainer:
         base = self.base
         batches = [sample_task_batch(base.task, base.batch_size, p, g, e, oe)
                    for p, g, e, oe in zip(self.probs, self.generators, self.embedders, self.output_embedders)]
-        x = torch.stack([b[0] for b in batches])
-        target = torch.stack([b[1] for b in batches])
+        if len(batches) == 1:  # a view: stacking one run would copy its whole batch
+            x, target = batches[0][0].unsqueeze(0), batches[0][1].unsqueeze(0)
+        else:
+            x = torch.stack([b[0] for b in batches])
+            target = torch.stack([b[1] for b in batches])
         w1, b1, w2 = stacked(self.weights)
         out, act = forward(x, w1, b1, w2, base.nonlinearity)
         squared_error = (out - target).square().sum(dim=(1, 2)) / base.batch_size

@@ -1,0 +1,116 @@
+"""Steps per second of the engine vs a plain reference loop, and vs the machine's matmul roofline.
+
+The reference is the straightforward PyTorch version of ALGORITHM.md, written here: dense Bernoulli
+sampling, nn.Sequential, LAMB from pytorch-optimizer, one run at a time. The roofline is a training
+step's matmul FLOPs divided by this machine's measured torch.mm throughput at the same shapes.
+
+    .venv/bin/python -m benchmarks.bench_engine [--seconds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+from pytorch_optimizer import Lamb
+
+from core.config import RunConfig
+from core.data import make_embedder
+from core.train import Trainer
+
+SHAPES = {
+    "quick (N=128, m=16, k=256, batch 512)": RunConfig(n_features=128, embed_dim=16, n_neurons=256, batch_size=512),
+    "paper (N=512, m=64, k=1024, batch 1024)": RunConfig(n_features=512, embed_dim=64, n_neurons=1024,
+                                                         batch_size=1024),
+    "paper (N=512, m=64, k=1024, batch 8192)": RunConfig(n_features=512, embed_dim=64, n_neurons=1024,
+                                                         batch_size=8192),
+}
+
+
+def reference_step_fn(config: RunConfig):
+    """The plain loop: returns a function doing one training step."""
+    torch.manual_seed(0)
+    n, m, k, b = config.n_features, config.embed_dim, config.n_neurons, config.batch_size
+    embedder = make_embedder(n, m, torch.Generator().manual_seed(0))
+    model = torch.nn.Sequential(torch.nn.Linear(m, k), torch.nn.ReLU(), torch.nn.Linear(k, n, bias=False))
+    with torch.no_grad():
+        model[0].bias += config.init_bias
+    optimizer = Lamb(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=512, eta_min=0)
+    probs = torch.full((b, n), config.eps)
+
+    def step() -> None:
+        v = torch.rand(b, n) * torch.bernoulli(probs)
+        out = model(v @ embedder.T)
+        loss = ((out - v) ** 2).sum() / b
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            model[0].bias *= 1 - config.bias_decay * config.lr
+
+    return step
+
+
+def steps_per_second(step, seconds: float) -> float:
+    step()
+    step()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def matmul_flops(config: RunConfig) -> float:
+    """Matmul FLOPs of one step: input projection, both layers forward, their weight and input gradients."""
+    n, m, k, b = config.n_features, config.embed_dim, config.n_neurons, config.batch_size
+    return 2.0 * b * (n * m + m * k + k * n + k * n + k * n + m * k)
+
+
+def mm_roofline_seconds(config: RunConfig, repeats: int = 20) -> float:
+    """Measured time of the same matmuls done back to back with torch.mm (no training around them)."""
+    n, m, k, b = config.n_features, config.embed_dim, config.n_neurons, config.batch_size
+    v, e = torch.rand(b, n), torch.rand(m, n)
+    x, w1, a, w2, g = torch.rand(b, m), torch.rand(k, m), torch.rand(b, k), torch.rand(n, k), torch.rand(b, n)
+
+    def matmuls() -> None:
+        torch.mm(v, e.T)
+        torch.mm(x, w1.T)
+        torch.mm(a, w2.T)
+        torch.mm(g.T, a)
+        torch.mm(g, w2)
+        torch.mm(a.T, x)
+
+    matmuls()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        matmuls()
+    return (time.perf_counter() - started) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=4.0, help="time per measurement")
+    args = parser.parse_args()
+    print(f"machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device cpu")
+    for name, config in SHAPES.items():
+        config = config.replace(lr=0.01, init_bias=-1.0, bias_decay=0.12, device="cpu")
+        reference = steps_per_second(reference_step_fn(config), args.seconds)
+        trainer = Trainer([config.replace(steps=1 << 20)])
+        ours = steps_per_second(lambda trainer=trainer: trainer.advance(1), args.seconds)
+        roof_seconds = mm_roofline_seconds(config)
+        roofline = 1.0 / roof_seconds
+        gflops = matmul_flops(config) / roof_seconds / 1e9
+        print(f"{name}: engine {ours:.1f} steps/s, reference loop {reference:.1f} steps/s ({ours / reference:.2f}x); "
+              f"matmul roofline {roofline:.1f} steps/s ({gflops:.0f} GFLOP/s measured), engine at "
+              f"{100 * ours / roofline:.0f}% of it")
+
+
+if __name__ == "__main__":
+    main()
