@@ -7,11 +7,9 @@ while 2 runs train; reports requests, errors and latency percentiles.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,20 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.servers import free_port, http_json
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch(url: str, body: dict | None = None) -> bytes:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.read()
 
 
 def main() -> None:
@@ -52,11 +39,11 @@ def main() -> None:
         try:
             for _ in range(300):
                 try:
-                    fetch(base + "/api/runs")
+                    http_json(base + "/api/runs")
                     break
                 except OSError:
                     time.sleep(0.1)
-            runs = [json.loads(fetch(base + "/api/runs", {"preset": p}))["id"]
+            runs = [http_json(base + "/api/runs", {"preset": p})["id"]
                     for p in ("quick-zero-bias", "quick-negative-bias")]
             paths = [f"/api/runs/{runs[0]}", f"/api/runs/{runs[1]}/history", "/api/runs", "/"]
             latencies: list[float] = []
@@ -71,7 +58,7 @@ def main() -> None:
                     n += 1
                     started = time.perf_counter()
                     try:
-                        fetch(base + path)
+                        urllib.request.urlopen(base + path, timeout=30).read()
                         elapsed = time.perf_counter() - started
                         with lock:
                             latencies.append(elapsed)
@@ -84,7 +71,7 @@ def main() -> None:
                 t.start()
             for t in threads:
                 t.join()
-            progress = [json.loads(fetch(f"{base}/api/runs/{r}"))["step"] for r in runs]
+            progress = [http_json(f"{base}/api/runs/{r}")["step"] for r in runs]
         finally:
             app.send_signal(signal.SIGINT)
             app.wait(timeout=60)

@@ -1,11 +1,8 @@
 """run_app.py as a user runs it: serves, trains, and on Ctrl-C stops its workers leaving runs resumable."""
 
-import json
 import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -14,21 +11,9 @@ import pytest
 from core.jobs import Lab
 from core.store import DiskStore
 from tests.helpers import wait_until
+from tests.servers import free_port, http_json
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(url: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
 
 
 def start_app(data: Path, port: int) -> subprocess.Popen:
@@ -43,8 +28,8 @@ def test_ctrl_c_stops_workers_and_the_run_resumes_on_restart(tmp_path, stop_sign
     try:
         base = f"http://127.0.0.1:{port}/api/runs"
         wait_until(lambda: _up(base), timeout=30, message="the server")
-        run_id = call(base, {"preset": "demo-tiny", "steps": 20000})["id"]
-        wait_until(lambda: call(f"{base}/{run_id}")["step"] > 200, timeout=30, message="training")
+        run_id = http_json(base, {"preset": "demo-tiny", "steps": 20000})["id"]
+        wait_until(lambda: http_json(f"{base}/{run_id}")["step"] > 200, timeout=30, message="training")
         children = psutil.Process(app.pid).children(recursive=True)
         assert children, "the app should have started a worker process"
         app.send_signal(stop_signal)
@@ -77,7 +62,7 @@ def _alive(process: psutil.Process) -> bool:
 
 def _up(url: str) -> bool:
     try:
-        call(url)
+        http_json(url)
         return True
     except OSError:
         return False
