@@ -13,6 +13,7 @@ import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
+from app.components import graph
 from app.form import FIELD_NAMES, field_id, form_errors
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
 from core.config import FIELDS, parse_value
@@ -26,9 +27,7 @@ COMPARABLE_FIELDS = [n for n in FIELD_NAMES if n not in ("device", "snapshot_eve
 
 
 def heatmap_slot(i: int) -> dbc.Col:
-    return dbc.Col(dcc.Graph(id=f"compare-heatmap-{i}", responsive=True, style={"height": "460px"},
-                             config={"displaylogo": False}), id=f"compare-slot-{i}", md=6,
-                   style={"display": "none"})
+    return dbc.Col(graph(f"compare-heatmap-{i}", 460), id=f"compare-slot-{i}", md=6, style={"display": "none"})
 
 
 def compare_layout() -> html.Div:
@@ -43,9 +42,9 @@ def compare_layout() -> html.Div:
                   className="small mb-0"),
         dcc.Slider(id="compare-slider", min=0, max=0, step=1, value=0, marks=None),
         dbc.Row([
-            dbc.Col(dcc.Graph(id="compare-loss", responsive=True, style={"height": "300px"}), md=4),
-            dbc.Col(dcc.Graph(id="compare-mono", responsive=True, style={"height": "300px"}), md=4),
-            dbc.Col(dcc.Graph(id="compare-bias", responsive=True, style={"height": "300px"}), md=4),
+            dbc.Col(graph("compare-loss", 300, "Loss", "Choose two or more runs"), md=4),
+            dbc.Col(graph("compare-mono", 300, "Mono neurons per feature", "Choose two or more runs"), md=4),
+            dbc.Col(graph("compare-bias", 300, "Mean bias", "Choose two or more runs"), md=4),
         ], className="g-2 mt-2"),
         html.H5("Configs and results", className="mt-3"),
         html.Div(id="compare-table"),
@@ -60,7 +59,7 @@ def compare_layout() -> html.Div:
                                color="primary"), width="auto"),
         ], align="center"),
         dcc.Loading(html.Div([html.Div(id="interp-message", className="mt-2"),
-                              dcc.Graph(id="interp-graph", style={"height": "320px"})])),
+                              graph("interp-graph", 320, "Basin connectivity", "Press the button above")])),
     ])
 
 

@@ -8,40 +8,72 @@ import math
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, html, no_update
 
 from app import interpret_figures as figs
+from app.components import graph
 from app.figures import empty_figure
 from core.compare import Model
 from core.interpret import feature_view, mono_summary, neuron_view, pair_interference, poly_linear_map
 from core.jobs import Lab, UnknownRun
 from core.runfile import RunFileError, load_run_file
 
-
-def graph(graph_id: str, height: int = 300) -> dcc.Graph:
-    return dcc.Graph(id=graph_id, responsive=True, style={"height": f"{height}px"}, config={"displaylogo": False})
+DONE = "For a finished or stopped run"
 
 
 def index_input(input_id: str, label: str, value: int) -> dbc.Col:
-    return dbc.Col([dbc.Label(label, html_for=input_id, className="small mb-0"),
-                    dbc.Input(id=input_id, type="number", min=0, step=1, value=value, debounce=True, size="sm")],
-                   width="auto")
+    return dbc.Col(
+        [
+            dbc.Label(label, html_for=input_id, className="small mb-0"),
+            dbc.Input(id=input_id, type="number", min=0, step=1, value=value, debounce=True, size="sm"),
+        ],
+        width="auto",
+    )
 
 
 def inspect_layout() -> html.Div:
-    return html.Div([
-        html.H5("Inside the model", className="mt-3 mb-0"),
-        html.P("For a finished or stopped run (at the replayed checkpoint when it is a log2 step). Click a cell of "
-               "the heatmap to pick its feature and neuron.", className="text-muted small"),
-        dbc.Row([index_input("inspect-feature-input", "Feature", 0), index_input("inspect-neuron-input", "Neuron", 0),
-                 index_input("inspect-pair-input", "Second feature (interference)", 1)], className="g-2 mb-2"),
-        html.Div(id="inspect-message"),
-        dbc.Row([dbc.Col(graph("feature-curves"), md=6), dbc.Col(graph("neuron-profile"), md=6)], className="g-2"),
-        html.Div(id="feature-neurons", className="small"),
-        dbc.Row([dbc.Col(graph("poly-map", 380), md=6), dbc.Col(graph("poly-singular", 380), md=6)],
-                className="g-2"),
-        dbc.Row([dbc.Col(graph("mono-histogram"), md=6), dbc.Col(graph("pair-grid"), md=6)], className="g-2"),
-    ], id="inspect-panel")
+    return html.Div(
+        [
+            html.H5("Inside the model", className="mt-3 mb-0"),
+            html.P(
+                "For a finished or stopped run (at the replayed checkpoint when it is a log2 step). Click a cell of "
+                "the heatmap to pick its feature and neuron.",
+                className="text-muted small",
+            ),
+            dbc.Row(
+                [
+                    index_input("inspect-feature-input", "Feature", 0),
+                    index_input("inspect-neuron-input", "Neuron", 0),
+                    index_input("inspect-pair-input", "Second feature (interference)", 1),
+                ],
+                className="g-2 mb-2",
+            ),
+            html.Div(id="inspect-message"),
+            dbc.Row(
+                [
+                    dbc.Col(graph("feature-curves", 300, "Feature inspector", DONE), md=6),
+                    dbc.Col(graph("neuron-profile", 300, "Neuron inspector", DONE), md=6),
+                ],
+                className="g-2",
+            ),
+            html.Div(id="feature-neurons", className="small"),
+            dbc.Row(
+                [
+                    dbc.Col(graph("poly-map", 380, "Polysemantic part's linear map", DONE), md=6),
+                    dbc.Col(graph("poly-singular", 380, "Its singular values", DONE), md=6),
+                ],
+                className="g-2",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(graph("mono-histogram", 300, "Features by number of mono neurons", DONE), md=6),
+                    dbc.Col(graph("pair-grid", 300, "Two-feature interference", DONE), md=6),
+                ],
+                className="g-2",
+            ),
+        ],
+        id="inspect-panel",
+    )
 
 
 def model_at(record: dict[str, Any], step: int | None) -> tuple[Model, str]:
@@ -56,14 +88,17 @@ def model_at(record: dict[str, Any], step: int | None) -> tuple[Model, str]:
 
 def neurons_table(view: Any) -> Any:
     if not len(view.neurons):
-        return html.Div(f"No monosemantic neuron serves feature {view.feature}: the polysemantic part carries it.",
-                        className="text-muted")
-    header = html.Thead(html.Tr([html.Th(h) for h in ("neuron", "activation alone", "input weight", "bias",
-                                                      "output weight")]))
-    rows = [html.Tr([html.Td(str(n)), html.Td(f"{a:.3f}"), html.Td(f"{w:.3f}"), html.Td(f"{b:.3f}"),
-                     html.Td(f"{o:.3f}")])
-            for n, a, w, b, o in zip(view.neurons, view.activations, view.input_weights, view.biases,
-                                     view.output_weights)]
+        return html.Div(
+            f"No monosemantic neuron serves feature {view.feature}: the polysemantic part carries it.",
+            className="text-muted",
+        )
+    header = html.Thead(
+        html.Tr([html.Th(h) for h in ("neuron", "activation alone", "input weight", "bias", "output weight")])
+    )
+    rows = [
+        html.Tr([html.Td(str(n)), html.Td(f"{a:.3f}"), html.Td(f"{w:.3f}"), html.Td(f"{b:.3f}"), html.Td(f"{o:.3f}")])
+        for n, a, w, b, o in zip(view.neurons, view.activations, view.input_weights, view.biases, view.output_weights)
+    ]
     return dbc.Table([header, html.Tbody(rows)], size="sm", bordered=True, className="bg-white w-auto")
 
 
@@ -79,8 +114,12 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             cache[run_id] = (len(blob), load_run_file(io.BytesIO(blob)))
         return cache[run_id][1]
 
-    @app.callback(Output("inspect-feature-input", "value"), Output("inspect-neuron-input", "value"),
-                  Input("sfa-heatmap", "clickData"), prevent_initial_call=True)
+    @app.callback(
+        Output("inspect-feature-input", "value"),
+        Output("inspect-neuron-input", "value"),
+        Input("sfa-heatmap", "clickData"),
+        prevent_initial_call=True,
+    )
     def pick_from_heatmap(click: dict[str, Any] | None) -> tuple[Any, Any]:
         point = (click or {}).get("points", [{}])[0]
         x, y = str(point.get("x", "")), str(point.get("y", ""))
@@ -89,15 +128,25 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         return int(x[1:]), int(y[1:])
 
     @app.callback(
-        Output("inspect-message", "children"), Output("feature-curves", "figure"), Output("neuron-profile", "figure"),
-        Output("feature-neurons", "children"), Output("poly-map", "figure"), Output("poly-singular", "figure"),
-        Output("mono-histogram", "figure"), Output("pair-grid", "figure"),
-        Input("selected-run", "data"), Input("inspect-feature-input", "value"), Input("inspect-neuron-input", "value"),
-        Input("inspect-pair-input", "value"), Input("checkpoint-slider", "value"), Input("download-area", "children"),
+        Output("inspect-message", "children"),
+        Output("feature-curves", "figure"),
+        Output("neuron-profile", "figure"),
+        Output("feature-neurons", "children"),
+        Output("poly-map", "figure"),
+        Output("poly-singular", "figure"),
+        Output("mono-histogram", "figure"),
+        Output("pair-grid", "figure"),
+        Input("selected-run", "data"),
+        Input("inspect-feature-input", "value"),
+        Input("inspect-neuron-input", "value"),
+        Input("inspect-pair-input", "value"),
+        Input("checkpoint-slider", "value"),
+        Input("download-area", "children"),
         State("checkpoint-slider", "max"),
     )
-    def inspect(run_id: str | None, feature: Any, neuron: Any, pair: Any, slider: Any, _download: Any,
-                slider_max: Any) -> list[Any]:
+    def inspect(
+        run_id: str | None, feature: Any, neuron: Any, pair: Any, slider: Any, _download: Any, slider_max: Any
+    ) -> list[Any]:
         blank = [empty_figure("", "Nothing to inspect yet")] * 2 + [""] + [empty_figure("", "")] * 4
         if not run_id:
             return [""] + blank
@@ -107,8 +156,9 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         except (UnknownRun, RunFileError) as err:
             return [dbc.Alert(str(err), color="warning")] + blank
         if record is None:
-            return [dbc.Alert("The inspector opens when the run is finished or stopped.", color="info",
-                              className="py-2")] + blank
+            return [
+                dbc.Alert("The inspector opens when the run is finished or stopped.", color="info", className="py-2")
+            ] + blank
         frames = meta["frames"]
         step = frames[slider] if isinstance(slider, int) and slider_max and 0 <= slider < slider_max else None
         model, which = model_at(record, step)
@@ -124,6 +174,13 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         linear = poly_linear_map(model, sfa)
         amplitudes, grid = pair_interference(model, feature, pair)
         message = html.Div(f"Inspecting {which} of run {run_id}.", className="small text-muted")
-        return [message, figs.feature_curves(fview), figs.neuron_profile(neuron_view(model, sfa, neuron)),
-                neurons_table(fview), figs.linear_map_heatmap(linear), figs.singular_values(linear),
-                figs.mono_histogram(mono_summary(model, sfa)), figs.pair_grid(amplitudes, grid, feature, pair)]
+        return [
+            message,
+            figs.feature_curves(fview),
+            figs.neuron_profile(neuron_view(model, sfa, neuron)),
+            neurons_table(fview),
+            figs.linear_map_heatmap(linear),
+            figs.singular_values(linear),
+            figs.mono_histogram(mono_summary(model, sfa)),
+            figs.pair_grid(amplitudes, grid, feature, pair),
+        ]

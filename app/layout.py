@@ -6,114 +6,230 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from app.compare_page import compare_layout, comparison_starter
+from app.components import graph
 from app.form import config_form
 from app.inspect_panel import inspect_layout
 from app.sweep_page import sweep_layout
 
 LIVE_INTERVAL_MS = 1000
+PICK = "Start a run, or pick one from the list"
 
 TEACHING = [
-    html.P([html.B("The toy model. "), "Sparse features (N of them, each present with probability eps) are "
+    html.P(
+        [
+            html.B("The toy model. "),
+            "Sparse features (N of them, each present with probability eps) are "
             "squeezed by a fixed random projection into m < N inputs. A two-layer network with k neurons "
-            "(linear + bias, a nonlinearity, linear) learns to recover them."]),
-    html.P([html.B("Monosemantic neuron. "), "A neuron that fires for exactly one feature. For each neuron we "
+            "(linear + bias, a nonlinearity, linear) learns to recover them.",
+        ]
+    ),
+    html.P(
+        [
+            html.B("Monosemantic neuron. "),
+            "A neuron that fires for exactly one feature. For each neuron we "
             "measure r = (largest activation over single features) / (sum over features); r > 0.999 counts as "
             "monosemantic. The headline number is monosemantic neurons per feature: near 1 means every feature "
-            "has its own neuron."]),
-    html.P([html.B("The heatmap. "), "Each row is a neuron, each column a feature; a cell is the neuron's "
+            "has its own neuron.",
+        ]
+    ),
+    html.P(
+        [
+            html.B("The heatmap. "),
+            "Each row is a neuron, each column a feature; a cell is the neuron's "
             "activation when only that feature is present at amplitude 1. Sorted as in the paper: the most "
             "selective neurons on top, each feature placed by the neuron it excites most, so a monosemantic "
-            "model shows a bright diagonal and a polysemantic one a speckled block."]),
-    html.P([html.B("What the paper found. "), "With zero initial bias the basin a run falls into depends on the "
+            "model shows a bright diagonal and a polysemantic one a speckled block.",
+        ]
+    ),
+    html.P(
+        [
+            html.B("What the paper found. "),
+            "With zero initial bias the basin a run falls into depends on the "
             "learning rate. A negative initial bias with bias decay gives much more monosemantic models, at "
             "slightly lower loss; more neurons help too. Runs with nearly the same loss can sit in very "
-            "different basins: compare their heatmaps."]),
+            "different basins: compare their heatmaps.",
+        ]
+    ),
 ]
 
 
 def stat(label: str, value_id: str) -> dbc.Col:
-    return dbc.Col(html.Div([html.Div(label, className="stat-label"), html.Div("–", id=value_id,
-                                                                                 className="stat-value")],
-                            className="stat"), xs=6, md=3, lg=True)
-
-
-def graph(graph_id: str, height: int = 260) -> dcc.Graph:
-    return dcc.Graph(id=graph_id, responsive=True, style={"height": f"{height}px"},
-                     config={"displaylogo": False, "displayModeBar": "hover",
-                             "toImageButtonOptions": {"format": "png", "filename": graph_id}})
+    return dbc.Col(
+        html.Div(
+            [html.Div(label, className="stat-label"), html.Div("–", id=value_id, className="stat-value")],
+            className="stat",
+        ),
+        xs=6,
+        md=3,
+        lg=True,
+    )
 
 
 def controls_column() -> html.Div:
-    return html.Div([
-        html.H5("New run", className="mt-2"),
-        config_form(),
-        dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-2"),
-        html.Div(id="submit-message"),
-        comparison_starter(),
-        html.H5("Runs", className="mt-3"),
-        html.Div(id="run-list", className="run-list"),
-        html.Div(id="store-usage", className="small text-muted mt-2"),
-    ])
+    return html.Div(
+        [
+            html.H5("New run", className="mt-2"),
+            config_form(),
+            dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-2"),
+            html.Div(id="submit-message"),
+            comparison_starter(),
+            html.H5("Runs", className="mt-3"),
+            html.Div(id="run-list", className="run-list"),
+            html.Div(id="store-usage", className="small text-muted mt-2"),
+        ]
+    )
 
 
 def live_column() -> html.Div:
-    return html.Div([
-        dbc.Accordion([dbc.AccordionItem(TEACHING, title="What am I looking at?")], start_collapsed=True,
-                      className="mb-2", id="teaching-panel"),
-        html.Div([
-            html.H4("No run selected", id="live-title", className="mb-0"),
-            html.Div("Start a run on the left, or pick one from the list.", id="live-subtitle",
-                     className="text-muted small"),
-        ], className="mb-2"),
-        dbc.Progress(id="live-progress", value=0, className="mb-2", style={"height": "6px"}),
-        dbc.Row([stat("Step", "stat-step"), stat("Loss", "stat-loss"), stat("Mono neurons / feature", "stat-mono"),
-                 stat("Mean bias", "stat-bias"), stat("Learning rate", "stat-lr")], className="g-2 mb-2"),
-        dbc.Row([
-            dbc.Col([graph("loss-graph"),
-                     html.Div([dbc.Label("Smoothing", html_for="smoothing-slider", className="small mb-0"),
-                               dcc.Slider(id="smoothing-slider", min=0, max=0.99, step=0.01, value=0.6,
-                                          marks={0: "0", 0.5: "0.5", 0.9: "0.9", 0.99: "0.99"})])], md=6),
-            dbc.Col(graph("mono-graph"), md=6),
-        ], className="g-2"),
-        dbc.Row([dbc.Col(graph("bias-history-graph", 220), md=6), dbc.Col(graph("lr-graph", 220), md=6)],
-                className="g-2"),
-        html.Div([
-            dbc.Row([
-                dbc.Col(html.H5("Single-feature activations", className="mb-0"), width="auto"),
-                dbc.Col(dbc.Switch(id="sfa-sorted", label="Paper ordering", value=True), width="auto"),
-                dbc.Col(html.Span(id="heatmap-step", className="small text-muted"), width="auto"),
-            ], align="center", className="g-3 mt-2"),
-            graph("sfa-heatmap", 520),
-            dbc.Label("Replay: stored checkpoints (right end = live)", html_for="checkpoint-slider",
-                      className="small mb-0"),
-            dcc.Slider(id="checkpoint-slider", min=0, max=0, step=1, value=0, marks=None,
-                       tooltip={"placement": "bottom"}),
-        ]),
-        dbc.Row([dbc.Col(graph("bias-graph", 260), md=6), dbc.Col(graph("score-histogram", 260), md=6)],
-                className="g-2 mt-2"),
-        html.Div(id="download-area", className="mt-2"),
-        inspect_layout(),
-    ])
+    return html.Div(
+        [
+            dbc.Accordion(
+                [dbc.AccordionItem(TEACHING, title="What am I looking at?")],
+                start_collapsed=True,
+                className="mb-2",
+                id="teaching-panel",
+            ),
+            html.Div(
+                [
+                    html.H4("No run selected", id="live-title", className="mb-0"),
+                    html.Div(
+                        "Start a run on the left, or pick one from the list.",
+                        id="live-subtitle",
+                        className="text-muted small",
+                    ),
+                ],
+                className="mb-2",
+            ),
+            dbc.Progress(id="live-progress", value=0, className="mb-2", style={"height": "6px"}),
+            dbc.Row(
+                [
+                    stat("Step", "stat-step"),
+                    stat("Loss", "stat-loss"),
+                    stat("Mono neurons / feature", "stat-mono"),
+                    stat("Mean bias", "stat-bias"),
+                    stat("Learning rate", "stat-lr"),
+                ],
+                className="g-2 mb-2",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            graph("loss-graph", title="Loss", placeholder=PICK),
+                            html.Div(
+                                [
+                                    dbc.Label("Smoothing", html_for="smoothing-slider", className="small mb-0"),
+                                    dcc.Slider(
+                                        id="smoothing-slider",
+                                        min=0,
+                                        max=0.99,
+                                        step=0.01,
+                                        value=0.6,
+                                        marks={0: "0", 0.5: "0.5", 0.9: "0.9", 0.99: "0.99"},
+                                    ),
+                                ]
+                            ),
+                        ],
+                        md=6,
+                    ),
+                    dbc.Col(graph("mono-graph", title="Mono neurons per feature", placeholder=PICK), md=6),
+                ],
+                className="g-2",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(graph("bias-history-graph", 220, "Mean bias", PICK), md=6),
+                    dbc.Col(graph("lr-graph", 220, "Learning rate", PICK), md=6),
+                ],
+                className="g-2",
+            ),
+            html.Div(
+                [
+                    dbc.Row(
+                        [
+                            dbc.Col(html.H5("Single-feature activations", className="mb-0"), width="auto"),
+                            dbc.Col(dbc.Switch(id="sfa-sorted", label="Paper ordering", value=True), width="auto"),
+                            dbc.Col(html.Span(id="heatmap-step", className="small text-muted"), width="auto"),
+                        ],
+                        align="center",
+                        className="g-3 mt-2",
+                    ),
+                    graph(
+                        "sfa-heatmap",
+                        520,
+                        "Single-feature activations",
+                        "Neurons x features appear here as the run trains",
+                    ),
+                    dbc.Label(
+                        "Replay: stored checkpoints (right end = live)",
+                        html_for="checkpoint-slider",
+                        className="small mb-0",
+                    ),
+                    dcc.Slider(
+                        id="checkpoint-slider",
+                        min=0,
+                        max=0,
+                        step=1,
+                        value=0,
+                        marks=None,
+                        tooltip={"placement": "bottom"},
+                    ),
+                ]
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(graph("bias-graph", 260, "First-layer bias per neuron", PICK), md=6),
+                    dbc.Col(graph("score-histogram", 260, "r = max/sum per neuron", PICK), md=6),
+                ],
+                className="g-2 mt-2",
+            ),
+            html.Div(id="download-area", className="mt-2"),
+            inspect_layout(),
+        ]
+    )
 
 
 def build_layout() -> html.Div:
-    return html.Div([
-        dcc.Location(id="url", refresh=False),
-        dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS),
-        dcc.Store(id="selected-run", storage_type="session"),
-        dcc.Store(id="live-state"),
-        dcc.Store(id="sweep-state"),
-        dbc.Navbar(dbc.Container([
-            dbc.NavbarBrand("Monosemanticity Lab", href="/", className="fw-bold"),
-            dbc.Nav([dbc.NavLink("Train", href="/", id="nav-train"),
-                     dbc.NavLink("Compare", href="/compare", id="nav-compare"),
-                     dbc.NavLink("Sweeps", href="/sweeps", id="nav-sweeps")], navbar=True),
-            html.Span("Engineering Monosemanticity in Toy Models — live", className="navbar-text small ms-auto"),
-        ], fluid=True), color="dark", dark=True, className="mb-3"),
-        dbc.Container(dbc.Row([
-            dbc.Col(controls_column(), lg=3, md=4, className="controls"),
-            dbc.Col(live_column(), lg=9, md=8),
-        ]), fluid=True, id="lab-page"),
-        dbc.Container(compare_layout(), fluid=True, id="compare-page", style={"display": "none"}),
-        dbc.Container(sweep_layout(), fluid=True, id="sweeps-page", style={"display": "none"}),
-    ])
+    return html.Div(
+        [
+            dcc.Location(id="url", refresh=False),
+            dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS),
+            dcc.Store(id="selected-run", storage_type="session"),
+            dcc.Store(id="live-state"),
+            dcc.Store(id="sweep-state"),
+            dbc.Navbar(
+                dbc.Container(
+                    [
+                        dbc.NavbarBrand("Monosemanticity Lab", href="/", className="fw-bold"),
+                        dbc.Nav(
+                            [
+                                dbc.NavLink("Train", href="/", id="nav-train"),
+                                dbc.NavLink("Compare", href="/compare", id="nav-compare"),
+                                dbc.NavLink("Sweeps", href="/sweeps", id="nav-sweeps"),
+                            ],
+                            navbar=True,
+                        ),
+                        html.Span(
+                            "Engineering Monosemanticity in Toy Models — live", className="navbar-text small ms-auto"
+                        ),
+                    ],
+                    fluid=True,
+                ),
+                color="dark",
+                dark=True,
+                className="mb-3",
+            ),
+            dbc.Container(
+                dbc.Row(
+                    [
+                        dbc.Col(controls_column(), lg=3, md=4, className="controls"),
+                        dbc.Col(live_column(), lg=9, md=8),
+                    ]
+                ),
+                fluid=True,
+                id="lab-page",
+            ),
+            dbc.Container(compare_layout(), fluid=True, id="compare-page", style={"display": "none"}),
+            dbc.Container(sweep_layout(), fluid=True, id="sweeps-page", style={"display": "none"}),
+        ]
+    )

@@ -10,6 +10,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures, sweep_figures
 from app.compare_page import final_loss
+from app.components import graph
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.metrics import dead_neurons
 from core.presets import PAPER_BATCHES
@@ -18,39 +19,89 @@ from core.sweep import preset_sweep, value_label
 HEATMAPS = 3
 
 
-def graph(graph_id: str, height: int) -> dcc.Graph:
-    return dcc.Graph(id=graph_id, responsive=True, style={"height": f"{height}px"},
-                     config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": graph_id}})
-
-
 def sweep_layout() -> html.Div:
     options = [{"label": f"{name} — {b.description}", "value": name} for name, b in PAPER_BATCHES.items()]
-    return html.Div([
-        html.H4("Sweeps: the paper's batches"),
-        dbc.Card(dbc.CardBody(dbc.Row([
-            dbc.Col([dbc.Label("Batch", html_for="sweep-preset-select", className="small mb-0"),
-                     dbc.Select(id="sweep-preset-select", options=options, value="LR3")], md=4),
-            dbc.Col([dbc.Label("Scale", className="small mb-0"),
-                     dbc.RadioItems(id="sweep-scale", value="quick", inline=True,
-                                    options=[{"label": "quick (laptop)", "value": "quick"},
-                                             {"label": "paper", "value": "paper"}])], md=2),
-            dbc.Col([dbc.Label("Values", html_for="sweep-values-input", className="small mb-0"),
-                     dbc.Input(id="sweep-values-input", placeholder="the batch's values")], md=3),
-            dbc.Col([dbc.Label("Seeds", html_for="sweep-seeds-input", className="small mb-0"),
-                     dbc.Input(id="sweep-seeds-input", type="number", value=1, min=1, max=16, step=1)], md=1),
-            dbc.Col([dbc.Switch(id="sweep-share-seed", label="same world for every value", value=False,
-                                className="small"),
-                     dbc.Button("Start sweep", id="sweep-start-button", color="primary", size="sm")], md=2),
-        ], className="g-2 align-items-end"))),
-        html.Div(id="sweep-values-help", className="small text-muted mt-1"),
-        html.Div(id="sweep-message", className="mt-2"),
-        dcc.Dropdown(id="sweep-select", placeholder="Choose a sweep to view...", className="my-2"),
-        graph("sweep-panels", 340),
-        dbc.Row([dbc.Col(graph("sweep-mono-vs-value", 320), md=6), dbc.Col(graph("sweep-biases", 320), md=6)],
-                className="g-2 mt-1"),
-        dbc.Row([dbc.Col(graph(f"sweep-heatmap-{i}", 420), md=4) for i in range(HEATMAPS)], className="g-2 mt-1"),
-        graph("sweep-parcoords", 360),
-    ])
+    return html.Div(
+        [
+            html.H4("Sweeps: the paper's batches"),
+            dbc.Card(
+                dbc.CardBody(
+                    dbc.Row(
+                        [
+                            dbc.Col(
+                                [
+                                    dbc.Label("Batch", html_for="sweep-preset-select", className="small mb-0"),
+                                    dbc.Select(id="sweep-preset-select", options=options, value="LR3"),
+                                ],
+                                md=4,
+                            ),
+                            dbc.Col(
+                                [
+                                    dbc.Label("Scale", className="small mb-0"),
+                                    dbc.RadioItems(
+                                        id="sweep-scale",
+                                        value="quick",
+                                        inline=True,
+                                        options=[
+                                            {"label": "quick (laptop)", "value": "quick"},
+                                            {"label": "paper", "value": "paper"},
+                                        ],
+                                    ),
+                                ],
+                                md=2,
+                            ),
+                            dbc.Col(
+                                [
+                                    dbc.Label("Values", html_for="sweep-values-input", className="small mb-0"),
+                                    dbc.Input(id="sweep-values-input", placeholder="the batch's values"),
+                                ],
+                                md=3,
+                            ),
+                            dbc.Col(
+                                [
+                                    dbc.Label("Seeds", html_for="sweep-seeds-input", className="small mb-0"),
+                                    dbc.Input(id="sweep-seeds-input", type="number", value=1, min=1, max=16, step=1),
+                                ],
+                                md=1,
+                            ),
+                            dbc.Col(
+                                [
+                                    dbc.Switch(
+                                        id="sweep-share-seed",
+                                        label="same world for every value",
+                                        value=False,
+                                        className="small",
+                                    ),
+                                    dbc.Button("Start sweep", id="sweep-start-button", color="primary", size="sm"),
+                                ],
+                                md=2,
+                            ),
+                        ],
+                        className="g-2 align-items-end",
+                    )
+                )
+            ),
+            html.Div(id="sweep-values-help", className="small text-muted mt-1"),
+            html.Div(id="sweep-message", className="mt-2"),
+            dcc.Dropdown(id="sweep-select", placeholder="Choose a sweep to view...", className="my-2"),
+            graph("sweep-panels", 340, "Training, coloured by the swept value", "Start a sweep, or choose one above"),
+            dbc.Row(
+                [
+                    dbc.Col(graph("sweep-mono-vs-value", 320, "Mono ratio against the swept value", ""), md=6),
+                    dbc.Col(graph("sweep-biases", 320, "Final biases, sorted", ""), md=6),
+                ],
+                className="g-2 mt-1",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(graph(f"sweep-heatmap-{i}", 420, "Single-feature activations", ""), md=4)
+                    for i in range(HEATMAPS)
+                ],
+                className="g-2 mt-1",
+            ),
+            graph("sweep-parcoords", 360, "Runs: config against results", ""),
+        ]
+    )
 
 
 def is_sweeps(pathname: str | None) -> bool:
@@ -63,35 +114,56 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]]) -> list[sweep_figures.Swee
         history = lab.history(meta["id"])
         points = history["points"]
         snapshot = lab.latest_snapshot(meta["id"])
-        per_feature, per_neuron = (sweep_figures.mono_counts(snapshot["sfa"]) if snapshot else (None, None))
-        runs.append(sweep_figures.SweepRun(
-            value=float(meta["sweep"]["value"]), seed=meta["config"]["seed"], loss_steps=history["loss_steps"],
-            losses=history["losses"], point_steps=points.get("step", np.zeros(0)),
-            mono=points.get("mono_ratio", np.zeros(0)), mean_bias=points.get("mean_bias", np.zeros(0)),
-            final_loss=final_loss(history["losses"]), mono_per_feature=per_feature, mono_per_neuron=per_neuron,
-            dead=int(dead_neurons(snapshot["sfa"]).sum()) if snapshot else None,
-            bias=snapshot["bias"] if snapshot else None, sfa=snapshot["sfa"] if snapshot else None))
+        per_feature, per_neuron = sweep_figures.mono_counts(snapshot["sfa"]) if snapshot else (None, None)
+        runs.append(
+            sweep_figures.SweepRun(
+                value=float(meta["sweep"]["value"]),
+                seed=meta["config"]["seed"],
+                loss_steps=history["loss_steps"],
+                losses=history["losses"],
+                point_steps=points.get("step", np.zeros(0)),
+                mono=points.get("mono_ratio", np.zeros(0)),
+                mean_bias=points.get("mean_bias", np.zeros(0)),
+                final_loss=final_loss(history["losses"]),
+                mono_per_feature=per_feature,
+                mono_per_neuron=per_neuron,
+                dead=int(dead_neurons(snapshot["sfa"]).sum()) if snapshot else None,
+                bias=snapshot["bias"] if snapshot else None,
+                sfa=snapshot["sfa"] if snapshot else None,
+            )
+        )
     return runs
 
 
 def register_sweep_callbacks(app: Any, lab: Lab) -> None:
-    @app.callback(Output("sweep-values-help", "children"), Input("sweep-preset-select", "value"),
-                  Input("sweep-scale", "value"))
+    @app.callback(
+        Output("sweep-values-help", "children"), Input("sweep-preset-select", "value"), Input("sweep-scale", "value")
+    )
     def describe_batch(name: str, scale: str) -> str:
         if name not in PAPER_BATCHES:
             return ""
         sweep = preset_sweep(name, scale)
         base = sweep.base
-        return (f"{name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave Values empty "
-                f"for these). N={base.n_features}, m={base.embed_dim}, k={base.n_neurons}, batch {base.batch_size}, "
-                f"{base.steps} steps, {len(sweep.jobs())} batched job(s).")
+        return (
+            f"{name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave Values empty "
+            f"for these). N={base.n_features}, m={base.embed_dim}, k={base.n_neurons}, batch {base.batch_size}, "
+            f"{base.steps} steps, {len(sweep.jobs())} batched job(s)."
+        )
 
-    @app.callback(Output("sweep-select", "value"), Output("sweep-message", "children"),
-                  Input("sweep-start-button", "n_clicks"), State("sweep-preset-select", "value"),
-                  State("sweep-scale", "value"), State("sweep-values-input", "value"),
-                  State("sweep-seeds-input", "value"), State("sweep-share-seed", "value"), prevent_initial_call=True)
-    def start_sweep(_clicks: int, name: str, scale: str, values_text: str | None, seeds: Any,
-                    share: bool) -> tuple[Any, Any]:
+    @app.callback(
+        Output("sweep-select", "value"),
+        Output("sweep-message", "children"),
+        Input("sweep-start-button", "n_clicks"),
+        State("sweep-preset-select", "value"),
+        State("sweep-scale", "value"),
+        State("sweep-values-input", "value"),
+        State("sweep-seeds-input", "value"),
+        State("sweep-share-seed", "value"),
+        prevent_initial_call=True,
+    )
+    def start_sweep(
+        _clicks: int, name: str, scale: str, values_text: str | None, seeds: Any, share: bool
+    ) -> tuple[Any, Any]:
         values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
         try:
             seeds_n = int(seeds) if seeds not in (None, "") else 1
@@ -104,8 +176,9 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         except (ValueError, QueueFull) as err:
             return no_update, dbc.Alert(str(err), color="danger")
         sweep_id = lab.get(run_ids[0])["sweep"]["id"]
-        return sweep_id, dbc.Alert(f"Queued {len(run_ids)} runs in {len(sweep.jobs())} job(s).", color="success",
-                                   duration=4000)
+        return sweep_id, dbc.Alert(
+            f"Queued {len(run_ids)} runs in {len(sweep.jobs())} job(s).", color="success", duration=4000
+        )
 
     @app.callback(Output("sweep-select", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
     def sweep_options(_tick: int, pathname: str | None) -> Any:
@@ -115,15 +188,24 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         for sweep_id, metas in reversed(list(lab.sweeps().items())):
             tag = metas[0]["sweep"]
             done = sum(m["status"] == "done" for m in metas)
-            options.append({"label": f"{tag['name']} · {tag['field']} · {len(metas)} runs · {done} done · {sweep_id}",
-                            "value": sweep_id})
+            options.append(
+                {
+                    "label": f"{tag['name']} · {tag['field']} · {len(metas)} runs · {done} done · {sweep_id}",
+                    "value": sweep_id,
+                }
+            )
         return options
 
     @app.callback(
-        Output("sweep-panels", "figure"), Output("sweep-mono-vs-value", "figure"), Output("sweep-biases", "figure"),
-        *[Output(f"sweep-heatmap-{i}", "figure") for i in range(HEATMAPS)], Output("sweep-parcoords", "figure"),
+        Output("sweep-panels", "figure"),
+        Output("sweep-mono-vs-value", "figure"),
+        Output("sweep-biases", "figure"),
+        *[Output(f"sweep-heatmap-{i}", "figure") for i in range(HEATMAPS)],
+        Output("sweep-parcoords", "figure"),
         Output("sweep-state", "data"),
-        Input("tick", "n_intervals"), Input("sweep-select", "value"), State("url", "pathname"),
+        Input("tick", "n_intervals"),
+        Input("sweep-select", "value"),
+        State("url", "pathname"),
         State("sweep-state", "data"),
     )
     def update_sweep(_tick: int, sweep_id: str | None, pathname: str | None, last: Any) -> list[Any]:
@@ -145,8 +227,14 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
                 heatmaps.append(figures.sfa_heatmap(run.sfa, title=f"{field}={chosen[i]:g}"))
             else:
                 heatmaps.append(figures.empty_figure("", "Fewer than three values"))
-        rows = [{field: r.value, "seed": r.seed, "final_loss": r.final_loss, "mono_ratio": r.mono_per_feature}
-                for r in runs]
-        return [sweep_figures.training_panels(runs, field), sweep_figures.metric_vs_value(runs, field),
-                sweep_figures.sorted_biases(runs, field), *heatmaps,
-                sweep_figures.parallel_coordinates(rows, [field, "seed"]), key]
+        rows = [
+            {field: r.value, "seed": r.seed, "final_loss": r.final_loss, "mono_ratio": r.mono_per_feature} for r in runs
+        ]
+        return [
+            sweep_figures.training_panels(runs, field),
+            sweep_figures.metric_vs_value(runs, field),
+            sweep_figures.sorted_biases(runs, field),
+            *heatmaps,
+            sweep_figures.parallel_coordinates(rows, [field, "seed"]),
+            key,
+        ]

@@ -157,3 +157,14 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     assert len(trace_lengths(dash_duo, "sweep-biases")) == 3
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "sweeps.png"))
     assert dash_duo.get_logs() == []
+
+
+def test_first_visit_explains_every_empty_graph(dash_duo, lab):
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1100)
+    dash_duo.wait_for_contains_text("#run-list", "No runs yet", timeout=10)
+    for graph_id in ("loss-graph", "mono-graph", "sfa-heatmap"):
+        dash_duo.wait_for_contains_text(f"#{graph_id}", "Start a run" if graph_id != "sfa-heatmap" else "Neurons",
+                                        timeout=10)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "first-visit.png"))
+    assert dash_duo.get_logs() == []
