@@ -115,7 +115,7 @@ def live_column() -> html.Div:
                 [
                     dbc.Col(
                         [
-                            graph("loss-graph", title="Loss", placeholder=PICK),
+                            graph("loss-graph", title="Loss", message=PICK),
                             html.Div(
                                 [
                                     dbc.Label("Smoothing", html_for="smoothing-slider", className="small mb-0"),
@@ -132,7 +132,7 @@ def live_column() -> html.Div:
                         ],
                         md=6,
                     ),
-                    dbc.Col(graph("mono-graph", title="Mono neurons per feature", placeholder=PICK), md=6),
+                    dbc.Col(graph("mono-graph", title="Mono neurons per feature", message=PICK), md=6),
                 ],
                 className="g-2",
             ),
