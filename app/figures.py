@@ -12,29 +12,42 @@ from core.metrics import MONO_THRESHOLD, dead_neurons, heatmap_order, mono_score
 MAX_CURVE_POINTS = 4000
 MAX_HEATMAP_CELLS = 32768  # ~128 KiB of float32 per update, even at paper scale
 MARGIN = {"l": 55, "r": 15, "t": 40, "b": 45}
-# A light look set directly: assigning a named plotly template costs ~50 ms per figure.
+# A light look set directly: assigning a named plotly template costs time in every figure.
 AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True}
 LAYOUT_STYLE = {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#2a3f5f"},
                 "margin": MARGIN, "uirevision": "keep", "hovermode": "closest"}
 
 
-def base_layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_x: bool = False) -> go.Figure:
-    fig.update_layout(
-        **LAYOUT_STYLE, title={"text": title, "font": {"size": 14}},
-        legend={"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"},
-        xaxis={**AXIS_STYLE, "title": {"text": x_title}, **({"type": "log"} if log_x else {})},
-        yaxis={**AXIS_STYLE, "title": {"text": y_title}},
-    )
-    return fig
+def styled(traces: list | go.BaseTraceType, title: str, x_title: str, y_title: str, log_x: bool = False,
+           shapes: list[dict] | None = None, xaxis: dict | None = None, yaxis: dict | None = None,
+           **layout: object) -> go.Figure:
+    """A figure with the lab's look, built in one constructor call: plotly validates a layout given
+    to the constructor several times faster than through update_layout."""
+    x_axis = {**AXIS_STYLE, "title": {"text": x_title}, **({"type": "log"} if log_x else {}), **(xaxis or {})}
+    y_axis = {**AXIS_STYLE, "title": {"text": y_title}, **(yaxis or {})}
+    return go.Figure(traces, layout={
+        **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}}, "xaxis": x_axis, "yaxis": y_axis,
+        "legend": {"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"},
+        "shapes": shapes or [], **layout})
+
+
+def hline(y: float, colour: str = "#888") -> dict:
+    """A dotted horizontal reference line across the plot (a layout shape: cheaper than add_hline)."""
+    return {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": y, "y1": y,
+            "line": {"dash": "dot", "color": colour, "width": 1.5}}
+
+
+def vline(x: float, colour: str = "#888") -> dict:
+    return {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": x, "x1": x,
+            "line": {"dash": "dot", "color": colour, "width": 1.5}}
 
 
 def empty_figure(title: str, message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font={"size": 14, "color": "#6c757d"})
-    fig.update_layout(**LAYOUT_STYLE, title={"text": title, "font": {"size": 14}}, xaxis={"visible": False},
-                      yaxis={"visible": False})
-    return fig
+    return go.Figure(layout={
+        **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}}, "xaxis": {"visible": False},
+        "yaxis": {"visible": False},
+        "annotations": [{"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
+                         "font": {"size": 14, "color": "#6c757d"}}]})
 
 
 def ema_continue(values: np.ndarray, weight: float, smoothed: float = 0.0,
@@ -83,12 +96,12 @@ def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, t
                       smoothed[keep].astype(np.float32))
     if extendable:
         x, raw, smooth = x.tolist(), np.round(raw, 6).tolist(), np.round(smooth, 6).tolist()
-    fig = go.Figure([
+    traces = [
         go.Scattergl(x=x, y=raw, mode="lines", name="raw", line={"width": 1, "color": "#1f77b4"}, opacity=0.3),
         go.Scattergl(x=x, y=smooth, mode="lines", name=f"smoothed ({smoothing:g})",
                      line={"width": 2, "color": "#1f77b4"}),
-    ])
-    return base_layout(fig, title, "Training step (log scale)", "Loss (squared error)", log_x=True)
+    ]
+    return styled(traces, title, "Training step (log scale)", "Loss (squared error)", log_x=True)
 
 
 def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: str,
@@ -97,16 +110,13 @@ def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: st
     if len(steps) == 0:
         return empty_figure(title, "No snapshots yet")
     x = np.asarray(steps).astype(np.int32)
-    fig = go.Figure(go.Scatter(x=x, y=np.asarray(values, dtype=np.float32), mode="lines+markers",
-                               name=y_title, marker={"size": 4}))
-    for name, series in (extra or {}).items():
-        fig.add_trace(go.Scatter(x=x, y=np.asarray(series, dtype=np.float32), mode="lines", name=name,
-                                 line={"dash": "dash"}))
-    if reference is not None:
-        fig.add_hline(y=reference, line_dash="dot", line_color="#888",
-                      annotation_text=f"{reference:g}", annotation_position="top left")
-    fig.update_layout(showlegend=bool(extra))
-    return base_layout(fig, title, "Training step (log scale)", y_title, log_x=True)
+    traces = [go.Scatter(x=x, y=np.asarray(values, dtype=np.float32), mode="lines+markers", name=y_title,
+                         marker={"size": 4})]
+    traces += [go.Scatter(x=x, y=np.asarray(series, dtype=np.float32), mode="lines", name=name,
+                          line={"dash": "dash"}) for name, series in (extra or {}).items()]
+    shapes = [hline(reference)] if reference is not None else []
+    return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes,
+                  showlegend=bool(extra))
 
 
 def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]:
@@ -146,14 +156,13 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
         y_labels = [f"#{i * br}-{min((i + 1) * br, sfa.shape[0]) - 1}" for i in range(rows)]
         x_labels = [f"#{j * bc}-{min((j + 1) * bc, sfa.shape[1]) - 1}" for j in range(cols)]
         hover = "neurons %{y}<br>features %{x} (positions)<br>max activation %{z:.3f}<extra></extra>"
-    fig = go.Figure(go.Heatmap(z=pooled, x=x_labels, y=y_labels, hovertemplate=hover, colorscale="Viridis",
-                               zmin=0, zmax=1, colorbar={"title": {"text": "activation"}}))
-    fig.update_xaxes(type="category", showticklabels=cols <= 64)
-    fig.update_yaxes(type="category", showticklabels=rows <= 64)
-    fig.update_yaxes(autorange="reversed")
+    heat = go.Heatmap(z=pooled, x=x_labels, y=y_labels, hovertemplate=hover, colorscale="Viridis", zmin=0, zmax=1,
+                      colorbar={"title": {"text": "activation"}})
     what = "ordered" if ordered else "index"
     scale = f" (max over {br}x{bc} blocks)" if br > 1 or bc > 1 else ""
-    return base_layout(fig, title + scale, f"feature ({what})", f"neuron ({what})")
+    return styled(heat, title + scale, f"feature ({what})", f"neuron ({what})",
+                  xaxis={"type": "category", "showticklabels": cols <= 64},
+                  yaxis={"type": "category", "showticklabels": rows <= 64, "autorange": "reversed"})
 
 
 def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None) -> go.Figure:
@@ -164,19 +173,18 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None) -> go.
     biases = np.asarray(biases, dtype=np.float32)
     if sfa is None:
         order = np.argsort(biases, kind="stable")
-        fig = go.Figure(go.Bar(x=np.arange(len(biases)), y=biases[order], customdata=order,
-                               hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
-        return base_layout(fig, title, "neuron (sorted by bias)", "bias")
+        bar = go.Bar(x=np.arange(len(biases)), y=biases[order], customdata=order,
+                     hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>")
+        return styled(bar, title, "neuron (sorted by bias)", "bias")
     order = heatmap_order(sfa)[0]
     mono = monosemantic_neurons(sfa)[order]
-    fig = go.Figure()
+    bars = []
     for flag, name, colour in ((True, "monosemantic", "#2ca02c"), (False, "not monosemantic", "#7f7f7f")):
         pos = np.flatnonzero(mono == flag)
-        fig.add_trace(go.Bar(x=pos, y=biases[order][pos], name=name, marker_color=colour, customdata=order[pos],
-                             hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
+        bars.append(go.Bar(x=pos, y=biases[order][pos], name=name, marker_color=colour, customdata=order[pos],
+                           hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
     # Overlay, not the default grouping: each position has one bar, so grouping would halve and shift them.
-    fig.update_layout(bargap=0, barmode="overlay")
-    return base_layout(fig, title, "neuron (ordered as in the heatmap)", "bias")
+    return styled(bars, title, "neuron (ordered as in the heatmap)", "bias", bargap=0, barmode="overlay")
 
 
 def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRESHOLD) -> go.Figure:
@@ -188,14 +196,11 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
     title = f"r = max/sum per neuron: {above} of {len(dead)} above {threshold:g} ({int(dead.sum())} dead)"
     # Binned here (20 bins, r = 1 in the last one): in float32, r of a perfectly monosemantic neuron is exactly 1.
     counts, edges = score_histogram(mono_scores(sfa)[~dead])
-    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0],
-                           customdata=np.stack([edges[:-1], edges[1:]], axis=1),
-                           marker={"color": "#1f77b4", "line": {"color": "white", "width": 1}},
-                           hovertemplate="r %{customdata[0]:.2f}–%{customdata[1]:.2f}<br>%{y} neurons<extra></extra>"))
-    fig.add_vline(x=threshold, line_dash="dot", line_color="#d62728")
-    fig = base_layout(fig, title, "r", "neurons")
-    fig.update_xaxes(range=[0, 1])
-    return fig
+    bar = go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0],
+                 customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+                 marker={"color": "#1f77b4", "line": {"color": "white", "width": 1}},
+                 hovertemplate="r %{customdata[0]:.2f}–%{customdata[1]:.2f}<br>%{y} neurons<extra></extra>")
+    return styled(bar, title, "r", "neurons", shapes=[vline(threshold, "#d62728")], xaxis={"range": [0, 1]})
 
 
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -206,25 +211,24 @@ def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str,
     """One line per run (label, steps, values) against log-scale steps, a colour per run."""
     if not any(len(steps) for _, steps, _ in series):
         return empty_figure(title, "No data yet")
-    fig = go.Figure()
+    traces = []
     for i, (label, steps, values) in enumerate(series):
         steps = np.asarray(steps)
         values = ema(values, smoothing) if smoothing else np.asarray(values, dtype=np.float64)
         keep = log_thin(steps, 2000)
-        fig.add_trace(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
+        traces.append(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
                                    name=label, line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
-    if reference is not None:
-        fig.add_hline(y=reference, line_dash="dot", line_color="#888")
-    return base_layout(fig, title, "Training step (log scale)", y_title, log_x=True)
+    shapes = [hline(reference)] if reference is not None else []
+    return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes)
 
 
 def interpolation_figure(alphas: np.ndarray, losses: np.ndarray, label_a: str, label_b: str,
                          aligned: bool) -> go.Figure:
     """Loss along the straight line between two models' weights; a barrier shows as a bump."""
-    fig = go.Figure(go.Scatter(x=alphas, y=losses, mode="lines+markers", name="loss",
-                               hovertemplate="t = %{x:.2f}<br>loss %{y:.4f}<extra></extra>"))
-    for x, label, colour in ((0.0, label_a, RUN_COLOURS[0]), (1.0, label_b, RUN_COLOURS[1])):
-        fig.add_trace(go.Scatter(x=[x], y=[losses[0] if x == 0 else losses[-1]], mode="markers", name=label,
-                                 marker={"size": 12, "color": colour}))
+    traces = [go.Scatter(x=alphas, y=losses, mode="lines+markers", name="loss",
+                         hovertemplate="t = %{x:.2f}<br>loss %{y:.4f}<extra></extra>")]
+    traces += [go.Scatter(x=[x], y=[losses[0] if x == 0 else losses[-1]], mode="markers", name=label,
+                          marker={"size": 12, "color": colour})
+               for x, label, colour in ((0.0, label_a, RUN_COLOURS[0]), (1.0, label_b, RUN_COLOURS[1]))]
     how = "after aligning neurons by SFA" if aligned else "without neuron alignment"
-    return base_layout(fig, f"Loss along the line from run A (t=0) to run B (t=1), {how}", "t", "loss")
+    return styled(traces, f"Loss along the line from run A (t=0) to run B (t=1), {how}", "t", "loss")
