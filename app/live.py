@@ -76,7 +76,7 @@ def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | 
     if not len(steps):
         return None, state
     smooth, smoothed, count = figures.ema_continue(losses, smoothing, state["ema"], state["count"])
-    if state["empty"]:  # the figure was a "no steps yet" placeholder: draw it whole
+    if state["empty"]:  # the browser shows the "no steps yet" message figure: send the whole curve
         return loss_curve(lab, run_id, smoothing, None)
     # Keep points at least one 4000th of the log-step range apart (as the full figure does), and the newest.
     gap = math.log(max(2, steps_total)) / figures.MAX_CURVE_POINTS

@@ -3,7 +3,8 @@
 Layout of keys (values are plain dicts, numpy arrays and bytes):
     index                 list of run ids, oldest first
     queue                 list of job ids waiting for a worker, oldest first
-    meta/<run>            config, status, progress, latest metrics, error
+    meta/<run>            config, status (queued, running, paused, done, failed, stopped, interrupted),
+                          progress, latest metrics, error
     job/<job>             run ids trained together, control flag, worker, heartbeat
     chunk/<run>/<n>       per-step losses and one metrics point per snapshot, in order
     sfa/<run>             the latest SFA matrix (float16)
@@ -23,10 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
-
-STATUSES = ("queued", "running", "paused", "done", "failed", "stopped", "interrupted")
-ACTIVE = ("queued", "running")
-FINISHED = ("done", "failed", "stopped")
 
 
 def new_id() -> str:
