@@ -4,7 +4,7 @@ The reference is the straightforward PyTorch version of ALGORITHM.md, written he
 sampling, nn.Sequential, LAMB from pytorch-optimizer, one run at a time. The roofline is a training
 step's matmul FLOPs divided by this machine's measured torch.mm throughput at the same shapes.
 
-    .venv/bin/python -m benchmarks.bench_engine [--seconds 4]
+    .venv/bin/python -m benchmarks.bench_engine [--seconds 1] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -72,8 +73,8 @@ def matmul_flops(config: RunConfig) -> float:
     return 2.0 * b * (n * m + m * k + k * n + k * n + k * n + m * k)
 
 
-def mm_roofline_seconds(config: RunConfig, repeats: int = 20) -> float:
-    """Measured time of the same matmuls done back to back with torch.mm (no training around them)."""
+def roofline_step_fn(config: RunConfig):
+    """The step's six matmuls back to back with torch.mm at the same shapes, nothing around them."""
     n, m, k, b = config.n_features, config.embed_dim, config.n_neurons, config.batch_size
     v, e = torch.rand(b, n), torch.rand(m, n)
     x, w1, a, w2, g = torch.rand(b, m), torch.rand(k, m), torch.rand(b, k), torch.rand(n, k), torch.rand(b, n)
@@ -86,30 +87,32 @@ def mm_roofline_seconds(config: RunConfig, repeats: int = 20) -> float:
         torch.mm(g, w2)
         torch.mm(a.T, x)
 
-    matmuls()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        matmuls()
-    return (time.perf_counter() - started) / repeats
+    return matmuls
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=4.0, help="time per measurement")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
     args = parser.parse_args()
     print(f"machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device cpu")
     for name, config in SHAPES.items():
         config = config.replace(lr=0.01, init_bias=-1.0, bias_decay=0.12, device="cpu")
-        reference = steps_per_second(reference_step_fn(config), args.seconds)
         trainer = Trainer([config.replace(steps=1 << 20)])
-        ours = steps_per_second(lambda trainer=trainer: trainer.advance(1), args.seconds)
-        roof_seconds = mm_roofline_seconds(config)
-        roofline = 1.0 / roof_seconds
-        gflops = matmul_flops(config) / roof_seconds / 1e9
+        contenders = {"reference": reference_step_fn(config), "engine": lambda trainer=trainer: trainer.advance(1),
+                      "roofline": roofline_step_fn(config)}
+        # Interleaved rounds: this VM's speed drifts by tens of percent over minutes, which would bias
+        # ratios measured one contender after the other.
+        rates = {key: [] for key in contenders}
+        for _ in range(args.rounds):
+            for key, step in contenders.items():
+                rates[key].append(steps_per_second(step, args.seconds))
+        ours, reference, roofline = (statistics.median(rates[key]) for key in ("engine", "reference", "roofline"))
+        gflops = matmul_flops(config) * roofline / 1e9
         print(f"{name}: engine {ours:.1f} steps/s, reference loop {reference:.1f} steps/s ({ours / reference:.2f}x); "
               f"matmul roofline {roofline:.1f} steps/s ({gflops:.0f} GFLOP/s measured), engine at "
-              f"{100 * ours / roofline:.0f}% of it")
+              f"{100 * ours / roofline:.0f}% of it  [medians of {args.rounds} interleaved rounds]")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from core.config import FIELDS, RunConfig
-from core.data import sample_task_batch, task_probabilities
+from core.data import sample_task_batch, task_sampler
 from core.metrics import single_feature_activations
 from core.model import forward
 
@@ -93,8 +93,8 @@ def check_interpolable(a: Model, b: Model) -> None:
 def evaluation_batch(config: RunConfig, embedder: torch.Tensor, output_embedder: torch.Tensor | None,
                      samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    probs = task_probabilities(config.task, config.n_features, config.eps, config.sample_kind)
-    return sample_task_batch(config.task, samples, probs, generator, embedder, output_embedder)
+    sampler = task_sampler(config.task, config.n_features, config.eps, config.sample_kind)
+    return sample_task_batch(config.task, samples, sampler, generator, embedder, output_embedder)
 
 
 def model_loss(model: Model, x: torch.Tensor, target: torch.Tensor) -> float:

@@ -1,7 +1,7 @@
-"""The two-layer toy model with weights stacked on a leading runs axis.
+"""The two-layer toy model, for weights stacked on a leading runs axis (R, ...).
 
-Each run owns its own leaf tensors (so LAMB takes one trust ratio per run and tensor, as when
-runs train alone); the forward pass stacks them and does one batched matmul for all runs.
+The definitions here (used for evaluation and as the reference in tests); training uses the
+hand-written forward and backward pass of core.step.
 """
 
 from __future__ import annotations
@@ -48,16 +48,7 @@ def init_weights(embed_dim: int, n_neurons: int, out_dim: int, init_bias: float,
     w1 = uniform((n_neurons, embed_dim), bound1)
     b1 = uniform((n_neurons,), bound1) + init_bias
     w2 = uniform((out_dim, n_neurons), bound2)
-    return RunWeights(*(t.requires_grad_(True) for t in (w1, b1, w2)))
-
-
-def stacked(runs: list[RunWeights]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(R, k, m), (R, k), (R, out, k); differentiable back to each run's leaves."""
-    if len(runs) == 1:
-        r = runs[0]
-        return r.w1.unsqueeze(0), r.b1.unsqueeze(0), r.w2.unsqueeze(0)
-    return (torch.stack([r.w1 for r in runs]), torch.stack([r.b1 for r in runs]),
-            torch.stack([r.w2 for r in runs]))
+    return RunWeights(w1, b1, w2)
 
 
 def hidden(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, nonlinearity: str) -> torch.Tensor:

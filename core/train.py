@@ -17,9 +17,10 @@ import torch
 from pytorch_optimizer import Lamb
 
 from core.config import RunConfig
-from core.data import make_embedder, sample_task_batch, task_probabilities
+from core.data import make_embedder, sample_task_batch, task_sampler
 from core.metrics import SfaSummary, single_feature_activations
-from core.model import RunWeights, forward, init_weights, stacked
+from core.model import RunWeights, init_weights
+from core.step import Gradients, Workspace, squared_error_and_gradients
 
 COSINE_T_MAX = 512
 LOSS_RECORD_EVERY = 16  # the paper code's loss log interval (kept in the run file as `losses`)
@@ -106,15 +107,25 @@ class Trainer:
         self.elapsed = 0.0
         self._reported_step = 0
         self.generators = [torch.Generator(self.device).manual_seed(c.seed) for c in configs]
-        self.embedders = [make_embedder(c.n_features, c.embed_dim, g) for c, g in zip(configs, self.generators)]
+        # Stored as E.T contiguous (the sparse projection gathers its rows), viewed as E (m, N).
+        self.embedders = [make_embedder(c.n_features, c.embed_dim, g).T.contiguous().T
+                          for c, g in zip(configs, self.generators)]
         self.output_embedders: list[torch.Tensor | None] = [
-            make_embedder(c.n_features, c.embed_dim, g) if c.task == "random_proj" else None
+            make_embedder(c.n_features, c.embed_dim, g).T.contiguous().T if c.task == "random_proj" else None
             for c, g in zip(configs, self.generators)
         ]
-        self.weights = [init_weights(c.embed_dim, c.n_neurons, c.output_dim, c.init_bias, g)
-                        for c, g in zip(configs, self.generators)]
-        self.probs = [task_probabilities(c.task, c.n_features, c.eps, c.sample_kind).to(self.device)
-                      for c in configs]
+        initial = [init_weights(c.embed_dim, c.n_neurons, c.output_dim, c.init_bias, g)
+                   for c, g in zip(configs, self.generators)]
+        # One stacked tensor per parameter; each run's parameters are views into it, so the batched
+        # step reads them without copying while LAMB still sees (and takes a trust ratio of) each run's own.
+        self.w1, self.b1, self.w2 = (torch.stack(ts) for ts in zip(*(w.tensors() for w in initial)))
+        self.weights = [RunWeights(self.w1[r], self.b1[r], self.w2[r]) for r in range(len(configs))]
+        self.grads = Gradients.like(self.w1, self.b1, self.w2)
+        for r, w in enumerate(self.weights):
+            w.w1.grad, w.b1.grad, w.w2.grad = self.grads.w1[r], self.grads.b1[r], self.grads.w2[r]
+        self.workspace = Workspace.allocate(len(configs), base.batch_size, base.embed_dim, base.n_neurons,
+                                            base.output_dim, self.device)
+        self.samplers = [task_sampler(c.task, c.n_features, c.eps, c.sample_kind, self.device) for c in configs]
         # One param group per distinct lr: LAMB's foreach path then updates all runs of a group in
         # one call, while its trust ratio stays per tensor, i.e. per run.
         lrs = sorted({c.lr for c in configs})
@@ -123,9 +134,11 @@ class Trainer:
                                            for t in w.tensors()], "lr": lr} for lr in lrs], lr=base.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=COSINE_T_MAX,
                                                                     eta_min=0.0)
-        self.l1 = torch.tensor([c.l1_reg for c in configs], device=self.device)
-        self.use_l1 = any(c.l1_reg > 0 for c in configs)
-        self.bias_factors = [1.0 - c.bias_decay * c.lr for c in configs]
+        l1 = torch.tensor([c.l1_reg for c in configs], device=self.device)
+        self.l1 = l1 if bool((l1 > 0).any()) else None
+        factors = [1.0 - c.bias_decay * c.lr for c in configs]
+        self.bias_factors = (torch.tensor(factors, device=self.device).unsqueeze(1)
+                             if any(f != 1.0 for f in factors) else None)
         self.losses = torch.zeros(len(configs), base.steps, device=self.device)
         self.log2_models: list[list[dict[str, torch.Tensor]]] = [[] for _ in configs]
         self.errors: list[str | None] = [None] * len(configs)
@@ -140,30 +153,18 @@ class Trainer:
         return self.base.steps
 
     def _train_step(self) -> None:
-        base = self.base
-        batches = [sample_task_batch(base.task, base.batch_size, p, g, e, oe)
-                   for p, g, e, oe in zip(self.probs, self.generators, self.embedders, self.output_embedders)]
-        if len(batches) == 1:  # a view: stacking one run would copy its whole batch
-            x, target = batches[0][0].unsqueeze(0), batches[0][1].unsqueeze(0)
-        else:
-            x = torch.stack([b[0] for b in batches])
-            target = torch.stack([b[1] for b in batches])
-        w1, b1, w2 = stacked(self.weights)
-        out, act = forward(x, w1, b1, w2, base.nonlinearity)
-        squared_error = (out - target).square().sum(dim=(1, 2)) / base.batch_size
-        loss = squared_error.sum()
-        if self.use_l1:
-            loss = loss + (self.l1 * act.abs().sum(dim=(1, 2))).sum() / base.batch_size
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
+        base, ws = self.base, self.workspace
+        for r, (sampler, generator) in enumerate(zip(self.samplers, self.generators)):
+            sample_task_batch(base.task, base.batch_size, sampler, generator, self.embedders[r],
+                              self.output_embedders[r], x_out=ws.x[r], target_out=ws.target[r])
         with torch.no_grad():
-            if self.step < self.steps // 2:
-                for w, factor in zip(self.weights, self.bias_factors):
-                    if factor != 1.0:
-                        w.b1.mul_(factor)
-            self.losses[:, self.step] = squared_error.detach()
+            squared_error = squared_error_and_gradients(ws, self.w1, self.b1, self.w2, base.nonlinearity,
+                                                        self.l1, self.grads)
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.bias_factors is not None and self.step < self.steps // 2:
+                self.b1.mul_(self.bias_factors)
+            self.losses[:, self.step] = squared_error
             if is_log2_checkpoint(self.step):
                 for r, w in enumerate(self.weights):
                     self.log2_models[r].append(paper_state_dict(w))
@@ -182,8 +183,7 @@ class Trainer:
 
     def sfa(self) -> np.ndarray:
         """(R, k, N) single-feature activations of the current weights."""
-        w1, b1, _ = stacked(self.weights)
-        return single_feature_activations(w1.detach(), b1.detach(), self._stacked_embedders,
+        return single_feature_activations(self.w1, self.b1, self._stacked_embedders,
                                           self.base.nonlinearity).float().cpu().numpy()
 
     def snapshot(self) -> Snapshot:
