@@ -10,12 +10,19 @@ import plotly.graph_objects as go
 from core.metrics import MONO_THRESHOLD, dead_neurons, heatmap_order, mono_scores, monosemantic_neurons, score_histogram
 
 MAX_CURVE_POINTS = 4000
-MAX_HEATMAP_CELLS = 32768  # ~128 KiB of float32 per update, even at paper scale
+MAX_HEATMAP_CELLS = 32768  # full resolution up to here: each neuron and feature its own cell (quick scale)
+# Once cells cover blocks (paper scale) hover cannot name a neuron anyway; 5x5 blocks of a 1024 x 512 matrix
+# (205 x 103 cells, ~2 px each on screen) keep a live update under 200 KB.
+MAX_POOLED_HEATMAP_CELLS = 24576
 MARGIN = {"l": 55, "r": 15, "t": 40, "b": 45}
 # A light look set directly: assigning a named plotly template costs time in every figure.
 AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True}
+# Without a template of its own, every figure carries plotly's default one (~7 KB of trace defaults for
+# 3D, maps and polar plots): a third of a paper-scale live update. This one keeps its colours only.
+SLIM_TEMPLATE = {"layout": {"colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3",
+                                         "#FF6692", "#B6E880", "#FF97FF", "#FECB52"]}}
 LAYOUT_STYLE = {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#2a3f5f"},
-                "margin": MARGIN, "uirevision": "keep", "hovermode": "closest"}
+                "margin": MARGIN, "uirevision": "keep", "hovermode": "closest", "template": SLIM_TEMPLATE}
 
 
 def styled(traces: list | go.BaseTraceType, title: str, x_title: str, y_title: str, log_x: bool = False,
@@ -145,7 +152,8 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
     sfa = np.asarray(sfa, dtype=np.float32)
     neurons, features = (heatmap_order(sfa) if ordered else (np.arange(sfa.shape[0]), np.arange(sfa.shape[1])))
     matrix = sfa[neurons][:, features]
-    pooled, br, bc = block_max(matrix, max_cells)
+    pooled, br, bc = block_max(matrix, max_cells if matrix.size <= max_cells
+                               else min(max_cells, MAX_POOLED_HEATMAP_CELLS))
     rows, cols = pooled.shape
     # Category labels carry the original indices, so hover names the real neuron and feature
     # without a per-cell payload.
@@ -172,15 +180,15 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None) -> go.
         return empty_figure(title, "Available after the first snapshot")
     biases = np.asarray(biases, dtype=np.float32)
     if sfa is None:
-        order = np.argsort(biases, kind="stable")
-        bar = go.Bar(x=np.arange(len(biases)), y=biases[order], customdata=order,
+        order = np.argsort(biases, kind="stable").astype(np.int32)
+        bar = go.Bar(x=np.arange(len(biases), dtype=np.int32), y=biases[order], customdata=order,
                      hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>")
         return styled(bar, title, "neuron (sorted by bias)", "bias")
-    order = heatmap_order(sfa)[0]
+    order = heatmap_order(sfa)[0].astype(np.int32)  # int32 typed arrays: half the bytes of numpy's int64
     mono = monosemantic_neurons(sfa)[order]
     bars = []
     for flag, name, colour in ((True, "monosemantic", "#2ca02c"), (False, "not monosemantic", "#7f7f7f")):
-        pos = np.flatnonzero(mono == flag)
+        pos = np.flatnonzero(mono == flag).astype(np.int32)
         bars.append(go.Bar(x=pos, y=biases[order][pos], name=name, marker_color=colour, customdata=order[pos],
                            hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
     # Overlay, not the default grouping: each position has one bar, so grouping would halve and shift them.

@@ -16,10 +16,10 @@ import statistics
 import time
 
 import torch
-from pytorch_optimizer import Lamb
 
 from core.config import RunConfig
 from core.data import make_embedder
+from core.stacked_lamb import paper_lamb
 from core.train import Trainer
 
 SHAPES = {
@@ -39,7 +39,7 @@ def reference_step_fn(config: RunConfig):
     model = torch.nn.Sequential(torch.nn.Linear(m, k), torch.nn.ReLU(), torch.nn.Linear(k, n, bias=False))
     with torch.no_grad():
         model[0].bias += config.init_bias
-    optimizer = Lamb(model.parameters(), lr=config.lr)
+    optimizer = paper_lamb(list(model.parameters()), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=512, eta_min=0)
     probs = torch.full((b, n), config.eps)
 

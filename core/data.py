@@ -186,13 +186,16 @@ def task_sampler(task: str, n_features: int, eps: float, sample_kind: str,
 
 def sample_task_batch(task: str, batch_size: int, sampler: FeatureSampler, generator: torch.Generator,
                       embedder: torch.Tensor, output_embedder: torch.Tensor | None,
-                      x_out: torch.Tensor | None = None, target_out: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+                      x_out: torch.Tensor | None = None, target_out: torch.Tensor | None = None,
+                      sparse: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs (B, m), targets (B, out)) for one run, written into `x_out`/`target_out` when given.
 
-    The abs task's sampler already holds eps/2 (see `task_probabilities`).
+    The abs task's sampler already holds eps/2 (see `task_probabilities`). `sparse` picks the sampler's
+    path; by default sparse on the CPU and dense on a GPU.
     """
-    if sampler.device.type == "cuda":
+    if sparse is None:
+        sparse = sampler.device.type == "cpu"
+    if not sparse:
         v = sampler.dense(batch_size, generator)
         if task == "abs":
             v = v - sampler.dense(batch_size, generator)

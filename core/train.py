@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from pytorch_optimizer import Lamb
 
 from core.config import RunConfig
 from core.data import make_embedder, sample_task_batch, task_sampler
 from core.metrics import SfaSummary, single_feature_activations
 from core.model import RunWeights, init_weights
+from core.stacked_lamb import StackedLamb, paper_lamb
 from core.step import Gradients, Workspace, squared_error_and_gradients
 
 COSINE_T_MAX = 512
@@ -126,12 +126,13 @@ class Trainer:
         self.workspace = Workspace.allocate(len(configs), base.batch_size, base.embed_dim, base.n_neurons,
                                             base.output_dim, self.device)
         self.samplers = [task_sampler(c.task, c.n_features, c.eps, c.sample_kind, self.device) for c in configs]
-        # One param group per distinct lr: LAMB's foreach path then updates all runs of a group in
-        # one call, while its trust ratio stays per tensor, i.e. per run.
-        lrs = sorted({c.lr for c in configs})
-        self._group_of_run = [lrs.index(c.lr) for c in configs]
-        self.optimizer = Lamb([{"params": [t for w, c in zip(self.weights, configs) if c.lr == lr
-                                           for t in w.tensors()], "lr": lr} for lr in lrs], lr=base.lr)
+        if len(configs) == 1:
+            self.optimizer: torch.optim.Optimizer = paper_lamb(self.weights[0].tensors(), lr=base.lr)
+        else:
+            for stacked_param, stacked_grad in zip((self.w1, self.b1, self.w2), (self.grads.w1, self.grads.b1,
+                                                                               self.grads.w2)):
+                stacked_param.grad = stacked_grad
+            self.optimizer = StackedLamb([self.w1, self.b1, self.w2], [c.lr for c in configs])
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=COSINE_T_MAX,
                                                                     eta_min=0.0)
         l1 = torch.tensor([c.l1_reg for c in configs], device=self.device)
@@ -178,8 +179,11 @@ class Trainer:
         self.elapsed += time.perf_counter() - started
 
     def current_lrs(self) -> list[float]:
-        groups = self.optimizer.param_groups
-        return [groups[g]["lr"] for g in self._group_of_run]
+        """Each run's scheduled learning rate (StackedLamb's group rate is a factor on every run's)."""
+        rate = self.optimizer.param_groups[0]["lr"]
+        if isinstance(self.optimizer, StackedLamb):
+            return [c.lr * rate for c in self.configs]
+        return [rate]
 
     def sfa(self) -> np.ndarray:
         """(R, k, N) single-feature activations of the current weights."""

@@ -39,15 +39,6 @@ def test_heatmap_in_paper_order_names_original_indices():
     assert list(unsorted.y) == ["n0", "n1", "n2"]
 
 
-def test_paper_scale_heatmap_is_block_max_pooled():
-    rng = np.random.default_rng(0)
-    sfa = rng.random((1024, 512)).astype(np.float32)
-    z = np.asarray(figures.sfa_heatmap(sfa, ordered=False).data[0].z)
-    assert z.size <= figures.MAX_HEATMAP_CELLS
-    br, bc = 1024 // z.shape[0], 512 // z.shape[1]
-    assert z[1, 2] == sfa[br:2 * br, 2 * bc:3 * bc].max()
-
-
 def test_bias_figure_highlights_monosemantic_neurons():
     sfa = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 0.9]])
     fig = figures.bias_figure(np.array([-1.0, 0.2, -0.5]), sfa)

@@ -65,6 +65,24 @@ def test_abs_task_density_matches_eps_and_target_is_abs():
     assert (v < 0).any() and (v > 0).any()
 
 
+@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("task", ["decoder", "random_proj", "abs"])
+def test_both_sampling_paths_give_inputs_and_targets_of_the_same_features(task, sparse):
+    """x = v @ E.T, and the target is v, v @ E2.T or |v|, on the CPU's sparse path and the GPU's dense one."""
+    sampler = task_sampler(task, 48, 1 / 8, "power_law")
+    e, e2 = make_embedder(48, 6, gen(1)), make_embedder(48, 6, gen(2))
+    x, target = sample_task_batch(task, 500, sampler, gen(3), e, e2 if task == "random_proj" else None,
+                                  sparse=sparse)
+    assert x.shape == (500, 6) and target.shape == ((500, 6) if task == "random_proj" else (500, 48))
+    if task == "random_proj":  # the same stream as a decoder batch: the same features
+        _, v = sample_task_batch("decoder", 500, sampler, gen(3), e, None, sparse=sparse)
+        assert torch.allclose(x, v @ e.T, atol=1e-5) and torch.allclose(target, v @ e2.T, atol=1e-5)
+    elif task == "abs":
+        assert torch.all(target >= 0) and (target > 0).float().mean() == pytest.approx(1 / 8, abs=0.02)
+    else:
+        assert torch.allclose(x, target @ e.T, atol=1e-5)
+
+
 def test_decoder_and_random_proj_targets():
     sampler = task_sampler("decoder", 32, 1 / 4, "equal")
     e, e2 = make_embedder(32, 6, gen(1)), make_embedder(32, 6, gen(2))

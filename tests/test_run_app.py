@@ -36,7 +36,7 @@ def test_ctrl_c_stops_workers_and_the_run_resumes_on_restart(tmp_path, stop_sign
         assert app.wait(timeout=30) == 0
         # multiprocessing's resource tracker leaves a moment after its parent; workers were joined
         wait_until(lambda: not [c for c in children if _alive(c)], timeout=10,
-                   message=f"no orphan process (left: {[c.cmdline()[-1][:60] for c in children if _alive(c)]})")
+                   message=f"no orphan process (left: {[c.pid for c in children if _alive(c)]})")
     finally:
         if app.poll() is None:
             app.kill()

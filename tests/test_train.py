@@ -6,6 +6,7 @@ import torch
 
 from core.config import RunConfig
 from core.model import solu
+from core.stacked_lamb import paper_lamb
 from core.train import Trainer, TrainingDiverged, is_log2_checkpoint, iterate_training, train
 
 
@@ -119,3 +120,31 @@ def test_all_tasks_and_nonlinearities_train(tiny):
             early, late = trainer.losses[0, :8].mean(), trainer.losses[0, -8:].mean()
             assert torch.isfinite(trainer.losses).all()
             assert late < early, (task, nonlinearity)
+
+
+def test_batched_runs_resume_from_checkpoint_exactly(tiny):
+    configs = [tiny.replace(seed=1, lr=0.003), tiny.replace(seed=2, lr=0.01, init_bias=-1.0, bias_decay=2.0)]
+    straight = Trainer(configs)
+    straight.advance(tiny.steps)
+    first = Trainer(configs)
+    first.advance(24)
+    resumed = Trainer(configs)
+    resumed.load_state_dict(first.state_dict())
+    resumed.advance(tiny.steps)
+    assert torch.equal(resumed.losses, straight.losses)
+    assert torch.equal(resumed.w1, straight.w1)
+    assert resumed.current_lrs() == pytest.approx([0.003 * straight.current_lrs()[1] / 0.01,
+                                                   straight.current_lrs()[1]])
+
+
+def test_lamb_step_is_the_papers_without_bias_correction():
+    """ALGORITHM.md: w -= lr * (||w|| clamped at 10) / (||u|| + eps) * u, u = m / (sqrt(v) + eps), m, v EMAs."""
+    g = torch.Generator().manual_seed(0)
+    w0, grad = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    w = w0.clone()
+    w.grad = grad.clone()
+    paper_lamb([w], lr=0.01).step()
+    m, v = 0.1 * grad, 0.001 * grad * grad
+    u = m / (v.sqrt() + 1e-6)
+    expected = w0 - 0.01 * w0.norm().clamp(max=10) / (u.norm() + 1e-6) * u
+    assert torch.allclose(w, expected, rtol=1e-6, atol=1e-7)
