@@ -174,15 +174,16 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         last = last if isinstance(last, dict) else {}
         if key == last.get("key"):
             return [no_update] * outputs
-        view = live_view(lab, run_id, smoothing, bool(ordered), frame, last.get("loss"))
+        view = live_view(lab, run_id, smoothing, bool(ordered), frame, last.get("loss"), last.get("metrics"))
         n_frames = len(view.frame_steps)
         marks = {i: str(s) for i, s in enumerate(view.frame_steps) if s & (s - 1) == 0 and s >= 64}
         marks[n_frames] = "live"
         download = (html.A("Download run file (.pt)", href=f"/api/runs/{run_id}/file", className="btn btn-outline-"
                            "primary btn-sm") if view.has_file else "")
         heatmap = view.heatmap if view.heatmap is not None else no_update
+        curves = [no_update if figure is None else figure
+                  for figure in (view.loss, view.mono, view.bias_history, view.lr)]
         return [view.title, view.subtitle, view.progress, view.stats["step"], view.stats["loss"],
-                view.stats["mono"], view.stats["bias"], view.stats["lr"],
-                no_update if view.loss is None else view.loss, view.mono, view.bias_history,
-                view.lr, heatmap, view.heatmap_label, n_frames, marks, n_frames if following else slider,
-                view.final_bias, view.histogram, download, {"key": key, "loss": view.loss_state}]
+                view.stats["mono"], view.stats["bias"], view.stats["lr"], *curves, heatmap, view.heatmap_label,
+                n_frames, marks, n_frames if following else slider, view.final_bias, view.histogram, download,
+                {"key": key, "loss": view.loss_state, "metrics": view.metrics_state}]

@@ -89,6 +89,12 @@ def log_thin(steps: np.ndarray, limit: int = MAX_CURVE_POINTS) -> np.ndarray:
     return np.unique(np.concatenate([[0], idx, [n - 1]]))
 
 
+def plain_floats(values: np.ndarray) -> list[float]:
+    """Plain JSON numbers (so live updates can append to them) at 6 significant digits: short, and exact
+    enough for a learning rate near zero as for a loss."""
+    return [float(f"{v:.6g}") for v in np.asarray(values, dtype=float)]
+
+
 def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, title: str = "Loss",
                 extendable: bool = False) -> go.Figure:
     """Raw loss (faint) and its EMA against log-scale steps, like the paper's training plots.
@@ -102,7 +108,7 @@ def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, t
     x, raw, smooth = (steps[keep].astype(np.int32), np.asarray(losses)[keep].astype(np.float32),
                       smoothed[keep].astype(np.float32))
     if extendable:
-        x, raw, smooth = x.tolist(), np.round(raw, 6).tolist(), np.round(smooth, 6).tolist()
+        x, raw, smooth = x.tolist(), plain_floats(raw), plain_floats(smooth)
     traces = [
         go.Scattergl(x=x, y=raw, mode="lines", name="raw", line={"width": 1, "color": "#1f77b4"}, opacity=0.3),
         go.Scattergl(x=x, y=smooth, mode="lines", name=f"smoothed ({smoothing:g})",
@@ -112,15 +118,22 @@ def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, t
 
 
 def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: str,
-                  reference: float | None = None, extra: dict[str, np.ndarray] | None = None) -> go.Figure:
-    """A metric recorded at each snapshot, against log-scale steps."""
+                  reference: float | None = None, extra: dict[str, np.ndarray] | None = None,
+                  extendable: bool = False) -> go.Figure:
+    """A metric recorded at each snapshot, against log-scale steps (thinned like the loss curve).
+
+    `extendable` sends plain lists rather than typed arrays, so that live updates can append to them."""
     if len(steps) == 0:
         return empty_figure(title, "No snapshots yet")
-    x = np.asarray(steps).astype(np.int32)
-    traces = [go.Scatter(x=x, y=np.asarray(values, dtype=np.float32), mode="lines+markers", name=y_title,
-                         marker={"size": 4})]
-    traces += [go.Scatter(x=x, y=np.asarray(series, dtype=np.float32), mode="lines", name=name,
-                          line={"dash": "dash"}) for name, series in (extra or {}).items()]
+    keep = log_thin(np.asarray(steps))
+    columns = [np.asarray(steps)[keep].astype(np.int32), np.asarray(values, dtype=np.float32)[keep],
+               *(np.asarray(series, dtype=np.float32)[keep] for series in (extra or {}).values())]
+    if extendable:
+        columns = [columns[0].tolist(), *(plain_floats(c) for c in columns[1:])]
+    x, y, *extra_y = columns
+    traces = [go.Scatter(x=x, y=y, mode="lines+markers", name=y_title, marker={"size": 4})]
+    traces += [go.Scatter(x=x, y=series, mode="lines", name=name, line={"dash": "dash"})
+               for name, series in zip(extra or {}, extra_y)]
     shapes = [hline(reference)] if reference is not None else []
     return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes,
                   showlegend=bool(extra))
@@ -142,7 +155,8 @@ def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]
 
 
 def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = MAX_HEATMAP_CELLS,
-                title: str = "Single-feature activations") -> go.Figure:
+                title: str = "Single-feature activations",
+                order: tuple[np.ndarray, np.ndarray] | None = None) -> go.Figure:
     """Neuron x feature activations for single features at amplitude 1, in the paper's order.
 
     Hover shows the original neuron and feature indices. Large matrices are max-pooled in blocks
@@ -150,7 +164,10 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
     if sfa is None or sfa.size == 0:
         return empty_figure(title, "Waiting for the first snapshot")
     sfa = np.asarray(sfa, dtype=np.float32)
-    neurons, features = (heatmap_order(sfa) if ordered else (np.arange(sfa.shape[0]), np.arange(sfa.shape[1])))
+    if ordered:
+        neurons, features = order if order is not None else heatmap_order(sfa)
+    else:
+        neurons, features = np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
     matrix = sfa[neurons][:, features]
     pooled, br, bc = block_max(matrix, max_cells if matrix.size <= max_cells
                                else min(max_cells, MAX_POOLED_HEATMAP_CELLS))
@@ -173,7 +190,8 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
                   yaxis={"type": "category", "showticklabels": rows <= 64, "autorange": "reversed"})
 
 
-def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None) -> go.Figure:
+def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
+                order: tuple[np.ndarray, np.ndarray] | None = None) -> go.Figure:
     """Per-neuron first-layer biases, in the heatmap's neuron order, monosemantic neurons highlighted."""
     title = "First-layer bias per neuron"
     if biases is None or len(biases) == 0:
@@ -184,7 +202,7 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None) -> go.
         bar = go.Bar(x=np.arange(len(biases), dtype=np.int32), y=biases[order], customdata=order,
                      hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>")
         return styled(bar, title, "neuron (sorted by bias)", "bias")
-    order = heatmap_order(sfa)[0].astype(np.int32)  # int32 typed arrays: half the bytes of numpy's int64
+    order = (order if order is not None else heatmap_order(sfa))[0].astype(np.int32)  # int32: half of int64's bytes
     mono = monosemantic_neurons(sfa)[order]
     bars = []
     for flag, name, colour in ((True, "monosemantic", "#2ca02c"), (False, "not monosemantic", "#7f7f7f")):

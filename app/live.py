@@ -13,6 +13,7 @@ from dash import Patch
 
 from app import figures
 from core.jobs import Lab
+from core.metrics import heatmap_order
 
 STATUS_COLOURS = {"queued": "secondary", "running": "primary", "paused": "warning", "done": "success",
                   "failed": "danger", "stopped": "dark", "interrupted": "warning"}
@@ -48,15 +49,28 @@ class LiveView:
     stats: dict[str, str]
     loss: go.Figure | Patch | None  # None: no new losses since loss_state
     loss_state: dict[str, Any]
-    mono: go.Figure
-    bias_history: go.Figure
-    lr: go.Figure
+    mono: go.Figure | Patch | None  # the metric curves, like the loss: None when nothing is new
+    bias_history: go.Figure | Patch | None
+    lr: go.Figure | Patch | None
+    metrics_state: dict[str, Any]
     heatmap: go.Figure | None
     heatmap_label: str
     frame_steps: list[int]
     final_bias: go.Figure
     histogram: go.Figure
     has_file: bool
+
+
+def thin_new_points(steps: np.ndarray, last: int, steps_total: int) -> tuple[list[int], int]:
+    """Indices of new points at least one 4000th of the log-step range apart (as a full figure is thinned),
+    and always the newest; with the last step kept."""
+    gap = math.log(max(2, steps_total)) / figures.MAX_CURVE_POINTS
+    keep = []
+    for i, step in enumerate(steps):
+        if math.log(max(1, step)) - math.log(max(1, last)) >= gap or i == len(steps) - 1:
+            keep.append(i)
+            last = int(step)
+    return keep, last
 
 
 def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | None
@@ -78,20 +92,64 @@ def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | 
     smooth, smoothed, count = figures.ema_continue(losses, smoothing, state["ema"], state["count"])
     if state["empty"]:  # the browser shows the "no steps yet" message figure: send the whole curve
         return loss_curve(lab, run_id, smoothing, None)
-    # Keep points at least one 4000th of the log-step range apart (as the full figure does), and the newest.
-    gap = math.log(max(2, steps_total)) / figures.MAX_CURVE_POINTS
-    keep, last = [], state["last"]
-    for i, step in enumerate(steps):
-        if math.log(step) - math.log(max(1, last)) >= gap or i == len(steps) - 1:
-            keep.append(i)
-            last = int(step)
+    keep, last = thin_new_points(steps, state["last"], steps_total)
     patch = Patch()
     x = steps[keep].astype(int).tolist()
     patch["data"][0]["x"].extend(x)
-    patch["data"][0]["y"].extend(np.round(losses[keep].astype(float), 6).tolist())
+    patch["data"][0]["y"].extend(figures.plain_floats(losses[keep]))
     patch["data"][1]["x"].extend(x)
-    patch["data"][1]["y"].extend(np.round(smooth[keep], 6).tolist())
+    patch["data"][1]["y"].extend(figures.plain_floats(smooth[keep]))
     return patch, {**state, "next": history["next"], "ema": smoothed, "count": count, "last": last}
+
+
+METRIC_FIGURES = ("mono", "bias_history", "lr")
+
+
+def metric_series(meta: dict[str, Any], points: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """What each metric figure plots: its title, axis, main series, dashed extras and reference line."""
+    n_features = meta["config"]["n_features"]
+    extra = {"nearly mono (r > 0.9) / N": points["nearly_mono"] / n_features} if "nearly_mono" in points else {}
+    if meta["config"]["nonlinearity"] != "relu" and "positive_mono_ratio" in points:
+        extra["mono on positive part / N"] = points["positive_mono_ratio"]
+
+    def series(key: str) -> np.ndarray:  # a metric missing from the history plots as gaps
+        return points[key] if key in points else np.full(len(points.get("step", ())), np.nan)
+
+    return {
+        "mono": {"title": "Mono neurons per feature", "y_title": "mono neurons / N",
+                 "values": series("mono_ratio"), "extra": extra, "reference": 1.0},
+        "bias_history": {"title": "Mean bias", "y_title": "mean first-layer bias",
+                         "values": series("mean_bias"), "extra": {}, "reference": None},
+        "lr": {"title": "Learning rate (cosine schedule)", "y_title": "lr", "values": series("lr"),
+               "extra": {}, "reference": None},
+    }
+
+
+def metric_curves(meta: dict[str, Any], points: dict[str, np.ndarray], state: dict[str, Any] | None
+                  ) -> tuple[dict[str, go.Figure | Patch | None], dict[str, Any]]:
+    """The mono, mean-bias and lr figures, or Patches appending the snapshots new since `state` (None:
+    nothing new). Like the loss curve, a figure's history is sent once."""
+    steps = points.get("step", np.zeros(0))
+    series = metric_series(meta, points)
+    fresh = state is None or state.get("run") != meta["id"] or (state["empty"] and len(steps))
+    if fresh:
+        shown = {name: figures.metric_figure(steps, s["values"], s["title"], s["y_title"], s["reference"],
+                                             s["extra"], extendable=True) for name, s in series.items()}
+        return shown, {"run": meta["id"], "sent": len(steps), "last": int(steps[-1]) if len(steps) else 0,
+                       "empty": not len(steps)}
+    if len(steps) <= state["sent"]:
+        return dict.fromkeys(METRIC_FIGURES), state
+    new = slice(state["sent"], len(steps))
+    keep, last = thin_new_points(steps[new], state["last"], meta["steps"])
+    x = steps[new][keep].astype(int).tolist()
+    patches = {}
+    for name, s in series.items():
+        patch = Patch()
+        for trace, values in enumerate([s["values"], *s["extra"].values()]):
+            patch["data"][trace]["x"].extend(x)
+            patch["data"][trace]["y"].extend(figures.plain_floats(np.asarray(values)[new][keep]))
+        patches[name] = patch
+    return patches, {**state, "sent": len(steps), "last": last}
 
 
 def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int | None) -> list[Any]:
@@ -110,20 +168,18 @@ def heatmap_source(lab: Lab, run_id: str, frames: list[int], frame: int | None) 
 
 
 def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = True,
-              frame: int | None = None, loss_state: dict[str, Any] | None = None) -> LiveView:
+              frame: int | None = None, loss_state: dict[str, Any] | None = None,
+              metrics_state: dict[str, Any] | None = None) -> LiveView:
     meta = lab.get(run_id)
     points = lab.history(run_id)["points"]
-    steps = points.get("step", np.zeros(0))
     latest = lab.latest_snapshot(run_id)
     sfa, label = heatmap_source(lab, run_id, meta["frames"], frame)
-    nonlinearity = meta["config"]["nonlinearity"]
-    n_features = meta["config"]["n_features"]
-    extra = {"nearly mono (r > 0.9) / N": points["nearly_mono"] / n_features} if "nearly_mono" in points else {}
-    if nonlinearity != "relu" and "positive_mono_ratio" in points:
-        extra["mono on positive part / N"] = points["positive_mono_ratio"]
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
     loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state)
+    metrics, metrics_state = metric_curves(meta, points, metrics_state)
+    latest_sfa = np.asarray(latest["sfa"], dtype=np.float32) if latest else None
+    order = heatmap_order(latest_sfa) if latest_sfa is not None else None  # shared by heatmap and bias bars
     return LiveView(
         title=f"{meta['label'] or 'run'} · {run_id}",
         subtitle=f"{status} · {describe(meta)}",
@@ -133,15 +189,15 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
                "lr": fmt(meta["lr"], ".2e")},
         loss=loss,
         loss_state=loss_state,
-        mono=figures.metric_figure(steps, points.get("mono_ratio", np.zeros(0)), "Mono neurons per feature",
-                                   "mono neurons / N", reference=1.0, extra=extra),
-        bias_history=figures.metric_figure(steps, points.get("mean_bias", np.zeros(0)), "Mean bias",
-                                           "mean first-layer bias"),
-        lr=figures.metric_figure(steps, points.get("lr", np.zeros(0)), "Learning rate (cosine schedule)", "lr"),
-        heatmap=figures.sfa_heatmap(sfa, ordered=ordered) if sfa is not None else None,
+        mono=metrics["mono"],
+        bias_history=metrics["bias_history"],
+        lr=metrics["lr"],
+        metrics_state=metrics_state,
+        heatmap=(figures.sfa_heatmap(sfa, ordered=ordered, order=order if frame is None else None)
+                 if sfa is not None else None),
         heatmap_label=label,
         frame_steps=list(meta["frames"]),
-        final_bias=figures.bias_figure(latest["bias"], latest["sfa"]) if latest else figures.bias_figure(None),
-        histogram=figures.score_histogram_figure(latest["sfa"] if latest else None),
+        final_bias=figures.bias_figure(latest["bias"], latest_sfa, order) if latest else figures.bias_figure(None),
+        histogram=figures.score_histogram_figure(latest_sfa),
         has_file=meta["status"] in ("done", "stopped"),
     )

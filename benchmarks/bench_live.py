@@ -55,10 +55,10 @@ def fill(lab: Lab, config: RunConfig, snapshots: int = 128) -> str:
 
 
 def payload_bytes(view) -> dict[str, int]:
-    loss = view.loss.to_plotly_json() if isinstance(view.loss, Patch) else view.loss
-    figures = {"loss": loss, "mono": view.mono, "bias_history": view.bias_history, "lr": view.lr,
+    figures = {"loss": view.loss, "mono": view.mono, "bias_history": view.bias_history, "lr": view.lr,
                "heatmap": view.heatmap, "final_bias": view.final_bias, "histogram": view.histogram}
-    return {name: len(to_json_plotly(fig)) for name, fig in figures.items()}
+    return {name: len(to_json_plotly(fig.to_plotly_json() if isinstance(fig, Patch) else fig))
+            for name, fig in figures.items()}
 
 
 def add_snapshot(lab: Lab, run_id: str, steps: int) -> None:
@@ -82,19 +82,20 @@ def main() -> None:
             run_id = fill(lab, config)
             first = live_view(lab, run_id)
             first_bytes = sum(payload_bytes(first).values())
-            times, sizes, state = [], {}, first.loss_state
+            times, sizes, state, metrics = [], {}, first.loss_state, first.metrics_state
             for _ in range(10):  # steady state: one new snapshot per update, the history already sent
                 add_snapshot(lab, run_id, config.snapshot_every)
                 started = time.perf_counter()
-                view = live_view(lab, run_id, loss_state=state)
+                view = live_view(lab, run_id, loss_state=state, metrics_state=metrics)
                 times.append(time.perf_counter() - started)
-                state = view.loss_state
+                state, metrics = view.loss_state, view.metrics_state
                 sizes = payload_bytes(view)
             total = sum(sizes.values())
             print(f"{name}: first view {first_bytes / 1024:.0f} KiB; each update while training "
                   f"{1000 * np.median(times):.1f} ms (median of 10), {total / 1024:.0f} KiB: heatmap "
-                  f"{sizes['heatmap'] / 1024:.0f} KiB, loss (appended) {sizes['loss'] / 1024:.1f} KiB, other curves "
-                  f"{(total - sizes['heatmap'] - sizes['loss']) / 1024:.0f} KiB")
+                  f"{sizes['heatmap'] / 1024:.0f} KiB, loss and metric curves (appended) "
+                  f"{sum(sizes[k] for k in ('loss', 'mono', 'bias_history', 'lr')) / 1024:.1f} KiB, other figures "
+                  f"{(sizes['final_bias'] + sizes['histogram']) / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":

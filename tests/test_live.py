@@ -57,3 +57,29 @@ def test_live_update_is_small_once_the_history_was_sent(lab_run):
     add_chunk(lab, run_id, 3000, 3256, rng)
     update = live_view(lab, run_id, loss_state=first.loss_state)
     assert len(to_json_plotly(update.loss.to_plotly_json())) < 0.1 * len(to_json_plotly(first.loss))
+
+
+def test_metric_curves_append_new_snapshots_only(lab_run):
+    lab, run_id = lab_run
+    rng = np.random.default_rng(2)
+
+    def snapshot(start: int, end: int) -> None:
+        add_chunk(lab, run_id, start, end, rng)
+        key = f"chunk/{run_id}/{lab.get(run_id)['chunks'] - 1}"
+        chunk = lab.store.get(key)
+        chunk["point"].update(mono_ratio=end / 10000, mean_bias=-end / 5000, lr=0.01 * end / 4096)
+        lab.store.set(key, chunk)
+
+    for start in range(0, 3000, 500):
+        snapshot(start, start + 500)
+    first = live_view(lab, run_id)
+    assert list(first.mono.data[0].x) == [500, 1000, 1500, 2000, 2500, 3000]
+    assert list(first.lr.data[0].y) == pytest.approx([0.01 * s / 4096 for s in range(500, 3001, 500)], rel=1e-5)
+    snapshot(3000, 3500)
+    update = live_view(lab, run_id, loss_state=first.loss_state, metrics_state=first.metrics_state)
+    for patch, value in ((update.mono, 0.35), (update.bias_history, -0.7), (update.lr, 0.01 * 3500 / 4096)):
+        added = extensions(patch)
+        assert added[("data", 0, "x")] == [3500]
+        assert added[("data", 0, "y")] == [pytest.approx(value, rel=1e-5)]
+    again = live_view(lab, run_id, loss_state=update.loss_state, metrics_state=update.metrics_state)
+    assert again.mono is None and again.bias_history is None and again.lr is None  # nothing new: nothing sent
