@@ -21,6 +21,7 @@ AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "
 # 3D, maps and polar plots): a third of a paper-scale live update. This one keeps its colours only.
 SLIM_TEMPLATE = {"layout": {"colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3",
                                          "#FF6692", "#B6E880", "#FF97FF", "#FECB52"]}}
+TITLE_PLACE = {"x": 0.01, "xanchor": "left"}  # left: a centred title runs under the modebar
 LAYOUT_STYLE = {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#2a3f5f"},
                 "margin": MARGIN, "uirevision": "keep", "hovermode": "closest", "template": SLIM_TEMPLATE}
 
@@ -33,7 +34,8 @@ def styled(traces: list | go.BaseTraceType, title: str, x_title: str, y_title: s
     x_axis = {**AXIS_STYLE, "title": {"text": x_title}, **({"type": "log"} if log_x else {}), **(xaxis or {})}
     y_axis = {**AXIS_STYLE, "title": {"text": y_title}, **(yaxis or {})}
     return go.Figure(traces, layout={
-        **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}}, "xaxis": x_axis, "yaxis": y_axis,
+        **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}, **TITLE_PLACE}, "xaxis": x_axis,
+        "yaxis": y_axis,
         "legend": {"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"},
         "shapes": shapes or [], **layout})
 
@@ -51,7 +53,7 @@ def vline(x: float, colour: str = "#888") -> dict:
 
 def empty_figure(title: str, message: str) -> go.Figure:
     return go.Figure(layout={
-        **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}}, "xaxis": {"visible": False},
+        **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}, **TITLE_PLACE}, "xaxis": {"visible": False},
         "yaxis": {"visible": False},
         "annotations": [{"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
                          "font": {"size": 14, "color": "#6c757d"}}]})

@@ -1,6 +1,7 @@
 """The dashboard in a real headless browser (dash_duo + Debian chromium), with real workers."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,7 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     dash_duo.wait_for_contains_text("#stat-step", "/ 3,000", timeout=5)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     dash_duo.driver.set_window_size(1500, 1400)
+    time.sleep(0.5)  # plotly redraws responsive graphs a moment after a resize
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "live-training.png"))
 
     wait_until(lambda: lab.get(run["id"])["status"] == "done", timeout=60, message="the run to finish")
