@@ -19,7 +19,7 @@ from core.config import RunConfig
 from core.data import make_embedder, sample_task_batch, task_sampler
 from core.metrics import SfaSummary, single_feature_activations
 from core.model import RunWeights, init_weights
-from core.stacked_lamb import StackedLamb, paper_lamb
+from core.stacked_lamb import PAPER_LAMB_OPTIONS, StackedLamb, paper_lamb
 from core.step import Gradients, Workspace, squared_error_and_gradients
 
 COSINE_T_MAX = 512
@@ -32,6 +32,10 @@ PER_RUN_FIELDS = frozenset({"lr", "init_bias", "bias_decay", "l1_reg", "seed", "
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class IncompatibleCheckpoint(ValueError):
+    """A checkpoint written by an earlier version of the engine, which this one cannot continue."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -240,12 +244,18 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if [RunConfig(**c) for c in state["configs"]] != self.configs:
             raise ValueError("checkpoint belongs to a different run configuration")
+        try:  # first, so that a checkpoint that does not fit leaves this trainer untouched
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:  # e.g. a batched job saved when each run had its own LAMB tensors
+            raise IncompatibleCheckpoint(f"its optimizer state does not fit this engine: {err}") from err
+        if not isinstance(self.optimizer, StackedLamb):
+            for group in self.optimizer.param_groups:  # saved groups replace ours: keep the paper's options
+                group.update(PAPER_LAMB_OPTIONS)
         with torch.no_grad():
             for w, saved in zip(self.weights, state["weights"]):
                 w.w1.copy_(saved["0.weight"])
                 w.b1.copy_(saved["0.bias"])
                 w.w2.copy_(saved["2.weight"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         for g, s in zip(self.generators, state["generators"]):
             g.set_state(s)

@@ -27,7 +27,7 @@ from core.jobs import Lab, WorkerId
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
 from core.store import DiskStore, now
-from core.train import Trainer
+from core.train import IncompatibleCheckpoint, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,15 @@ class JobRunner:
     # --- persistence ---
     def _restore(self) -> None:
         blob = self.store.get(f"ckpt/{self.job_id}")
+        note = None
         if blob is not None:
-            self.trainer.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+            try:
+                self.trainer.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+            except IncompatibleCheckpoint as err:  # an upgrade must not lose the run: train it again
+                log.warning("job %s restarts from step 0: %s", self.job_id, err)
+                note = f"restarted from step 0: its checkpoint was written by an earlier engine ({err})"
+                self.store.delete(f"ckpt/{self.job_id}")
+                self.store.delete(f"ckpt_step/{self.job_id}")
             self.log2_seen = [len(m) for m in self.trainer.log2_models]
         step = self.trainer.step
         with self.store.transaction():
@@ -85,6 +92,8 @@ class JobRunner:
                     self.store.delete(f"frame/{run_id}/{frame_step}")
                 meta["frames"] = [s for s in meta["frames"] if s <= step]
                 meta["step"] = step
+                if note:
+                    meta["note"] = note
                 self.store.set(f"meta/{run_id}", meta)
 
     def _checkpoint(self) -> None:

@@ -126,3 +126,33 @@ def test_bounded_queue_and_delete(tmp_path):
         lab.get(second)
     with pytest.raises(UnknownRun):
         lab.get("../etc/passwd")
+
+
+def test_checkpoint_from_an_earlier_engine_restarts_the_job_instead_of_failing_it(tmp_path):
+    """A batched job checkpointed when each run had its own LAMB tensors (before StackedLamb)."""
+    import threading
+
+    from core.jobs import WorkerId
+    from core.stacked_lamb import paper_lamb
+    from core.train import Trainer
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    configs = [SMALL.replace(lr=0.003), SMALL.replace(lr=0.01)]
+    run_ids = lab.submit_group(configs)
+    job_id, _ = lab.claim(WorkerId.here())
+    old = Trainer(configs)
+    old.advance(100)
+    state = old.state_dict()
+    state["optimizer"] = paper_lamb([t.clone() for w in old.weights for t in w.tensors()], lr=0.01).state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    lab.store.set(f"ckpt/{job_id}", buffer.getvalue())
+
+    JobRunner(lab, job_id, run_ids, threading.Event()).run()
+
+    for run_id in run_ids:
+        meta = lab.get(run_id)
+        assert meta["status"] == "done" and meta["step"] == SMALL.steps
+        assert "restarted from step 0" in meta["note"]
+        assert_continuous_history(lab, run_id, SMALL.steps)
