@@ -15,6 +15,7 @@ TASKS = ("decoder", "random_proj", "abs")
 NONLINEARITIES = ("relu", "gelu", "solu")
 SAMPLE_KINDS = ("equal", "power_law")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "tf32")
 
 # Bounds keep one run's memory small enough for a laptop; the per-config estimate
 # (`memory_estimate_bytes`) is checked on top of these.
@@ -77,6 +78,9 @@ class RunConfig:
                                label="Snapshot every")
     device: str = knob("auto", "Where to train: auto picks CUDA when available.", choices=DEVICES,
                        label="Device")
+    precision: str = knob("fp32", "Matmul precision: fp32 is exact, as in the paper; tf32 uses a CUDA GPU's tensor "
+                          "cores (faster; inputs rounded to 10 mantissa bits). A CPU always computes in fp32.",
+                          choices=PRECISIONS, label="Matmul precision")
 
     def validate(self) -> dict[str, str]:
         """Every problem at once, as {field: message naming the allowed range}."""

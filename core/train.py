@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,21 @@ def batch_key(config: RunConfig) -> tuple:
 def worth_batching(config: RunConfig) -> bool:
     """Whether stacking runs of this shape saves time rather than costing memory bandwidth."""
     return config.batch_size * max(config.n_neurons, config.n_features) <= MAX_BATCHED_ACTIVATIONS
+
+
+@contextmanager
+def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
+    """CUDA float32 matmuls in TF32 while training at precision "tf32"; the process's setting is restored
+    after, so metrics and other jobs stay in full fp32. CPU matmuls are always fp32."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = saved
 
 
 def is_log2_checkpoint(step_index: int) -> bool:
@@ -178,8 +194,9 @@ class Trainer:
     def advance(self, n_steps: int) -> None:
         """Train up to n_steps more (stopping at the end of the run)."""
         started = time.perf_counter()
-        for _ in range(min(n_steps, self.steps - self.step)):
-            self._train_step()
+        with matmul_precision(self.base.precision, self.device):
+            for _ in range(min(n_steps, self.steps - self.step)):
+                self._train_step()
         self.elapsed += time.perf_counter() - started
 
     def current_lrs(self) -> list[float]:

@@ -31,6 +31,7 @@ SIZES = {  # small enough to train in a moment when accepted, with edge and absu
     "nonlinearity": st.sampled_from(["relu", "gelu", "solu", "tanh"]),
     "sample_kind": st.sampled_from(["equal", "power_law", "zipf"]),
     "device": st.sampled_from(["cpu", "auto", "tpu"]),
+    "precision": st.sampled_from(["fp32", "tf32", "bf16"]),
 }
 assert set(SIZES) == set(FIELDS)
 

@@ -148,3 +148,18 @@ def test_lamb_step_is_the_papers_without_bias_correction():
     u = m / (v.sqrt() + 1e-6)
     expected = w0 - 0.01 * w0.norm().clamp(max=10) / (u.norm() + 1e-6) * u
     assert torch.allclose(w, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_tf32_precision_switches_cuda_matmuls_only_while_training(tiny):
+    from core.train import matmul_precision
+
+    before = torch.backends.cuda.matmul.fp32_precision
+    with matmul_precision("tf32", torch.device("cuda")):
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert torch.backends.cuda.matmul.fp32_precision == before
+    # a CPU always computes in fp32: the same numbers as the default
+    exact, tf32 = Trainer([tiny]), Trainer([tiny.replace(precision="tf32")])
+    exact.advance(20)
+    tf32.advance(20)
+    assert torch.equal(exact.losses, tf32.losses)
+    assert tiny.replace(precision="bf17").validate()["precision"].startswith("precision must be one of")
