@@ -12,8 +12,9 @@ the sampling cost. `FeatureSampler` draws the same distribution exactly from far
   is kept with probability p_j / q (thinning keeps the cells independent and Bernoulli(p_j));
 - the amplitude reuses the acceptance uniform: given u < a, u / a is U(0,1).
 
-On a GPU, drawing a uniform per cell is cheap and needs no host round trip, so `dense` is used there:
-one uniform u per cell, present when u < p, amplitude u / p. Both are tested against the definition.
+On a GPU, drawing a uniform per cell is cheap and needs no host round trip, so `dense` is used there
+(and on the CPU when features are not sparse, eps > 1/8): one uniform u per cell, present when u < p,
+amplitude u / p. Both are tested against the definition.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+SPARSE_MAX_DENSITY = 1 / 8  # above, a present cell's indices (2 x int64) outweigh a dense batch's float32 cells
 TIER_WIDTH = 4.0  # probabilities within a tier differ by less than this factor: at most 4x candidates wasted
 GAP_MARGIN_SIGMAS = 6.0  # geometric gaps are drawn in chunks this many standard deviations above the mean
 
@@ -132,6 +134,7 @@ class FeatureSampler:
         self.n_features = int(probs.shape[0])
         self.device = torch.device(device)
         self.tiers = self._tiers(probs.double().cpu())
+        self.density = float(probs.double().mean()) if len(probs) else 0.0
 
     def _tiers(self, probs: torch.Tensor) -> list[_Tier]:
         positive = probs > 0
@@ -191,10 +194,10 @@ def sample_task_batch(task: str, batch_size: int, sampler: FeatureSampler, gener
     """(inputs (B, m), targets (B, out)) for one run, written into `x_out`/`target_out` when given.
 
     The abs task's sampler already holds eps/2 (see `task_probabilities`). `sparse` picks the sampler's
-    path; by default sparse on the CPU and dense on a GPU.
+    path; by default sparse on the CPU for sparse features, dense on a GPU or for dense features.
     """
     if sparse is None:
-        sparse = sampler.device.type == "cpu"
+        sparse = sampler.device.type == "cpu" and sampler.density <= SPARSE_MAX_DENSITY
     if not sparse:
         v = sampler.dense(batch_size, generator)
         if task == "abs":

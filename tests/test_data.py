@@ -136,3 +136,16 @@ def test_sparse_and_dense_samplers_match_the_definition(sample_kind):
         assert amplitudes.max() < 1
         quartiles = torch.quantile(amplitudes[:100000], torch.tensor([0.25, 0.5, 0.75]))
         assert torch.allclose(quartiles, torch.tensor([0.25, 0.5, 0.75]), atol=0.01)
+
+
+def test_dense_features_take_the_dense_path(monkeypatch):
+    """Above density 1/8 a present cell's indices would outweigh the dense batch: draw it densely."""
+    def refuse(*_):
+        raise AssertionError("the sparse path was taken")
+
+    monkeypatch.setattr(FeatureSampler, "sparse", refuse)
+    e = make_embedder(32, 6, gen(1))
+    x, target = sample_task_batch("decoder", 400, task_sampler("decoder", 32, 0.5, "equal"), gen(2), e, None)
+    assert (target > 0).float().mean() == pytest.approx(0.5, abs=0.03)
+    with pytest.raises(AssertionError, match="sparse path"):
+        sample_task_batch("decoder", 400, task_sampler("decoder", 32, 1 / 64, "equal"), gen(2), e, None)
