@@ -4,7 +4,7 @@ The reference is the straightforward PyTorch version of ALGORITHM.md, written he
 sampling, nn.Sequential, LAMB from pytorch-optimizer, one run at a time. The roofline is a training
 step's matmul FLOPs divided by this machine's measured torch.mm throughput at the same shapes.
 
-    .venv/bin/python -m benchmarks.bench_engine [--seconds 1] [--rounds 5]
+    .venv/bin/python -m benchmarks.bench_engine [--seconds 1] [--rounds 5] [--device cuda] [--precision tf32]
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import time
 
 import torch
 
-from core.config import RunConfig
+from core.config import PRECISIONS, RunConfig
 from core.data import make_embedder
+from core.presets import PAPER_STEPS
 from core.stacked_lamb import paper_lamb
-from core.train import Trainer
+from core.train import Trainer, matmul_precision, resolve_device
 
 SHAPES = {
     "quick (N=128, m=16, k=256, batch 512)": RunConfig(n_features=128, embed_dim=16, n_neurons=256, batch_size=512),
@@ -34,17 +35,18 @@ SHAPES = {
 def reference_step_fn(config: RunConfig):
     """The plain loop: returns a function doing one training step."""
     torch.manual_seed(0)
+    device = torch.device(config.device)
     n, m, k, b = config.n_features, config.embed_dim, config.n_neurons, config.batch_size
-    embedder = make_embedder(n, m, torch.Generator().manual_seed(0))
-    model = torch.nn.Sequential(torch.nn.Linear(m, k), torch.nn.ReLU(), torch.nn.Linear(k, n, bias=False))
+    embedder = make_embedder(n, m, torch.Generator().manual_seed(0)).to(device)
+    model = torch.nn.Sequential(torch.nn.Linear(m, k), torch.nn.ReLU(), torch.nn.Linear(k, n, bias=False)).to(device)
     with torch.no_grad():
         model[0].bias += config.init_bias
     optimizer = paper_lamb(list(model.parameters()), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=512, eta_min=0)
-    probs = torch.full((b, n), config.eps)
+    probs = torch.full((b, n), config.eps, device=device)
 
     def step() -> None:
-        v = torch.rand(b, n) * torch.bernoulli(probs)
+        v = torch.rand(b, n, device=device) * torch.bernoulli(probs)
         out = model(v @ embedder.T)
         loss = ((out - v) ** 2).sum() / b
         optimizer.zero_grad()
@@ -57,13 +59,22 @@ def reference_step_fn(config: RunConfig):
     return step
 
 
-def steps_per_second(step, seconds: float) -> float:
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def steps_per_second(step, seconds: float, device: str = "cpu") -> float:
     step()
     step()
+    synchronize(device)
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         step()
         count += 1
+        if count % 8 == 0:  # a GPU queues work ahead: time what has finished
+            synchronize(device)
+    synchronize(device)
     return count / (time.perf_counter() - started)
 
 
@@ -76,8 +87,11 @@ def matmul_flops(config: RunConfig) -> float:
 def roofline_step_fn(config: RunConfig):
     """The step's six matmuls back to back with torch.mm at the same shapes, nothing around them."""
     n, m, k, b = config.n_features, config.embed_dim, config.n_neurons, config.batch_size
-    v, e = torch.rand(b, n), torch.rand(m, n)
-    x, w1, a, w2, g = torch.rand(b, m), torch.rand(k, m), torch.rand(b, k), torch.rand(n, k), torch.rand(b, n)
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, device=config.device)
+
+    v, e = rand(b, n), rand(m, n)
+    x, w1, a, w2, g = rand(b, m), rand(k, m), rand(b, k), rand(n, k), rand(b, n)
 
     def matmuls() -> None:
         torch.mm(v, e.T)
@@ -94,25 +108,33 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="for all three contenders (tf32 acts on CUDA only)")
     args = parser.parse_args()
+    device = resolve_device(args.device)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device cpu")
+          f"device {where}, precision {args.precision}")
     for name, config in SHAPES.items():
-        config = config.replace(lr=0.01, init_bias=-1.0, bias_decay=0.12, device="cpu")
+        config = config.replace(lr=0.01, init_bias=-1.0, bias_decay=0.12, device=device.type,
+                                precision=args.precision)
         trainer = Trainer([config.replace(steps=1 << 20)])
         contenders = {"reference": reference_step_fn(config), "engine": lambda trainer=trainer: trainer.advance(1),
                       "roofline": roofline_step_fn(config)}
         # Interleaved rounds: this VM's speed drifts by tens of percent over minutes, which would bias
         # ratios measured one contender after the other.
         rates = {key: [] for key in contenders}
-        for _ in range(args.rounds):
-            for key, step in contenders.items():
-                rates[key].append(steps_per_second(step, args.seconds))
+        with matmul_precision(args.precision, device):
+            for _ in range(args.rounds):
+                for key, step in contenders.items():
+                    rates[key].append(steps_per_second(step, args.seconds, device.type))
         ours, reference, roofline = (statistics.median(rates[key]) for key in ("engine", "reference", "roofline"))
         gflops = matmul_flops(config) * roofline / 1e9
         print(f"{name}: engine {ours:.1f} steps/s, reference loop {reference:.1f} steps/s ({ours / reference:.2f}x); "
               f"matmul roofline {roofline:.1f} steps/s ({gflops:.0f} GFLOP/s measured), engine at "
-              f"{100 * ours / roofline:.0f}% of it  [medians of {args.rounds} interleaved rounds]")
+              f"{100 * ours / roofline:.0f}% of it; 2^17 steps would take {PAPER_STEPS / ours:,.0f} s  "
+              f"[medians of {args.rounds} interleaved rounds]")
 
 
 if __name__ == "__main__":
