@@ -47,9 +47,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# Measured on a 2-core CPU (benchmarks/bench_sweep.py): six quick-scale runs stacked train 1.5x faster
-# than one after another, but at paper shapes with batch 8192 the stacked activations (6 x 32 MiB per
-# tensor) make a step 1.4x slower than six separate ones, and at batch 1024 they break even.
+# Measured on a 2-core CPU (benchmarks/bench_sweep.py): six quick-scale runs stacked train 1.1x faster
+# than one after another; at paper shapes (batch 1024 or 8192) they break even (1.0x), while holding six
+# runs' activations at once (6 x 32 MiB per tensor at batch 8192).
 MAX_BATCHED_ACTIVATIONS = 1 << 19  # batch_size * max(k, N) per run
 
 

@@ -163,3 +163,11 @@ def test_tf32_precision_switches_cuda_matmuls_only_while_training(tiny):
     tf32.advance(20)
     assert torch.equal(exact.losses, tf32.losses)
     assert tiny.replace(precision="bf17").validate()["precision"].startswith("precision must be one of")
+
+
+def test_dense_sampling_path_trains_like_the_sparse_one(tiny):
+    """Dense features (eps > 1/8) take the one-uniform-per-cell path, the one a GPU always takes."""
+    dense = Trainer([tiny.replace(eps=0.5, steps=200)])
+    dense.advance(200)
+    assert torch.isfinite(dense.losses).all()
+    assert dense.losses[0, -20:].mean() < 0.8 * dense.losses[0, :20].mean()
