@@ -136,8 +136,9 @@ class Trainer:
         ]
         initial = [init_weights(c.embed_dim, c.n_neurons, c.output_dim, c.init_bias, g)
                    for c, g in zip(configs, self.generators)]
-        # One stacked tensor per parameter; each run's parameters are views into it, so the batched
-        # step reads them without copying while LAMB still sees (and takes a trust ratio of) each run's own.
+        # One stacked tensor per parameter, each run's parameters views into it: the step reads all runs
+        # without copying. A single run trains with the library's LAMB on its views; batched runs with
+        # StackedLamb, which takes the trust ratio per run.
         self.w1, self.b1, self.w2 = (torch.stack(ts) for ts in zip(*(w.tensors() for w in initial)))
         self.weights = [RunWeights(self.w1[r], self.b1[r], self.w2[r]) for r in range(len(configs))]
         self.grads = Gradients.like(self.w1, self.b1, self.w2)
