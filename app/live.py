@@ -61,6 +61,12 @@ class LiveView:
     has_file: bool
 
 
+def history_epoch(meta: dict[str, Any]) -> int:
+    """Counts the times a run's stored history was cut back (a resume from an earlier checkpoint): what a
+    browser has appended since is then stale, and its curves must be sent whole again."""
+    return int(meta.get("history_epoch", 0))
+
+
 def thin_new_points(steps: np.ndarray, last: int, steps_total: int) -> tuple[list[int], int]:
     """Indices of new points at least one 4000th of the log-step range apart (as a full figure is thinned),
     and always the newest; with the last step kept."""
@@ -77,8 +83,10 @@ def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | 
                ) -> tuple[go.Figure | Patch | None, dict[str, Any]]:
     """The loss figure, or only what is new since `state`: a Patch appending thinned points (and their
     EMA, continued from the saved state) so that the history is never re-sent. None: nothing new."""
-    steps_total = lab.get(run_id)["steps"]
-    fresh = state is None or state.get("run") != run_id or state.get("smoothing") != smoothing
+    meta = lab.get(run_id)
+    steps_total, epoch = meta["steps"], history_epoch(meta)
+    fresh = (state is None or state.get("run") != run_id or state.get("smoothing") != smoothing
+             or state.get("epoch") != epoch)
     history = lab.history(run_id, 0 if fresh else state["next"])
     steps, losses = history["loss_steps"], history["losses"]
     if fresh:
@@ -86,7 +94,7 @@ def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | 
         _, smoothed, count = figures.ema_continue(losses, smoothing)
         last = int(steps[-1]) if len(steps) else 0
         return figure, {"run": run_id, "smoothing": smoothing, "next": history["next"], "ema": smoothed,
-                        "count": count, "last": last, "empty": not len(steps)}
+                        "count": count, "last": last, "empty": not len(steps), "epoch": epoch}
     if not len(steps):
         return None, state
     smooth, smoothed, count = figures.ema_continue(losses, smoothing, state["ema"], state["count"])
@@ -131,12 +139,13 @@ def metric_curves(meta: dict[str, Any], points: dict[str, np.ndarray], state: di
     nothing new). Like the loss curve, a figure's history is sent once."""
     steps = points.get("step", np.zeros(0))
     series = metric_series(meta, points)
-    fresh = state is None or state.get("run") != meta["id"] or (state["empty"] and len(steps))
+    fresh = (state is None or state.get("run") != meta["id"] or state.get("epoch") != history_epoch(meta)
+             or (state["empty"] and len(steps)))
     if fresh:
         shown = {name: figures.metric_figure(steps, s["values"], s["title"], s["y_title"], s["reference"],
                                              s["extra"], extendable=True) for name, s in series.items()}
         return shown, {"run": meta["id"], "sent": len(steps), "last": int(steps[-1]) if len(steps) else 0,
-                       "empty": not len(steps)}
+                       "empty": not len(steps), "epoch": history_epoch(meta)}
     if len(steps) <= state["sent"]:
         return dict.fromkeys(METRIC_FIGURES), state
     new = slice(state["sent"], len(steps))
@@ -154,14 +163,16 @@ def metric_curves(meta: dict[str, Any], points: dict[str, np.ndarray], state: di
 
 def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int | None) -> list[Any]:
     """Changes whenever anything shown changes; equal keys mean nothing to send."""
-    return [meta["id"], meta["step"], meta["status"], len(meta["frames"]), smoothing, ordered, frame]
+    return [meta["id"], meta["step"], meta["status"], len(meta["frames"]), smoothing, ordered, frame,
+            history_epoch(meta)]
 
 
-def heatmap_source(lab: Lab, run_id: str, frames: list[int], frame: int | None) -> tuple[np.ndarray | None, str]:
-    """The SFA matrix to draw: a stored checkpoint (slider position) or the latest snapshot."""
+def heatmap_source(lab: Lab, run_id: str, frames: list[int], frame: int | None,
+                   latest: dict[str, Any] | None) -> tuple[np.ndarray | None, str]:
+    """The SFA matrix to draw: a stored checkpoint (slider position) or the latest snapshot (read once by
+    the caller, so that the heatmap and the bias bars share one snapshot and its ordering)."""
     if frame is not None and 0 <= frame < len(frames):
         return lab.frame(run_id, frames[frame]), f"checkpoint at step {frames[frame]}"
-    latest = lab.latest_snapshot(run_id)
     if latest is None:
         return None, "waiting for the first snapshot"
     return latest["sfa"], f"live: step {latest['step']}"
@@ -173,7 +184,7 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     meta = lab.get(run_id)
     points = lab.history(run_id)["points"]
     latest = lab.latest_snapshot(run_id)
-    sfa, label = heatmap_source(lab, run_id, meta["frames"], frame)
+    sfa, label = heatmap_source(lab, run_id, meta["frames"], frame, latest)
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
     loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state)

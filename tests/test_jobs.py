@@ -148,6 +148,10 @@ def test_checkpoint_from_an_earlier_engine_restarts_the_job_instead_of_failing_i
     buffer = io.BytesIO()
     torch.save(state, buffer)
     lab.store.set(f"ckpt/{job_id}", buffer.getvalue())
+    for run_id in run_ids:  # the history the old engine had published up to its checkpoint
+        lab.store.set(f"chunk/{run_id}/0", {"start": 0, "end": 100, "losses": np.full(100, 0.5, np.float32),
+                                           "point": {"step": 100, "loss": 0.5}})
+        lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "chunks": 1, "step": 100})
 
     JobRunner(lab, job_id, run_ids, threading.Event()).run()
 
@@ -155,4 +159,5 @@ def test_checkpoint_from_an_earlier_engine_restarts_the_job_instead_of_failing_i
         meta = lab.get(run_id)
         assert meta["status"] == "done" and meta["step"] == SMALL.steps
         assert "restarted from step 0" in meta["note"]
+        assert meta["history_epoch"] == 1  # browsers showing the old curves re-read them whole
         assert_continuous_history(lab, run_id, SMALL.steps)

@@ -83,3 +83,20 @@ def test_metric_curves_append_new_snapshots_only(lab_run):
         assert added[("data", 0, "y")] == [pytest.approx(value, rel=1e-5)]
     again = live_view(lab, run_id, loss_state=update.loss_state, metrics_state=update.metrics_state)
     assert again.mono is None and again.bias_history is None and again.lr is None  # nothing new: nothing sent
+
+
+def test_curves_are_sent_whole_again_after_the_history_was_cut_back(lab_run):
+    """A resume from an earlier checkpoint deletes later chunks and bumps history_epoch (JobRunner._restore)."""
+    lab, run_id = lab_run
+    rng = np.random.default_rng(3)
+    for start in range(0, 3000, 500):
+        add_chunk(lab, run_id, start, start + 500, rng)
+    first = live_view(lab, run_id)
+    meta = lab.get(run_id)
+    for chunk in range(2, meta["chunks"]):
+        lab.store.delete(f"chunk/{run_id}/{chunk}")
+    lab.store.set(f"meta/{run_id}", {**meta, "chunks": 2, "step": 1000, "history_epoch": 1})
+    add_chunk(lab, run_id, 1000, 1500, rng)
+    again = live_view(lab, run_id, loss_state=first.loss_state, metrics_state=first.metrics_state)
+    assert list(again.mono.data[0].x) == [500, 1000, 1500]  # whole figures, not appended to stale ones
+    assert again.loss.data[0].x[-1] == 1500 and max(again.loss.data[0].x) == 1500
