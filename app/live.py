@@ -79,11 +79,11 @@ def thin_new_points(steps: np.ndarray, last: int, steps_total: int) -> tuple[lis
     return keep, last
 
 
-def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | None
-               ) -> tuple[go.Figure | Patch | None, dict[str, Any]]:
+def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | None,
+               meta: dict[str, Any] | None = None) -> tuple[go.Figure | Patch | None, dict[str, Any]]:
     """The loss figure, or only what is new since `state`: a Patch appending thinned points (and their
     EMA, continued from the saved state) so that the history is never re-sent. None: nothing new."""
-    meta = lab.get(run_id)
+    meta = meta or lab.get(run_id)
     steps_total, epoch = meta["steps"], history_epoch(meta)
     fresh = (state is None or state.get("run") != run_id or state.get("smoothing") != smoothing
              or state.get("epoch") != epoch)
@@ -99,7 +99,7 @@ def loss_curve(lab: Lab, run_id: str, smoothing: float, state: dict[str, Any] | 
         return None, state
     smooth, smoothed, count = figures.ema_continue(losses, smoothing, state["ema"], state["count"])
     if state["empty"]:  # the browser shows the "no steps yet" message figure: send the whole curve
-        return loss_curve(lab, run_id, smoothing, None)
+        return loss_curve(lab, run_id, smoothing, None, meta)
     keep, last = thin_new_points(steps, state["last"], steps_total)
     patch = Patch()
     x = steps[keep].astype(int).tolist()
@@ -133,32 +133,33 @@ def metric_series(meta: dict[str, Any], points: dict[str, np.ndarray]) -> dict[s
     }
 
 
-def metric_curves(meta: dict[str, Any], points: dict[str, np.ndarray], state: dict[str, Any] | None
+def metric_curves(lab: Lab, meta: dict[str, Any], state: dict[str, Any] | None
                   ) -> tuple[dict[str, go.Figure | Patch | None], dict[str, Any]]:
     """The mono, mean-bias and lr figures, or Patches appending the snapshots new since `state` (None:
-    nothing new). Like the loss curve, a figure's history is sent once."""
-    steps = points.get("step", np.zeros(0))
-    series = metric_series(meta, points)
-    fresh = (state is None or state.get("run") != meta["id"] or state.get("epoch") != history_epoch(meta)
-             or (state["empty"] and len(steps)))
-    if fresh:
+    nothing new). Like the loss curve, a figure's history is read and sent once; later updates read
+    only the chunks written since (one metric point per chunk)."""
+    stale = state is None or state.get("run") != meta["id"] or state.get("epoch") != history_epoch(meta)
+    redraw = stale or state["empty"]  # the figures show their "no snapshots yet" message
+    history = lab.history(meta["id"], 0 if redraw else state["sent"])
+    steps = history["points"].get("step", np.zeros(0))
+    if not stale and not len(steps):
+        return dict.fromkeys(METRIC_FIGURES), state
+    series = metric_series(meta, history["points"])
+    if redraw:
         shown = {name: figures.metric_figure(steps, s["values"], s["title"], s["y_title"], s["reference"],
                                              s["extra"], extendable=True) for name, s in series.items()}
-        return shown, {"run": meta["id"], "sent": len(steps), "last": int(steps[-1]) if len(steps) else 0,
+        return shown, {"run": meta["id"], "sent": history["next"], "last": int(steps[-1]) if len(steps) else 0,
                        "empty": not len(steps), "epoch": history_epoch(meta)}
-    if len(steps) <= state["sent"]:
-        return dict.fromkeys(METRIC_FIGURES), state
-    new = slice(state["sent"], len(steps))
-    keep, last = thin_new_points(steps[new], state["last"], meta["steps"])
-    x = steps[new][keep].astype(int).tolist()
+    keep, last = thin_new_points(steps, state["last"], meta["steps"])
+    x = steps[keep].astype(int).tolist()
     patches = {}
     for name, s in series.items():
         patch = Patch()
         for trace, values in enumerate([s["values"], *s["extra"].values()]):
             patch["data"][trace]["x"].extend(x)
-            patch["data"][trace]["y"].extend(figures.plain_floats(np.asarray(values)[new][keep]))
+            patch["data"][trace]["y"].extend(figures.plain_floats(np.asarray(values)[keep]))
         patches[name] = patch
-    return patches, {**state, "sent": len(steps), "last": last}
+    return patches, {**state, "sent": history["next"], "last": last}
 
 
 def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int | None) -> list[Any]:
@@ -167,30 +168,29 @@ def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int |
             history_epoch(meta)]
 
 
-def heatmap_source(lab: Lab, run_id: str, frames: list[int], frame: int | None,
-                   latest: dict[str, Any] | None) -> tuple[np.ndarray | None, str]:
+def heatmap_source(lab: Lab, run_id: str, frames: list[int], frame: int | None, latest_sfa: np.ndarray | None,
+                   latest_step: int | None) -> tuple[np.ndarray | None, str]:
     """The SFA matrix to draw: a stored checkpoint (slider position) or the latest snapshot (read once by
     the caller, so that the heatmap and the bias bars share one snapshot and its ordering)."""
     if frame is not None and 0 <= frame < len(frames):
         return lab.frame(run_id, frames[frame]), f"checkpoint at step {frames[frame]}"
-    if latest is None:
+    if latest_sfa is None:
         return None, "waiting for the first snapshot"
-    return latest["sfa"], f"live: step {latest['step']}"
+    return latest_sfa, f"live: step {latest_step}"
 
 
 def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = True,
               frame: int | None = None, loss_state: dict[str, Any] | None = None,
               metrics_state: dict[str, Any] | None = None) -> LiveView:
     meta = lab.get(run_id)
-    points = lab.history(run_id)["points"]
     latest = lab.latest_snapshot(run_id)
-    sfa, label = heatmap_source(lab, run_id, meta["frames"], frame, latest)
-    eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
-    status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
-    loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state)
-    metrics, metrics_state = metric_curves(meta, points, metrics_state)
     latest_sfa = np.asarray(latest["sfa"], dtype=np.float32) if latest else None
     order = heatmap_order(latest_sfa) if latest_sfa is not None else None  # shared by heatmap and bias bars
+    sfa, label = heatmap_source(lab, run_id, meta["frames"], frame, latest_sfa, latest and latest["step"])
+    eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
+    status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
+    loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state, meta)
+    metrics, metrics_state = metric_curves(lab, meta, metrics_state)
     return LiveView(
         title=f"{meta['label'] or 'run'} · {run_id}",
         subtitle=f"{status} · {describe(meta)}",

@@ -142,17 +142,15 @@ class Trainer:
         self.w1, self.b1, self.w2 = (torch.stack(ts) for ts in zip(*(w.tensors() for w in initial)))
         self.weights = [RunWeights(self.w1[r], self.b1[r], self.w2[r]) for r in range(len(configs))]
         self.grads = Gradients.like(self.w1, self.b1, self.w2)
-        for r, w in enumerate(self.weights):
-            w.w1.grad, w.b1.grad, w.w2.grad = self.grads.w1[r], self.grads.b1[r], self.grads.w2[r]
         self.workspace = Workspace.allocate(len(configs), base.batch_size, base.embed_dim, base.n_neurons,
                                             base.output_dim, self.device)
         self.samplers = [task_sampler(c.task, c.n_features, c.eps, c.sample_kind, self.device) for c in configs]
         if len(configs) == 1:
-            self.optimizer: torch.optim.Optimizer = paper_lamb(self.weights[0].tensors(), lr=base.lr)
+            run = self.weights[0]
+            run.w1.grad, run.b1.grad, run.w2.grad = self.grads.w1[0], self.grads.b1[0], self.grads.w2[0]
+            self.optimizer: torch.optim.Optimizer = paper_lamb(run.tensors(), lr=base.lr)
         else:
-            for stacked_param, stacked_grad in zip((self.w1, self.b1, self.w2), (self.grads.w1, self.grads.b1,
-                                                                               self.grads.w2)):
-                stacked_param.grad = stacked_grad
+            self.w1.grad, self.b1.grad, self.w2.grad = self.grads.w1, self.grads.b1, self.grads.w2
             self.optimizer = StackedLamb([self.w1, self.b1, self.w2], [c.lr for c in configs])
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=COSINE_T_MAX,
                                                                     eta_min=0.0)
