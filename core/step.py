@@ -5,6 +5,11 @@ paper scale with batch 8192 that is ~100 MiB of fresh pages a step) and takes th
 separate passes. Here the squared error's gradient, 2 (out - target) / B, is the residual itself,
 with the 2 / B folded into the two matmuls that read it, and the (R, B, .) arrays live in a
 `Workspace` allocated once. tests/test_step.py checks it against autograd on the plain definitions.
+
+ReLU neurons that no sample of the batch activates (in any run) add nothing to the output and get
+zero gradients, so the three large matmuls can leave them out: with a negative initial bias every
+neuron is dead for the first stretch of training (the bias has to decay before any fires), and a
+step there costs a fifth of a full one. Their gradients are then written as exact zeros.
 """
 
 from __future__ import annotations
@@ -13,16 +18,22 @@ from dataclasses import dataclass
 
 import torch
 
+# Gathering the live neurons' columns costs about a pass over the activations and W2; below this share of
+# live neurons it pays (measured in benchmarks/bench_engine.py's dead-neuron rows).
+MAX_LIVE_SHARE_TO_COMPACT = 0.75
+
 
 @dataclass
 class Workspace:
-    """Per-step arrays of shape (R, B, .), reused every step."""
+    """Per-step arrays of shape (R, B, .), reused every step, and scratch for the live-neuron columns."""
 
     x: torch.Tensor  # inputs (R, B, m)
     target: torch.Tensor  # (R, B, out)
     pre: torch.Tensor  # pre-activations (R, B, k); ReLU overwrites them with the activations
     out: torch.Tensor  # outputs (R, B, out), then the residual out - target
-    grad_hidden: torch.Tensor  # (R, B, k)
+    grad_hidden: torch.Tensor  # (R, B, k); with live neurons only, its storage holds (R, B, live)
+    live_act: torch.Tensor  # flat scratch of R * B * k: the live neurons' activations
+    live_w2: torch.Tensor  # flat scratch of R * out * k: their output weights, then those weights' gradient
 
     @classmethod
     def allocate(cls, runs: int, batch_size: int, embed_dim: int, n_neurons: int, out_dim: int,
@@ -30,7 +41,17 @@ class Workspace:
         def empty(width: int) -> torch.Tensor:
             return torch.empty(runs, batch_size, width, device=device)
 
-        return cls(empty(embed_dim), empty(out_dim), empty(n_neurons), empty(out_dim), empty(n_neurons))
+        return cls(empty(embed_dim), empty(out_dim), empty(n_neurons), empty(out_dim), empty(n_neurons),
+                   torch.empty(runs * batch_size * n_neurons, device=device),
+                   torch.empty(2 * runs * out_dim * n_neurons, device=device))
+
+
+def _scratch(flat: torch.Tensor, *shape: int, offset: int = 0) -> torch.Tensor:
+    """A contiguous (shape) view at the start (or `offset`) of a flat scratch buffer."""
+    size = 1
+    for dim in shape:
+        size *= dim
+    return flat[offset:offset + size].view(shape)
 
 
 @dataclass
@@ -46,12 +67,16 @@ class Gradients:
         return cls(torch.zeros_like(w1), torch.zeros_like(b1), torch.zeros_like(w2))
 
 
+def _relu_derivative(act: torch.Tensor):  # noqa: ANN202 (a closure)
+    # autograd's own ReLU backward, in place: one pass (a masked_fill_ with a mask takes 20x longer)
+    return lambda grad: torch.ops.aten.threshold_backward.grad_input(grad, act, 0.0, grad_input=grad)
+
+
 def _activation_and_derivative(pre: torch.Tensor, nonlinearity: str) -> tuple[torch.Tensor, object]:
     """The activations, and a function taking d loss / d activations to d loss / d pre-activations."""
     if nonlinearity == "relu":
         act = pre.relu_()
-        # autograd's own ReLU backward, in place: one pass (a masked_fill_ with a mask takes 20x longer)
-        return act, lambda grad: torch.ops.aten.threshold_backward.grad_input(grad, act, 0.0, grad_input=grad)
+        return act, _relu_derivative(act)
     if nonlinearity == "gelu":
         act = torch.nn.functional.gelu(pre)
         return act, lambda grad: torch.ops.aten.gelu_backward(grad, pre)
@@ -62,26 +87,62 @@ def _activation_and_derivative(pre: torch.Tensor, nonlinearity: str) -> tuple[to
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
 
 
-def squared_error_and_gradients(ws: Workspace, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                                nonlinearity: str, l1_reg: torch.Tensor | None, grads: Gradients
-                                ) -> torch.Tensor:
-    """Fill `grads` with the gradient of the training loss and return each run's squared error (R,).
+def live_neurons(act: torch.Tensor) -> torch.Tensor | None:
+    """Indices of the ReLU neurons active on some sample of some run, or None when most neurons are.
 
-    Loss per run: sum((out - target)^2) / B + l1_reg * sum(|act|) / B, with ws.x and ws.target
-    already holding the batch. The returned value is the squared-error term alone (what is recorded).
+    A NaN activation counts as live, so a diverging run still shows its NaN loss.
     """
+    live = (act.amax(dim=(0, 1)) <= 0).logical_not_().nonzero().squeeze(1)
+    return live if live.numel() <= MAX_LIVE_SHARE_TO_COMPACT * act.shape[2] else None
+
+
+def _output_and_gradients(ws: Workspace, act: torch.Tensor, w2: torch.Tensor, backward_through_activation,  # noqa: ANN001
+                          l1_reg: torch.Tensor | None, grad_hidden: torch.Tensor, grads: Gradients) -> torch.Tensor:
+    """Everything after the activations: the squared error, and `grads` from the residual back."""
     runs, batch_size = ws.x.shape[0], ws.x.shape[1]
-    torch.baddbmm(b1.unsqueeze(1), ws.x, w1.transpose(1, 2), out=ws.pre)
-    act, backward_through_activation = _activation_and_derivative(ws.pre, nonlinearity)
     residual = torch.bmm(act, w2.transpose(1, 2), out=ws.out).sub_(ws.target)
     squared_error = torch.linalg.vector_norm(residual.view(runs, -1), dim=1).square_().div_(batch_size)
 
     scale = 2.0 / batch_size
     grads.w2.baddbmm_(residual.transpose(1, 2), act, beta=0.0, alpha=scale)
-    grad_hidden = ws.grad_hidden.baddbmm_(residual, w2, beta=0.0, alpha=scale)
+    grad_hidden.baddbmm_(residual, w2, beta=0.0, alpha=scale)
     if l1_reg is not None:
         grad_hidden.add_(act.sign().mul_((l1_reg / batch_size).view(runs, 1, 1)))
     grad_pre = backward_through_activation(grad_hidden)
     grads.w1.baddbmm_(grad_pre.transpose(1, 2), ws.x, beta=0.0)
     torch.sum(grad_pre, dim=1, out=grads.b1)
+    return squared_error
+
+
+def squared_error_and_gradients(ws: Workspace, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                                nonlinearity: str, l1_reg: torch.Tensor | None, grads: Gradients,
+                                skip_dead_neurons: bool = False) -> torch.Tensor:
+    """Fill `grads` with the gradient of the training loss and return each run's squared error (R,).
+
+    Loss per run: sum((out - target)^2) / B + l1_reg * sum(|act|) / B, with ws.x and ws.target
+    already holding the batch. The returned value is the squared-error term alone (what is recorded).
+    `skip_dead_neurons` leaves ReLU neurons that nothing activates out of the large matmuls; finding
+    them reads a count back to the host, so the trainer asks for it on the CPU only.
+    """
+    runs, batch_size = ws.x.shape[0], ws.x.shape[1]
+    torch.baddbmm(b1.unsqueeze(1), ws.x, w1.transpose(1, 2), out=ws.pre)
+    act, backward_through_activation = _activation_and_derivative(ws.pre, nonlinearity)
+    live = live_neurons(act) if skip_dead_neurons and nonlinearity == "relu" else None
+    if live is None:
+        return _output_and_gradients(ws, act, w2, backward_through_activation, l1_reg, ws.grad_hidden, grads)
+
+    n_live, out_dim, embed_dim = live.numel(), w2.shape[1], w1.shape[2]
+    # gather/scatter with a broadcast index: 5-10x faster than index_select/index_copy_ along the last dim
+    act_columns = live.view(1, 1, -1).expand(runs, batch_size, n_live)
+    w2_columns = live.view(1, 1, -1).expand(runs, out_dim, n_live)
+    live_act = torch.gather(act, 2, act_columns, out=_scratch(ws.live_act, runs, batch_size, n_live))
+    live_w2 = torch.gather(w2, 2, w2_columns, out=_scratch(ws.live_w2, runs, out_dim, n_live))
+    live_grads = Gradients(w1.new_empty(runs, n_live, embed_dim), b1.new_empty(runs, n_live),
+                           _scratch(ws.live_w2, runs, out_dim, n_live, offset=live_w2.numel()))
+    grad_hidden = _scratch(ws.grad_hidden.view(-1), runs, batch_size, n_live)
+    squared_error = _output_and_gradients(ws, live_act, live_w2, _relu_derivative(live_act), l1_reg, grad_hidden,
+                                          live_grads)
+    grads.w1.zero_().index_copy_(1, live, live_grads.w1)
+    grads.b1.zero_().index_copy_(1, live, live_grads.b1)
+    grads.w2.zero_().scatter_(2, w2_columns, live_grads.w2)
     return squared_error

@@ -163,6 +163,8 @@ class Trainer:
         self.log2_models: list[list[dict[str, torch.Tensor]]] = [[] for _ in configs]
         self.errors: list[str | None] = [None] * len(configs)
         self._stacked_embedders = torch.stack(self.embedders)
+        # Finding dead neurons reads a count back to the host: on a GPU that would stall the queued steps.
+        self.skip_dead_neurons = self.device.type == "cpu"
 
     @property
     def n_runs(self) -> int:
@@ -179,7 +181,7 @@ class Trainer:
                               self.output_embedders[r], x_out=ws.x[r], target_out=ws.target[r])
         with torch.no_grad():
             squared_error = squared_error_and_gradients(ws, self.w1, self.b1, self.w2, base.nonlinearity,
-                                                        self.l1, self.grads)
+                                                        self.l1, self.grads, skip_dead_neurons=self.skip_dead_neurons)
             self.optimizer.step()
             self.scheduler.step()
             if self.bias_factors is not None and self.step < self.steps // 2:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.model import forward
-from core.step import Gradients, Workspace, squared_error_and_gradients
+from core.step import MAX_LIVE_SHARE_TO_COMPACT, Gradients, Workspace, live_neurons, squared_error_and_gradients
 
 
 def plain_loss_and_grads(x, target, w1, b1, w2, nonlinearity, l1):
@@ -40,3 +40,45 @@ def test_hand_written_gradients_equal_autograd(nonlinearity, with_l1):
     assert torch.allclose(se, expected_se, rtol=1e-5)
     for ours, theirs in zip((grads.w1, grads.b1, grads.w2), expected_grads):
         assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dead_share", [0.0, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("with_l1", [False, True])
+def test_skipping_dead_relu_neurons_gives_the_same_gradients(dead_share, with_l1):
+    runs, batch, m, k, out_dim = 3, 64, 6, 40, 12
+    g = torch.Generator().manual_seed(11)
+    w1 = torch.randn(runs, k, m, generator=g) * 0.5
+    b1 = torch.randn(runs, k, generator=g) * 0.5
+    n_dead = int(dead_share * k)
+    b1[:, :n_dead] = -50.0  # dead in every run: left out of the large matmuls
+    b1[0, n_dead:n_dead + 3] = -50.0  # dead in one run only: computed, since the others use them
+    w2 = torch.randn(runs, out_dim, k, generator=g) * 0.3
+    l1 = torch.tensor([0.0, 0.05, 0.2]) if with_l1 else torch.zeros(runs)
+    ws = Workspace.allocate(runs, batch, m, k, out_dim, torch.device("cpu"))
+    ws.x.copy_(torch.randn(runs, batch, m, generator=g))
+    present = torch.rand(runs, batch, out_dim, generator=g) < 0.2
+    ws.target.copy_(torch.rand(runs, batch, out_dim, generator=g) * present)
+    expected_se, expected_grads = plain_loss_and_grads(ws.x.clone(), ws.target.clone(), w1, b1, w2, "relu", l1)
+    act = torch.baddbmm(b1.unsqueeze(1), ws.x, w1.transpose(1, 2)).relu_()
+    assert (live_neurons(act) is not None) == (1 - dead_share <= MAX_LIVE_SHARE_TO_COMPACT)  # both paths are tested
+
+    grads = Gradients.like(w1, b1, w2)
+    for stale in (grads.w1, grads.b1, grads.w2):
+        stale.fill_(123.0)
+    se = squared_error_and_gradients(ws, w1, b1, w2, "relu", l1 if with_l1 else None, grads, skip_dead_neurons=True)
+
+    assert torch.allclose(se, expected_se, rtol=1e-5)
+    for ours, theirs in zip((grads.w1, grads.b1, grads.w2), expected_grads):
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+    assert not grads.w2[:, :, :n_dead].any() and not grads.w1[:, :n_dead].any() and not grads.b1[:, :n_dead].any()
+
+
+def test_a_nan_neuron_is_not_skipped_as_dead():
+    runs, batch, m, k, out_dim = 1, 16, 4, 10, 5
+    w1, b1, w2 = torch.ones(runs, k, m), torch.full((runs, k), -50.0), torch.ones(runs, out_dim, k)
+    w1[0, 3, 0] = float("nan")
+    ws = Workspace.allocate(runs, batch, m, k, out_dim, torch.device("cpu"))
+    ws.x.fill_(0.1)
+    ws.target.zero_()
+    se = squared_error_and_gradients(ws, w1, b1, w2, "relu", None, Gradients.like(w1, b1, w2), skip_dead_neurons=True)
+    assert torch.isnan(se).all()
