@@ -34,6 +34,7 @@ class Workspace:
     grad_hidden: torch.Tensor  # (R, B, k); with live neurons only, its storage holds (R, B, live)
     live_act: torch.Tensor  # flat scratch of R * B * k: the live neurons' activations
     live_w2: torch.Tensor  # flat scratch of R * out * k: their output weights, then those weights' gradient
+    skipped_dead: bool = False  # whether the last step left dead neurons out
 
     @classmethod
     def allocate(cls, runs: int, batch_size: int, embed_dim: int, n_neurons: int, out_dim: int,
@@ -128,6 +129,7 @@ def squared_error_and_gradients(ws: Workspace, w1: torch.Tensor, b1: torch.Tenso
     torch.baddbmm(b1.unsqueeze(1), ws.x, w1.transpose(1, 2), out=ws.pre)
     act, backward_through_activation = _activation_and_derivative(ws.pre, nonlinearity)
     live = live_neurons(act) if skip_dead_neurons and nonlinearity == "relu" else None
+    ws.skipped_dead = live is not None
     if live is None:
         return _output_and_gradients(ws, act, w2, backward_through_activation, l1_reg, ws.grad_hidden, grads)
 

@@ -25,6 +25,7 @@ from core.step import Gradients, Workspace, squared_error_and_gradients
 
 COSINE_T_MAX = 512
 LOSS_RECORD_EVERY = 16  # the paper code's loss log interval (kept in the run file as `losses`)
+DEAD_NEURON_CHECK_EVERY = 16  # steps between looks for dead ReLU neurons while most are live (CPU)
 
 # Fields that may differ between runs trained together: everything else fixes array shapes or the
 # schedule, so runs differing in them must train as separate jobs.
@@ -181,7 +182,7 @@ class Trainer:
                               self.output_embedders[r], x_out=ws.x[r], target_out=ws.target[r])
         with torch.no_grad():
             squared_error = squared_error_and_gradients(ws, self.w1, self.b1, self.w2, base.nonlinearity,
-                                                        self.l1, self.grads, skip_dead_neurons=self.skip_dead_neurons)
+                                                        self.l1, self.grads, skip_dead_neurons=self._look_for_dead())
             self.optimizer.step()
             self.scheduler.step()
             if self.bias_factors is not None and self.step < self.steps // 2:
@@ -191,6 +192,10 @@ class Trainer:
                 for r, w in enumerate(self.weights):
                     self.log2_models[r].append(paper_state_dict(w))
         self.step += 1
+
+    def _look_for_dead(self) -> bool:
+        # Neurons die and revive slowly: while most are live, looking every few steps finds nearly all the savings.
+        return self.skip_dead_neurons and (self.workspace.skipped_dead or self.step % DEAD_NEURON_CHECK_EVERY == 0)
 
     def advance(self, n_steps: int) -> None:
         """Train up to n_steps more (stopping at the end of the run)."""
@@ -257,6 +262,8 @@ class Trainer:
             "losses": self.losses[:, :self.step].cpu().clone(),
             "log2_models": [[{k: v.cpu() for k, v in m.items()} for m in models] for models in self.log2_models],
             "errors": list(self.errors),
+            # which path the next step takes (skipping dead neurons or not) changes its rounding
+            "skipped_dead": self.workspace.skipped_dead,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -285,6 +292,7 @@ class Trainer:
         self.log2_models = [[{k: v.to(self.device) for k, v in m.items()} for m in models]
                             for models in state["log2_models"]]
         self.errors = list(state["errors"])
+        self.workspace.skipped_dead = bool(state.get("skipped_dead", False))
 
 
 def paper_state_dict(weights: RunWeights) -> dict[str, torch.Tensor]:

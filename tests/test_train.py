@@ -91,11 +91,14 @@ def test_snapshots_cover_every_step_once(tiny):
     assert snaps[-1].done
 
 
-def test_resume_from_checkpoint_continues_exactly(tiny):
+@pytest.mark.parametrize("init_bias", [0.0, -1.0])  # -1: dead neurons, left out of the matmuls when checkpointed
+def test_resume_from_checkpoint_continues_exactly(tiny, init_bias):
+    tiny = tiny.replace(init_bias=init_bias, bias_decay=4.0)
     straight = Trainer([tiny])
     straight.advance(tiny.steps)
     first = Trainer([tiny])
     first.advance(24)
+    assert first.workspace.skipped_dead == (init_bias < 0)
     state = first.state_dict()
     resumed = Trainer([tiny])
     resumed.load_state_dict(state)
