@@ -48,6 +48,29 @@ def as_float16(sfa: np.ndarray) -> np.ndarray:
     return np.clip(sfa, -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
 
 
+class SpeedMeter:
+    """Steps per second of recent training, for the ETA.
+
+    A run's speed changes as it trains (dead neurons are skipped while dead, so a negative-bias run
+    starts several times faster than it goes on), and an average since the start would lag behind.
+    """
+
+    def __init__(self, smoothing: float = 0.3):
+        self.smoothing = smoothing
+        self.rate: float | None = None
+        self._mark: tuple[int, float] | None = None
+
+    def update(self, step: int, elapsed: float) -> float | None:
+        """Take the trainer's step count and training seconds; return the current rate."""
+        if self._mark is None:
+            self.rate = step / elapsed if elapsed > 0 and step > 0 else None
+        elif elapsed > self._mark[1] and step > self._mark[0]:
+            recent = (step - self._mark[0]) / (elapsed - self._mark[1])
+            self.rate = recent if self.rate is None else self.rate + self.smoothing * (recent - self.rate)
+        self._mark = (step, elapsed)
+        return self.rate
+
+
 class JobRunner:
     """Trains one claimed job, publishing snapshots and honouring control flags between steps."""
 
@@ -61,6 +84,7 @@ class JobRunner:
         self.log2_seen = [0] * len(run_ids)
         self.frame_every = frame_interval(self.configs[0])
         self.last_checkpoint = time.monotonic()
+        self.speed = SpeedMeter()
         self._restore()
 
     # --- persistence ---
@@ -111,7 +135,7 @@ class JobRunner:
         """Record a snapshot for every live run; False when no run of the job is left to train."""
         snap = self.trainer.snapshot()
         trainer = self.trainer
-        sps = trainer.step / trainer.elapsed if trainer.elapsed > 0 else None
+        sps = self.speed.update(trainer.step, trainer.elapsed)
         eta = (trainer.steps - trainer.step) / sps if sps else None
         live = 0
         with self.store.transaction():

@@ -11,7 +11,7 @@ import torch
 from core.config import RunConfig
 from core.jobs import Lab, QueueFull, UnknownRun
 from core.store import DiskStore
-from core.worker import WorkerPool
+from core.worker import SpeedMeter, WorkerPool
 from tests.helpers import wait_until
 
 SMALL = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=32, steps=400,
@@ -161,3 +161,14 @@ def test_checkpoint_from_an_earlier_engine_restarts_the_job_instead_of_failing_i
         assert "restarted from step 0" in meta["note"]
         assert meta["history_epoch"] == 1  # browsers showing the old curves re-read them whole
         assert_continuous_history(lab, run_id, SMALL.steps)
+
+
+def test_eta_follows_the_current_speed():
+    meter = SpeedMeter()
+    assert meter.update(0, 0.0) is None
+    for second in range(1, 11):  # 100 steps/s while every neuron is dead and skipped
+        meter.update(100 * second, float(second))
+    assert meter.rate == pytest.approx(100)
+    for second in range(11, 31):  # then 10 steps/s once they fire
+        meter.update(1000 + 10 * (second - 10), float(second))
+    assert meter.rate == pytest.approx(10, rel=0.01)  # an average since the start would still say 40
