@@ -9,7 +9,8 @@ with the 2 / B folded into the two matmuls that read it, and the (R, B, .) array
 ReLU neurons that no sample of the batch activates (in any run) add nothing to the output and get
 zero gradients, so the three large matmuls can leave them out: with a negative initial bias every
 neuron is dead for the first stretch of training (the bias has to decay before any fires), and a
-step there costs a fifth of a full one. Their gradients are then written as exact zeros.
+whole step there costs a quarter to a fifth of a full one at paper shapes. Their gradients are then
+written as exact zeros.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-# Gathering the live neurons' columns costs about a pass over the activations and W2; below this share of
-# live neurons it pays (measured in benchmarks/bench_engine.py's dead-neuron rows).
+# Gathering the live neurons' columns and scattering their gradients back has a fixed cost: skipping breaks
+# even near 90% live at paper shapes and near 65% at quick ones (`bench_dead_neurons --by-share`).
 MAX_LIVE_SHARE_TO_COMPACT = 0.75
 
 
@@ -32,8 +33,9 @@ class Workspace:
     pre: torch.Tensor  # pre-activations (R, B, k); ReLU overwrites them with the activations
     out: torch.Tensor  # outputs (R, B, out), then the residual out - target
     grad_hidden: torch.Tensor  # (R, B, k); with live neurons only, its storage holds (R, B, live)
-    live_act: torch.Tensor  # flat scratch of R * B * k: the live neurons' activations
-    live_w2: torch.Tensor  # flat scratch of R * out * k: their output weights, then those weights' gradient
+    # Scratch for skipping dead neurons, allocated at the first step that skips (never on a GPU or for GeLU/SoLU):
+    live_act: torch.Tensor | None = None  # flat, R * B * k: the live neurons' activations
+    live_w2: torch.Tensor | None = None  # flat, 2 * R * out * k: their output weights, and after them their gradient
     skipped_dead: bool = False  # whether the last step left dead neurons out
 
     @classmethod
@@ -42,9 +44,13 @@ class Workspace:
         def empty(width: int) -> torch.Tensor:
             return torch.empty(runs, batch_size, width, device=device)
 
-        return cls(empty(embed_dim), empty(out_dim), empty(n_neurons), empty(out_dim), empty(n_neurons),
-                   torch.empty(runs * batch_size * n_neurons, device=device),
-                   torch.empty(2 * runs * out_dim * n_neurons, device=device))
+        return cls(empty(embed_dim), empty(out_dim), empty(n_neurons), empty(out_dim), empty(n_neurons))
+
+    def live_scratch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.live_act is None or self.live_w2 is None:
+            self.live_act = torch.empty_like(self.pre).view(-1)
+            self.live_w2 = self.pre.new_empty(2 * self.out.shape[0] * self.out.shape[2] * self.pre.shape[2])
+        return self.live_act, self.live_w2
 
 
 def _scratch(flat: torch.Tensor, *shape: int, offset: int = 0) -> torch.Tensor:
@@ -88,13 +94,13 @@ def _activation_and_derivative(pre: torch.Tensor, nonlinearity: str) -> tuple[to
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
 
 
-def live_neurons(act: torch.Tensor) -> torch.Tensor | None:
-    """Indices of the ReLU neurons active on some sample of some run, or None when most neurons are.
+def live_neurons(act: torch.Tensor, max_live_share: float = MAX_LIVE_SHARE_TO_COMPACT) -> torch.Tensor | None:
+    """Indices of the ReLU neurons active on some sample of some run, or None when more are than max_live_share.
 
     A NaN activation counts as live, so a diverging run still shows its NaN loss.
     """
     live = (act.amax(dim=(0, 1)) <= 0).logical_not_().nonzero().squeeze(1)
-    return live if live.numel() <= MAX_LIVE_SHARE_TO_COMPACT * act.shape[2] else None
+    return live if live.numel() <= max_live_share * act.shape[2] else None
 
 
 def _output_and_gradients(ws: Workspace, act: torch.Tensor, w2: torch.Tensor, backward_through_activation,  # noqa: ANN001
@@ -117,7 +123,8 @@ def _output_and_gradients(ws: Workspace, act: torch.Tensor, w2: torch.Tensor, ba
 
 def squared_error_and_gradients(ws: Workspace, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
                                 nonlinearity: str, l1_reg: torch.Tensor | None, grads: Gradients,
-                                skip_dead_neurons: bool = False) -> torch.Tensor:
+                                skip_dead_neurons: bool = False,
+                                max_live_share: float = MAX_LIVE_SHARE_TO_COMPACT) -> torch.Tensor:
     """Fill `grads` with the gradient of the training loss and return each run's squared error (R,).
 
     Loss per run: sum((out - target)^2) / B + l1_reg * sum(|act|) / B, with ws.x and ws.target
@@ -128,7 +135,7 @@ def squared_error_and_gradients(ws: Workspace, w1: torch.Tensor, b1: torch.Tenso
     runs, batch_size = ws.x.shape[0], ws.x.shape[1]
     torch.baddbmm(b1.unsqueeze(1), ws.x, w1.transpose(1, 2), out=ws.pre)
     act, backward_through_activation = _activation_and_derivative(ws.pre, nonlinearity)
-    live = live_neurons(act) if skip_dead_neurons and nonlinearity == "relu" else None
+    live = live_neurons(act, max_live_share) if skip_dead_neurons and nonlinearity == "relu" else None
     ws.skipped_dead = live is not None
     if live is None:
         return _output_and_gradients(ws, act, w2, backward_through_activation, l1_reg, ws.grad_hidden, grads)
@@ -137,10 +144,11 @@ def squared_error_and_gradients(ws: Workspace, w1: torch.Tensor, b1: torch.Tenso
     # gather/scatter with a broadcast index: 5-10x faster than index_select/index_copy_ along the last dim
     act_columns = live.view(1, 1, -1).expand(runs, batch_size, n_live)
     w2_columns = live.view(1, 1, -1).expand(runs, out_dim, n_live)
-    live_act = torch.gather(act, 2, act_columns, out=_scratch(ws.live_act, runs, batch_size, n_live))
-    live_w2 = torch.gather(w2, 2, w2_columns, out=_scratch(ws.live_w2, runs, out_dim, n_live))
+    act_scratch, w2_scratch = ws.live_scratch()
+    live_act = torch.gather(act, 2, act_columns, out=_scratch(act_scratch, runs, batch_size, n_live))
+    live_w2 = torch.gather(w2, 2, w2_columns, out=_scratch(w2_scratch, runs, out_dim, n_live))
     live_grads = Gradients(w1.new_empty(runs, n_live, embed_dim), b1.new_empty(runs, n_live),
-                           _scratch(ws.live_w2, runs, out_dim, n_live, offset=live_w2.numel()))
+                           _scratch(w2_scratch, runs, out_dim, n_live, offset=live_w2.numel()))
     grad_hidden = _scratch(ws.grad_hidden.view(-1), runs, batch_size, n_live)
     squared_error = _output_and_gradients(ws, live_act, live_w2, _relu_derivative(live_act), l1_reg, grad_hidden,
                                           live_grads)

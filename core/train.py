@@ -26,6 +26,9 @@ from core.step import Gradients, Workspace, squared_error_and_gradients
 COSINE_T_MAX = 512
 LOSS_RECORD_EVERY = 16  # the paper code's loss log interval (kept in the run file as `losses`)
 DEAD_NEURON_CHECK_EVERY = 16  # steps between looks for dead ReLU neurons while most are live (CPU)
+# batch * k * out below which skipping dead neurons does not pay: gathering the live ones costs about what it saves
+# at quick shapes (512 * 256 * 128 = 2^24; `bench_dead_neurons --by-share`)
+MIN_WORK_TO_SKIP_DEAD = 1 << 26
 
 # Fields that may differ between runs trained together: everything else fixes array shapes or the
 # schedule, so runs differing in them must train as separate jobs.
@@ -165,7 +168,8 @@ class Trainer:
         self.errors: list[str | None] = [None] * len(configs)
         self._stacked_embedders = torch.stack(self.embedders)
         # Finding dead neurons reads a count back to the host: on a GPU that would stall the queued steps.
-        self.skip_dead_neurons = self.device.type == "cpu"
+        self.skip_dead_neurons = (self.device.type == "cpu"
+                                  and base.batch_size * base.n_neurons * base.output_dim >= MIN_WORK_TO_SKIP_DEAD)
 
     @property
     def n_runs(self) -> int:

@@ -53,21 +53,22 @@ class SpeedMeter:
 
     A run's speed changes as it trains (dead neurons are skipped while dead, so a negative-bias run
     starts several times faster than it goes on), and an average since the start would lag behind.
+    Each interval weighs by its length: a recent rate over about the last `memory_seconds` of training.
     """
 
-    def __init__(self, smoothing: float = 0.3):
-        self.smoothing = smoothing
+    def __init__(self, step: int, elapsed: float, memory_seconds: float = 3.0):
+        self.memory_seconds = memory_seconds
         self.rate: float | None = None
-        self._mark: tuple[int, float] | None = None
+        self._mark = (step, elapsed)  # a resumed run's rate comes from the steps it trains now
 
     def update(self, step: int, elapsed: float) -> float | None:
         """Take the trainer's step count and training seconds; return the current rate."""
-        if self._mark is None:
-            self.rate = step / elapsed if elapsed > 0 and step > 0 else None
-        elif elapsed > self._mark[1] and step > self._mark[0]:
-            recent = (step - self._mark[0]) / (elapsed - self._mark[1])
-            self.rate = recent if self.rate is None else self.rate + self.smoothing * (recent - self.rate)
-        self._mark = (step, elapsed)
+        steps, seconds = step - self._mark[0], elapsed - self._mark[1]
+        if steps > 0 and seconds > 0:
+            recent = steps / seconds
+            weight = 1.0 - math.exp(-seconds / self.memory_seconds)
+            self.rate = recent if self.rate is None else self.rate + weight * (recent - self.rate)
+            self._mark = (step, elapsed)
         return self.rate
 
 
@@ -84,8 +85,8 @@ class JobRunner:
         self.log2_seen = [0] * len(run_ids)
         self.frame_every = frame_interval(self.configs[0])
         self.last_checkpoint = time.monotonic()
-        self.speed = SpeedMeter()
         self._restore()
+        self.speed = SpeedMeter(self.trainer.step, self.trainer.elapsed)
 
     # --- persistence ---
     def _restore(self) -> None:

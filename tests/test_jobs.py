@@ -164,11 +164,20 @@ def test_checkpoint_from_an_earlier_engine_restarts_the_job_instead_of_failing_i
 
 
 def test_eta_follows_the_current_speed():
-    meter = SpeedMeter()
+    meter = SpeedMeter(0, 0.0)
     assert meter.update(0, 0.0) is None
     for second in range(1, 11):  # 100 steps/s while every neuron is dead and skipped
         meter.update(100 * second, float(second))
     assert meter.rate == pytest.approx(100)
     for second in range(11, 31):  # then 10 steps/s once they fire
         meter.update(1000 + 10 * (second - 10), float(second))
-    assert meter.rate == pytest.approx(10, rel=0.01)  # an average since the start would still say 40
+    assert meter.rate == pytest.approx(10, rel=0.02)  # an average since the start would still say 40
+    meter.update(1200 + 1, 30.01)  # a snapshot soon after the last one weighs by its length (0.3 each: 37)
+    assert meter.rate == pytest.approx(10, rel=0.05)
+
+
+def test_eta_of_a_resumed_run_comes_from_the_steps_it_trains_now():
+    meter = SpeedMeter(1000, 10.0)  # restored from a checkpoint taken after a fast dead phase
+    assert meter.rate is None
+    meter.update(1010, 11.0)
+    assert meter.rate == pytest.approx(10)

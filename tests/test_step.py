@@ -81,4 +81,25 @@ def test_a_nan_neuron_is_not_skipped_as_dead():
     ws.x.fill_(0.1)
     ws.target.zero_()
     se = squared_error_and_gradients(ws, w1, b1, w2, "relu", None, Gradients.like(w1, b1, w2), skip_dead_neurons=True)
+    assert ws.skipped_dead  # the nine dead neurons were left out, the NaN one kept
     assert torch.isnan(se).all()
+
+
+def test_one_workspace_serves_steps_with_changing_numbers_of_live_neurons():
+    runs, batch, m, k, out_dim = 2, 32, 5, 30, 8
+    g = torch.Generator().manual_seed(3)
+    w1, w2 = torch.randn(runs, k, m, generator=g), torch.randn(runs, out_dim, k, generator=g) * 0.3
+    ws = Workspace.allocate(runs, batch, m, k, out_dim, torch.device("cpu"))
+    grads = Gradients.like(w1, torch.zeros(runs, k), w2)
+    for n_live in (5, 30, 0, 12, 22, 3):
+        b1 = torch.randn(runs, k, generator=g) * 0.5
+        b1[:, n_live:] = -100.0
+        ws.x.copy_(torch.randn(runs, batch, m, generator=g))
+        ws.target.copy_(torch.rand(runs, batch, out_dim, generator=g))
+        expected_se, expected_grads = plain_loss_and_grads(ws.x.clone(), ws.target.clone(), w1, b1, w2, "relu",
+                                                           torch.zeros(runs))
+        se = squared_error_and_gradients(ws, w1, b1, w2, "relu", None, grads, skip_dead_neurons=True)
+        assert ws.skipped_dead == (n_live <= MAX_LIVE_SHARE_TO_COMPACT * k)
+        assert torch.allclose(se, expected_se, rtol=1e-5)
+        for ours, theirs in zip((grads.w1, grads.b1, grads.w2), expected_grads):
+            assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6), n_live

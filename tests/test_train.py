@@ -94,13 +94,13 @@ def test_snapshots_cover_every_step_once(tiny):
 @pytest.mark.parametrize("init_bias", [0.0, -1.0])  # -1: dead neurons, left out of the matmuls when checkpointed
 def test_resume_from_checkpoint_continues_exactly(tiny, init_bias):
     tiny = tiny.replace(init_bias=init_bias, bias_decay=4.0)
-    straight = Trainer([tiny])
+    straight, first, resumed = Trainer([tiny]), Trainer([tiny]), Trainer([tiny])
+    for trainer in (straight, first, resumed):
+        trainer.skip_dead_neurons = True  # the engine skips only at larger shapes, where it pays
     straight.advance(tiny.steps)
-    first = Trainer([tiny])
     first.advance(24)
     assert first.workspace.skipped_dead == (init_bias < 0)
     state = first.state_dict()
-    resumed = Trainer([tiny])
     resumed.load_state_dict(state)
     resumed.advance(tiny.steps)
     assert torch.equal(resumed.losses, straight.losses)
@@ -174,3 +174,18 @@ def test_dense_sampling_path_trains_like_the_sparse_one(tiny):
     dense.advance(200)
     assert torch.isfinite(dense.losses).all()
     assert dense.losses[0, -20:].mean() < 0.8 * dense.losses[0, :20].mean()
+
+
+def test_dead_neurons_are_skipped_on_the_cpu_where_it_pays(tiny):
+    assert not Trainer([tiny]).skip_dead_neurons  # small shapes: gathering the live neurons costs what it saves
+    config = tiny.replace(n_features=256, embed_dim=16, n_neurons=256, batch_size=1024, init_bias=-0.7, eps=1 / 64,
+                          bias_decay=0.5, steps=32)
+    skipping, dense = Trainer([config]), Trainer([config])
+    assert skipping.skip_dead_neurons
+    dense.skip_dead_neurons = False
+    skipping.advance(8)
+    dense.advance(8)
+    assert skipping.workspace.skipped_dead and not dense.workspace.skipped_dead
+    assert 0.1 < (skipping.workspace.pre > 0).any(dim=1).float().mean() < 0.75  # some neurons live, most not
+    assert torch.allclose(skipping.losses, dense.losses, rtol=1e-5)
+    assert torch.allclose(skipping.w2, dense.w2, atol=1e-6)
