@@ -41,22 +41,33 @@ class StackedLamb(torch.optim.Optimizer):
     """LAMB over tensors of shape (R, ...) with a learning rate and a trust ratio per run.
 
     The group's `lr` is a factor on every run's rate (1 at the start), so a torch LR scheduler on
-    this optimizer scales all runs' rates alike, as it scales each run's own rate when alone.
+    this optimizer scales all runs' rates alike, as it scales each run's own rate when alone. The step
+    reads that factor from the device tensor `rate`, which `step` fills from the group; while a CUDA
+    graph is being captured it is left alone, so that the graph reads the factor its caller fills
+    before each replay (`sync_rate`).
     """
 
     def __init__(self, params: Sequence[torch.Tensor], run_lrs: Sequence[float]):
         defaults = _library_defaults()
         super().__init__(list(params), {"lr": 1.0, **defaults})
         self._update_buffers: dict[torch.Tensor, torch.Tensor] = {}
-        self.run_lrs = torch.tensor(list(run_lrs), dtype=torch.float32, device=self.param_groups[0]["params"][0].device)
+        device = self.param_groups[0]["params"][0].device
+        self.run_lrs = torch.tensor(list(run_lrs), dtype=torch.float32, device=device)
+        self.rate = torch.ones((), dtype=torch.float32, device=device)
+
+    def sync_rate(self) -> None:
+        """Copy the group's (scheduled) rate factor into `rate`, where the update reads it."""
+        self.rate.fill_(self.param_groups[0]["lr"])
 
     @torch.no_grad()
     def step(self, closure=None) -> None:  # noqa: ANN001 (torch's Optimizer signature)
+        if self.rate.device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
+            self.sync_rate()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             beta3 = 1.0 - beta1 if group["grad_averaging"] else 1.0
             eps = group["eps"]
-            lrs = self.run_lrs * group["lr"]
+            lrs = self.run_lrs * self.rate
             for p in group["params"]:
                 if p.grad is None:
                     continue

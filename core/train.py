@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from core.config import RunConfig
+from core.cuda_graph import WARMUP_STEPS, StepGraph, graphs_wanted, on_side_stream
 from core.data import make_embedder, sample_task_batch, task_sampler
 from core.metrics import SfaSummary, single_feature_activations
 from core.model import RunWeights, init_weights
@@ -55,6 +56,13 @@ def resolve_device(name: str) -> torch.device:
 # than one after another; at paper shapes (batch 1024 or 8192) they break even (1.0x), while holding six
 # runs' activations at once (6 x 32 MiB per tensor at batch 8192).
 MAX_BATCHED_ACTIVATIONS = 1 << 19  # batch_size * max(k, N) per run
+# A GPU is far from full with one paper-shape run (benchmarks/bench_gpu.py): stacking fills it.
+MAX_BATCHED_ACTIVATIONS_CUDA = 1 << 24
+
+
+def trains_on_cuda(config: RunConfig) -> bool:
+    """Whether a run of this config would train on a CUDA GPU here (device "cuda", or "auto" with one present)."""
+    return config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
 
 
 def batch_key(config: RunConfig) -> tuple:
@@ -64,7 +72,8 @@ def batch_key(config: RunConfig) -> tuple:
 
 def worth_batching(config: RunConfig) -> bool:
     """Whether stacking runs of this shape saves time rather than costing memory bandwidth."""
-    return config.batch_size * max(config.n_neurons, config.n_features) <= MAX_BATCHED_ACTIVATIONS
+    limit = MAX_BATCHED_ACTIVATIONS_CUDA if trains_on_cuda(config) else MAX_BATCHED_ACTIVATIONS
+    return config.batch_size * max(config.n_neurons, config.n_features) <= limit
 
 
 @contextmanager
@@ -114,9 +123,13 @@ class Snapshot:
 
 
 class Trainer:
-    """Trains one or more batch-compatible runs together; a single run is R = 1."""
+    """Trains one or more batch-compatible runs together; a single run is R = 1.
 
-    def __init__(self, configs: list[RunConfig]):
+    On a CUDA device each step after the first few is a replay of one CUDA graph (`core.cuda_graph`);
+    `cuda_graph=False` keeps every step eager.
+    """
+
+    def __init__(self, configs: list[RunConfig], cuda_graph: bool | None = None):
         if not configs:
             raise ValueError("at least one run config is needed")
         keys = {batch_key(c) for c in configs}
@@ -142,14 +155,18 @@ class Trainer:
                    for c, g in zip(configs, self.generators)]
         # One stacked tensor per parameter, each run's parameters views into it: the step reads all runs
         # without copying. A single run trains with the library's LAMB on its views; batched runs with
-        # StackedLamb, which takes the trust ratio per run.
+        # StackedLamb, which takes the trust ratio per run, and so do graphed runs (the library's step size is
+        # a Python number, which a graph would freeze; StackedLamb reads it from a device tensor).
         self.w1, self.b1, self.w2 = (torch.stack(ts) for ts in zip(*(w.tensors() for w in initial)))
         self.weights = [RunWeights(self.w1[r], self.b1[r], self.w2[r]) for r in range(len(configs))]
         self.grads = Gradients.like(self.w1, self.b1, self.w2)
+        self.graphing = graphs_wanted(self.device) if cuda_graph is None else cuda_graph and self.device.type == "cuda"
+        self._graph: StepGraph | None = None
+        self._eager_steps = 0
         self.workspace = Workspace.allocate(len(configs), base.batch_size, base.embed_dim, base.n_neurons,
                                             base.output_dim, self.device)
         self.samplers = [task_sampler(c.task, c.n_features, c.eps, c.sample_kind, self.device) for c in configs]
-        if len(configs) == 1:
+        if len(configs) == 1 and not self.graphing:
             run = self.weights[0]
             run.w1.grad, run.b1.grad, run.w2.grad = self.grads.w1[0], self.grads.b1[0], self.grads.w2[0]
             self.optimizer: torch.optim.Optimizer = paper_lamb(run.tensors(), lr=base.lr)
@@ -163,6 +180,10 @@ class Trainer:
         factors = [1.0 - c.bias_decay * c.lr for c in configs]
         self.bias_factors = (torch.tensor(factors, device=self.device).unsqueeze(1)
                              if any(f != 1.0 for f in factors) else None)
+        # Read by the step on the device, so that a CUDA graph of it stays valid at every step: the factor
+        # becomes 1 (an exact no-op) after the first half; the index is where the step writes its loss.
+        self._bias_factor_now = None if self.bias_factors is None else self.bias_factors.clone()
+        self._step_index = torch.zeros(1, dtype=torch.long, device=self.device)
         self.losses = torch.zeros(len(configs), base.steps, device=self.device)
         self.log2_models: list[list[dict[str, torch.Tensor]]] = [[] for _ in configs]
         self.errors: list[str | None] = [None] * len(configs)
@@ -179,7 +200,12 @@ class Trainer:
     def steps(self) -> int:
         return self.base.steps
 
-    def _train_step(self) -> None:
+    def _device_step(self) -> None:
+        """One step's work on the device: sample, forward and backward, LAMB, bias decay, record the loss.
+
+        Nothing here depends on Python state that changes between steps (a CUDA graph replays it as is),
+        except the dead-neuron look-up, which runs on the CPU only.
+        """
         base, ws = self.base, self.workspace
         for r, (sampler, generator) in enumerate(zip(self.samplers, self.generators)):
             sample_task_batch(base.task, base.batch_size, sampler, generator, self.embedders[r],
@@ -188,13 +214,30 @@ class Trainer:
             squared_error = squared_error_and_gradients(ws, self.w1, self.b1, self.w2, base.nonlinearity,
                                                         self.l1, self.grads, skip_dead_neurons=self._look_for_dead())
             self.optimizer.step()
-            self.scheduler.step()
-            if self.bias_factors is not None and self.step < self.steps // 2:
-                self.b1.mul_(self.bias_factors)
-            self.losses[:, self.step] = squared_error
-            if is_log2_checkpoint(self.step):
-                for r, w in enumerate(self.weights):
-                    self.log2_models[r].append(paper_state_dict(w))
+            if self._bias_factor_now is not None:
+                self.b1.mul_(self._bias_factor_now)
+            self.losses.index_copy_(1, self._step_index, squared_error.unsqueeze(1))
+            self._step_index.add_(1)
+
+    def _train_step(self) -> None:
+        if self._graph is not None:
+            self.optimizer.sync_rate()
+            self._graph.replay()
+        elif self.graphing and self._eager_steps >= WARMUP_STEPS:
+            self._graph = StepGraph(self._device_step, self.generators)
+            self.optimizer.sync_rate()
+            self._graph.replay()
+        elif self.graphing:
+            on_side_stream(self._device_step)
+            self._eager_steps += 1
+        else:
+            self._device_step()
+        self.scheduler.step()
+        if self.step + 1 == self.steps // 2 and self._bias_factor_now is not None:
+            self._bias_factor_now.fill_(1.0)
+        if is_log2_checkpoint(self.step):
+            for r, w in enumerate(self.weights):
+                self.log2_models[r].append(paper_state_dict(w))
         self.step += 1
 
     def _look_for_dead(self) -> bool:
@@ -297,6 +340,12 @@ class Trainer:
                             for models in state["log2_models"]]
         self.errors = list(state["errors"])
         self.workspace.skipped_dead = bool(state.get("skipped_dead", False))
+        self._step_index.fill_(self.step)
+        if self._bias_factor_now is not None and self.step < self.steps // 2:
+            self._bias_factor_now.copy_(self.bias_factors)
+        elif self._bias_factor_now is not None:
+            self._bias_factor_now.fill_(1.0)
+        self._graph, self._eager_steps = None, 0  # the loaded optimizer state is in new tensors: capture again
 
 
 def paper_state_dict(weights: RunWeights) -> dict[str, torch.Tensor]:

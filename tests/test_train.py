@@ -6,8 +6,9 @@ import torch
 
 from core.config import RunConfig
 from core.model import solu
+from core.presets import PAPER_BASE
 from core.stacked_lamb import paper_lamb
-from core.train import Trainer, TrainingDiverged, is_log2_checkpoint, iterate_training, train
+from core.train import Trainer, TrainingDiverged, is_log2_checkpoint, iterate_training, train, worth_batching
 
 
 def test_same_seed_same_numbers(tiny):
@@ -189,3 +190,9 @@ def test_dead_neurons_are_skipped_on_the_cpu_where_it_pays(tiny):
     assert 0.1 < (skipping.workspace.pre > 0).any(dim=1).float().mean() < 0.75  # some neurons live, most not
     assert torch.allclose(skipping.losses, dense.losses, rtol=1e-5)
     assert torch.allclose(skipping.w2, dense.w2, atol=1e-6)
+
+
+def test_paper_shape_sweeps_run_one_job_per_value_on_the_cpu():
+    assert not worth_batching(PAPER_BASE.replace(device="cpu"))
+    assert worth_batching(PAPER_BASE.replace(device="cpu", n_features=128, embed_dim=16, n_neurons=256,
+                                             batch_size=512))

@@ -1,0 +1,91 @@
+"""The GPU path: CUDA graphs, on-device sampling and TF32. Run on a machine with a CUDA GPU (CI has none);
+the same step code runs on the CPU in every other test."""
+
+import io
+
+import pytest
+import torch
+
+from core.presets import PAPER_BASE, preset_config
+from core.step import Gradients, Workspace, squared_error_and_gradients
+from core.train import Trainer, matmul_precision, worth_batching
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture
+def quick_cuda():
+    # 300 steps: past the warm-up, the capture, and the half-way point where bias decay stops (step 150)
+    return preset_config("quick-negative-bias").replace(steps=300, snapshot_every=100, device="cuda")
+
+
+def assert_same_training(a: Trainer, b: Trainer, rtol: float = 1e-6, atol: float = 1e-7) -> None:
+    torch.testing.assert_close(a.losses, b.losses, rtol=rtol, atol=atol)
+    for name in ("w1", "b1", "w2"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=rtol, atol=atol)
+
+
+def test_graph_replays_train_like_eager_steps(quick_cuda):
+    configs = [quick_cuda.replace(seed=1, lr=0.003), quick_cuda.replace(seed=2, l1_reg=0.01),
+               quick_cuda.replace(seed=3, init_bias=0.0)]
+    graphed, eager = Trainer(configs, cuda_graph=True), Trainer(configs, cuda_graph=False)
+    graphed.advance(quick_cuda.steps)
+    eager.advance(quick_cuda.steps)
+    assert graphed._graph is not None and eager._graph is None
+    assert_same_training(graphed, eager)
+    assert [len(m) for m in graphed.log2_models] == [len(m) for m in eager.log2_models]
+
+
+@pytest.mark.parametrize("task", ["decoder", "random_proj", "abs"])
+def test_a_graphed_single_run_matches_the_library_lamb(quick_cuda, task):
+    config = quick_cuda.replace(task=task, steps=100)
+    graphed, library = Trainer([config], cuda_graph=True), Trainer([config], cuda_graph=False)
+    graphed.advance(config.steps)
+    library.advance(config.steps)
+    assert_same_training(graphed, library, rtol=1e-4, atol=1e-6)
+
+
+def test_a_graphed_run_resumes_exactly(quick_cuda):
+    straight, first = Trainer([quick_cuda]), Trainer([quick_cuda])
+    straight.advance(quick_cuda.steps)
+    first.advance(120)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    resumed = Trainer([quick_cuda])
+    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
+    resumed.advance(quick_cuda.steps - 120)
+    assert_same_training(straight, resumed)
+
+
+def step_on(device: str, dtype: torch.dtype, seed: int = 0, precision: str = "fp32") -> list[torch.Tensor]:
+    """One forward-backward pass at paper shapes on fixed random inputs: [squared error, gradients]."""
+    g = torch.Generator().manual_seed(seed)
+    runs, batch, m, k, out = 2, 1024, 64, 1024, 512
+    w1, b1, w2 = torch.randn(runs, k, m, generator=g) / 8, torch.randn(runs, k, generator=g) / 8, \
+        torch.randn(runs, out, k, generator=g) / 32
+    ws = Workspace.allocate(runs, batch, m, k, out, torch.device(device))
+    ws.x.copy_(torch.randn(runs, batch, m, generator=g))
+    ws.target.copy_(torch.rand(runs, batch, out, generator=g))
+    tensors = [t.to(device=device, dtype=dtype) for t in (w1, b1, w2)]
+    for name in ("x", "target", "pre", "out", "grad_hidden"):
+        setattr(ws, name, getattr(ws, name).to(dtype))
+    grads = Gradients.like(*tensors)
+    with matmul_precision(precision, torch.device(device)):
+        error = squared_error_and_gradients(ws, *tensors, "relu", None, grads)
+    return [t.double().cpu() for t in (error, grads.w1, grads.b1, grads.w2)]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_the_cuda_step_computes_the_float64_definition():
+    reference = step_on("cpu", torch.float64)
+    fp32, tf32 = step_on("cuda", torch.float32), step_on("cuda", torch.float32, precision="tf32")
+    for exact, rounded, ref in zip(fp32, tf32, reference):
+        assert relative_error(exact, ref) < 1e-5
+        assert 0 < relative_error(rounded, ref) < 1e-2  # TF32 rounds the matmul inputs to 10 mantissa bits
+
+
+def test_paper_shape_sweeps_train_stacked_on_a_gpu():
+    assert worth_batching(PAPER_BASE.replace(device="cuda"))
