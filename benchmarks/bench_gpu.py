@@ -76,6 +76,27 @@ def section_single_run() -> None:
              "roofline_tflops": tflops})
 
 
+def section_profile() -> None:
+    """GPU time per kernel of eager TF32 steps (a graph replays the same kernels, without the launch gaps)."""
+    config = PAPER.replace(precision="tf32")
+    trainer = Trainer([config], cuda_graph=False)
+    trainer.advance(4)
+    steps = 20
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profiler:
+        trainer.advance(steps)
+        torch.cuda.synchronize()
+    kernels = [e for e in profiler.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    total = sum(e.time_range.elapsed_us() for e in kernels) / steps
+    by_name: dict[str, float] = {}
+    for e in kernels:
+        by_name[e.name] = by_name.get(e.name, 0.0) + e.time_range.elapsed_us() / steps
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:14]
+    lines = [f"  {us:7.1f} us  {name[:110]}" for name, us in top]
+    report("profile_tf32", f"kernels of one eager TF32 paper step: {len(kernels) / steps:.0f} launches, {total:.0f} us "
+           "of GPU time; the largest:\n" + "\n".join(lines), {"kernels_per_step": len(kernels) / steps,
+                                                             "gpu_us_per_step": total, "top": top})
+
+
 def section_sweep() -> None:
     for precision in ("fp32", "tf32"):
         configs = [PAPER.replace(precision=precision, lr=lr, seed=i) for i, lr in enumerate(LR_VALUES)]
@@ -126,8 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     print(f"machine: {platform.node()}, {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
-    sections = [section_single_run, section_sweep, lambda: section_paper_run("tf32"), section_quick_precision,
-                lambda: section_paper_run("fp32")]
+    sections = [section_single_run, section_profile, section_sweep, lambda: section_paper_run("tf32"),
+                section_quick_precision, lambda: section_paper_run("fp32")]
     for section in sections:
         if time.perf_counter() - started > args.budget:
             print("budget spent: later sections skipped", flush=True)

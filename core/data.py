@@ -131,6 +131,8 @@ class FeatureSampler:
 
     def __init__(self, probs: torch.Tensor, device: torch.device | str = "cpu"):
         self.probs = probs.float().to(device)
+        self._divisors = self.probs.clamp(min=torch.finfo(torch.float32).tiny)  # amplitude u / p; absent where p = 0
+        self._zero = torch.zeros((), device=device)
         self.n_features = int(probs.shape[0])
         self.device = torch.device(device)
         self.tiers = self._tiers(probs.double().cpu())
@@ -175,11 +177,11 @@ class FeatureSampler:
         return SparseFeatures.from_unsorted(torch.cat(rows), torch.cat(cols), torch.cat(values), batch_size,
                                             self.n_features)
 
-    def dense(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        """(B, N) from one uniform per cell: the GPU's path (no host round trip)."""
+    def dense(self, batch_size: int, generator: torch.Generator, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N) from one uniform per cell, written into `out` when given: the GPU's path (no host round trip)."""
         u = torch.rand(batch_size, self.n_features, generator=generator, device=self.device)
         present = u < self.probs
-        return torch.where(present, u / self.probs.clamp(min=torch.finfo(torch.float32).tiny), 0.0)
+        return torch.where(present, u.div_(self._divisors), self._zero, out=out)
 
 
 def task_sampler(task: str, n_features: int, eps: float, sample_kind: str,
@@ -198,17 +200,16 @@ def sample_task_batch(task: str, batch_size: int, sampler: FeatureSampler, gener
     """
     if sparse is None:
         sparse = sampler.device.type == "cpu" and sampler.density <= SPARSE_MAX_DENSITY
-    if not sparse:
-        v = sampler.dense(batch_size, generator)
+    if not sparse:  # each array written where it is kept: on a GPU at paper shapes, copies cost as much as matmuls
+        v = sampler.dense(batch_size, generator, out=target_out if task == "decoder" else None)
         if task == "abs":
-            v = v - sampler.dense(batch_size, generator)
-        target = v.abs() if task == "abs" else v @ output_embedder.T if task == "random_proj" else v
-        x = v @ embedder.T
-        if x_out is not None:
-            x = x_out.copy_(x)
-        if target_out is not None:
-            target = target_out.copy_(target)
-        return x, target
+            v = v.sub_(sampler.dense(batch_size, generator))
+            target = torch.abs(v, out=target_out) if target_out is not None else v.abs()
+        elif task == "random_proj":
+            target = torch.mm(v, output_embedder.T, out=target_out)
+        else:
+            target = v
+        return torch.mm(v, embedder.T, out=x_out), target
     features = sampler.sparse(batch_size, generator)
     if task == "abs":
         features = features.minus(sampler.sparse(batch_size, generator))

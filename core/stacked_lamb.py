@@ -63,31 +63,44 @@ class StackedLamb(torch.optim.Optimizer):
     def step(self, closure=None) -> None:  # noqa: ANN001 (torch's Optimizer signature)
         if self.rate.device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
             self.sync_rate()
+        # One multi-tensor kernel per operation over all parameters, and the trust ratios of every run and
+        # tensor in one (R, tensors) array: on a GPU a step's cost is mostly its number of kernels.
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             beta3 = 1.0 - beta1 if group["grad_averaging"] else 1.0
             eps = group["eps"]
-            lrs = self.run_lrs * self.rate
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
                 state = self.state[p]
                 if not state:
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 if p not in self._update_buffers:  # scratch, not state: rebuilt after a checkpoint load
                     self._update_buffers[p] = torch.empty_like(p)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(p.grad, alpha=beta3)
-                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
-                # torch's CPU sqrt is ~8x slower on zeros (dead neurons' second moments) than on other values;
-                # clamping at the smallest normal float first changes nothing once eps is added.
-                update = torch.clamp(exp_avg_sq, min=SMALLEST_NORMAL, out=self._update_buffers[p]).sqrt_().add_(eps)
-                torch.div(exp_avg, update, out=update)
-                dims = tuple(range(1, p.dim()))
-                weight_norm = torch.linalg.vector_norm(p, dim=dims).clamp_(max=group["clamp"])
-                update_norm = torch.linalg.vector_norm(update, dim=dims)
-                trust_ratio = torch.where((weight_norm != 0) & (update_norm != 0),
-                                          weight_norm / (update_norm + eps), 1.0)
-                step_size = (trust_ratio * lrs).view(-1, *([1] * len(dims)))
-                p.addcmul_(update, step_size, value=-1.0)
+            grads = [p.grad for p in params]
+            exp_avgs = [self.state[p]["exp_avg"] for p in params]
+            exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+            updates = [self._update_buffers[p] for p in params]
+            torch._foreach_mul_(exp_avgs, beta1)
+            torch._foreach_add_(exp_avgs, grads, alpha=beta3)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+            # torch's CPU sqrt is ~8x slower on zeros (dead neurons' second moments) than on other values;
+            # clamping at the smallest normal float first changes nothing once eps is added.
+            torch._foreach_copy_(updates, exp_avg_sqs)
+            torch._foreach_clamp_min_(updates, SMALLEST_NORMAL)
+            torch._foreach_sqrt_(updates)
+            torch._foreach_add_(updates, eps)
+            torch._foreach_reciprocal_(updates)
+            torch._foreach_mul_(updates, exp_avgs)
+            runs = params[0].shape[0]
+            weight_norms = torch.stack([torch.linalg.vector_norm(p.view(runs, -1), dim=1) for p in params], dim=1)
+            update_norms = torch.stack([torch.linalg.vector_norm(u.view(runs, -1), dim=1) for u in updates], dim=1)
+            weight_norms.clamp_(max=group["clamp"])
+            trust_ratios = torch.where((weight_norms != 0) & (update_norms != 0),
+                                       weight_norms / (update_norms + eps), 1.0)
+            step_sizes = trust_ratios.mul_(self.run_lrs.unsqueeze(1) * self.rate)  # (R, tensors)
+            for i, (p, update) in enumerate(zip(params, updates)):
+                p.addcmul_(update, step_sizes[:, i].view(-1, *([1] * (p.dim() - 1))), value=-1.0)
