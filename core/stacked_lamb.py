@@ -63,8 +63,9 @@ class StackedLamb(torch.optim.Optimizer):
     def step(self, closure=None) -> None:  # noqa: ANN001 (torch's Optimizer signature)
         if self.rate.device.type != "cuda" or not torch.cuda.is_current_stream_capturing():
             self.sync_rate()
-        # One multi-tensor kernel per operation over all parameters, and the trust ratios of every run and
-        # tensor in one (R, tensors) array: on a GPU a step's cost is mostly its number of kernels.
+        # The trust ratios of every run and tensor are computed in one (R, tensors) array: fewer tiny kernels.
+        # Elementwise work stays one kernel per tensor: with torch's multi-tensor (foreach) kernels instead, a
+        # graphed paper-scale step on an H100 ran slower, and they took ~90 us of its ~490 (benchmarks/RESULTS.md).
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             beta3 = 1.0 - beta1 if group["grad_averaging"] else 1.0
@@ -72,6 +73,7 @@ class StackedLamb(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
+            updates = []
             for p in params:
                 state = self.state[p]
                 if not state:
@@ -79,22 +81,13 @@ class StackedLamb(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 if p not in self._update_buffers:  # scratch, not state: rebuilt after a checkpoint load
                     self._update_buffers[p] = torch.empty_like(p)
-            grads = [p.grad for p in params]
-            exp_avgs = [self.state[p]["exp_avg"] for p in params]
-            exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
-            updates = [self._update_buffers[p] for p in params]
-            torch._foreach_mul_(exp_avgs, beta1)
-            torch._foreach_add_(exp_avgs, grads, alpha=beta3)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
-            # torch's CPU sqrt is ~8x slower on zeros (dead neurons' second moments) than on other values;
-            # clamping at the smallest normal float first changes nothing once eps is added.
-            torch._foreach_copy_(updates, exp_avg_sqs)
-            torch._foreach_clamp_min_(updates, SMALLEST_NORMAL)
-            torch._foreach_sqrt_(updates)
-            torch._foreach_add_(updates, eps)
-            torch._foreach_reciprocal_(updates)
-            torch._foreach_mul_(updates, exp_avgs)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(p.grad, alpha=beta3)
+                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
+                # torch's CPU sqrt is ~8x slower on zeros (dead neurons' second moments) than on other values;
+                # clamping at the smallest normal float first changes nothing once eps is added.
+                update = torch.clamp(exp_avg_sq, min=SMALLEST_NORMAL, out=self._update_buffers[p]).sqrt_().add_(eps)
+                updates.append(torch.div(exp_avg, update, out=update))
             runs = params[0].shape[0]
             weight_norms = torch.stack([torch.linalg.vector_norm(p.view(runs, -1), dim=1) for p in params], dim=1)
             update_norms = torch.stack([torch.linalg.vector_norm(u.view(runs, -1), dim=1) for u in updates], dim=1)

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from core.model import forward
-from core.step import MAX_LIVE_SHARE_TO_COMPACT, Gradients, Workspace, live_neurons, squared_error_and_gradients
+from core.step import (
+    MAX_LIVE_SHARE_TO_COMPACT,
+    Gradients,
+    Workspace,
+    _fused_relu_layer,
+    live_neurons,
+    squared_error_and_gradients,
+)
 
 
 def plain_loss_and_grads(x, target, w1, b1, w2, nonlinearity, l1):
@@ -103,3 +110,15 @@ def test_one_workspace_serves_steps_with_changing_numbers_of_live_neurons():
         assert torch.allclose(se, expected_se, rtol=1e-5)
         for ours, theirs in zip((grads.w1, grads.b1, grads.w2), expected_grads):
             assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6), n_live
+
+
+def test_the_fused_relu_layer_computes_relu_of_the_affine_map():
+    """The GPU's first layer (cuBLASLt epilogue there); on the CPU the same op computes it unfused."""
+    g = torch.Generator().manual_seed(3)
+    ws = Workspace.allocate(2, 16, 4, 8, 5, torch.device("cpu"))
+    ws.x.copy_(torch.randn(2, 16, 4, generator=g))
+    w1, b1 = torch.randn(2, 8, 4, generator=g), torch.randn(2, 8, generator=g)
+    act, _ = _fused_relu_layer(ws, w1, b1)
+    expected = torch.relu(ws.x @ w1.transpose(1, 2) + b1.unsqueeze(1))
+    torch.testing.assert_close(act, expected)
+    assert (act == 0).any() and (act > 0).any()
