@@ -29,9 +29,8 @@ class Workspace:
     """Per-step arrays of shape (R, B, .), reused every step, and scratch for the live-neuron columns."""
 
     x: torch.Tensor  # inputs (R, B, m)
-    target: torch.Tensor  # (R, B, out)
+    target: torch.Tensor  # (R, B, out); the step overwrites it with the residual out - target
     pre: torch.Tensor  # pre-activations (R, B, k); ReLU overwrites them with the activations
-    out: torch.Tensor  # outputs (R, B, out), then the residual out - target
     grad_hidden: torch.Tensor  # (R, B, k); with live neurons only, its storage holds (R, B, live)
     # Scratch for skipping dead neurons, allocated at the first step that skips (never on a GPU or for GeLU/SoLU):
     live_act: torch.Tensor | None = None  # flat, R * B * k: the live neurons' activations
@@ -44,12 +43,12 @@ class Workspace:
         def empty(width: int) -> torch.Tensor:
             return torch.empty(runs, batch_size, width, device=device)
 
-        return cls(empty(embed_dim), empty(out_dim), empty(n_neurons), empty(out_dim), empty(n_neurons))
+        return cls(empty(embed_dim), empty(out_dim), empty(n_neurons), empty(n_neurons))
 
     def live_scratch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.live_act is None or self.live_w2 is None:
             self.live_act = torch.empty_like(self.pre).view(-1)
-            self.live_w2 = self.pre.new_empty(2 * self.out.shape[0] * self.out.shape[2] * self.pre.shape[2])
+            self.live_w2 = self.pre.new_empty(2 * self.target.shape[0] * self.target.shape[2] * self.pre.shape[2])
         return self.live_act, self.live_w2
 
 
@@ -116,7 +115,8 @@ def _output_and_gradients(ws: Workspace, act: torch.Tensor, w2: torch.Tensor, ba
                           l1_reg: torch.Tensor | None, grad_hidden: torch.Tensor, grads: Gradients) -> torch.Tensor:
     """Everything after the activations: the squared error, and `grads` from the residual back."""
     runs, batch_size = ws.x.shape[0], ws.x.shape[1]
-    residual = torch.bmm(act, w2.transpose(1, 2), out=ws.out).sub_(ws.target)
+    # act @ w2.T - target in the matmul itself, in the target's place: one pass over the outputs instead of three
+    residual = ws.target.baddbmm_(act, w2.transpose(1, 2), beta=-1.0)
     squared_error = torch.linalg.vector_norm(residual.view(runs, -1), dim=1).square_().div_(batch_size)
 
     scale = 2.0 / batch_size

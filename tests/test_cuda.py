@@ -71,7 +71,7 @@ def step_on(device: str, dtype: torch.dtype, seed: int = 0, precision: str = "fp
     ws.x.copy_(torch.randn(runs, batch, m, generator=g))
     ws.target.copy_(torch.rand(runs, batch, out, generator=g))
     tensors = [t.to(device=device, dtype=dtype) for t in (w1, b1, w2)]
-    for name in ("x", "target", "pre", "out", "grad_hidden"):
+    for name in ("x", "target", "pre", "grad_hidden"):
         setattr(ws, name, getattr(ws, name).to(dtype))
     grads = Gradients.like(*tensors)
     with matmul_precision(precision, torch.device(device)):
