@@ -311,11 +311,25 @@ class Trainer:
             "errors": list(self.errors),
             # which path the next step takes (skipping dead neurons or not) changes its rounding
             "skipped_dead": self.workspace.skipped_dead,
+            "device_type": self.device.type,
+            "optimizer_kind": self._optimizer_kind,
         }
+
+    @property
+    def _optimizer_kind(self) -> str:
+        return "stacked" if isinstance(self.optimizer, StackedLamb) else "library"
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if [RunConfig(**c) for c in state["configs"]] != self.configs:
             raise ValueError("checkpoint belongs to a different run configuration")
+        # Checkpoints from before these keys were CPU ones, with the library's LAMB for a single run.
+        written_on = state.get("device_type", "cpu")
+        if written_on != self.device.type:  # a CPU and a CUDA generator's states do not translate
+            raise IncompatibleCheckpoint(f"it was written on the {written_on} and this worker trains on the "
+                                         f"{self.device.type}, whose random generator cannot take its state")
+        kind = state.get("optimizer_kind", "library" if self.n_runs == 1 else "stacked")
+        if kind != self._optimizer_kind:  # same tensor count, other shapes and learning-rate meaning
+            raise IncompatibleCheckpoint(f"its optimizer ({kind} LAMB) is not this engine's ({self._optimizer_kind})")
         try:  # first, so that a checkpoint that does not fit leaves this trainer untouched
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as err:  # e.g. a batched job saved when each run had its own LAMB tensors

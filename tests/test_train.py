@@ -8,7 +8,15 @@ from core.config import RunConfig
 from core.model import solu
 from core.presets import PAPER_BASE
 from core.stacked_lamb import paper_lamb
-from core.train import Trainer, TrainingDiverged, is_log2_checkpoint, iterate_training, train, worth_batching
+from core.train import (
+    IncompatibleCheckpoint,
+    Trainer,
+    TrainingDiverged,
+    is_log2_checkpoint,
+    iterate_training,
+    train,
+    worth_batching,
+)
 
 
 def test_same_seed_same_numbers(tiny):
@@ -196,3 +204,18 @@ def test_paper_shape_sweeps_run_one_job_per_value_on_the_cpu():
     assert not worth_batching(PAPER_BASE.replace(device="cpu"))
     assert worth_batching(PAPER_BASE.replace(device="cpu", n_features=128, embed_dim=16, n_neurons=256,
                                              batch_size=512))
+
+
+def test_a_checkpoint_from_another_device_or_optimizer_is_refused_untouched(tiny):
+    """A CUDA generator cannot take a CPU one's state, and a graphed GPU run's LAMB is not the library's."""
+    trainer = Trainer([tiny])
+    trainer.advance(10)
+    state = trainer.state_dict()
+    fresh = Trainer([tiny])
+    with pytest.raises(IncompatibleCheckpoint, match="written on the cuda"):
+        fresh.load_state_dict({**state, "device_type": "cuda"})
+    with pytest.raises(IncompatibleCheckpoint, match="stacked LAMB"):
+        fresh.load_state_dict({**state, "optimizer_kind": "stacked"})
+    assert fresh.step == 0
+    fresh.load_state_dict(state)
+    assert fresh.step == 10
