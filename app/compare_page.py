@@ -20,7 +20,7 @@ from core.config import FIELDS, parse_value
 from core.jobs import Lab, QueueFull
 from core.metrics import dead_neurons
 from core.runfile import RunFileError, load_run_file
-from core.train import batch_key, worth_batching
+from core.train import batch_key, max_runs_per_job, worth_batching
 
 MAX_COMPARED = 4
 COMPARABLE_FIELDS = [n for n in FIELD_NAMES if n not in ("device", "snapshot_every", "steps")]
@@ -243,7 +243,8 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                                                    color="danger", dismissable=True)
         labels = [f"{field}={v:g}" if isinstance(v, float) else f"{field}={v}" for v in chosen]
         try:
-            if len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0]):
+            if (len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0])
+                    and len(configs) <= max_runs_per_job(configs[0])):
                 run_ids = lab.submit_group(configs, labels)  # one batched job on the runs axis
             else:
                 if lab.queued_run_count() + len(configs) > lab.max_queued:

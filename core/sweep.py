@@ -13,7 +13,7 @@ from typing import Any
 
 from core.config import FIELDS, RunConfig, parse_value
 from core.presets import PAPER_BATCHES, PRESETS
-from core.train import Trainer, batch_key, worth_batching
+from core.train import Trainer, batch_key, max_runs_per_job, worth_batching
 
 SWEEPABLE = tuple(n for n, f in FIELDS.items() if not f.metadata["choices"] and n not in ("seed", "snapshot_every"))
 
@@ -42,13 +42,19 @@ class Sweep:
         return [c for _, _, c in self.runs()]
 
     def jobs(self) -> list[list[int]]:
-        """Indices into runs() grouped into jobs: one batched job when only per-run fields vary and the
-        shapes are small enough for batching to pay (core.train.worth_batching), else one job per run."""
+        """Indices into runs() grouped into jobs: batched jobs when only per-run fields vary and the shapes
+        are small enough for batching to pay (core.train.worth_batching), each job within the memory budget
+        (core.train.max_runs_per_job); else one job per run."""
+        configs = self.configs()
         groups: dict[tuple, list[int]] = {}
-        for i, config in enumerate(self.configs()):
+        for i, config in enumerate(configs):
             key = batch_key(config) if worth_batching(config) else (i,)
             groups.setdefault(key, []).append(i)
-        return list(groups.values())
+        jobs = []
+        for group in groups.values():
+            size = max_runs_per_job(configs[group[0]])
+            jobs.extend(group[start:start + size] for start in range(0, len(group), size))
+        return jobs
 
     def validate(self) -> dict[str, str]:
         errors: dict[str, str] = {}

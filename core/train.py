@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.config import RunConfig
+from core.config import RunConfig, memory_budget_bytes
 from core.cuda_graph import WARMUP_STEPS, StepGraph, graphs_wanted, on_side_stream
 from core.data import make_embedder, sample_task_batch, task_sampler
 from core.metrics import SfaSummary, single_feature_activations
@@ -74,6 +74,12 @@ def worth_batching(config: RunConfig) -> bool:
     """Whether stacking runs of this shape saves time rather than costing memory bandwidth."""
     limit = MAX_BATCHED_ACTIVATIONS_CUDA if trains_on_cuda(config) else MAX_BATCHED_ACTIVATIONS
     return config.batch_size * max(config.n_neurons, config.n_features) <= limit
+
+
+def max_runs_per_job(config: RunConfig) -> int:
+    """How many runs of this config one stacked job may hold: together, the memory budget a single run is
+    checked against (LAB_MEMORY_BUDGET_GIB)."""
+    return max(1, memory_budget_bytes() // config.memory_estimate_bytes())
 
 
 @contextmanager
@@ -182,7 +188,8 @@ class Trainer:
                              if any(f != 1.0 for f in factors) else None)
         # Read by the step on the device, so that a CUDA graph of it stays valid at every step: the factor
         # becomes 1 (an exact no-op) after the first half; the index is where the step writes its loss.
-        self._bias_factor_now = None if self.bias_factors is None else self.bias_factors.clone()
+        self._bias_factor_now = None if self.bias_factors is None else (
+            self.bias_factors.clone() if self.steps // 2 > 0 else torch.ones_like(self.bias_factors))
         self._step_index = torch.zeros(1, dtype=torch.long, device=self.device)
         self.losses = torch.zeros(len(configs), base.steps, device=self.device)
         self.log2_models: list[list[dict[str, torch.Tensor]]] = [[] for _ in configs]
@@ -270,12 +277,19 @@ class Trainer:
         chunk = self.losses[:, start:end].cpu().numpy()
         sfa = self.sfa()
         lrs = self.current_lrs()
+        # Weights are checked too: a GPU's fused ReLU may map a NaN pre-activation to 0, so a run whose first
+        # layer went NaN can show a finite loss there.
+        finite_weights = torch.stack([torch.isfinite(t).flatten(1).all(1) for t in (self.w1, self.b1, self.w2)])
+        finite_weights = finite_weights.all(0).cpu().numpy()
+        hint = "; SoLU overflows for large inputs" if self.base.nonlinearity == "solu" else ""
         runs = []
         for r in range(self.n_runs):
             if self.errors[r] is None and not np.isfinite(chunk[r]).all():
                 bad = start + int(np.argmin(np.isfinite(chunk[r])))
-                hint = "; SoLU overflows for large inputs" if self.base.nonlinearity == "solu" else ""
                 self.errors[r] = (f"loss became {chunk[r][bad - start]} at step {bad}: training diverged "
+                                  f"(lower the learning rate{hint})")
+            elif self.errors[r] is None and not finite_weights[r]:
+                self.errors[r] = (f"weights became NaN or infinite by step {end}: training diverged "
                                   f"(lower the learning rate{hint})")
             runs.append(RunSnapshot(
                 loss=float(chunk[r].mean()) if chunk.shape[1] else float("nan"),

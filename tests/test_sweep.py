@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
+from core.presets import LR_VALUES, PAPER_BASE
 from core.sweep import Sweep, preset_sweep, run_sweep
-from core.train import Trainer
+from core.train import Trainer, max_runs_per_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,6 +17,17 @@ def test_per_run_fields_batch_into_one_job_and_shapes_split(tiny):
     assert len(Sweep(tiny, "lr", (0.003, 0.01, 0.03)).jobs()) == 1
     assert len(Sweep(tiny, "init_bias", (0.0, -1.0), seeds=(0, 1)).jobs()) == 1
     assert len(Sweep(tiny, "n_neurons", (16, 24, 32)).jobs()) == 3
+
+
+def test_a_stacked_paper_sweep_on_a_gpu_is_split_into_jobs_within_the_memory_budget(monkeypatch):
+    monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", "2")
+    sweep = Sweep(PAPER_BASE.replace(device="cuda"), "lr", LR_VALUES, seeds=(0, 1, 2))
+    per_job = max_runs_per_job(sweep.base)
+    assert 1 < per_job < len(sweep.configs())
+    jobs = sweep.jobs()
+    assert all(len(job) <= per_job for job in jobs) and len(jobs) > 1
+    assert sorted(i for job in jobs for i in job) == list(range(len(sweep.configs())))
+    assert all(len(job) == 1 for job in Sweep(PAPER_BASE.replace(device="cpu"), "lr", LR_VALUES).jobs())
 
 
 def test_seeds_own_by_default_shared_on_request(tiny):

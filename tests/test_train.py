@@ -219,3 +219,22 @@ def test_a_checkpoint_from_another_device_or_optimizer_is_refused_untouched(tiny
     assert fresh.step == 0
     fresh.load_state_dict(state)
     assert fresh.step == 10
+
+
+def test_weights_gone_nan_are_reported_as_divergence_even_with_a_finite_loss(tiny):
+    trainer = Trainer([tiny, tiny.replace(seed=5)])
+    trainer.advance(10)
+    trainer.snapshot()
+    trainer.weights[1].w1[3, 0] = float("nan")  # as a fused GPU ReLU could hide it from the loss
+    snap = trainer.snapshot()
+    assert snap.runs[0].error is None
+    assert "weights became NaN or infinite by step 10" in snap.runs[1].error
+
+
+def test_one_step_runs_never_decay_the_bias(tiny):
+    config = tiny.replace(steps=1, bias_decay=50.0, lr=0.01, init_bias=0.5, snapshot_every=1)
+    decayed = Trainer([config])
+    plain = Trainer([config.replace(bias_decay=0.0)])
+    decayed.advance(1)
+    plain.advance(1)
+    assert torch.equal(decayed.b1, plain.b1)  # the first half of one step is empty (as in the paper's loop)
