@@ -13,7 +13,7 @@ from core.presets import PRESETS
 
 MAX_BODY_BYTES = 64 * 1024
 SUMMARY_KEYS = ("id", "label", "status", "step", "steps", "loss", "mono_ratio", "mean_bias", "lr", "eta_seconds",
-                "error", "created", "job")
+                "device", "error", "created", "job")
 
 
 def run_summary(meta: dict[str, Any]) -> dict[str, Any]:

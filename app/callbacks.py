@@ -47,7 +47,8 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
         dbc.Progress(value=progress, className="my-1", style={"height": "5px"},
                      color=STATUS_COLOURS.get(status, "secondary")),
         html.Div(f"step {meta['step']:,} / {meta['steps']:,}" + (f" · ETA {eta}" if eta else "")
-                 + (f" · loss {meta['loss']:.4f}" if meta["loss"] is not None else ""), className="small"),
+                 + (f" · loss {meta['loss']:.4f}" if meta["loss"] is not None else "")
+                 + (f" · {meta['device']}" if meta.get("device") else ""), className="small run-facts"),
         html.Div(buttons),
     ], id={"type": "run-select", "run": meta["id"]}, action=True, n_clicks=0,
         className="run-row selected" if selected else "run-row", key=meta["id"])

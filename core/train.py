@@ -257,7 +257,16 @@ class Trainer:
         with matmul_precision(self.base.precision, self.device):
             for _ in range(min(n_steps, self.steps - self.step)):
                 self._train_step()
+        if self.device.type == "cuda":  # a GPU runs behind the host: count the time its queued steps take
+            torch.cuda.synchronize(self.device)
         self.elapsed += time.perf_counter() - started
+
+    def where(self) -> str:
+        """Where this job trains, for people: the GPU's name and the precision, or the CPU's threads."""
+        if self.device.type == "cuda":
+            return f"{torch.cuda.get_device_name(self.device)}, {self.base.precision}"
+        threads = torch.get_num_threads()
+        return f"CPU, {threads} thread{'' if threads == 1 else 's'}"
 
     def current_lrs(self) -> list[float]:
         """Each run's scheduled learning rate (StackedLamb's group rate is a factor on every run's)."""

@@ -87,6 +87,7 @@ class JobRunner:
         self.last_checkpoint = time.monotonic()
         self._restore()
         self.speed = SpeedMeter(self.trainer.step, self.trainer.elapsed)
+        self.where = self.trainer.where()
 
     # --- persistence ---
     def _restore(self) -> None:
@@ -177,7 +178,7 @@ class JobRunner:
                 meta["frames"] = sorted(frames)
                 meta.update(step=snap.step, loss=run.loss, mono_ratio=summary.mono_ratio,
                             mean_bias=run.mean_bias, lr=run.lr, steps_per_second=sps, eta_seconds=eta,
-                            updated=now())
+                            device=self.where, updated=now())
                 self.store.set(f"meta/{run_id}", meta)
         self.log2_seen = [len(m) for m in trainer.log2_models]
         return live > 0

@@ -78,6 +78,7 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     wait_until(lambda: lab.get(run["id"])["status"] == "done", timeout=60, message="the run to finish")
     dash_duo.wait_for_contains_text("#download-area", "Download run file", timeout=10)
     dash_duo.wait_for_contains_text("#run-list", "done", timeout=5)
+    dash_duo.wait_for_contains_text("#run-list .run-facts", "CPU, ", timeout=5)  # where it trained
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "finished.png"))
 
     # Inside the model: the inspector opens on the finished run.

@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import signal
 
 import numpy as np
@@ -44,6 +45,7 @@ def test_submit_train_and_read_back(pool):
     wait_until(lambda: status(lab, run_id) == "done", message="the run to finish")
     meta = lab.get(run_id)
     assert meta["step"] == SMALL.steps and meta["error"] is None and meta["label"] == "first"
+    assert re.fullmatch(r"CPU, 1 thread|CPU, \d+ threads", meta["device"])  # where it trained
     assert [m["id"] for m in lab.list()] == [run_id]
     assert_continuous_history(lab, run_id, SMALL.steps)
     snapshot = lab.latest_snapshot(run_id)
