@@ -62,7 +62,7 @@ MAX_BATCHED_ACTIVATIONS_CUDA = 1 << 24
 
 def trains_on_cuda(config: RunConfig) -> bool:
     """Whether a run of this config would train on a CUDA GPU here (device "cuda", or "auto" with one present)."""
-    return config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    return config.device == "cuda" or resolve_device(config.device).type == "cuda"
 
 
 def batch_key(config: RunConfig) -> tuple:
@@ -188,9 +188,9 @@ class Trainer:
                              if any(f != 1.0 for f in factors) else None)
         # Read by the step on the device, so that a CUDA graph of it stays valid at every step: the factor
         # becomes 1 (an exact no-op) after the first half; the index is where the step writes its loss.
-        self._bias_factor_now = None if self.bias_factors is None else (
-            self.bias_factors.clone() if self.steps // 2 > 0 else torch.ones_like(self.bias_factors))
+        self._bias_factor_now = None if self.bias_factors is None else self.bias_factors.clone()
         self._step_index = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._sync_bias_factor()
         self.losses = torch.zeros(len(configs), base.steps, device=self.device)
         self.log2_models: list[list[dict[str, torch.Tensor]]] = [[] for _ in configs]
         self.errors: list[str | None] = [None] * len(configs)
@@ -226,12 +226,19 @@ class Trainer:
             self.losses.index_copy_(1, self._step_index, squared_error.unsqueeze(1))
             self._step_index.add_(1)
 
+    def _sync_bias_factor(self) -> None:
+        """The decay factor the next step applies: each run's in the first half, 1 (an exact no-op) after."""
+        if self._bias_factor_now is None:
+            return
+        if self.step < self.steps // 2:
+            self._bias_factor_now.copy_(self.bias_factors)
+        else:
+            self._bias_factor_now.fill_(1.0)
+
     def _train_step(self) -> None:
-        if self._graph is not None:
-            self.optimizer.sync_rate()
-            self._graph.replay()
-        elif self.graphing and self._eager_steps >= WARMUP_STEPS:
+        if self.graphing and self._graph is None and self._eager_steps >= WARMUP_STEPS:
             self._graph = StepGraph(self._device_step, self.generators)
+        if self._graph is not None:
             self.optimizer.sync_rate()
             self._graph.replay()
         elif self.graphing:
@@ -240,12 +247,12 @@ class Trainer:
         else:
             self._device_step()
         self.scheduler.step()
-        if self.step + 1 == self.steps // 2 and self._bias_factor_now is not None:
-            self._bias_factor_now.fill_(1.0)
         if is_log2_checkpoint(self.step):
             for r, w in enumerate(self.weights):
                 self.log2_models[r].append(paper_state_dict(w))
         self.step += 1
+        if self.step == self.steps // 2:
+            self._sync_bias_factor()
 
     def _look_for_dead(self) -> bool:
         # Neurons die and revive slowly: while most are live, looking every few steps finds nearly all the savings.
@@ -378,10 +385,7 @@ class Trainer:
         self.errors = list(state["errors"])
         self.workspace.skipped_dead = bool(state.get("skipped_dead", False))
         self._step_index.fill_(self.step)
-        if self._bias_factor_now is not None and self.step < self.steps // 2:
-            self._bias_factor_now.copy_(self.bias_factors)
-        elif self._bias_factor_now is not None:
-            self._bias_factor_now.fill_(1.0)
+        self._sync_bias_factor()
         self._graph, self._eager_steps = None, 0  # the loaded optimizer state is in new tensors: capture again
 
 
