@@ -73,7 +73,7 @@ def is_dead_here(worker: dict[str, Any]) -> bool:
 
 
 class NeverSet:
-    """The embedded workers' stop event: a Celery task ends through the store's control flags."""
+    """In place of the embedded workers' shutdown request: a Celery task ends through the store's control flags."""
 
     def is_set(self) -> bool:
         return False

@@ -3,6 +3,10 @@
 Workers are started with the `spawn` method (a process that ran torch's threaded code and then
 forks can deadlock, and CUDA cannot be re-initialised in a forked child); importing this module
 runs no torch computation, and each worker sets its own thread count.
+
+A worker stops on SIGTERM: it checkpoints its job, queues it again and exits. The pool sends it, and so
+does a service manager stopping the whole process group. No lock is shared with the app for this: a
+multiprocessing Event's `set` waits forever for a waiter that was killed while waiting.
 """
 
 from __future__ import annotations
@@ -75,11 +79,12 @@ class SpeedMeter:
 class JobRunner:
     """Trains one claimed job, publishing snapshots and honouring control flags between steps."""
 
-    def __init__(self, lab: Lab, job_id: str, run_ids: list[str], stop_event: Any,
+    def __init__(self, lab: Lab, job_id: str, run_ids: list[str], shutdown: Any,
                  checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS):
         self.checkpoint_seconds = checkpoint_seconds
         self.lab, self.store = lab, lab.store
-        self.job_id, self.run_ids, self.stop_event = job_id, list(run_ids), stop_event
+        self.job_id, self.run_ids = job_id, list(run_ids)
+        self.shutdown = shutdown  # has is_set(): True once the worker is asked to exit
         self.configs = [RunConfig(**lab.get(r)["config"]) for r in run_ids]
         self.trainer = Trainer(self.configs)
         self.log2_seen = [0] * len(run_ids)
@@ -217,7 +222,7 @@ class JobRunner:
                 last_control = clock
                 job = self.lab.heartbeat(self.job_id)
                 action = "stop" if job is None or not job["runs"] else job["control"]
-                if self.stop_event.is_set():
+                if self.shutdown.is_set():
                     action = "shutdown"
                 if action:
                     return self._interrupt(action, job)
@@ -241,25 +246,44 @@ class JobRunner:
             self.lab.release(self.job_id, "queued", note=f"paused by shutdown at step {self.trainer.step}")
 
 
-def worker_main(data_dir: str, threads: int, stop_event: Any, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,
+class StopRequest:
+    """Set by SIGTERM. A flag, not an Event: a signal handler that took a lock could find it held by the code it
+    interrupted."""
+
+    def __init__(self) -> None:
+        self._requested = False
+
+    def install(self) -> StopRequest:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        return self
+
+    def _on_signal(self, _signum: int, _frame: Any) -> None:
+        self._requested = True
+
+    def is_set(self) -> bool:
+        return self._requested
+
+
+def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,
                 poll_seconds: float = 0.2) -> None:
-    """Entry point of a worker process: claim jobs until told to stop."""
-    # Ctrl-C reaches the whole process group; the app tells workers to stop through stop_event,
-    # so that they checkpoint first instead of dying mid-step.
+    """Entry point of a worker process: claim jobs until SIGTERM."""
+    # Ctrl-C reaches the whole process group; the app then stops the workers with SIGTERM, which they
+    # answer by checkpointing first instead of dying mid-step.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = StopRequest().install()
     torch.set_num_threads(max(1, threads))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
     lab = Lab(DiskStore(data_dir))
     me = WorkerId.here()
-    while not stop_event.is_set():
+    while not stop.is_set():
         claimed = lab.claim(me)
         if claimed is None:
-            stop_event.wait(poll_seconds)
+            time.sleep(poll_seconds)
             continue
         job_id, job = claimed
         log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
         try:
-            JobRunner(lab, job_id, job["runs"], stop_event, checkpoint_seconds).run()
+            JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds).run()
         except Exception as err:  # a failing run must not take the worker down
             log.error("job %s failed: %s", job_id, traceback.format_exc())
             lab.release(job_id, "failed", error=f"{type(err).__name__}: {err}", finished=now())
@@ -281,14 +305,13 @@ class WorkerPool:
         self.n_workers = max(1, workers)
         self.threads = threads or default_threads(self.n_workers)
         self.context = mp.get_context("spawn")
-        self.stop_event = self.context.Event()
         self.processes: list[Any] = []
         self.lab = Lab(DiskStore(self.data_dir))
         self._supervisor: threading.Thread | None = None
         self._closing = threading.Event()
 
     def _spawn(self) -> Any:
-        args = (self.data_dir, self.threads, self.stop_event, self.checkpoint_seconds)
+        args = (self.data_dir, self.threads, self.checkpoint_seconds)
         process = self.context.Process(target=worker_main, args=args, name="lab-worker", daemon=False)
         process.start()
         return process
@@ -320,14 +343,19 @@ class WorkerPool:
                 log.exception("recovery check failed")
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Ask workers to checkpoint and exit; terminate any that do not within the timeout."""
+        """Ask workers to checkpoint and exit (SIGTERM); kill any that have not within the timeout."""
         self._closing.set()
-        self.stop_event.set()
+        if self._supervisor is not None:  # so that it starts no worker while they are being stopped
+            self._supervisor.join(timeout=10)
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
         deadline = time.monotonic() + timeout
         for process in self.processes:
             process.join(max(0.1, deadline - time.monotonic()))
         for process in self.processes:
             if process.is_alive():
-                process.terminate()
+                log.warning("worker %s did not stop in %.0f s; killing it", process.pid, timeout)
+                process.kill()
                 process.join(5)
         self.processes = []

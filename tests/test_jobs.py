@@ -4,6 +4,7 @@ import io
 import os
 import re
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -86,6 +87,22 @@ def test_killed_worker_resumes_from_checkpoint_without_gaps(pool):
     wait_until(lambda: status(lab, run_id) == "done", timeout=90, message="the resumed run to finish")
     assert "resumed from step" in (lab.get(run_id)["note"] or "")
     assert_continuous_history(lab, run_id, config.steps)
+
+
+def test_app_stops_promptly_after_an_idle_worker_was_killed(pool):
+    """A worker killed while waiting for work (by a signal to the process group, or the OOM killer) must not hang
+    the app's shutdown."""
+    lab = pool.lab
+    run_id = lab.submit(SMALL.replace(steps=50))
+    wait_until(lambda: status(lab, run_id) == "done", message="the run")  # the worker now waits for work
+    victim = pool.processes[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    wait_until(lambda: not victim.is_alive(), timeout=10, message="the worker to die")
+    stopping = threading.Thread(target=pool.stop, daemon=True)
+    stopping.start()
+    stopping.join(timeout=30)
+    assert not stopping.is_alive(), "stopping the pool hung"
+    assert not pool.processes
 
 
 def test_app_restart_resumes_runs(tmp_path):

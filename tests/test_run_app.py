@@ -1,5 +1,6 @@
 """run_app.py as a user runs it: serves, trains, and on Ctrl-C stops its workers leaving runs resumable."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -18,11 +19,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start_app(data: Path, port: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "run_app.py", "--port", str(port), "--data-dir", str(data)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_stops_workers_and_the_run_resumes_on_restart(tmp_path, stop_signal):
+def ctrl_c(app: subprocess.Popen) -> None:
+    """What a terminal's Ctrl-C does: SIGINT to the whole foreground process group."""
+    os.killpg(app.pid, signal.SIGINT)
+
+
+def sigterm(app: subprocess.Popen) -> None:
+    app.send_signal(signal.SIGTERM)
+
+
+def sigterm_to_group(app: subprocess.Popen) -> None:
+    """What a service manager's stop does (systemd's default, `kill -- -PGID`): SIGTERM to every process."""
+    os.killpg(app.pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, sigterm, sigterm_to_group])
+def test_ctrl_c_stops_workers_and_the_run_resumes_on_restart(tmp_path, stop):
     data, port = tmp_path / "data", free_port()
     app = start_app(data, port)
     try:
@@ -32,7 +47,7 @@ def test_ctrl_c_stops_workers_and_the_run_resumes_on_restart(tmp_path, stop_sign
         wait_until(lambda: http_json(f"{base}/{run_id}")["step"] > 200, timeout=30, message="training")
         children = psutil.Process(app.pid).children(recursive=True)
         assert children, "the app should have started a worker process"
-        app.send_signal(stop_signal)
+        stop(app)
         assert app.wait(timeout=30) == 0
         # multiprocessing's resource tracker leaves a moment after its parent; workers were joined
         wait_until(lambda: not [c for c in children if _alive(c)], timeout=10,
