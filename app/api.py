@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
-from core.config import FIELDS, RunConfig, allowed_range, config_from_dict
+from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.presets import PRESETS
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_SINCE_DIGITS = 12
+API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 SUMMARY_KEYS = ("id", "label", "status", "step", "steps", "loss", "mono_ratio", "mean_bias", "lr", "eta_seconds",
                 "device", "error", "created", "job")
 
@@ -90,9 +93,10 @@ def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 def register_api(server: Flask, lab: Lab) -> None:
     server.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
-    @server.errorhandler(413)
-    def too_large(_err: Exception) -> tuple[Response, int]:
-        return error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    def too_large(_err: Exception | None = None) -> tuple[Response, int]:
+        return error(413, f"request body must be under {MAX_BODY_BYTES} bytes")
+
+    server.register_error_handler(413, too_large)
 
     @server.get("/api/openapi.json")
     def api_openapi() -> Response:
@@ -105,10 +109,14 @@ def register_api(server: Flask, lab: Lab) -> None:
     @server.post("/api/runs")
     def api_submit() -> tuple[Response, int]:
         raw = request.get_data(cache=False)
+        if len(raw) >= MAX_BODY_BYTES:  # a chunked body has no length to refuse it by: werkzeug cuts it at the limit
+            return too_large()
         try:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError) as err:
             return jsonify({"errors": {"body": f"malformed JSON: {err}"}}), 400
+        except RecursionError:
+            return jsonify({"errors": {"body": "malformed JSON: nested too deeply"}}), 400
         config, errors, label = parse_submission(body)
         if errors:
             return jsonify({"errors": errors}), 400
@@ -162,16 +170,31 @@ def register_api(server: Flask, lab: Lab) -> None:
         """Per-step losses and per-snapshot metrics from chunk `since` on (poll with the returned `next`)."""
         def act() -> tuple[Response, int]:
             since = request.args.get("since", "0")
-            if not since.isdigit():
-                return error(400, f"since must be a non-negative integer, got {since!r}")
+            if not (since.isascii() and since.isdigit() and len(since) <= MAX_SINCE_DIGITS):
+                return error(400, f"since must be an integer from 0 to {10 ** MAX_SINCE_DIGITS - 1}, "
+                                  f"got {shown(since)}")
             history = lab.history(run_id, int(since))
             return jsonify({"next": history["next"], "steps": history["loss_steps"].tolist(),
                             "losses": history["losses"].tolist(),
                             "points": {k: v.tolist() for k, v in history["points"].items()}}), 200
         return with_run(run_id, act)
 
-    @server.route("/api/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @server.route("/api/<path:rest>", methods=API_METHODS)
     def api_unknown(rest: str) -> tuple[Response, int]:
+        # This catch-all also matches a known path asked with the wrong method: say which methods it takes.
+        routes = server.url_map.bind("")
+        allowed = []
+        for method in API_METHODS:
+            try:
+                endpoint, _args = routes.match(f"/api/{rest}", method=method)
+            except HTTPException:
+                continue
+            if endpoint != "api_unknown":
+                allowed.append(method)
+        if allowed:
+            response, status = error(405, f"/api/{rest} takes {', '.join(allowed)}, not {request.method}")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response, status
         return error(404, f"no such API endpoint: /api/{rest}")
 
     @server.get("/api/runs/<run_id>/file")

@@ -20,6 +20,7 @@ from core.config import FIELDS, parse_value
 from core.jobs import Lab, QueueFull
 from core.metrics import dead_neurons
 from core.runfile import RunFileError, load_run_file
+from core.sweep import value_label
 from core.train import batch_key, max_runs_per_job, worth_batching
 
 MAX_COMPARED = 4
@@ -84,6 +85,10 @@ def parse_comparison(field: str, text: str | None) -> tuple[list[Any], str | Non
         values = [parse_value(FIELDS[field], p) for p in parts]
     except ValueError as err:
         return [], str(err)
+    labels = [value_label(v) for v in values]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        return [], f"give {len(parts)} different values: {', '.join(repeated)} is given more than once"
     return values, None
 
 
@@ -241,7 +246,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         if problem or problems:
             return no_update, no_update, dbc.Alert(f"{field}: {problem or '; '.join(sorted(problems))}",
                                                    color="danger", dismissable=True)
-        labels = [f"{field}={v:g}" if isinstance(v, float) else f"{field}={v}" for v in chosen]
+        labels = [f"{field}={value_label(v)}" for v in chosen]
         try:
             if (len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0])
                     and len(configs) <= max_runs_per_job(configs[0])):

@@ -78,7 +78,8 @@ def config_to_query(config: RunConfig, preset: str | None) -> str:
     base = PRESETS[preset].config if preset in PRESETS else RunConfig()
     changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if getattr(config, f.name) != getattr(base, f.name)}
-    query = ({"preset": preset} if preset in PRESETS else {}) | {k: f"{v:g}" if isinstance(v, float) else v
+    # floats as their shortest exact text (repr): a link must give back the very same config, which `:g` rounds
+    query = ({"preset": preset} if preset in PRESETS else {}) | {k: repr(v) if isinstance(v, float) else v
                                                                  for k, v in changed.items()}
     return "?" + urlencode(query) if query else ""
 

@@ -10,6 +10,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from core.config import FIELDS, allowed_range, config_from_dict
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import build_run_file, save_run_file
-from core.sweep import preset_sweep, run_sweep, total_run_steps, value_label
+from core.sweep import preset_sweep, run_sweep, seeds_from, total_run_steps, value_label
 from core.train import Trainer, iterate_training
 
 EXIT_USAGE = 2
@@ -66,6 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def output_path_problem(path: str, folder: bool) -> str | None:
+    """Why the run file (folder=False) or the sweep's output folder cannot be written at `path`, else None."""
+    if not path.strip():
+        return "the path is empty; give a file path such as run.pt" if not folder else "the path is empty"
+    target = Path(path).expanduser()
+    if target.exists():
+        if folder and not target.is_dir():
+            return f"{path} is a file; give a folder for the run files and summary"
+        if not folder and target.is_dir():
+            return f"{path} is a folder; give a file path such as {target / 'run.pt'}"
+    existing = target if folder and target.is_dir() else target.parent
+    while not existing.exists():  # missing folders are created; the nearest existing one must be writable
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, so nothing can be written under it"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write in {existing} (permission denied)"
+    return None
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     try:
         sweep = preset_sweep(args.preset, args.scale, args.values, args.seeds, args.field, args.share_seed)
@@ -79,8 +100,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             for message in errors.values():
                 print(f"error: {message}", file=sys.stderr)
             return EXIT_USAGE
-        sweep = dataclasses.replace(sweep, base=base)
+        # the repeats start from the given --seed, not the preset's
+        sweep = dataclasses.replace(sweep, base=base, seeds=seeds_from(base.seed, len(sweep.seeds)))
     errors = sweep.validate()
+    out_problem = output_path_problem(args.out, folder=True)
+    if out_problem:
+        errors["out"] = out_problem
     if errors:
         for name, message in errors.items():
             print(f"error: {name}: {message}", file=sys.stderr)
@@ -122,6 +147,9 @@ def run_train(args: argparse.Namespace) -> int:
         base = PRESETS[args.preset].config
     overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
     config, errors = config_from_dict(overrides, base)
+    out_problem = output_path_problem(args.out, folder=False) if args.out is not None else None
+    if out_problem:  # checked now: a bad path found after training would lose the run
+        errors["out"] = f"out: {out_problem}"
     if errors:
         for message in errors.values():
             print(f"error: {message}", file=sys.stderr)

@@ -27,6 +27,10 @@ MAX_STEPS = 1 << 20
 MAX_ACTIVATION_ELEMENTS = 1 << 27  # batch * max(k, N): 512 MiB of fp32 activations
 MAX_SEED = 2**31 - 1
 DEFAULT_MEMORY_BUDGET_GIB = 8.0
+# The fields each part of `RunConfig.memory_estimate` grows with, for the message when a run is over budget.
+MEMORY_DRIVERS = {"parameters": "n_neurons or n_features", "activations": "batch_size, n_neurons or n_features",
+                  "sfa": "n_neurons or n_features", "checkpoints": "steps (a copy per power of 2), n_neurons or "
+                  "n_features", "losses": "steps"}
 
 
 def memory_budget_bytes() -> int:
@@ -97,7 +101,7 @@ class RunConfig:
                                    f"allowed 1 to {self.n_features - 1}, got {self.embed_dim}")
         if ok("bias_decay", "lr") and self.bias_decay * self.lr > 1.0:
             errors["bias_decay"] = (f"bias_decay * lr must be at most 1 (bias *= 1 - decay*lr); with lr = {self.lr} "
-                                    f"allowed 0 to {1.0 / self.lr:g}, got {self.bias_decay}")
+                                    f"allowed 0 to {1.0 / self.lr:g}, got {shown(self.bias_decay)}")
         if ok("snapshot_every", "steps") and self.snapshot_every > self.steps:
             errors["snapshot_every"] = (f"snapshot_every must be between 1 and steps ({self.steps}), "
                                         f"got {self.snapshot_every}")
@@ -106,9 +110,10 @@ class RunConfig:
             total = sum(estimate.values())
             if total > budget:
                 parts = ", ".join(f"{name} {size / 2**30:.2f}" for name, size in estimate.items())
+                largest = max(estimate, key=estimate.__getitem__)
                 errors["memory"] = (f"this run needs about {total / 2**30:.2f} GiB ({parts} GiB), over the budget of "
-                                    f"{budget / 2**30:.2f} GiB (LAB_MEMORY_BUDGET_GIB): reduce batch_size, n_neurons "
-                                    "or n_features")
+                                    f"{budget / 2**30:.2f} GiB (LAB_MEMORY_BUDGET_GIB): most of it is {largest}; "
+                                    f"reduce {MEMORY_DRIVERS[largest]}")
         if ok("batch_size", "n_neurons", "n_features"):
             width = max(self.n_neurons, self.n_features)
             if self.batch_size * width > MAX_ACTIVATION_ELEMENTS:
@@ -149,36 +154,51 @@ class RunConfig:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
+def bound(x: float) -> str:
+    """A range's end as written exactly (`:g` would round 1048576 to 1.04858e+06)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
 def allowed_range(f: dataclasses.Field) -> str:
     meta = f.metadata
     if meta["choices"]:
         return "one of " + ", ".join(meta["choices"])
     lo, hi = meta["lo"], meta["hi"]
     if f.type in ("int", int):
-        return f"an integer from {lo:g} to {hi:g}"
+        return f"an integer from {bound(lo)} to {bound(hi)}"
     left = "(" if meta["lo_open"] else "["
-    return f"a number in {left}{lo:g}, {hi:g}]"
+    return f"a number in {left}{bound(lo)}, {bound(hi)}]"
+
+
+MAX_SHOWN_CHARS = 40
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: its repr, cut short when huge (a 400-digit number, a long string)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"
+
+
+def _out_of_range(f: dataclasses.Field, value: Any) -> str:
+    return f"{f.name} must be {allowed_range(f)}, got {shown(value)}"
 
 
 def check_value(f: dataclasses.Field, value: Any) -> str | None:
     """Message for a value outside the field's type or range, else None."""
     meta = f.metadata
-    expect = allowed_range(f)
     if meta["choices"]:
         if not isinstance(value, str) or value not in meta["choices"]:
-            return f"{f.name} must be {expect}, got {value!r}"
+            return _out_of_range(f, value)
         return None
     is_int = f.type in ("int", int)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"{f.name} must be {expect}, got {value!r}"
-    if is_int and (isinstance(value, float) and not value.is_integer()):
-        return f"{f.name} must be {expect}, got {value!r}"
-    if not math.isfinite(value):
-        return f"{f.name} must be {expect}, got {value!r}"
+        return _out_of_range(f, value)
+    if isinstance(value, float) and (not math.isfinite(value) or (is_int and not value.is_integer())):
+        return _out_of_range(f, value)
     lo, hi = meta["lo"], meta["hi"]
     too_low = value <= lo if meta["lo_open"] else value < lo
-    if too_low or value > hi:
-        return f"{f.name} must be {expect}, got {value!r}"
+    if too_low or value > hi:  # Python compares a huge int with a float exactly, without converting it
+        return _out_of_range(f, value)
     return None
 
 
@@ -186,21 +206,28 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
     """Coerce a raw value (JSON, form or command line) to the field's type; raise ValueError if impossible."""
     if f.metadata["choices"]:
         if not isinstance(raw, str):
-            raise ValueError(f"{f.name} must be {allowed_range(f)}, got {raw!r}")
+            raise ValueError(_out_of_range(f, raw))
         return raw.strip()
-    if isinstance(raw, bool) or raw is None or isinstance(raw, (list, dict)):
-        raise ValueError(f"{f.name} must be {allowed_range(f)}, got {raw!r}")
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise ValueError(_out_of_range(f, raw))
+    is_int = f.type in ("int", int)
     try:
-        number = float(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        raise ValueError(f"{f.name} must be {allowed_range(f)}, got {raw!r}") from None
-    if f.type in ("int", int):
-        if isinstance(number, float) and number.is_integer():
-            return int(number)
-        if isinstance(number, int):
-            return number
-        raise ValueError(f"{f.name} must be {allowed_range(f)}, got {raw!r}")
-    return float(number)
+        if isinstance(raw, str):
+            text = raw.strip()
+            # an integer field reads "99999999999999999999" exactly, not through a float that rounds it
+            number = int(text) if is_int and text.lstrip("+-").isascii() and text.lstrip("+-").isdigit() \
+                else float(text)
+        else:
+            number = raw
+        if is_int:
+            if isinstance(number, float) and number.is_integer():
+                return int(number)
+            if isinstance(number, int):
+                return number
+            raise ValueError
+        return float(number)
+    except (ValueError, OverflowError):  # OverflowError: an integer too large for a float (1 and 400 zeros)
+        raise ValueError(_out_of_range(f, raw)) from None
 
 
 def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tuple[RunConfig | None, dict[str, str]]:

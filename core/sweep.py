@@ -15,6 +15,8 @@ from core.config import FIELDS, RunConfig, parse_value
 from core.presets import PAPER_BATCHES, PRESETS
 from core.train import Trainer, batch_key, max_runs_per_job, worth_batching
 
+MAX_VALUES = 32
+MAX_SEEDS = 16
 SWEEPABLE = tuple(n for n, f in FIELDS.items() if not f.metadata["choices"] and n not in ("seed", "snapshot_every"))
 
 
@@ -61,13 +63,26 @@ class Sweep:
         if self.field not in SWEEPABLE:
             errors["field"] = f"field must be one of {', '.join(SWEEPABLE)}, got {self.field!r}"
             return errors
-        if not 1 <= len(self.values) <= 32:
-            errors["values"] = f"values must list 1 to 32 values, got {len(self.values)}"
-        if not 1 <= len(self.seeds) <= 16:
-            errors["seeds"] = f"seeds must list 1 to 16 seeds, got {len(self.seeds)}"
+        if not 1 <= len(self.values) <= MAX_VALUES:
+            errors["values"] = f"values must list 1 to {MAX_VALUES} values, got {len(self.values)}"
+        if not 1 <= len(self.seeds) <= MAX_SEEDS:
+            errors["seeds"] = f"seeds must list 1 to {MAX_SEEDS} seeds, got {len(self.seeds)}"
+            return errors
+        labels = [value_label(v) for v in self.values]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:  # their runs would be indistinguishable in every figure, table and file name
+            errors["values"] = (f"values must differ (to 6 significant digits): {', '.join(repeated)} is given more "
+                                "than once; for repeats of a value use seeds")
+        problems: dict[str, list[str]] = {}
         for value, _seed, config in self.runs():
             for name, message in config.validate().items():
-                errors.setdefault("values" if name == self.field else name, f"at {self.field}={value}: {message}")
+                where = "values" if name == self.field else name
+                problems.setdefault(where, []).append(f"at {self.field}={value_label(value)}: {message}")
+        for where, messages in problems.items():
+            unique = list(dict.fromkeys(messages))
+            if where == "seed" and not self.shared_seed:
+                unique.append("(without a shared seed, the runs of the i-th value use seed + 1000 x i)")
+            errors.setdefault(where, "; ".join(unique))
         return errors
 
 
@@ -86,10 +101,30 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
     swept = field_name or swept
     if swept not in SWEEPABLE:
         raise ValueError(f"field must be one of {', '.join(SWEEPABLE)}, got {swept!r}")
-    parsed = tuple(parse_value(FIELDS[swept], v) for v in values) if values else tuple(default_values)
+    if isinstance(seeds, float) and seeds.is_integer():
+        seeds = int(seeds)
+    problems = []  # every one at once
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        problems.append(f"seeds must be an integer from 1 to {MAX_SEEDS}, got {seeds!r}")
+    if values and len(values) > MAX_VALUES:
+        problems.append(f"values must list 1 to {MAX_VALUES} values, got {len(values)}")
+    parsed = []
+    for raw in (values or ())[:MAX_VALUES + 1]:
+        try:
+            parsed.append(parse_value(FIELDS[swept], raw))
+        except ValueError as err:
+            problems.append(str(err))
+    if problems:
+        raise ValueError("; ".join(problems))
+    parsed = parsed or list(default_values)
     if not parsed:
         raise ValueError("no values to sweep (--values)")
-    return Sweep(base, swept, parsed, tuple(range(base.seed, base.seed + seeds)), name=name, shared_seed=shared_seed)
+    return Sweep(base, swept, tuple(parsed), seeds_from(base.seed, seeds), name=name, shared_seed=shared_seed)
+
+
+def seeds_from(first: int, count: int) -> tuple[int, ...]:
+    """The seeds of `count` repeats starting at the base config's seed."""
+    return tuple(range(first, first + count))
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """The JSON API, through Flask's test client (no worker: submitted runs stay queued)."""
 
+import io
+
 import pytest
 
 from app import create_app
@@ -52,6 +54,27 @@ def test_bad_bodies_name_each_field(client, lab):
     assert client.post("/api/runs", json=[1, 2]).status_code == 400
     assert client.post("/api/runs", data="x" * 100_000, content_type="application/json").status_code == 413
     assert lab.list() == []  # nothing was created
+
+
+def test_hostile_bodies_and_queries_get_4xx_not_500(client, lab):
+    def submit(text: str) -> int:
+        return client.post("/api/runs", data=text, content_type="application/json").status_code
+
+    assert submit('{"steps": ' + "[" * 30_000) == 400  # nested past Python's recursion limit, under 64 KiB
+    assert submit('{"lr": 1' + "0" * 400 + "}") == 400  # an integer too large for a float
+    chunked = client.post("/api/runs", input_stream=io.BytesIO(b'{"label": "' + b"x" * 70_000 + b'"}'),
+                          headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+                          environ_overrides={"wsgi.input_terminated": True})
+    assert chunked.status_code == 413  # no Content-Length to refuse it by
+    wrong_method = client.put("/api/runs")
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "GET, POST"
+    assert client.get("/api/runs/0123456789ab/stop").status_code == 405
+    assert client.get("/api/nothing-here").status_code == 404
+    run_id = client.post("/api/runs", json=GOOD).get_json()["id"]
+    for since in ("%C2%B2", "9" * 5000, "-1", "1.5"):  # a superscript two passes str.isdigit
+        response = client.get(f"/api/runs/{run_id}/history?since={since}")
+        assert response.status_code == 400 and "since must be an integer" in response.get_json()["error"]
+    assert [r["id"] for r in lab.list()] == [run_id]
 
 
 def test_unknown_and_path_like_ids(client):

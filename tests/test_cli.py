@@ -36,6 +36,19 @@ def test_bad_values_exit_2_naming_each_field_and_write_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_unwritable_out_is_refused_before_training(tmp_path):
+    folder, file = tmp_path / "a-folder", tmp_path / "a-file"
+    folder.mkdir()
+    file.write_text("")
+    for out, says in ((folder, "is a folder"), (file / "run.pt", "is a file"), ("", "empty")):
+        result = cli("train", "--preset", "demo-tiny", "--steps", "100000", "--quiet", "--out", str(out))
+        assert result.returncode == 2 and "out: " in result.stderr and says in result.stderr, result.stderr
+    result = cli("sweep", "--preset", "demo-tiny", "--field", "lr", "--values", "0.01", "0.02", "--steps", "100000",
+                 "--quiet", "--out", str(file))
+    assert result.returncode == 2 and "out: " in result.stderr and "is a file" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder"]  # nothing written
+
+
 def test_unknown_preset_and_flag_exit_2():
     assert cli("train", "--preset", "nope").returncode == 2
     result = cli("train", "--colour", "red")

@@ -37,6 +37,23 @@ def test_nan_inf_and_bool_rejected():
         assert "lr" in RunConfig(lr=value).validate()
 
 
+def test_ranges_are_stated_exactly_and_huge_values_quoted_short():
+    _, errors = config_from_dict({"steps": 1048577, "seed": 2**31, "lr": 10**400, "init_bias": -(10**400),
+                                  "batch_size": "99999999999999999999999999"})
+    assert errors["steps"] == "steps must be an integer from 2 to 1048576, got 1048577"  # not 1.04858e+06
+    assert errors["seed"] == "seed must be an integer from 0 to 2147483647, got 2147483648"
+    assert errors["lr"].startswith("lr must be a number in (0, 1], got 1000") and "(401 characters)" in errors["lr"]
+    assert "init_bias must be a number in [-10, 10]" in errors["init_bias"]
+    assert errors["batch_size"].endswith("got 99999999999999999999999999")  # as given, not rounded by a float
+
+
+def test_over_budget_message_names_what_to_reduce(monkeypatch):
+    monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", "4")
+    errors = RunConfig(n_features=4096, embed_dim=16, n_neurons=16384, batch_size=1024, steps=1 << 20,
+                       snapshot_every=4096).validate()
+    assert "most of it is checkpoints" in errors["memory"] and "reduce steps" in errors["memory"]
+
+
 def test_from_dict_coerces_strings_and_rejects_unknown_fields():
     config, errors = config_from_dict({"n_neurons": "64", "lr": "0.003", "task": "abs"})
     assert errors == {} and config.n_neurons == 64 and config.lr == 0.003 and config.task == "abs"

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from core.presets import LR_VALUES, PAPER_BASE
@@ -78,3 +79,28 @@ def test_cli_sweep_rejects_bad_values(tmp_path):
                              "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "lr=5" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_sweep_inputs_checked_before_anything_is_built():
+    with pytest.raises(ValueError, match="seeds must be an integer from 1 to 16, got 2000000"):
+        preset_sweep("demo-tiny", field_name="lr", values=["0.01"], seeds=2_000_000)  # not a list of 2M first
+    with pytest.raises(ValueError, match="seeds .* got -5.*'abc'.*'x'"):  # every problem at once
+        preset_sweep("demo-tiny", field_name="lr", values=["0.01", "abc", "x"], seeds=-5)
+    near_twins = preset_sweep("demo-tiny", field_name="lr", values=["0.01", "0.010000001"], shared_seed=True)
+    assert "0.01 is given more than once" in near_twins.validate()["values"]  # they would share one run file name
+    out_of_range = preset_sweep("demo-tiny", field_name="lr", values=["0.01", "nan", "2"]).validate()["values"]
+    assert "lr=nan" in out_of_range and "lr=2" in out_of_range
+
+
+def test_cli_sweep_starts_its_seeds_from_the_given_seed(tmp_path):
+    out = tmp_path / "sweep"
+    result = subprocess.run([sys.executable, "-m", "core.cli", "sweep", "--preset", "demo-tiny", "--field",
+                             "init_bias", "--values", "0", "-1", "--seed", "7", "--steps", "32", "--snapshot-every",
+                             "16", "--quiet", "--out", str(out), "--json"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [row["seed"] for row in json.loads(result.stdout.strip().splitlines()[-1])["runs"]] == [7, 1007]
+    too_big = subprocess.run([sys.executable, "-m", "core.cli", "sweep", "--preset", "demo-tiny", "--field",
+                              "init_bias", "--values", "0", "-1", "--seed", "2147483000", "--out", str(tmp_path / "x")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert too_big.returncode == 2 and "seed + 1000 x i" in too_big.stderr
