@@ -33,10 +33,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-queued", type=int, default=64, help="runs allowed to wait in the queue")
     parser.add_argument("--token", default=os.environ.get("LAB_TOKEN"),
                         help="shared secret required to create, stop or delete runs (env LAB_TOKEN)")
+    parser.add_argument("--access-log", action="store_true",
+                        help="log every HTTP request (off by default: an open page makes several a second)")
     parser.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools, reloading off)")
     args = parser.parse_args(argv)
     if args.workers < 0 or args.workers > 64:
         parser.error("--workers must be from 0 to 64")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        parser.error("--threads must be from 1 to 1024")
+    if not 1 <= args.max_queued <= 100_000:
+        parser.error("--max-queued must be from 1 to 100000")
     if not 1 <= args.port <= 65535:
         parser.error("--port must be from 1 to 65535")
     return args
@@ -49,6 +55,8 @@ def raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not (args.access_log or args.debug):  # keep the log to what matters: workers, jobs, errors
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from app import create_app
     from core.jobs import Lab
     from core.store import DiskStore
