@@ -14,14 +14,18 @@ MAX_HEATMAP_CELLS = 32768  # full resolution up to here: each neuron and feature
 # Once cells cover blocks (paper scale) hover cannot name a neuron anyway; 5x5 blocks of a 1024 x 512 matrix
 # (205 x 103 cells, ~2 px each on screen) keep a live update under 200 KB.
 MAX_POOLED_HEATMAP_CELLS = 24576
-MARGIN = {"l": 55, "r": 15, "t": 40, "b": 45}
+MARGIN = {"l": 55, "r": 15, "t": 54, "b": 45}
 # A light look set directly: assigning a named plotly template costs time in every figure.
 AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True}
 # Without a template of its own, every figure carries plotly's default one (~7 KB of trace defaults for
 # 3D, maps and polar plots): a third of a paper-scale live update. This one keeps its colours only.
 SLIM_TEMPLATE = {"layout": {"colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3",
                                          "#FF6692", "#B6E880", "#FF97FF", "#FECB52"]}}
-TITLE_PLACE = {"x": 0.01, "xanchor": "left"}  # left: a centred title runs under the modebar
+# Just above the plot, below the band of the modebar's buttons (shown all the time on touch screens, where a long
+# title ran under them), starting at the left.
+TITLE_PLACE = {"x": 0.01, "xanchor": "left", "yref": "paper", "y": 1.0, "yanchor": "bottom", "pad": {"b": 8}}
+LEGEND_TOP_RIGHT = {"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"}
+LEGEND_BOTTOM_RIGHT = {**LEGEND_TOP_RIGHT, "y": 0.02, "yanchor": "bottom"}
 LAYOUT_STYLE = {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#2a3f5f"},
                 "margin": MARGIN, "uirevision": "keep", "hovermode": "closest", "template": SLIM_TEMPLATE}
 
@@ -36,8 +40,7 @@ def styled(traces: list | go.BaseTraceType, title: str, x_title: str, y_title: s
     return go.Figure(traces, layout={
         **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}, **TITLE_PLACE}, "xaxis": x_axis,
         "yaxis": y_axis,
-        "legend": {"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"},
-        "shapes": shapes or [], **layout})
+        "legend": LEGEND_TOP_RIGHT, "shapes": shapes or [], **layout})
 
 
 def hline(y: float, colour: str = "#888") -> dict:
@@ -183,13 +186,16 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
         y_labels = [f"#{i * br}-{min((i + 1) * br, sfa.shape[0]) - 1}" for i in range(rows)]
         x_labels = [f"#{j * bc}-{min((j + 1) * bc, sfa.shape[1]) - 1}" for j in range(cols)]
         hover = "neurons %{y}<br>features %{x} (positions)<br>max activation %{z:.3f}<extra></extra>"
-    heat = go.Heatmap(z=pooled, x=x_labels, y=y_labels, hovertemplate=hover, colorscale="Viridis", zmin=0, zmax=1,
-                      colorbar={"title": {"text": "activation"}})
+    # A category axis puts its first row at the bottom: rows go in reversed, so that the first neuron (the most
+    # selective, in the paper's order) is drawn on top. (An axis set to autorange "reversed" is not: a graph
+    # that first showed an empty figure keeps its earlier, upright autorange.)
+    heat = go.Heatmap(z=pooled[::-1], x=x_labels, y=y_labels[::-1], hovertemplate=hover, colorscale="Viridis",
+                      zmin=0, zmax=1, colorbar={"title": {"text": "activation"}})
     what = "ordered" if ordered else "index"
     scale = f" (max over {br}x{bc} blocks)" if br > 1 or bc > 1 else ""
-    return styled(heat, title + scale, f"feature ({what})", f"neuron ({what})",
+    return styled(heat, title + scale, f"feature ({what})", f"neuron ({what}, first on top)",
                   xaxis={"type": "category", "showticklabels": cols <= 64},
-                  yaxis={"type": "category", "showticklabels": rows <= 64, "autorange": "reversed"})
+                  yaxis={"type": "category", "showticklabels": rows <= 64})
 
 
 def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
@@ -239,15 +245,30 @@ def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str,
     """One line per run (label, steps, values) against log-scale steps, a colour per run."""
     if not any(len(steps) for _, steps, _ in series):
         return empty_figure(title, "No data yet")
-    traces = []
+    traces, shown = [], []
     for i, (label, steps, values) in enumerate(series):
         steps = np.asarray(steps)
         values = ema(values, smoothing) if smoothing else np.asarray(values, dtype=np.float64)
         keep = log_thin(steps, 2000)
+        shown.append(values[keep])
         traces.append(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
                                    name=label, line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
     shapes = [hline(reference)] if reference is not None else []
-    return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes)
+    legend = legend_clear_of(shown, [] if reference is None else [reference])
+    return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes, legend=legend)
+
+
+def legend_clear_of(curves: list[np.ndarray], also_on_axis: list[float] = ()) -> dict:
+    """A legend in the right-hand corner the curves' ends keep clear of: the bottom one when they end high.
+
+    Curves are in plotting order, so their last points are the right-hand side of the plot (log steps or not)."""
+    finite = [c[np.isfinite(c)] for c in curves]
+    everything = np.concatenate([*finite, np.asarray(also_on_axis, dtype=np.float64)])
+    ends = np.concatenate([c[-max(1, len(c) * 3 // 10):] for c in finite if len(c)] or [np.empty(0)])
+    if everything.size == 0 or ends.size == 0 or everything.max() == everything.min():
+        return LEGEND_TOP_RIGHT
+    high = (ends - everything.min()) / (everything.max() - everything.min()) > 0.5
+    return LEGEND_BOTTOM_RIGHT if high.mean() > 0.5 else LEGEND_TOP_RIGHT
 
 
 def interpolation_figure(alphas: np.ndarray, losses: np.ndarray, label_a: str, label_b: str,

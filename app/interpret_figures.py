@@ -5,14 +5,24 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures import AXIS_STYLE, LAYOUT_STYLE
+from app.figures import AXIS_STYLE, LAYOUT_STYLE, TITLE_PLACE
 from core.interpret import FeatureView, LinearMap, MonoSummary, NeuronView
 
+SUBTITLE_HEIGHT = 18  # px of top margin a subtitle line takes
 
-def styled(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False) -> go.Figure:
-    y_axis = {**AXIS_STYLE, "title": {"text": y_title}, **({"type": "log"} if log_y else {})}
-    fig.update_layout(**LAYOUT_STYLE, title={"text": title, "font": {"size": 14}}, yaxis=y_axis,
-                      xaxis={**AXIS_STYLE, "title": {"text": x_title}},
+
+def styled(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False,
+           yaxis: dict | None = None, subtitle: str | None = None, **layout: object) -> go.Figure:
+    """The lab's look; details go in a smaller second title line, so that the first stays short enough to read
+    in half a screen's width."""
+    y_axis = {**AXIS_STYLE, "title": {"text": y_title}, **({"type": "log"} if log_y else {}), **(yaxis or {})}
+    heading: dict = {"text": title, "font": {"size": 14}, **TITLE_PLACE}
+    margin = dict(LAYOUT_STYLE["margin"])
+    if subtitle:
+        heading["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#6c757d"}}
+        margin["t"] += SUBTITLE_HEIGHT
+    fig.update_layout(**{**LAYOUT_STYLE, "margin": margin, **layout}, title=heading,
+                      yaxis=y_axis, xaxis={**AXIS_STYLE, "title": {"text": x_title}},
                       legend={"x": 0.01, "y": 0.99, "bgcolor": "rgba(255,255,255,0.7)"})
     return fig
 
@@ -22,7 +32,8 @@ def feature_curves(view: FeatureView) -> go.Figure:
     a = view.amplitudes
     fig = go.Figure([
         go.Scatter(x=a, y=view.ideal, name="ideal (target)", line={"dash": "dot", "color": "#888"}),
-        go.Scatter(x=a, y=view.total, name="total output", line={"color": "#1f77b4", "width": 3}),
+        # wide and pale, under the parts: with no monosemantic neuron it equals the polysemantic part
+        go.Scatter(x=a, y=view.total, name="total output", line={"color": "#1f77b4", "width": 7}, opacity=0.45),
         go.Scatter(x=a, y=view.mono_part, name=f"monosemantic neurons ({len(view.neurons)})",
                    line={"color": "#2ca02c"}),
         go.Scatter(x=a, y=view.poly_part, name="polysemantic neurons", line={"color": "#d62728"}),
@@ -36,18 +47,20 @@ def neuron_profile(view: NeuronView) -> go.Figure:
     fig = go.Figure(go.Bar(x=np.arange(len(view.activations)), y=view.activations, marker_color="#1f77b4",
                            hovertemplate="feature %{x}<br>activation %{y:.3f}<extra></extra>"))
     top = ", ".join(str(f) for f in view.top_features) or "none"
-    return styled(fig, f"Neuron {view.neuron}: {kind}, r = {view.score:.3f}, bias {view.bias:.3f}; top features "
-                       f"{top}", "feature", "activation (feature alone)")
+    return styled(fig, f"Neuron {view.neuron}: {kind}", "feature", "activation (feature alone)",
+                  subtitle=f"r = {view.score:.3f}, bias {view.bias:.3f}; top features {top}")
 
 
 def linear_map_heatmap(linear: LinearMap) -> go.Figure:
     limit = float(np.abs(linear.matrix).max()) or 1.0
-    fig = go.Figure(go.Heatmap(z=linear.matrix.astype(np.float32), colorscale="RdBu", zmid=0, zmin=-limit,
-                               zmax=limit, hovertemplate="to feature %{y}<br>from feature %{x}<br>%{z:.3f}"
-                                                         "<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    return styled(fig, f"Polysemantic part's linear map (N x N): ~{linear.identity_scale:.3f} x identity, relative "
-                       f"error {linear.identity_error:.2f}", "from feature", "to feature")
+    heat = go.Figure(go.Heatmap(z=linear.matrix.astype(np.float32), colorscale="RdBu", zmid=0, zmin=-limit,
+                                zmax=limit, hovertemplate="to feature %{y}<br>from feature %{x}<br>%{z:.3f}"
+                                                          "<extra></extra>"))
+    # Feature 0 on top, as a matrix is written. Its own uirevision: the graph first shows an empty figure, whose
+    # upright autorange would otherwise be kept.
+    return styled(heat, "Polysemantic part's linear map (N x N)", "from feature", "to feature",
+                  subtitle=f"~{linear.identity_scale:.3f} x identity, relative error {linear.identity_error:.2f}",
+                  yaxis={"autorange": "reversed"}, uirevision="linear-map")
 
 
 def singular_values(linear: LinearMap) -> go.Figure:
@@ -60,10 +73,11 @@ def singular_values(linear: LinearMap) -> go.Figure:
 def mono_histogram(summary: MonoSummary) -> go.Figure:
     names = list(summary.counts)
     fig = go.Figure(go.Bar(x=names, y=[summary.counts[n] for n in names], marker_color="#2ca02c",
-                           text=[f"loss {summary.group_losses[n]:.4f}" for n in names], textposition="outside",
+                           text=[f"loss {summary.group_losses[n]:.4f}" if summary.counts[n] else ""
+                                 for n in names], textposition="outside",
                            hovertemplate="%{x} mono neurons: %{y} features<extra></extra>"))
-    return styled(fig, "Features by number of monosemantic neurons (bar label: their share of the loss)",
-                  "monosemantic neurons for the feature", "features")
+    return styled(fig, "Features by number of monosemantic neurons", "monosemantic neurons for the feature",
+                  "features", subtitle="bar label: those features' share of the loss")
 
 
 def pair_grid(amplitudes: np.ndarray, grid: np.ndarray, f1: int, f2: int) -> go.Figure:

@@ -4,10 +4,12 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from selenium.webdriver.common.keys import Keys
 
 from app import create_app
+from core.metrics import heatmap_order
 from core.worker import WorkerPool
 from tests.helpers import wait_until
 
@@ -25,6 +27,15 @@ def trace_lengths(dash_duo, graph_id: str) -> list[int]:
     script = (f"const el = document.querySelector('#{graph_id} .js-plotly-plot');"
               "if (!el || !el._fullData) return [];"
               "return el._fullData.map(t => (t.z ? t.z.length : (t.x ? t.x.length : 0)));")
+    return dash_duo.driver.execute_script(script)
+
+
+def top_row(dash_duo, graph_id: str):  # noqa: ANN201 (a category label or a number)
+    """What the graph draws in its top row, as a person sees it."""
+    script = (f"const el = document.querySelector('#{graph_id} .js-plotly-plot');"
+              "if (!el || !el._fullLayout || !el._fullLayout.yaxis.p2l) return null;"
+              "const ax = el._fullLayout.yaxis; const at = Math.round(ax.p2l(1));"  # 1 px below the top edge
+              "return ax.type === 'category' ? ax._categories[at] : at;")
     return dash_duo.driver.execute_script(script)
 
 
@@ -79,11 +90,16 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     dash_duo.wait_for_contains_text("#download-area", "Download run file", timeout=10)
     dash_duo.wait_for_contains_text("#run-list", "done", timeout=5)
     dash_duo.wait_for_contains_text("#run-list .run-facts", "CPU, ", timeout=5)  # where it trained
+    # The paper's order: the most selective neuron in the top row (the graph first showed an empty figure).
+    first_neuron = heatmap_order(np.asarray(lab.latest_snapshot(run["id"])["sfa"], dtype=np.float32))[0][0]
+    wait_until(lambda: top_row(dash_duo, "sfa-heatmap") == f"n{first_neuron}", timeout=10,
+               message=f"n{first_neuron} on top (top row: {top_row(dash_duo, 'sfa-heatmap')})")
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "finished.png"))
 
     # Inside the model: the inspector opens on the finished run.
     wait_until(lambda: len(trace_lengths(dash_duo, "feature-curves")) == 4, timeout=20, message="feature curves")
     assert trace_lengths(dash_duo, "poly-map") == [32]  # N x N linear map of the polysemantic part
+    assert top_row(dash_duo, "poly-map") == 0  # written as a matrix: feature 0 on top
     assert len(trace_lengths(dash_duo, "mono-histogram")) == 1
     # Clicking a heatmap cell picks its feature and neuron.
     set_input(dash_duo, "inspect-neuron-input", "47")

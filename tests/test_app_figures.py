@@ -33,10 +33,10 @@ def test_heatmap_in_paper_order_names_original_indices():
     sfa[0] = 0.4     # neuron 0 fires for both
     fig = figures.sfa_heatmap(sfa)
     heat = fig.data[0]
-    assert heat.y[0] == "n2" and heat.x[0] == "f1"
-    assert np.asarray(heat.z)[0, 0] == 1.0
+    assert heat.y[-1] == "n2" and heat.x[0] == "f1"  # the last row given is the top one on screen
+    assert np.asarray(heat.z)[-1, 0] == 1.0
     unsorted = figures.sfa_heatmap(sfa, ordered=False).data[0]
-    assert list(unsorted.y) == ["n0", "n1", "n2"]
+    assert list(unsorted.y) == ["n2", "n1", "n0"]
 
 
 def test_bias_figure_highlights_monosemantic_neurons():

@@ -117,11 +117,12 @@ def test_heatmap_puts_the_most_monosemantic_neuron_on_top_with_its_real_index():
     fig = figures.sfa_heatmap(sfa)
     heat = fig.data[0]
     neurons, features = heatmap_order(sfa)
-    assert heat.y[0] == "n2" and heat.x[0] == "f1"
-    assert list(heat.y) == [f"n{i}" for i in neurons] and list(heat.x) == [f"f{j}" for j in features]
-    assert np.array_equal(np.asarray(heat.z), sfa[neurons][:, features].astype(np.float32))
+    rows_top_down = list(heat.y)[::-1]  # a category axis draws its first row at the bottom
+    assert rows_top_down[0] == "n2" and heat.x[0] == "f1"
+    assert rows_top_down == [f"n{i}" for i in neurons] and list(heat.x) == [f"f{j}" for j in features]
+    assert np.array_equal(np.asarray(heat.z)[::-1], sfa[neurons][:, features].astype(np.float32))
     assert np.asarray(heat.z).dtype == np.float32
-    assert fig.layout.yaxis.autorange == "reversed"
+    assert fig.layout.yaxis.autorange is None  # not "reversed": see figures.sfa_heatmap
     assert heat.hovertemplate == "neuron %{y}<br>feature %{x}<br>activation %{z:.3f}<extra></extra>"
     assert (heat.zmin, heat.zmax) == (0, 1) and heat.colorbar.title.text == "activation"
     assert "ordered" in fig.layout.xaxis.title.text and "ordered" in fig.layout.yaxis.title.text
@@ -130,8 +131,8 @@ def test_heatmap_puts_the_most_monosemantic_neuron_on_top_with_its_real_index():
 def test_unordered_heatmap_keeps_index_order():
     sfa = small_sfa()
     fig = figures.sfa_heatmap(sfa, ordered=False)
-    assert list(fig.data[0].y) == ["n0", "n1", "n2"]
-    assert np.array_equal(np.asarray(fig.data[0].z), sfa.astype(np.float32))
+    assert list(fig.data[0].y)[::-1] == ["n0", "n1", "n2"]  # top down
+    assert np.array_equal(np.asarray(fig.data[0].z)[::-1], sfa.astype(np.float32))
     assert "index" in fig.layout.xaxis.title.text
 
 
@@ -139,11 +140,11 @@ def test_paper_scale_heatmap_is_block_max_pooled_under_the_cell_budget():
     sfa = np.random.default_rng(0).random((1024, 512)).astype(np.float32)
     fig = figures.sfa_heatmap(sfa, ordered=False)
     heat = fig.data[0]
-    z = np.asarray(heat.z)
+    z = np.asarray(heat.z)[::-1]  # top down
     assert z.size <= figures.MAX_POOLED_HEATMAP_CELLS
     br, bc = math.ceil(1024 / z.shape[0]), math.ceil(512 / z.shape[1])
     assert z[3, 5] == sfa[3 * br:4 * br, 5 * bc:6 * bc].max()
-    assert heat.y[0] == f"#0-{br - 1}" and heat.y[-1] == f"#{(z.shape[0] - 1) * br}-1023"  # ragged last block
+    assert heat.y[-1] == f"#0-{br - 1}" and heat.y[0] == f"#{(z.shape[0] - 1) * br}-1023"  # ragged last block
     assert "neurons %{y}" in heat.hovertemplate
     assert f"{br}x{bc}" in fig.layout.title.text
 
