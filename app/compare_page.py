@@ -137,22 +137,29 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         return (hidden if page in ("compare", "sweeps") else {}, {} if page == "compare" else hidden,
                 {} if page == "sweeps" else hidden)
 
+    def run_choices() -> list[dict[str, str]]:
+        return [{"label": f"{m['label'] or 'run'} · {m['id']} · {m['status']}", "value": m["id"]}
+                for m in reversed(lab.list())]
+
+    # The options come with the value: a dropdown given ids it has no options for yet drops them, and that
+    # change would have written an empty selection back into a shared link.
     @app.callback(Output("compare-runs", "value"), Output("url", "search", allow_duplicate=True),
+                  Output("compare-runs", "options", allow_duplicate=True),
                   Input("url", "search"), Input("compare-runs", "value"), State("url", "pathname"),
                   prevent_initial_call="initial_duplicate")
-    def sync_selection(search: str | None, chosen: list[str] | None, pathname: str | None) -> tuple[Any, Any]:
+    def sync_selection(search: str | None, chosen: list[str] | None, pathname: str | None) -> tuple[Any, Any, Any]:
         if not (pathname or "").rstrip("/").endswith("/compare"):
-            return no_update, no_update
+            return no_update, no_update, no_update
         if ctx.triggered_id == "compare-runs":
-            return no_update, "?" + urlencode({"runs": ",".join((chosen or [])[:MAX_COMPARED])})
-        return selected_runs(search), no_update
+            wanted = "?" + urlencode({"runs": ",".join((chosen or [])[:MAX_COMPARED])})
+            return no_update, (wanted if wanted != (search or "?runs=") else no_update), no_update
+        return selected_runs(search), no_update, run_choices()
 
     @app.callback(Output("compare-runs", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
     def run_options(_tick: int, pathname: str | None) -> Any:
         if not (pathname or "").rstrip("/").endswith("/compare"):
             return no_update
-        return [{"label": f"{m['label'] or 'run'} · {m['id']} · {m['status']}", "value": m["id"]}
-                for m in reversed(lab.list())]
+        return run_choices()
 
     @app.callback(
         [Output(f"compare-heatmap-{i}", "figure") for i in range(MAX_COMPARED)]

@@ -60,7 +60,8 @@ def sweep_layout() -> html.Div:
                             dbc.Col(
                                 [
                                     dbc.Label("Seeds", html_for="sweep-seeds-input", className="small mb-0"),
-                                    dbc.Input(id="sweep-seeds-input", type="number", value=1, min=1, max=16, step=1),
+                                    # no min/max: the box would give None for 0, and the range is checked on start
+                                    dbc.Input(id="sweep-seeds-input", type="number", value=1, step=1),
                                 ],
                                 md=1,
                             ),
@@ -153,6 +154,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(
         Output("sweep-select", "value"),
         Output("sweep-message", "children"),
+        Output("sweep-select", "options", allow_duplicate=True),  # with the value: a dropdown drops unknown values
         Input("sweep-start-button", "n_clicks"),
         State("sweep-preset-select", "value"),
         State("sweep-scale", "value"),
@@ -163,25 +165,30 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     )
     def start_sweep(
         _clicks: int, name: str, scale: str, values_text: str | None, seeds: Any, share: bool
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, Any, Any]:
         values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
         try:
-            seeds_n = 1 if seeds in (None, "") else seeds  # preset_sweep names the allowed range
-            sweep = preset_sweep(name, scale, values, seeds_n, shared_seed=bool(share))
+            if seeds is None:  # the number box gives None for what is not a number
+                raise ValueError("seeds must be an integer from 1 to 16")
+            sweep = preset_sweep(name, scale, values, seeds, shared_seed=bool(share))
             run_ids = lab.submit_sweep(sweep)
         except InvalidConfig as err:
-            return no_update, dbc.Alert("; ".join(f"{k}: {v}" for k, v in err.errors.items()), color="danger")
+            problem = "; ".join(f"{k}: {v}" for k, v in err.errors.items())
+            return no_update, dbc.Alert(problem, color="danger"), no_update
         except (ValueError, QueueFull) as err:
-            return no_update, dbc.Alert(str(err), color="danger")
+            return no_update, dbc.Alert(str(err), color="danger"), no_update
         sweep_id = lab.get(run_ids[0])["sweep"]["id"]
-        return sweep_id, dbc.Alert(
-            f"Queued {len(run_ids)} runs in {len(sweep.jobs())} job(s).", color="success", duration=4000
-        )
+        queued = dbc.Alert(f"Queued {len(run_ids)} runs in {len(sweep.jobs())} job(s).", color="success",
+                           dismissable=True)
+        return sweep_id, queued, sweep_choices()
 
     @app.callback(Output("sweep-select", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
     def sweep_options(_tick: int, pathname: str | None) -> Any:
         if not is_sweeps(pathname):
             return no_update
+        return sweep_choices()
+
+    def sweep_choices() -> list[dict[str, str]]:
         options = []
         for sweep_id, metas in reversed(list(lab.sweeps().items())):
             tag = metas[0]["sweep"]

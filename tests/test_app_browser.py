@@ -150,6 +150,17 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "compare-bottom.png"))
     dash_duo.driver.execute_script("window.scrollTo({top: 0, behavior: 'instant'});")
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "compare-top.png"))
+
+    # The page's link, opened afresh (as whoever it was shared with would), shows the same two runs.
+    link = dash_duo.driver.current_url
+    for _ in range(3):
+        dash_duo.driver.get(dash_duo.server_url + "/sweeps")
+        dash_duo.driver.get(link)
+        for i in range(2):
+            wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64], timeout=20,
+                       message=f"heatmap {i} from the link")
+        time.sleep(1.5)  # a tick of the page's timer: the selection must hold
+        assert dash_duo.driver.current_url == link
     assert dash_duo.get_logs() == []
 
 
@@ -166,6 +177,10 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     set_input(dash_duo, "sweep-values-input", "0.01 5")
     click(dash_duo, "#sweep-start-button")
     dash_duo.wait_for_contains_text("#sweep-message", "lr", timeout=10)
+    set_input(dash_duo, "sweep-values-input", "0.01 0.02")
+    set_input(dash_duo, "sweep-seeds-input", "0")
+    click(dash_duo, "#sweep-start-button")
+    dash_duo.wait_for_contains_text("#sweep-message", "seeds must be an integer from 1 to 16", timeout=10)
     assert len(lab.list()) == 3
 
     wait_until(lambda: all(lab.get(r)["status"] == "done" for r in run_ids), timeout=60, message="the sweep")
