@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import secrets
 from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, html, no_update
+from plotly.utils import PlotlyJSONEncoder
 
+from app.components import checkpoint_marks
 from app.form import (
     FIELD_NAMES,
     config_from_query,
@@ -110,15 +115,21 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             return no_update, dbc.Alert(str(err), color="danger", dismissable=True)
         return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000)
 
-    @app.callback(Output("run-list", "children"), Output("store-usage", "children"),
-                  Input("tick", "n_intervals"), Input("selected-run", "data"))
-    def refresh_run_list(_tick: int, selected: str | None) -> tuple[Any, str]:
+    @app.callback(Output("run-list", "children"), Output("store-usage", "children"), Output("run-list-shown", "data"),
+                  Input("tick", "n_intervals"), Input("selected-run", "data"), State("run-list-shown", "data"))
+    def refresh_run_list(_tick: int, selected: str | None, shown: str | None) -> tuple[Any, Any, Any]:
         runs = lab.list()
         if not runs:
-            return html.Div("No runs yet.", className="text-muted small"), ""
-        rows = [run_row(m, m["id"] == selected) for m in reversed(runs)]
-        usage = f"{len(runs)} runs · store {lab.store.volume_bytes() / 2**20:.1f} MiB"
-        return dbc.ListGroup(rows), usage
+            listing, usage = html.Div("No runs yet.", className="text-muted small"), ""
+        else:
+            listing = dbc.ListGroup([run_row(m, m["id"] == selected) for m in reversed(runs)])
+            usage = f"{len(runs)} runs · store {lab.store.volume_bytes() / 2**20:.1f} MiB"
+        # Rebuilding the list replaces the rows under the pointer, and a click landing then was lost: rebuild
+        # only when what it shows has changed.
+        digest = hashlib.sha1(json.dumps([listing, usage], cls=PlotlyJSONEncoder).encode()).hexdigest()
+        if digest == shown:
+            return no_update, no_update, no_update
+        return listing, usage, digest
 
     @app.callback(Output("selected-run", "data", allow_duplicate=True),
                   Input({"type": "run-select", "run": ALL}, "n_clicks"), prevent_initial_call=True)
@@ -140,7 +151,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             if action == "duplicate":
                 meta = lab.get(run_id)
                 config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))
-                new_id = lab.submit(config, label=meta["label"])
+                base_label = re.sub(r" \(seed \d+\)$", "", meta["label"] or "run")
+                new_id = lab.submit(config, label=f"{base_label} (seed {config.seed})")  # told apart in the list
                 return dbc.Alert(f"Queued {new_id}: same config, seed {config.seed}.", color="success",
                                  dismissable=True, duration=4000), new_id
             getattr(lab, action)(run_id)
@@ -177,8 +189,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             return [no_update] * outputs
         view = live_view(lab, run_id, smoothing, bool(ordered), frame, last.get("loss"), last.get("metrics"))
         n_frames = len(view.frame_steps)
-        marks = {i: str(s) for i, s in enumerate(view.frame_steps) if s & (s - 1) == 0 and s >= 64}
-        marks[n_frames] = "live"
+        marks = checkpoint_marks(view.frame_steps, "live")
         download = (html.A("Download run file (.pt)", href=f"/api/runs/{run_id}/file", className="btn btn-outline-"
                            "primary btn-sm") if view.has_file else "")
         heatmap = view.heatmap if view.heatmap is not None else no_update

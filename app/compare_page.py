@@ -13,7 +13,7 @@ import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
-from app.components import graph
+from app.components import checkpoint_marks, graph
 from app.form import FIELD_NAMES, field_id, form_errors
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
 from core.config import FIELDS, parse_value
@@ -41,7 +41,7 @@ def compare_layout() -> html.Div:
         dbc.Row([heatmap_slot(i) for i in range(MAX_COMPARED)], className="g-2"),
         dbc.Label("Checkpoint step shared by all heatmaps (right end = latest)", html_for="compare-slider",
                   className="small mb-0"),
-        dcc.Slider(id="compare-slider", min=0, max=0, step=1, value=0, marks=None),
+        dcc.Slider(id="compare-slider", min=0, max=0, step=1, value=0, marks=None, allow_direct_input=False),
         dbc.Row([
             dbc.Col(graph("compare-loss", 300, "Loss", "Choose two or more runs"), md=4),
             dbc.Col(graph("compare-mono", 300, "Mono neurons per feature", "Choose two or more runs"), md=4),
@@ -206,8 +206,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                                       "mono / N", reference=1.0)
         bias = figures.overlay_figure([(lb, h["points"].get("step", []), h["points"].get("mean_bias", []))
                                        for lb, h in zip(labels, histories)], "Mean bias", "mean bias")
-        marks = {i: str(s) for i, s in enumerate(common) if s & (s - 1) == 0 and s >= 64}
-        marks[len(common)] = "latest"
+        marks = checkpoint_marks(common, "latest")
         shown = [{} if i < len(metas) else {"display": "none"} for i in range(MAX_COMPARED)]
         padded = heatmaps + [no_update] * (MAX_COMPARED - len(heatmaps))
         widths = [12 // len(metas)] * MAX_COMPARED

@@ -172,7 +172,7 @@ def live_column() -> html.Div:
                         step=1,
                         value=0,
                         marks=None,
-                        tooltip={"placement": "bottom"},
+                        allow_direct_input=False,  # its positions are checkpoint indices, not steps
                     ),
                 ]
             ),
@@ -196,6 +196,7 @@ def build_layout() -> html.Div:
             dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS),
             dcc.Store(id="selected-run", storage_type="session"),
             dcc.Store(id="live-state"),
+            dcc.Store(id="run-list-shown"),  # a digest of the run list as shown: a tick changing nothing sends nothing
             dcc.Store(id="sweep-state"),
             dbc.Navbar(
                 dbc.Container(

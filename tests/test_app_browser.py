@@ -117,6 +117,15 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     dash_duo.driver.execute_script(
         "document.getElementById('feature-curves').scrollIntoView({block: 'start', behavior: 'instant'});")
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "inspector.png"))
+
+    # Duplicate: the same config with a new seed, named so that the two can be told apart.
+    duplicate = dash_duo.driver.find_element_by_xpath("//div[@id='run-list']//button[text()='Duplicate']")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", duplicate)
+    duplicate.click()
+    wait_until(lambda: len(lab.list()) == 2, timeout=10, message="the duplicate")
+    copy = lab.list()[1]
+    assert copy["config"] == {**run["config"], "seed": copy["config"]["seed"]} and copy["config"]["seed"] != 0
+    dash_duo.wait_for_contains_text("#run-list", f"demo-tiny (edited) (seed {copy['config']['seed']})", timeout=10)
     assert dash_duo.get_logs() == []
 
 

@@ -56,3 +56,15 @@ def test_empty_inputs_say_so():
     for fig in (figures.loss_figure(np.zeros(0), np.zeros(0)), figures.sfa_heatmap(None),
                 figures.bias_figure(None), figures.score_histogram_figure(None)):
         assert fig.layout.annotations and fig.layout.annotations[0].text
+
+
+def test_checkpoint_marks_never_crowd():
+    from app.components import checkpoint_marks
+
+    # log2 checkpoints then evenly spaced ones: the early ones sit one position apart on the slider
+    steps = [2 ** i for i in range(14)] + list(range(8192 + 4096, 2 ** 17 + 1, 4096))
+    marks = checkpoint_marks(steps, "live")
+    positions = sorted(marks)
+    assert marks[len(steps)] == "live" and all(int(marks[i]) == steps[i] for i in positions[:-1])
+    assert all(b - a >= len(steps) / 8 for a, b in zip(positions, positions[1:]))  # labels do not run together
+    assert len(marks) >= 3
