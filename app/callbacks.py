@@ -141,11 +141,14 @@ def register_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(Output("submit-message", "children", allow_duplicate=True),
                   Output("selected-run", "data", allow_duplicate=True),
+                  Output("delete-confirm", "displayed"), Output("delete-confirm", "message"),
+                  Output("delete-pending", "data"),
                   Input({"type": "run-action", "action": ALL, "run": ALL}, "n_clicks"), prevent_initial_call=True)
-    def run_action(clicks: list[int | None]) -> tuple[Any, Any]:
+    def run_action(clicks: list[int | None]) -> tuple[Any, ...]:
         trigger = ctx.triggered_id
+        nothing = (no_update,) * 3
         if not trigger or not ctx.triggered or not ctx.triggered[0]["value"]:
-            return no_update, no_update
+            return no_update, no_update, *nothing
         run_id, action = trigger["run"], trigger["action"]
         try:
             if action == "duplicate":
@@ -154,13 +157,31 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 base_label = re.sub(r" \(seed \d+\)$", "", meta["label"] or "run")
                 new_id = lab.submit(config, label=f"{base_label} (seed {config.seed})")  # told apart in the list
                 return dbc.Alert(f"Queued {new_id}: same config, seed {config.seed}.", color="success",
-                                 dismissable=True, duration=4000), new_id
+                                 dismissable=True, duration=4000), new_id, *nothing
+            if action == "delete":  # nothing to undo it with: ask first
+                meta = lab.get(run_id)
+                question = (f"Delete run {meta['label'] or 'run'} ({run_id}, {meta['status']})? Its history, "
+                            "checkpoints and run file go with it; this cannot be undone.")
+                return no_update, no_update, True, question, run_id
             getattr(lab, action)(run_id)
         except UnknownRun:
-            return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), no_update
+            return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), no_update, \
+                *nothing
         except QueueFull as err:
-            return dbc.Alert(str(err), color="danger", dismissable=True), no_update
-        return no_update, no_update
+            return dbc.Alert(str(err), color="danger", dismissable=True), no_update, *nothing
+        return no_update, no_update, *nothing
+
+    @app.callback(Output("submit-message", "children", allow_duplicate=True),
+                  Input("delete-confirm", "submit_n_clicks"), State("delete-pending", "data"),
+                  prevent_initial_call=True)
+    def delete_confirmed(_clicks: int | None, run_id: str | None) -> Any:
+        if not run_id:
+            return no_update
+        try:
+            lab.delete(run_id)
+        except UnknownRun:
+            return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True)
+        return dbc.Alert(f"Deleted run {run_id}.", color="secondary", dismissable=True, duration=4000)
 
     @app.callback(
         Output("live-title", "children"), Output("live-subtitle", "children"), Output("live-progress", "value"),

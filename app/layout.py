@@ -198,6 +198,8 @@ def build_layout() -> html.Div:
             dcc.Store(id="live-state"),
             dcc.Store(id="run-list-shown"),  # a digest of the run list as shown: a tick changing nothing sends nothing
             dcc.Store(id="sweep-state"),
+            dcc.Store(id="delete-pending"),  # the run the delete dialog asks about
+            dcc.ConfirmDialog(id="delete-confirm"),
             dbc.Navbar(
                 dbc.Container(
                     [

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.keys import Keys
 
 from app import create_app
@@ -126,7 +127,38 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     copy = lab.list()[1]
     assert copy["config"] == {**run["config"], "seed": copy["config"]["seed"]} and copy["config"]["seed"] != 0
     dash_duo.wait_for_contains_text("#run-list", f"demo-tiny (edited) (seed {copy['config']['seed']})", timeout=10)
+
+    # Delete asks first (nothing can undo it): cancelling keeps the run, confirming removes it.
+    def ask_to_delete():  # noqa: ANN202
+        def click_delete() -> bool:  # the copy is training: its row is redrawn each second, so try again
+            try:
+                button = dash_duo.driver.find_element_by_xpath(
+                    f"//div[@id='run-list']//*[contains(@class, 'run-row')][.//span[text()='{copy['id']}']]"
+                    "//button[text()='Delete']")
+                dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+                button.click()
+            except StaleElementReferenceException:
+                return False
+            return True
+
+        wait_until(click_delete, timeout=10, message="a click on Delete")
+        return wait_until(lambda: _alert(dash_duo), timeout=10, message="the delete question")
+
+    question = ask_to_delete()
+    assert copy["id"] in question.text and "cannot be undone" in question.text
+    question.dismiss()
+    time.sleep(1.5)
+    assert len(lab.list()) == 2
+    ask_to_delete().accept()
+    wait_until(lambda: [m["id"] for m in lab.list()] == [run["id"]], timeout=10, message="the copy deleted")
     assert dash_duo.get_logs() == []
+
+
+def _alert(dash_duo):  # noqa: ANN202 (selenium's Alert, or None)
+    try:
+        return dash_duo.driver.switch_to.alert
+    except NoAlertPresentException:
+        return None
 
 
 def test_compare_two_runs_side_by_side(dash_duo, lab):
