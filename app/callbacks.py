@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import secrets
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, ctx, html, no_update
-from plotly.utils import PlotlyJSONEncoder
+from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
 
 from app.components import checkpoint_marks
 from app.form import (
@@ -36,10 +33,43 @@ def available_actions(status: str) -> list[str]:
     return actions + ["duplicate", "delete"]
 
 
+def run_progress(meta: dict[str, Any]) -> float:
+    return 100.0 * meta["step"] / max(1, meta["steps"])
+
+
+def run_facts(meta: dict[str, Any]) -> str:
+    eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
+    return (f"step {meta['step']:,} / {meta['steps']:,}" + (f" · ETA {eta}" if eta else "")
+            + (f" · loss {meta['loss']:.4f}" if meta["loss"] is not None else "")
+            + (f" · {meta['device']}" if meta.get("device") else ""))
+
+
+def run_list_update(runs: list[dict[str, Any]], selected: str | None, shown: dict | None) -> tuple[Any, dict]:
+    """The run list's new children, and what it then shows: the whole list when its rows, their labels, statuses
+    (hence buttons) or the selection changed; else a Patch of the progress bars and facts lines alone, so that
+    the rows and buttons under the pointer stay the same elements (a click on a replaced row was lost)."""
+    newest_first = list(reversed(runs))
+    structure = [selected] + [[m["id"], m["label"], m["status"]] for m in newest_first]
+    rows = [[run_progress(m), run_facts(m)] for m in newest_first]
+    now = {"structure": structure, "rows": rows}
+    if shown is not None and shown.get("structure") == structure and shown.get("rows") == rows:
+        return no_update, now
+    if not runs:
+        return html.Div("No runs yet.", className="text-muted small"), now
+    if shown is None or shown.get("structure") != structure:
+        return dbc.ListGroup([run_row(m, m["id"] == selected) for m in newest_first]), now
+    patch = Patch()
+    for i, (row, before) in enumerate(zip(rows, shown["rows"])):
+        item = patch["props"]["children"][i]["props"]["children"]
+        if row[0] != before[0]:
+            item[1]["props"]["value"] = row[0]
+        if row[1] != before[1]:
+            item[2]["props"]["children"] = row[1]
+    return patch, now
+
+
 def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
     status = meta["status"]
-    progress = 100.0 * meta["step"] / max(1, meta["steps"])
-    eta = format_eta(meta["eta_seconds"]) if status == "running" else ""
     buttons = [dbc.Button(ACTIONS[a], id={"type": "run-action", "action": a, "run": meta["id"]}, size="sm",
                           color="danger" if a == "delete" else "secondary", outline=True, className="me-1 mt-1")
                for a in available_actions(status)]
@@ -49,11 +79,9 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
             dbc.Badge(status, color=STATUS_COLOURS.get(status, "secondary"), className="me-2"),
             html.Span(meta["id"], className="text-muted small font-monospace"),
         ]),
-        dbc.Progress(value=progress, className="my-1", style={"height": "5px"},
-                     color=STATUS_COLOURS.get(status, "secondary")),
-        html.Div(f"step {meta['step']:,} / {meta['steps']:,}" + (f" · ETA {eta}" if eta else "")
-                 + (f" · loss {meta['loss']:.4f}" if meta["loss"] is not None else "")
-                 + (f" · {meta['device']}" if meta.get("device") else ""), className="small run-facts"),
+        dbc.Progress(value=run_progress(meta), className="my-1", style={"height": "5px"},
+                     color=STATUS_COLOURS.get(status, "secondary")),  # children[1]: run_list_update patches it
+        html.Div(run_facts(meta), className="small run-facts"),  # children[2]: likewise
         html.Div(buttons),
     ], id={"type": "run-select", "run": meta["id"]}, action=True, n_clicks=0,
         className="run-row selected" if selected else "run-row", key=meta["id"])
@@ -117,19 +145,13 @@ def register_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(Output("run-list", "children"), Output("store-usage", "children"), Output("run-list-shown", "data"),
                   Input("tick", "n_intervals"), Input("selected-run", "data"), State("run-list-shown", "data"))
-    def refresh_run_list(_tick: int, selected: str | None, shown: str | None) -> tuple[Any, Any, Any]:
+    def refresh_run_list(_tick: int, selected: str | None, shown: dict | None) -> tuple[Any, Any, Any]:
         runs = lab.list()
-        if not runs:
-            listing, usage = html.Div("No runs yet.", className="text-muted small"), ""
-        else:
-            listing = dbc.ListGroup([run_row(m, m["id"] == selected) for m in reversed(runs)])
-            usage = f"{len(runs)} runs · store {lab.store.volume_bytes() / 2**20:.1f} MiB"
-        # Rebuilding the list replaces the rows under the pointer, and a click landing then was lost: rebuild
-        # only when what it shows has changed.
-        digest = hashlib.sha1(json.dumps([listing, usage], cls=PlotlyJSONEncoder).encode()).hexdigest()
-        if digest == shown:
-            return no_update, no_update, no_update
-        return listing, usage, digest
+        usage = f"{len(runs)} runs · store {lab.store.volume_bytes() / 2**20:.1f} MiB" if runs else ""
+        listing, now = run_list_update(runs, selected, shown)
+        if listing is no_update and shown.get("usage") == usage:
+            return no_update, no_update, no_update  # nothing changed: send nothing
+        return listing, usage, {**now, "usage": usage}
 
     @app.callback(Output("selected-run", "data", allow_duplicate=True),
                   Input({"type": "run-select", "run": ALL}, "n_clicks"), prevent_initial_call=True)
