@@ -20,7 +20,7 @@ from core.config import FIELDS, parse_value
 from core.jobs import Lab, QueueFull
 from core.metrics import dead_neurons
 from core.runfile import RunFileError, load_run_file
-from core.sweep import value_label
+from core.sweep import repeated_labels, value_label
 from core.train import batch_key, max_runs_per_job, worth_batching
 
 MAX_COMPARED = 4
@@ -85,8 +85,7 @@ def parse_comparison(field: str, text: str | None) -> tuple[list[Any], str | Non
         values = [parse_value(FIELDS[field], p) for p in parts]
     except ValueError as err:
         return [], str(err)
-    labels = [value_label(v) for v in values]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    repeated = repeated_labels(values)
     if repeated:
         return [], f"give {len(parts)} different values: {', '.join(repeated)} is given more than once"
     return values, None

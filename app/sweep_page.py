@@ -168,8 +168,6 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     ) -> tuple[Any, Any, Any]:
         values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
         try:
-            if seeds is None:  # the number box gives None for what is not a number
-                raise ValueError("seeds must be an integer from 1 to 16")
             sweep = preset_sweep(name, scale, values, seeds, shared_seed=bool(share))
             run_ids = lab.submit_sweep(sweep)
         except InvalidConfig as err:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,8 +216,7 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
         if isinstance(raw, str):
             text = raw.strip()
             # an integer field reads "99999999999999999999" exactly, not through a float that rounds it
-            number = int(text) if is_int and text.lstrip("+-").isascii() and text.lstrip("+-").isdigit() \
-                else float(text)
+            number = int(text) if is_int and re.fullmatch(r"[+-]?[0-9]+", text) else float(text)
         else:
             number = raw
         if is_int:

@@ -7,7 +7,7 @@ sweeping a shape (N, m, k, task, batch size, ...) falls back to one job per valu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,8 +68,7 @@ class Sweep:
         if not 1 <= len(self.seeds) <= MAX_SEEDS:
             errors["seeds"] = f"seeds must list 1 to {MAX_SEEDS} seeds, got {len(self.seeds)}"
             return errors
-        labels = [value_label(v) for v in self.values]
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        repeated = repeated_labels(self.values)
         if repeated:  # their runs would be indistinguishable in every figure, table and file name
             errors["values"] = (f"values must differ (to 6 significant digits): {', '.join(repeated)} is given more "
                                 "than once; for repeats of a value use seeds")
@@ -101,15 +100,11 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
     swept = field_name or swept
     if swept not in SWEEPABLE:
         raise ValueError(f"field must be one of {', '.join(SWEEPABLE)}, got {swept!r}")
-    if isinstance(seeds, float) and seeds.is_integer():
-        seeds = int(seeds)
-    problems = []  # every one at once
+    problems = []  # every one at once; the number of values is Sweep.validate's to check
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         problems.append(f"seeds must be an integer from 1 to {MAX_SEEDS}, got {seeds!r}")
-    if values and len(values) > MAX_VALUES:
-        problems.append(f"values must list 1 to {MAX_VALUES} values, got {len(values)}")
     parsed = []
-    for raw in (values or ())[:MAX_VALUES + 1]:
+    for raw in values or ():
         try:
             parsed.append(parse_value(FIELDS[swept], raw))
         except ValueError as err:
@@ -166,6 +161,12 @@ def run_sweep(sweep: Sweep, on_progress: Callable[[int], None] | None = None, ch
 
 def total_run_steps(sweep: Sweep) -> int:
     return sum(c.steps for c in sweep.configs())
+
+
+def repeated_labels(values: Sequence[Any]) -> list[str]:
+    """The labels (value_label) that more than one of the values share."""
+    labels = [value_label(v) for v in values]
+    return sorted({label for label in labels if labels.count(label) > 1})
 
 
 def value_label(value: Any) -> str:
