@@ -10,6 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
 
 from app.components import checkpoint_marks
+from app.figures import empty_figure
 from app.form import (
     FIELD_NAMES,
     config_from_query,
@@ -17,8 +18,11 @@ from app.form import (
     feedback_id,
     field_id,
     form_errors,
+    form_summary,
     values_from_config,
 )
+from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
+from app.links import as_hash, from_hash
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.presets import PRESETS
@@ -31,6 +35,27 @@ def available_actions(status: str) -> list[str]:
     actions = {"running": ["pause", "stop"], "queued": ["pause", "stop"], "paused": ["resume", "stop"],
                "interrupted": ["resume", "stop"]}.get(status, [])
     return actions + ["duplicate", "delete"]
+
+
+def link_message(ignored: list[str]) -> Any:
+    """What a loaded link held that the form could not use (left out; the rest of the link counts)."""
+    if not ignored:
+        return ""
+    return dbc.Alert([html.Div("Not used from this link (the form has the preset's values there instead):"),
+                      html.Ul([html.Li(problem) for problem in ignored], className="mb-0")],
+                     color="warning", dismissable=True, className="small py-2")
+
+
+def is_train_page(pathname: str | None) -> bool:
+    return not (pathname or "").rstrip("/").endswith(("/compare", "/sweeps"))
+
+
+def blank_live_view(subtitle: str) -> list[Any]:
+    """update_live's outputs with no run chosen: what the page shows before one is."""
+    blank = {graph_id: empty_figure(*text) for graph_id, text in LIVE_BLANKS.items()}
+    return [NO_RUN_TITLE, subtitle, 0, *["–"] * 5, blank["loss-graph"], blank["mono-graph"],
+            blank["bias-history-graph"], blank["lr-graph"], blank["sfa-heatmap"], "", 0, None, 0,
+            blank["bias-graph"], blank["score-histogram"], "", None]
 
 
 def run_progress(meta: dict[str, Any]) -> float:
@@ -90,40 +115,68 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
 def register_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(
         [Output(field_id(n), "value") for n in FIELD_NAMES] + [Output("preset-select", "value"),
-                                                               Output("url", "search")],
+                                                               Output("url", "search"), Output("link-message",
+                                                                                                "children")],
         Input("url", "search"), Input("preset-select", "value"), *FIELD_VALUES, State("url", "pathname"),
     )
     def sync_form_and_url(search: str | None, preset: str | None, *values: Any) -> list[Any]:
-        """The URL holds the config: loading a link fills the form; editing the form rewrites the link."""
+        """The URL holds the config: loading a link fills the form (and says what of it was unusable);
+        editing the form rewrites the link."""
         *values, pathname = values
         keep = [no_update] * len(FIELD_NAMES)
         if (pathname or "").rstrip("/").endswith(("/compare", "/sweeps")):
-            return keep + [no_update, no_update]
+            return keep + [no_update] * 3
         trigger = ctx.triggered_id
         if trigger == "url" or trigger is None:
-            url_preset, config = config_from_query(search)
-            if config is None:
+            linked = config_from_query(search)
+            message = link_message(linked.ignored)
+            if linked.config is None:
                 config = PRESETS[preset].config if preset in PRESETS else None
                 if config is None:
-                    return keep + [no_update, no_update]
-                return values_from_config(config) + [no_update, config_to_query(config, preset)]
-            return values_from_config(config) + [url_preset or no_update, no_update]
+                    return keep + [no_update, no_update, message]
+                return values_from_config(config) + [no_update, config_to_query(config, preset), message]
+            return values_from_config(linked.config) + [linked.preset or no_update, no_update, message]
         if trigger == "preset-select" and preset in PRESETS:
             config = PRESETS[preset].config
-            return values_from_config(config) + [no_update, config_to_query(config, preset)]
+            return values_from_config(config) + [no_update, config_to_query(config, preset), no_update]
         config, _ = form_errors(list(values))
         if config is None:
-            return keep + [no_update, no_update]
-        return keep + [no_update, config_to_query(config, preset)]
+            return keep + [no_update] * 3
+        return keep + [no_update, config_to_query(config, preset), no_update]
 
     @app.callback(
         [Output(field_id(n), "invalid") for n in FIELD_NAMES]
-        + [Output(feedback_id(n), "children") for n in FIELD_NAMES] + [Output("start-button", "disabled")],
+        + [Output(feedback_id(n), "children") for n in FIELD_NAMES] + [Output("start-button", "disabled"),
+                                                                     Output("form-message", "children")],
         *FIELD_VALUES,
     )
     def validate_form(*values: Any) -> list[Any]:
         _, errors = form_errors(list(values))
-        return ([n in errors for n in FIELD_NAMES] + [errors.get(n, "") for n in FIELD_NAMES] + [bool(errors)])
+        return ([n in errors for n in FIELD_NAMES] + [errors.get(n, "") for n in FIELD_NAMES]
+                + [bool(errors), form_summary(errors)])
+
+    @app.callback(
+        Output("selected-run", "data", allow_duplicate=True), Output("url", "hash"),
+        Output("link-message", "children", allow_duplicate=True),
+        Input("url", "hash"), Input("url", "pathname"), Input("selected-run", "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def sync_run_and_hash(fragment: str | None, pathname: str | None, selected: str | None) -> tuple[Any, Any, Any]:
+        """The URL's fragment names the selected run: a link (or a new tab) opens it, choosing a run rewrites it."""
+        if not is_train_page(pathname):
+            return no_update, no_update, no_update
+        linked = from_hash(fragment, "run")
+        # On a page load the URL and the session's stored selection come in together: the URL wins.
+        if linked is None or not any(p.startswith("url.") for p in ctx.triggered_prop_ids):
+            wanted = as_hash("run", selected)
+            return no_update, (wanted if wanted != (fragment or "") else no_update), no_update
+        if linked == selected:
+            return no_update, no_update, no_update
+        if lab.exists(linked):
+            return linked, no_update, no_update
+        gone = dbc.Alert(f"This link's run {linked} is not in this lab: deleted, or from another lab.",
+                         color="warning", dismissable=True, className="small py-2")
+        return no_update, as_hash("run", selected), gone
 
     @app.callback(
         Output("selected-run", "data", allow_duplicate=True), Output("submit-message", "children"),
@@ -194,16 +247,18 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         return no_update, no_update, *nothing
 
     @app.callback(Output("submit-message", "children", allow_duplicate=True),
+                  Output("selected-run", "data", allow_duplicate=True),
                   Input("delete-confirm", "submit_n_clicks"), State("delete-pending", "data"),
-                  prevent_initial_call=True)
-    def delete_confirmed(_clicks: int | None, run_id: str | None) -> Any:
+                  State("selected-run", "data"), prevent_initial_call=True)
+    def delete_confirmed(_clicks: int | None, run_id: str | None, selected: str | None) -> tuple[Any, Any]:
         if not run_id:
-            return no_update
+            return no_update, no_update
+        deselect = None if run_id == selected else no_update  # the live view must not go on showing it
         try:
             lab.delete(run_id)
         except UnknownRun:
-            return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True)
-        return dbc.Alert(f"Deleted run {run_id}.", color="secondary", dismissable=True, duration=4000)
+            return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), deselect
+        return dbc.Alert(f"Deleted run {run_id}.", color="secondary", dismissable=True, duration=4000), deselect
 
     @app.callback(
         Output("live-title", "children"), Output("live-subtitle", "children"), Output("live-progress", "value"),
@@ -221,13 +276,16 @@ def register_callbacks(app: Any, lab: Lab) -> None:
     def update_live(_tick: int, run_id: str | None, smoothing: float, ordered: bool, slider: int | None,
                     slider_max: int | None, last: dict[str, Any] | None) -> list[Any]:
         outputs = 21
+        last = last if isinstance(last, dict) else {}
         if not run_id or not lab.exists(run_id):
-            return [no_update] * outputs
+            if not last:  # the blank view is already on the page
+                return [no_update] * outputs
+            gone = f"Run {run_id} was deleted. " if run_id else ""
+            return blank_live_view(gone + NO_RUN_SUBTITLE)
         meta = lab.get(run_id)
         following = slider is None or slider_max is None or slider >= slider_max or ctx.triggered_id == "selected-run"
         frame = None if following else int(slider)
         key = live_key(meta, smoothing, bool(ordered), frame)
-        last = last if isinstance(last, dict) else {}
         if key == last.get("key"):
             return [no_update] * outputs
         view = live_view(lab, run_id, smoothing, bool(ordered), frame, last.get("loss"), last.get("metrics"))

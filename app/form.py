@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import dash_bootstrap_components as dbc
 from dash import html
 
-from core.config import FIELDS, RunConfig, allowed_range, config_from_dict
+from core.config import FIELDS, RunConfig, allowed_range, check_value, config_from_dict, parse_value, shown
 from core.presets import PAPER_BATCHES, PRESETS, QUICK_PRESETS
 
 FIELD_NAMES = list(FIELDS)
+LABELS = {n: FIELDS[n].metadata["label"] or n for n in FIELD_NAMES}
+# A field's name, and the symbol some messages add after it ("embed_dim (m)"): the label already carries it.
+_FIELD_NAME = re.compile(r"\b(" + "|".join(sorted(FIELD_NAMES, key=len, reverse=True)) + r")\b(?: \([A-Za-z]\))?")
 
 
 def field_id(name: str) -> str:
@@ -63,14 +67,31 @@ def values_from_config(config: RunConfig) -> list[Any]:
     return [getattr(config, n) for n in FIELD_NAMES]
 
 
+def in_form_words(message: str) -> str:
+    """A validation message as the form's user reads it: fields named by their labels, not their names
+    (the names are right for the API and CLI, whose users type them)."""
+    text = _FIELD_NAME.sub(lambda match: LABELS[match.group(1)], message)
+    return text[:1].upper() + text[1:]
+
+
 def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
-    """Validate the form's values; an empty number box counts as a missing value with its range."""
+    """Validate the form's values, with messages in form words; an empty number box counts as a missing
+    value with its range. Keys are field names, or `memory` for a problem of the whole config."""
     raw = dict(zip(FIELD_NAMES, values))
     missing = {n: f"{n} is required: {allowed_range(FIELDS[n])}" for n, v in raw.items() if v is None or v == ""}
     present = {n: v for n, v in raw.items() if n not in missing}
     config, errors = config_from_dict(present)
-    errors = {**missing, **errors}
+    errors = {n: in_form_words(m) for n, m in {**missing, **errors}.items()}
     return (None if errors else config), errors
+
+
+def form_summary(errors: dict[str, str]) -> str:
+    """Why Start is off, in one line: problems of the whole config in full, and the fields to fix by label
+    (one in the collapsed Advanced section would otherwise be invisible)."""
+    whole = [m for n, m in errors.items() if n not in FIELDS]
+    fields = [LABELS[n] + ("" if FIELDS[n].metadata["basic"] else " (Advanced)") for n in FIELD_NAMES
+              if n in errors]
+    return " ".join(whole + ([f"To start, fix: {', '.join(fields)}."] if fields else []))
 
 
 def config_to_query(config: RunConfig, preset: str | None) -> str:
@@ -84,17 +105,41 @@ def config_to_query(config: RunConfig, preset: str | None) -> str:
     return "?" + urlencode(query) if query else ""
 
 
-def config_from_query(search: str | None) -> tuple[str | None, RunConfig | None]:
-    """(preset, config) encoded in a URL query; None where the query holds nothing usable."""
-    if not search:
-        return None, None
-    pairs = dict(parse_qsl(search.lstrip("?")))
+@dataclasses.dataclass(frozen=True)
+class LinkedConfig:
+    """What a URL query holds: its preset, the config built from its usable values, and what it could not use."""
+
+    preset: str | None
+    config: RunConfig | None
+    ignored: list[str]
+
+
+def config_from_query(search: str | None) -> LinkedConfig:
+    """The config encoded in a URL query; config is None where the query holds nothing for the form.
+
+    A value of the wrong type or out of its range is left out (the rest of the link still counts) and named in
+    `ignored`. Values that clash with each other stay: the form then marks them, as if they had been typed."""
+    pairs = dict(parse_qsl((search or "").lstrip("?")))
+    if not pairs:
+        return LinkedConfig(None, None, [])
+    ignored = []
     preset = pairs.pop("preset", None)
-    preset = preset if preset in PRESETS else None
+    if preset is not None and preset not in PRESETS:
+        ignored.append(f"preset {shown(preset)} is unknown")
+        preset = None
+    values = {}
+    for name, raw in pairs.items():
+        if name not in FIELDS:
+            ignored.append(f"{shown(name)} is not a field")
+            continue
+        try:
+            value = parse_value(FIELDS[name], raw)
+            problem = check_value(FIELDS[name], value)
+        except ValueError as err:
+            problem = str(err)
+        if problem:
+            ignored.append(in_form_words(problem))
+        else:
+            values[name] = value
     base = PRESETS[preset].config if preset else RunConfig()
-    known = {k: v for k, v in pairs.items() if k in FIELDS}
-    config, errors = config_from_dict(known, base)
-    if errors:  # keep what is valid; the form shows the rest as errors once edited
-        valid = {k: v for k, v in known.items() if k not in errors}
-        config, errors = config_from_dict(valid, base)
-    return preset, config
+    return LinkedConfig(preset, base.replace(**values), ignored)

@@ -13,6 +13,22 @@ from app.sweep_page import sweep_layout
 
 LIVE_INTERVAL_MS = 1000
 PICK = "Start a run, or pick one from the list"
+NO_RUN_TITLE = "No run selected"
+NO_RUN_SUBTITLE = "Start a run on the left, or pick one from the list."
+# What each live graph says before a run is chosen (and again once the chosen run is deleted).
+LIVE_BLANKS = {
+    "loss-graph": ("Loss", PICK),
+    "mono-graph": ("Mono neurons per feature", PICK),
+    "bias-history-graph": ("Mean bias", PICK),
+    "lr-graph": ("Learning rate", PICK),
+    "sfa-heatmap": ("Single-feature activations", "Neurons x features appear here as the run trains"),
+    "bias-graph": ("First-layer bias per neuron", PICK),
+    "score-histogram": ("r = max/sum per neuron", PICK),
+}
+
+
+def live_graph(graph_id: str, height: int = 260) -> dcc.Graph:
+    return graph(graph_id, height, *LIVE_BLANKS[graph_id])
 
 TEACHING = [
     html.P(
@@ -69,7 +85,9 @@ def controls_column() -> html.Div:
     return html.Div(
         [
             html.H5("New run", className="mt-2"),
+            html.Div(id="link-message"),
             config_form(),
+            html.Div(id="form-message", className="small text-danger mb-1"),  # why Start is off
             dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-2"),
             html.Div(id="submit-message"),
             comparison_starter(),
@@ -91,9 +109,9 @@ def live_column() -> html.Div:
             ),
             html.Div(
                 [
-                    html.H4("No run selected", id="live-title", className="mb-0"),
+                    html.H4(NO_RUN_TITLE, id="live-title", className="mb-0"),
                     html.Div(
-                        "Start a run on the left, or pick one from the list.",
+                        NO_RUN_SUBTITLE,
                         id="live-subtitle",
                         className="text-muted small",
                     ),
@@ -115,7 +133,7 @@ def live_column() -> html.Div:
                 [
                     dbc.Col(
                         [
-                            graph("loss-graph", title="Loss", message=PICK),
+                            live_graph("loss-graph"),
                             html.Div(
                                 [
                                     dbc.Label("Smoothing", html_for="smoothing-slider", className="small mb-0"),
@@ -132,14 +150,14 @@ def live_column() -> html.Div:
                         ],
                         md=6,
                     ),
-                    dbc.Col(graph("mono-graph", title="Mono neurons per feature", message=PICK), md=6),
+                    dbc.Col(live_graph("mono-graph"), md=6),
                 ],
                 className="g-2",
             ),
             dbc.Row(
                 [
-                    dbc.Col(graph("bias-history-graph", 220, "Mean bias", PICK), md=6),
-                    dbc.Col(graph("lr-graph", 220, "Learning rate", PICK), md=6),
+                    dbc.Col(live_graph("bias-history-graph", 220), md=6),
+                    dbc.Col(live_graph("lr-graph", 220), md=6),
                 ],
                 className="g-2",
             ),
@@ -154,12 +172,7 @@ def live_column() -> html.Div:
                         align="center",
                         className="g-3 mt-2",
                     ),
-                    graph(
-                        "sfa-heatmap",
-                        520,
-                        "Single-feature activations",
-                        "Neurons x features appear here as the run trains",
-                    ),
+                    live_graph("sfa-heatmap", 520),
                     dbc.Label(
                         "Replay: stored checkpoints (right end = live)",
                         html_for="checkpoint-slider",
@@ -178,8 +191,8 @@ def live_column() -> html.Div:
             ),
             dbc.Row(
                 [
-                    dbc.Col(graph("bias-graph", 260, "First-layer bias per neuron", PICK), md=6),
-                    dbc.Col(graph("score-histogram", 260, "r = max/sum per neuron", PICK), md=6),
+                    dbc.Col(live_graph("bias-graph"), md=6),
+                    dbc.Col(live_graph("score-histogram"), md=6),
                 ],
                 className="g-2 mt-2",
             ),

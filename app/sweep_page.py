@@ -11,6 +11,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from app import figures, sweep_figures
 from app.compare_page import final_loss
 from app.components import graph
+from app.links import as_hash, from_hash
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.metrics import dead_neurons
 from core.presets import PAPER_BATCHES
@@ -179,6 +180,32 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         queued = dbc.Alert(f"Queued {len(run_ids)} runs in {len(sweep.jobs())} job(s).", color="success",
                            dismissable=True)
         return sweep_id, queued, sweep_choices()
+
+    @app.callback(
+        Output("sweep-select", "value", allow_duplicate=True),
+        Output("url", "hash", allow_duplicate=True),
+        Output("sweep-message", "children", allow_duplicate=True),
+        Output("sweep-select", "options", allow_duplicate=True),
+        Input("url", "hash"),
+        Input("url", "pathname"),
+        Input("sweep-select", "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def sync_sweep_and_hash(fragment: str | None, pathname: str | None, chosen: str | None) -> tuple[Any, ...]:
+        """The URL's fragment names the sweep shown (`/sweeps#sweep=ID`): a link or a reload shows it again."""
+        if not is_sweeps(pathname):
+            return no_update, no_update, no_update, no_update
+        linked = from_hash(fragment, "sweep")
+        if linked is None or not any(p.startswith("url.") for p in ctx.triggered_prop_ids):
+            wanted = as_hash("sweep", chosen)
+            return no_update, (wanted if wanted != (fragment or "") else no_update), no_update, no_update
+        if linked == chosen:
+            return no_update, no_update, no_update, no_update
+        if linked in lab.sweeps():
+            return linked, no_update, no_update, sweep_choices()  # with the value: a dropdown drops unknown values
+        gone = dbc.Alert(f"This link's sweep {linked} is not in this lab: deleted, or from another lab.",
+                         color="warning", dismissable=True)
+        return no_update, as_hash("sweep", chosen), gone, no_update
 
     @app.callback(Output("sweep-select", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
     def sweep_options(_tick: int, pathname: str | None) -> Any:

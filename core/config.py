@@ -101,8 +101,8 @@ class RunConfig:
             errors["embed_dim"] = (f"embed_dim (m) must be below n_features (N = {self.n_features}): "
                                    f"allowed 1 to {self.n_features - 1}, got {self.embed_dim}")
         if ok("bias_decay", "lr") and self.bias_decay * self.lr > 1.0:
-            errors["bias_decay"] = (f"bias_decay * lr must be at most 1 (bias *= 1 - decay*lr); with lr = {self.lr} "
-                                    f"allowed 0 to {1.0 / self.lr:g}, got {shown(self.bias_decay)}")
+            errors["bias_decay"] = (f"bias_decay * lr must be at most 1 (each step: bias *= 1 - bias_decay * lr); "
+                                    f"with lr = {self.lr} allowed 0 to {1.0 / self.lr:g}, got {shown(self.bias_decay)}")
         if ok("snapshot_every", "steps") and self.snapshot_every > self.steps:
             errors["snapshot_every"] = (f"snapshot_every must be between 1 and steps ({self.steps}), "
                                         f"got {self.snapshot_every}")
@@ -217,6 +217,8 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
             text = raw.strip()
             # an integer field reads "99999999999999999999" exactly, not through a float that rounds it
             number = int(text) if is_int and re.fullmatch(r"[+-]?[0-9]+", text) else float(text)
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ValueError  # quote the text typed, not the inf that 400 digits became
         else:
             number = raw
         if is_int:

@@ -243,3 +243,76 @@ def test_first_visit_explains_every_empty_graph(dash_duo, lab):
                                         timeout=10)
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "first-visit.png"))
     assert dash_duo.get_logs() == []
+
+
+def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab, monkeypatch):
+    from core.presets import PRESETS
+
+    config = PRESETS["demo-tiny"].config.replace(steps=300, snapshot_every=100)
+    first, second = lab.submit(config, label="first"), lab.submit(config.replace(seed=1), label="second")
+    wait_until(lambda: all(lab.get(r)["status"] == "done" for r in (first, second)), timeout=60, message="two runs")
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1100)
+    base = dash_duo.server_url
+
+    def open_afresh(path: str) -> None:
+        """As a new tab would: nothing of this tab's session carried over."""
+        dash_duo.driver.execute_script("window.sessionStorage.clear();")
+        dash_duo.driver.get("about:blank")
+        dash_duo.driver.get(base + path)
+
+    # The selected run is in the page's link: a new tab given it shows that run.
+    dash_duo.driver.get(base + f"/?preset=demo-tiny#run={second}")
+    dash_duo.wait_for_contains_text("#live-title", "second", timeout=10)
+    click(dash_duo, "#run-list .run-row:nth-child(2)")  # newest first: the second row is the first run
+    dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
+    wait_until(lambda: dash_duo.driver.current_url.endswith(f"#run={first}"), timeout=5, message="the link to follow")
+    link = dash_duo.driver.current_url
+    open_afresh(link.removeprefix(base))
+    dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
+    wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap") == [64], timeout=10, message="its heatmap")
+
+    # A link naming a run this lab does not have says so, and shows nothing stale.
+    open_afresh("/#run=r-nosuchrun")
+    dash_duo.wait_for_contains_text("#link-message", "r-nosuchrun is not in this lab", timeout=10)
+    assert dash_duo.find_element("#live-title").text == "No run selected"
+
+    # Values a link holds that the form cannot take are named; the rest of the link is used.
+    open_afresh("/?preset=demo-tiny&n_neurons=48&lr=abc&colour=red")
+    dash_duo.wait_for_contains_text("#link-message", "Learning rate must be a number in (0, 1], got 'abc'", timeout=10)
+    assert "'colour' is not a field" in dash_duo.find_element("#link-message").text
+    assert dash_duo.find_element("#n-neurons-input").get_attribute("value") == "48"
+
+    # Start is off for a reason the page states, even one no field shows: here the memory budget.
+    monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", "0.0001")
+    set_input(dash_duo, "n-neurons-input", "64")
+    dash_duo.wait_for_contains_text("#form-message", "This run needs about", timeout=10)
+    assert not dash_duo.find_element("#start-button").is_enabled()
+    monkeypatch.delenv("LAB_MEMORY_BUDGET_GIB")
+    set_input(dash_duo, "init-bias-input", "20")
+    dash_duo.wait_for_contains_text("#form-message", "To start, fix: Initial bias.", timeout=10)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "link-problems.png"))
+    assert "Initial bias must be a number in [-10, 10], got 20" in dash_duo.find_element("#init-bias-feedback").text
+
+    # Deleting the run on show empties the live view rather than leaving its figures up.
+    dash_duo.driver.get(base + f"/#run={first}")
+    dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
+    click(dash_duo, "#run-list .run-row:nth-child(2) .btn-outline-danger")
+    wait_until(lambda: _alert(dash_duo), timeout=10, message="the delete question").accept()
+    dash_duo.wait_for_text_to_equal("#live-title", "No run selected", timeout=10)
+    dash_duo.wait_for_contains_text("#sfa-heatmap", "Neurons x features appear here", timeout=10)
+    wait_until(lambda: "#run=" not in dash_duo.driver.current_url, timeout=5, message="the link to drop it")
+    assert dash_duo.get_logs() == []
+
+    # The sweeps page keeps the sweep shown in its link too.
+    from core.sweep import Sweep
+
+    lab.submit_sweep(Sweep(config, "init_bias", (0.0, -1.0), name="demo"))
+    sweep_id = next(iter(lab.sweeps()))
+    open_afresh(f"/sweeps#sweep={sweep_id}")
+    wait_until(lambda: len(trace_lengths(dash_duo, "sweep-heatmap-1")) == 1, timeout=30, message="the linked sweep")
+    assert sweep_id in dash_duo.find_element("#sweep-select").text
+    open_afresh("/sweeps#sweep=s-gone")
+    dash_duo.wait_for_contains_text("#sweep-message", "s-gone is not in this lab", timeout=10)
+    assert dash_duo.get_logs() == []

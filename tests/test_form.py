@@ -1,6 +1,7 @@
 """The run form's link: the URL query that holds a config."""
 
-from app.form import config_from_query, config_to_query
+from app.form import LinkedConfig, config_from_query, config_to_query, form_errors, form_summary, values_from_config
+from core.config import RunConfig
 from core.presets import preset_config
 
 
@@ -9,10 +10,40 @@ def test_a_link_gives_back_the_very_same_config():
                                                           n_neurons=300)
     query = config_to_query(config, "quick-negative-bias")
     assert query.startswith("?preset=quick-negative-bias&")
-    assert config_from_query(query) == ("quick-negative-bias", config)  # no digit lost to rounding
+    assert config_from_query(query) == LinkedConfig("quick-negative-bias", config, [])  # no digit lost to rounding
 
 
-def test_a_link_with_a_bad_value_keeps_the_valid_ones():
-    preset, config = config_from_query("?preset=quick-negative-bias&n_neurons=300&eps=7&lr=1" + "0" * 400)
-    assert preset == "quick-negative-bias"
-    assert config == preset_config("quick-negative-bias").replace(n_neurons=300)
+def test_a_link_with_bad_values_keeps_the_valid_ones_and_names_the_rest():
+    linked = config_from_query("?preset=quick-negative-bias&n_neurons=300&eps=7&colour=red&lr=1" + "0" * 400)
+    assert linked.preset == "quick-negative-bias"
+    assert linked.config == preset_config("quick-negative-bias").replace(n_neurons=300)
+    assert len(linked.ignored) == 3
+    assert "'colour' is not a field" in linked.ignored
+    assert any(p.startswith("Feature density eps must be a number in (0, 1], got 7.0") for p in linked.ignored)
+    assert any(p.startswith("Learning rate must be") and "(403 characters)" in p for p in linked.ignored)
+
+
+def test_a_link_whose_values_clash_fills_the_form_which_then_marks_them():
+    linked = config_from_query("?preset=demo-tiny&n_features=4")
+    assert linked == LinkedConfig("demo-tiny", preset_config("demo-tiny").replace(n_features=4), [])
+    _, errors = form_errors(values_from_config(linked.config))
+    assert errors["embed_dim"].startswith("Embedding dim m must be below Features N (N = 4)")
+    assert config_from_query("?preset=nonsense").ignored == ["preset 'nonsense' is unknown"]
+    assert config_from_query("") == LinkedConfig(None, None, [])
+
+
+def test_form_messages_use_the_labels_a_user_sees():
+    config = RunConfig(n_features=64, embed_dim=100, lr=0.1, bias_decay=50.0)
+    _, errors = form_errors(values_from_config(config))
+    assert errors["embed_dim"].startswith("Embedding dim m must be below Features N (N = 64): allowed 1 to 63")
+    assert errors["bias_decay"].startswith("Bias decay * Learning rate must be at most 1")
+    # Start is off: the summary names every field to fix, and says which are in the collapsed Advanced section.
+    assert form_summary(errors) == "To start, fix: Embedding dim m (Advanced), Bias decay."
+
+
+def test_a_config_over_the_memory_budget_says_so_above_start(monkeypatch):
+    monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", "0.01")
+    config, errors = form_errors(values_from_config(preset_config("quick-negative-bias").replace(steps=2**20)))
+    assert config is None and list(errors) == ["memory"]  # no field is wrong: the message must still show
+    assert form_summary(errors).startswith("This run needs about")
+    assert "reduce Steps" in form_summary(errors)

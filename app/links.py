@@ -1,0 +1,15 @@
+"""What a page shows, kept in the URL's fragment (`#run=ID`, `#sweep=ID`): a link, a reload or a new tab
+shows it again. The query (`?...`) is the run form's: the two never overwrite each other."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+
+def from_hash(fragment: str | None, key: str) -> str | None:
+    """A value kept in the URL's fragment (`#run=ID`): what a page shows, so that a link or a new tab shows it too."""
+    return dict(parse_qsl((fragment or "").lstrip("#"))).get(key) or None
+
+
+def as_hash(key: str, value: str | None) -> str:
+    return "#" + urlencode({key: value}) if value else ""
