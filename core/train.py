@@ -282,6 +282,12 @@ class Trainer:
             return [c.lr * rate for c in self.configs]
         return [rate]
 
+    def last_step_lrs(self) -> list[float]:
+        """Each run's learning rate in the step just taken (before any, the first step's): what a snapshot at
+        this step reports, beside the losses of the steps it covers. CosineAnnealingLR's closed form."""
+        factor = 0.5 * (1.0 + math.cos(math.pi * max(0, self.step - 1) / COSINE_T_MAX))
+        return [c.lr * factor for c in self.configs]
+
     def sfa(self) -> np.ndarray:
         """(R, k, N) single-feature activations of the current weights."""
         return single_feature_activations(self.w1, self.b1, self._stacked_embedders,
@@ -292,7 +298,7 @@ class Trainer:
         start, end = self._reported_step, self.step
         chunk = self.losses[:, start:end].cpu().numpy()
         sfa = self.sfa()
-        lrs = self.current_lrs()
+        lrs = self.last_step_lrs()
         # Weights are checked too: a GPU's fused ReLU may map a NaN pre-activation to 0, so a run whose first
         # layer went NaN can show a finite loss there.
         finite_weights = torch.stack([torch.isfinite(t).flatten(1).all(1) for t in (self.w1, self.b1, self.w2)])

@@ -70,6 +70,24 @@ def test_cosine_schedule_period_1024():
     assert seen[1024] == pytest.approx(0.01, rel=1e-6)
 
 
+@pytest.mark.parametrize("n_runs", [1, 2])
+def test_a_snapshot_reports_the_learning_rate_its_last_step_used(tiny, n_runs):
+    configs = [tiny.replace(steps=1100, lr=0.01 * (r + 1)) for r in range(n_runs)]
+    trainer = Trainer(configs)
+    used = []
+    step_schedule = trainer.scheduler.step
+
+    def record_then_step() -> None:
+        used.append(trainer.current_lrs())
+        step_schedule()
+
+    trainer.scheduler.step = record_then_step
+    for n in (1, 255, 256, 300, 1):  # to steps 1, 256, 512 (the trough), 812, 813
+        trainer.advance(n)
+        reported = [run.lr for run in trainer.snapshot().runs]
+        assert reported == pytest.approx(used[-1], rel=1e-9, abs=1e-15), trainer.step
+
+
 def test_l1_term_changes_gradients_only_when_set(tiny):
     plain, reg = Trainer([tiny]), Trainer([tiny.replace(l1_reg=0.1)])
     plain.advance(5)
