@@ -15,7 +15,7 @@ from app.links import as_hash, from_hash
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.metrics import dead_neurons
 from core.presets import PAPER_BATCHES
-from core.sweep import preset_sweep, value_label
+from core.sweep import MAX_SEEDS, Sweep, preset_sweep, value_label
 
 HEATMAPS = 3
 
@@ -83,6 +83,7 @@ def sweep_layout() -> html.Div:
                     )
                 )
             ),
+            html.Div(id="sweep-form-problems", className="small text-danger mt-1"),  # checked while typing
             html.Div(id="sweep-values-help", className="small text-muted mt-1"),
             html.Div(id="sweep-message", className="mt-2"),
             dcc.Dropdown(id="sweep-select", placeholder="Choose a sweep to view...", className="my-2"),
@@ -104,6 +105,24 @@ def sweep_layout() -> html.Div:
             graph("sweep-parcoords", 360, "Runs: config against results", ""),
         ]
     )
+
+
+def sweep_from_form(
+    name: str, scale: str, values_text: str | None, seeds: Any, share: bool
+) -> tuple[Sweep | None, dict[str, str]]:
+    """The sweep the form describes, or its problems keyed by the box to fix (`values`, `seeds`) or else the
+    field or part of the config they concern."""
+    values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
+    missing = {"seeds": f"seeds is required: an integer from 1 to {MAX_SEEDS}"} if seeds in (None, "") else {}
+    try:
+        sweep = preset_sweep(name, scale, values, 1 if missing else seeds, shared_seed=bool(share))
+    except ValueError as err:  # every problem of the boxes at once, "; "-joined
+        problems: dict[str, list[str]] = {}
+        for part in str(err).split("; "):
+            problems.setdefault("seeds" if part.startswith("seeds ") else "values", []).append(part)
+        return None, {**missing, **{box: "; ".join(parts) for box, parts in problems.items()}}
+    errors = {**missing, **sweep.validate()}
+    return (None, errors) if errors else (sweep, {})
 
 
 def is_sweeps(pathname: str | None) -> bool:
@@ -153,6 +172,22 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         )
 
     @app.callback(
+        Output("sweep-values-input", "invalid"),
+        Output("sweep-seeds-input", "invalid"),
+        Output("sweep-start-button", "disabled"),
+        Output("sweep-form-problems", "children"),
+        Input("sweep-preset-select", "value"),
+        Input("sweep-scale", "value"),
+        Input("sweep-values-input", "value"),
+        Input("sweep-seeds-input", "value"),
+        Input("sweep-share-seed", "value"),
+    )
+    def check_sweep_form(name: str, scale: str, values_text: str | None, seeds: Any, share: bool) -> tuple[Any, ...]:
+        _, errors = sweep_from_form(name, scale, values_text, seeds, share)
+        problems = [html.Div(message[:1].upper() + message[1:]) for message in errors.values()]
+        return "values" in errors, "seeds" in errors or "seed" in errors, bool(errors), problems
+
+    @app.callback(
         Output("sweep-select", "value"),
         Output("sweep-message", "children"),
         Output("sweep-select", "options", allow_duplicate=True),  # with the value: a dropdown drops unknown values
@@ -167,14 +202,15 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     def start_sweep(
         _clicks: int, name: str, scale: str, values_text: str | None, seeds: Any, share: bool
     ) -> tuple[Any, Any, Any]:
-        values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
+        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share)
         try:
-            sweep = preset_sweep(name, scale, values, seeds, shared_seed=bool(share))
+            if sweep is None:
+                raise InvalidConfig(errors)
             run_ids = lab.submit_sweep(sweep)
         except InvalidConfig as err:
             problem = "; ".join(f"{k}: {v}" for k, v in err.errors.items())
             return no_update, dbc.Alert(problem, color="danger"), no_update
-        except (ValueError, QueueFull) as err:
+        except QueueFull as err:
             return no_update, dbc.Alert(str(err), color="danger"), no_update
         sweep_id = lab.get(run_ids[0])["sweep"]["id"]
         queued = dbc.Alert(f"Queued {len(run_ids)} runs in {len(sweep.jobs())} job(s).", color="success",

@@ -214,14 +214,19 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     dash_duo.start_server(create_app(lab))
     dash_duo.driver.set_window_size(1500, 1400)
     dash_duo.driver.get(dash_duo.server_url + "/sweeps")
-    # A bad value is refused with the field named, and nothing is queued.
+    # A bad value is flagged while typing, with the field and its range named, and Start is off.
     set_input(dash_duo, "sweep-values-input", "0.01 5")
-    click(dash_duo, "#sweep-start-button")
-    dash_duo.wait_for_contains_text("#sweep-message", "lr", timeout=10)
+    dash_duo.wait_for_contains_text("#sweep-form-problems", "At lr=5: lr must be a number in (0, 1]", timeout=10)
+    assert "is-invalid" in dash_duo.find_element("#sweep-values-input").get_attribute("class")
+    assert not dash_duo.find_element("#sweep-start-button").is_enabled()
     set_input(dash_duo, "sweep-values-input", "0.01 0.02")
     set_input(dash_duo, "sweep-seeds-input", "0")
-    click(dash_duo, "#sweep-start-button")
-    dash_duo.wait_for_contains_text("#sweep-message", "seeds must be an integer from 1 to 16", timeout=10)
+    dash_duo.wait_for_text_to_equal("#sweep-form-problems", "Seeds must be an integer from 1 to 16, got 0", timeout=10)
+    assert "is-invalid" not in dash_duo.find_element("#sweep-values-input").get_attribute("class")
+    assert not dash_duo.find_element("#sweep-start-button").is_enabled()
+    set_input(dash_duo, "sweep-seeds-input", "2")
+    wait_until(lambda: dash_duo.find_element("#sweep-start-button").is_enabled(), timeout=10, message="Start on")
+    assert dash_duo.find_element("#sweep-form-problems").text == ""
     assert len(lab.list()) == 3
 
     wait_until(lambda: all(lab.get(r)["status"] == "done" for r in run_ids), timeout=60, message="the sweep")
