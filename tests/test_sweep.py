@@ -88,8 +88,10 @@ def test_sweep_inputs_checked_before_anything_is_built():
         preset_sweep("demo-tiny", field_name="lr", values=["0.01", "abc", "x"], seeds=-5)
     near_twins = preset_sweep("demo-tiny", field_name="lr", values=["0.01", "0.010000001"], shared_seed=True)
     assert "0.01 is given more than once" in near_twins.validate()["values"]  # they would share one run file name
-    out_of_range = preset_sweep("demo-tiny", field_name="lr", values=["0.01", "nan", "2"]).validate()["values"]
-    assert "lr=nan" in out_of_range and "lr=2" in out_of_range
+    with pytest.raises(ValueError, match=r"lr must be a number in \(0, 1\], got 'nan'"):  # quoted as typed
+        preset_sweep("demo-tiny", field_name="lr", values=["0.01", "nan"])
+    out_of_range = preset_sweep("demo-tiny", field_name="lr", values=["0.01", "2", "3"]).validate()["values"]
+    assert "lr=2" in out_of_range and "lr=3" in out_of_range
 
 
 def test_cli_sweep_starts_its_seeds_from_the_given_seed(tmp_path):
