@@ -9,7 +9,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
 
-from app.components import checkpoint_marks
+from app.components import alert, checkpoint_marks
 from app.figures import empty_figure
 from app.form import (
     FIELD_NAMES,
@@ -193,7 +193,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         try:
             run_id = lab.submit(config, label=label)
         except (QueueFull, InvalidConfig) as err:
-            return no_update, dbc.Alert(str(err), color="danger", dismissable=True)
+            return no_update, alert(str(err), "danger", dismissable=True)
         return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000)
 
     @app.callback(Output("run-list", "children"), Output("store-usage", "children"), Output("run-list-shown", "data"),
@@ -243,7 +243,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), no_update, \
                 *nothing
         except QueueFull as err:
-            return dbc.Alert(str(err), color="danger", dismissable=True), no_update, *nothing
+            return alert(str(err), "danger", dismissable=True), no_update, *nothing
         return no_update, no_update, *nothing
 
     @app.callback(Output("submit-message", "children", allow_duplicate=True),

@@ -13,8 +13,8 @@ import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
-from app.components import checkpoint_marks, graph
-from app.form import FIELD_NAMES, field_id, form_errors
+from app.components import alert, checkpoint_marks, graph
+from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
 from core.config import FIELDS, parse_value
 from core.jobs import Lab, QueueFull
@@ -227,7 +227,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             a, b = (Model.from_record(load_run_file(io.BytesIO(blob))) for blob in blobs)
             result = interpolate(a, b, points=21, align=bool(align))
         except (IncompatibleRuns, RunFileError) as err:
-            return figures.empty_figure("Basin connectivity", "Not computed"), dbc.Alert(str(err), color="warning")
+            return figures.empty_figure("Basin connectivity", "Not computed"), alert(str(err), "warning")
         metas = [lab.get(r) for r in chosen[:2]]
         labels = [run_label(m["config"], differing_fields([x["config"] for x in metas]), m["id"]) for m in metas]
         text = (f"Barrier: {result.barrier:.4f} above the worse end (ends {result.losses[0]:.4f} and "
@@ -249,8 +249,8 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         configs = [config.replace(**{field: v}) for v in chosen]
         problems = {e for c in configs for e in c.validate().values()}
         if problem or problems:
-            return no_update, no_update, dbc.Alert(f"{field}: {problem or '; '.join(sorted(problems))}",
-                                                   color="danger", dismissable=True)
+            return no_update, no_update, alert(in_form_words(f"{field}: {problem or '; '.join(sorted(problems))}"),
+                                                   "danger", dismissable=True)
         labels = [f"{field}={value_label(v)}" for v in chosen]
         try:
             if (len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0])
@@ -261,5 +261,5 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                     raise QueueFull(f"the queue is full (limit {lab.max_queued})")
                 run_ids = [lab.submit(c, label) for c, label in zip(configs, labels)]
         except QueueFull as err:
-            return no_update, no_update, dbc.Alert(str(err), color="danger", dismissable=True)
+            return no_update, no_update, alert(str(err), "danger", dismissable=True)
         return "/compare", "?" + urlencode({"runs": ",".join(run_ids)}), ""

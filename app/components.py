@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dash_bootstrap_components as dbc
 from dash import dcc
 
 from app.figures import empty_figure
@@ -28,3 +29,8 @@ def checkpoint_marks(steps: list[int], end_label: str, max_marks: int = 8) -> di
             marks[i] = str(s)
             last = i
     return dict(sorted(marks.items()))
+
+
+def alert(message: str, color: str, **props: object) -> dbc.Alert:
+    """An alert whose message, often a core error ("the queue is full ..."), reads as a sentence."""
+    return dbc.Alert(message[:1].upper() + message[1:], color=color, **props)

@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, html, no_update
 
 from app import interpret_figures as figs
-from app.components import graph
+from app.components import alert, graph
 from app.figures import empty_figure
 from core.compare import Model
 from core.interpret import feature_view, mono_summary, neuron_view, pair_interference, poly_linear_map
@@ -154,7 +154,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             meta = lab.get(run_id)
             record = record_of(run_id)
         except (UnknownRun, RunFileError) as err:
-            return [dbc.Alert(str(err), color="warning")] + blank
+            return [alert(str(err), "warning")] + blank
         if record is None:
             return [
                 dbc.Alert("The inspector opens when the run is finished or stopped.", color="info", className="py-2")
@@ -169,7 +169,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             if not isinstance(value, int) or not 0 <= value < limit:
                 problems.append(f"{name} must be an integer from 0 to {limit - 1}")
         if problems:
-            return [dbc.Alert("; ".join(problems), color="danger", className="py-2")] + blank
+            return [alert("; ".join(problems), "danger", className="py-2")] + blank
         fview = feature_view(model, sfa, feature)
         linear = poly_linear_map(model, sfa)
         amplitudes, grid = pair_interference(model, feature, pair)

@@ -92,8 +92,9 @@ def band(values: list[float], ys: list[float]) -> tuple[np.ndarray, np.ndarray, 
 
 def metric_vs_value(runs: list[SweepRun], field: str) -> go.Figure:
     """Mono ratio per feature and per neuron against the swept value: mean over seeds, min-max band."""
+    runs = [r for r in runs if r.mono_per_feature is not None]
     if not runs:
-        return empty_figure("Monosemanticity against the swept value", "No runs yet")
+        return empty_figure("Monosemanticity against the swept value", "Available once runs have snapshots")
     fig = go.Figure()
     values = [r.value for r in runs]
     for name, ys, colour in (("mono neurons / N (per feature)", [r.mono_per_feature for r in runs], "#1f77b4"),
@@ -108,7 +109,7 @@ def metric_vs_value(runs: list[SweepRun], field: str) -> go.Figure:
     fig.update_layout(**LAYOUT_STYLE, title={"text": f"Mono ratio against {field} (mean, min-max over seeds)",
                                              "font": {"size": 14}},
                       xaxis={**AXIS_STYLE, "title": {"text": field}, **({"type": "log"} if use_log else {})},
-                      yaxis={**AXIS_STYLE, "title": {"text": "mono ratio"}},
+                      yaxis={**AXIS_STYLE, "title": {"text": "mono ratio"}, "rangemode": "tozero"},
                       legend={"x": 0.01, "y": 0.98, "bgcolor": "rgba(255,255,255,0.7)"})
     return fig
 

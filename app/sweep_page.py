@@ -10,7 +10,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures, sweep_figures
 from app.compare_page import final_loss
-from app.components import graph
+from app.components import alert, graph
 from app.links import as_hash, from_hash
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.metrics import dead_neurons
@@ -209,9 +209,9 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             run_ids = lab.submit_sweep(sweep)
         except InvalidConfig as err:
             problem = "; ".join(f"{k}: {v}" for k, v in err.errors.items())
-            return no_update, dbc.Alert(problem, color="danger"), no_update
+            return no_update, alert(problem, "danger"), no_update
         except QueueFull as err:
-            return no_update, dbc.Alert(str(err), color="danger"), no_update
+            return no_update, alert(str(err), "danger"), no_update
         sweep_id = lab.get(run_ids[0])["sweep"]["id"]
         queued = dbc.Alert(f"Queued {len(run_ids)} runs in {len(sweep.jobs())} job(s).", color="success",
                            dismissable=True)

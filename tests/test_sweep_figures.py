@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 
 from app import sweep_figures as sf
@@ -37,6 +39,13 @@ def test_mono_against_value_has_band_only_with_repeated_seeds():
     assert len(single.data) == 2 and list(single.data[0].x) == [-1.0, 0.0]
     repeated = sf.metric_vs_value([run(0.0, 0, 0.1), run(0.0, 1, 0.3), run(-1.0, 0, 0.5)], "init_bias")
     assert len(repeated.data) == 4 and repeated.data[0].fill == "toself"
+    assert repeated.layout.yaxis.rangemode == "tozero"  # a ratio: no negative half of an axis
+
+
+def test_mono_against_value_before_any_snapshot_says_so():
+    fresh = [dataclasses.replace(run(v), mono_per_feature=None, mono_per_neuron=None) for v in (0.0, -1.0)]
+    fig = sf.metric_vs_value(fresh, "init_bias")
+    assert fig.data == () and "once runs have snapshots" in fig.layout.annotations[0].text
 
 
 def test_sorted_biases_and_parallel_coordinates():
