@@ -36,6 +36,7 @@ def compare_layout() -> html.Div:
         html.H4("Compare basins"),
         html.P("Pick 2 to 4 runs (finished or still training). Runs must share the number of features N so that "
                "their heatmaps line up.", className="text-muted small"),
+        html.Div(id="compare-link-message"),
         dcc.Dropdown(id="compare-runs", multi=True, placeholder="Choose runs to compare...", className="mb-2"),
         html.Div(id="compare-message"),
         dbc.Row([heatmap_slot(i) for i in range(MAX_COMPARED)], className="g-2"),
@@ -143,16 +144,20 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     # The options come with the value: a dropdown given ids it has no options for yet drops them, and that
     # change would have written an empty selection back into a shared link.
     @app.callback(Output("compare-runs", "value"), Output("url", "search", allow_duplicate=True),
-                  Output("compare-runs", "options", allow_duplicate=True),
+                  Output("compare-runs", "options", allow_duplicate=True), Output("compare-link-message", "children"),
                   Input("url", "search"), Input("compare-runs", "value"), State("url", "pathname"),
                   prevent_initial_call="initial_duplicate")
-    def sync_selection(search: str | None, chosen: list[str] | None, pathname: str | None) -> tuple[Any, Any, Any]:
+    def sync_selection(search: str | None, chosen: list[str] | None, pathname: str | None) -> tuple[Any, ...]:
         if not (pathname or "").rstrip("/").endswith("/compare"):
-            return no_update, no_update, no_update
+            return no_update, no_update, no_update, no_update
         if ctx.triggered_id == "compare-runs":
             wanted = "?" + urlencode({"runs": ",".join((chosen or [])[:MAX_COMPARED])})
-            return no_update, (wanted if wanted != (search or "?runs=") else no_update), no_update
-        return selected_runs(search), no_update, run_choices()
+            return no_update, (wanted if wanted != (search or "?runs=") else no_update), no_update, no_update
+        linked = selected_runs(search)
+        missing = [r for r in linked if not lab.exists(r)]  # the dropdown would drop them without a word
+        note = alert(f"Not in this lab (deleted, or from another lab): {', '.join(missing)}.", "warning",
+                     dismissable=True, className="small py-2") if missing else ""
+        return [r for r in linked if r not in missing], no_update, run_choices(), note
 
     @app.callback(Output("compare-runs", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
     def run_options(_tick: int, pathname: str | None) -> Any:

@@ -202,6 +202,13 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
                        message=f"heatmap {i} from the link")
         time.sleep(1.5)  # a tick of the page's timer: the selection must hold
         assert dash_duo.driver.current_url == link
+    # A link naming a run this lab does not have says so; the others are still compared.
+    dash_duo.driver.get(link + "%2Cr-gone")
+    dash_duo.wait_for_contains_text("#compare-link-message", "Not in this lab (deleted, or from another lab): r-gone",
+                                    timeout=10)
+    for i in range(2):
+        wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64], timeout=20,
+                   message=f"heatmap {i} beside the missing run")
     assert dash_duo.get_logs() == []
 
 
