@@ -12,7 +12,9 @@ from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
 from app.components import alert, checkpoint_marks
 from app.figures import empty_figure
 from app.form import (
+    CUSTOM,
     FIELD_NAMES,
+    LinkedConfig,
     config_from_query,
     config_to_query,
     feedback_id,
@@ -37,12 +39,15 @@ def available_actions(status: str) -> list[str]:
     return actions + ["duplicate", "delete"]
 
 
-def link_message(ignored: list[str]) -> Any:
+def link_message(linked: LinkedConfig) -> Any:
     """What a loaded link held that the form could not use (left out; the rest of the link counts)."""
-    if not ignored:
+    if not linked.ignored:
         return ""
-    return dbc.Alert([html.Div("Not used from this link (the form has the preset's values there instead):"),
-                      html.Ul([html.Li(problem) for problem in ignored], className="mb-0")],
+    instead = ("the form keeps its values" if linked.config is None else
+               f"the form has {linked.preset}'s values there instead" if linked.preset else
+               "the form has the default values there instead")
+    return dbc.Alert([html.Div(f"Not used from this link ({instead}):"),
+                      html.Ul([html.Li(problem) for problem in linked.ignored], className="mb-0")],
                      color="warning", dismissable=True, className="small py-2")
 
 
@@ -85,7 +90,7 @@ def run_list_update(runs: list[dict[str, Any]], selected: str | None, shown: dic
         return dbc.ListGroup([run_row(m, m["id"] == selected) for m in newest_first]), now
     patch = Patch()
     for i, (row, before) in enumerate(zip(rows, shown["rows"])):
-        item = patch["props"]["children"][i]["props"]["children"]
+        item = patch["props"]["children"][i]["props"]["children"][0]["props"]["children"]  # the select area's
         if row[0] != before[0]:
             item[1]["props"]["value"] = row[0]
         if row[1] != before[1]:
@@ -98,7 +103,9 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
     buttons = [dbc.Button(ACTIONS[a], id={"type": "run-action", "action": a, "run": meta["id"]}, size="sm",
                           color="danger" if a == "delete" else "secondary", outline=True, className="me-1 mt-1")
                for a in available_actions(status)]
-    return dbc.ListGroupItem([
+    # Only the upper part selects: a click on a button inside it would have selected its run too (Delete on
+    # another run swapped the run on show for the one being deleted).
+    select_area = html.Div([
         html.Div([
             html.Span(meta["label"] or "run", className="fw-semibold me-2"),
             dbc.Badge(status, color=STATUS_COLOURS.get(status, "secondary"), className="me-2"),
@@ -107,9 +114,10 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
         dbc.Progress(value=run_progress(meta), className="my-1", style={"height": "5px"},
                      color=STATUS_COLOURS.get(status, "secondary")),  # children[1]: run_list_update patches it
         html.Div(run_facts(meta), className="small run-facts"),  # children[2]: likewise
-        html.Div(buttons),
-    ], id={"type": "run-select", "run": meta["id"]}, action=True, n_clicks=0,
-        className="run-row selected" if selected else "run-row", key=meta["id"])
+    ], id={"type": "run-select", "run": meta["id"]}, n_clicks=0, className="run-select", role="button",
+        title="Show this run")
+    return dbc.ListGroupItem([select_area, html.Div(buttons)],
+                             className="run-row selected" if selected else "run-row", key=meta["id"])
 
 
 def register_callbacks(app: Any, lab: Lab) -> None:
@@ -129,13 +137,14 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         trigger = ctx.triggered_id
         if trigger == "url" or trigger is None:
             linked = config_from_query(search)
-            message = link_message(linked.ignored)
-            if linked.config is None:
+            message = link_message(linked)
+            if linked.config is None:  # a bare "/": the preset's values, and the URL left as it is (a write
+                # would be a history entry that Back returns to, and from which it is written again)
                 config = PRESETS[preset].config if preset in PRESETS else None
                 if config is None:
                     return keep + [no_update, no_update, message]
-                return values_from_config(config) + [no_update, config_to_query(config, preset), message]
-            return values_from_config(linked.config) + [linked.preset or no_update, no_update, message]
+                return values_from_config(config) + [no_update, no_update, message]
+            return values_from_config(linked.config) + [linked.preset or CUSTOM, no_update, message]
         if trigger == "preset-select" and preset in PRESETS:
             config = PRESETS[preset].config
             return values_from_config(config) + [no_update, config_to_query(config, preset), no_update]
@@ -157,26 +166,33 @@ def register_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(
         Output("selected-run", "data", allow_duplicate=True), Output("url", "hash"),
-        Output("link-message", "children", allow_duplicate=True),
+        Output("link-run-message", "children"),
         Input("url", "hash"), Input("url", "pathname"), Input("selected-run", "data"),
         prevent_initial_call="initial_duplicate",
     )
     def sync_run_and_hash(fragment: str | None, pathname: str | None, selected: str | None) -> tuple[Any, Any, Any]:
-        """The URL's fragment names the selected run: a link (or a new tab) opens it, choosing a run rewrites it."""
+        """The URL's fragment names the run on show: a link (or a new tab, or Back) opens it; choosing a run
+        rewrites it. Only a choice writes it: each write is a history entry, and one written on arrival at a
+        page would be one that Back returns to, and from which it is written again."""
         if not is_train_page(pathname):
             return no_update, no_update, no_update
-        linked = from_hash(fragment, "run")
-        # On a page load the URL and the session's stored selection come in together: the URL wins.
-        if linked is None or not any(p.startswith("url.") for p in ctx.triggered_prop_ids):
+        if not any(p.startswith("url.") for p in ctx.triggered_prop_ids):  # a run chosen, or deleted
             wanted = as_hash("run", selected)
             return no_update, (wanted if wanted != (fragment or "") else no_update), no_update
-        if linked == selected:
-            return no_update, no_update, no_update
-        if lab.exists(linked):
-            return linked, no_update, no_update
-        gone = dbc.Alert(f"This link's run {linked} is not in this lab: deleted, or from another lab.",
-                         color="warning", dismissable=True, className="small py-2")
-        return no_update, as_hash("run", selected), gone
+        linked = from_hash(fragment, "run")  # on a page load the URL and the stored selection come in together
+        if linked is None:
+            return no_update, no_update, ""
+        if not lab.exists(linked):
+            return no_update, no_update, alert(f"This link's run {linked} is not in this lab: deleted, or from "
+                                               "another lab.", "warning", dismissable=True, className="small py-2")
+        return (linked if linked != selected else no_update), no_update, ""
+
+    @app.callback(Output("nav-train", "href"), Input("selected-run", "data"), Input("preset-select", "value"),
+                  *FIELD_VALUES)
+    def train_link(selected: str | None, preset: str | None, *values: Any) -> str:
+        """Back to the Train page from another: the form's config and the run on show come along."""
+        config, _ = form_errors(list(values))
+        return "/" + (config_to_query(config, preset) if config else "") + as_hash("run", selected)
 
     @app.callback(
         Output("selected-run", "data", allow_duplicate=True), Output("submit-message", "children"),
@@ -189,7 +205,10 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         if errors:
             return no_update, dbc.Alert("Fix the highlighted fields first: " + "; ".join(errors.values()),
                                         color="danger", dismissable=True)
-        label = preset if preset in PRESETS and PRESETS[preset].config == config else f"{preset or 'custom'} (edited)"
+        if preset not in PRESETS:
+            label = CUSTOM
+        else:
+            label = preset if PRESETS[preset].config == config else f"{preset} (edited)"
         try:
             run_id = lab.submit(config, label=label)
         except (QueueFull, InvalidConfig) as err:

@@ -254,8 +254,9 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         configs = [config.replace(**{field: v}) for v in chosen]
         problems = {e for c in configs for e in c.validate().values()}
         if problem or problems:
-            return no_update, no_update, alert(in_form_words(f"{field}: {problem or '; '.join(sorted(problems))}"),
-                                                   "danger", dismissable=True)
+            message = problem or "; ".join(sorted(problems))
+            message = message if message.startswith(field) else f"{field}: {message}"
+            return no_update, no_update, alert(in_form_words(message), "danger", dismissable=True)
         labels = [f"{field}={value_label(v)}" for v in chosen]
         try:
             if (len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0])

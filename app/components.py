@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import dash_bootstrap_components as dbc
 from dash import dcc
 
 from app.figures import empty_figure
+from core.config import FIELDS
 
 
 def graph(graph_id: str, height: int = 260, title: str = "", message: str = "") -> dcc.Graph:
@@ -31,6 +34,14 @@ def checkpoint_marks(steps: list[int], end_label: str, max_marks: int = 8) -> di
     return dict(sorted(marks.items()))
 
 
+def sentence(message: str) -> str:
+    """A core message ("the queue is full ...") as a sentence; one opening with a field's name ("lr must be
+    ...") keeps it as the user types it."""
+    first = re.match(r"\w+", message)
+    if first and first.group(0) in FIELDS:
+        return message
+    return message[:1].upper() + message[1:]
+
+
 def alert(message: str, color: str, **props: object) -> dbc.Alert:
-    """An alert whose message, often a core error ("the queue is full ..."), reads as a sentence."""
-    return dbc.Alert(message[:1].upper() + message[1:], color=color, **props)
+    return dbc.Alert(sentence(message), color=color, **props)

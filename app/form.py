@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -29,10 +30,13 @@ def feedback_id(name: str) -> str:
     return f"{name.replace('_', '-')}-feedback"
 
 
+CUSTOM = "custom"  # no preset: the form's values stand against the defaults (a link without a preset)
+
+
 def preset_options() -> list[dict[str, str]]:
     quick = [{"label": f"{name} — {p.description}", "value": name} for name, p in QUICK_PRESETS.items()]
     paper = [{"label": f"{name} (paper scale) — {b.description}", "value": name} for name, b in PAPER_BATCHES.items()]
-    return quick + paper
+    return quick + paper + [{"label": f"{CUSTOM} — no preset: the defaults, as edited", "value": CUSTOM}]
 
 
 def field_control(name: str) -> html.Div:
@@ -119,16 +123,19 @@ def config_from_query(search: str | None) -> LinkedConfig:
 
     A value of the wrong type or out of its range is left out (the rest of the link still counts) and named in
     `ignored`. Values that clash with each other stay: the form then marks them, as if they had been typed."""
-    pairs = dict(parse_qsl((search or "").lstrip("?")))
+    pairs = parse_qsl((search or "").lstrip("?"), keep_blank_values=True)
     if not pairs:
         return LinkedConfig(None, None, [])
-    ignored = []
-    preset = pairs.pop("preset", None)
+    ignored = [f"{shown(k)} is given {n} times: the last is used" for k, n in Counter(k for k, _ in pairs).items()
+               if n > 1]
+    query = dict(pairs)  # the last of repeated keys, as a form that wrote them in order means
+    preset = query.pop("preset", None)
     if preset is not None and preset not in PRESETS:
-        ignored.append(f"preset {shown(preset)} is unknown")
+        if preset != CUSTOM:
+            ignored.append(f"preset {shown(preset)} is unknown")
         preset = None
     values = {}
-    for name, raw in pairs.items():
+    for name, raw in query.items():
         if name not in FIELDS:
             ignored.append(f"{shown(name)} is not a field")
             continue
@@ -141,5 +148,7 @@ def config_from_query(search: str | None) -> LinkedConfig:
             ignored.append(in_form_words(problem))
         else:
             values[name] = value
+    if preset is None and not values:  # nothing of a config here (a tracking parameter, a typo): keep the form
+        return LinkedConfig(None, None, ignored)
     base = PRESETS[preset].config if preset else RunConfig()
     return LinkedConfig(preset, base.replace(**values), ignored)

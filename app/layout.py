@@ -85,7 +85,8 @@ def controls_column() -> html.Div:
     return html.Div(
         [
             html.H5("New run", className="mt-2"),
-            html.Div(id="link-message"),
+            html.Div(id="link-message"),  # what a link's query held that the form could not use
+            html.Div(id="link-run-message"),  # a link naming a run this lab lacks
             config_form(),
             html.Div(id="form-message", className="small text-danger mb-1"),  # why Start is off
             dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-2"),

@@ -10,7 +10,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures, sweep_figures
 from app.compare_page import final_loss
-from app.components import alert, graph
+from app.components import alert, graph, sentence
 from app.links import as_hash, from_hash
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.metrics import dead_neurons
@@ -61,8 +61,9 @@ def sweep_layout() -> html.Div:
                             dbc.Col(
                                 [
                                     dbc.Label("Seeds", html_for="sweep-seeds-input", className="small mb-0"),
-                                    # no min/max: the box would give None for 0, and the range is checked on start
-                                    dbc.Input(id="sweep-seeds-input", type="number", value=1, step=1),
+                                    # no min/max, no step: the box would give None for 0 or 2.5 (as if empty),
+                                    # where the check can name the value
+                                    dbc.Input(id="sweep-seeds-input", type="number", value=1, step="any"),
                                 ],
                                 md=1,
                             ),
@@ -184,7 +185,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     )
     def check_sweep_form(name: str, scale: str, values_text: str | None, seeds: Any, share: bool) -> tuple[Any, ...]:
         _, errors = sweep_from_form(name, scale, values_text, seeds, share)
-        problems = [html.Div(message[:1].upper() + message[1:]) for message in errors.values()]
+        problems = [html.Div(sentence(message)) for message in errors.values()]
         return "values" in errors, "seeds" in errors or "seed" in errors, bool(errors), problems
 
     @app.callback(
@@ -228,20 +229,25 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         prevent_initial_call="initial_duplicate",
     )
     def sync_sweep_and_hash(fragment: str | None, pathname: str | None, chosen: str | None) -> tuple[Any, ...]:
-        """The URL's fragment names the sweep shown (`/sweeps#sweep=ID`): a link or a reload shows it again."""
+        """The URL's fragment names the sweep shown (`/sweeps#sweep=ID`); only a choice writes it (see
+        sync_run_and_hash)."""
         if not is_sweeps(pathname):
             return no_update, no_update, no_update, no_update
-        linked = from_hash(fragment, "sweep")
-        if linked is None or not any(p.startswith("url.") for p in ctx.triggered_prop_ids):
+        if not any(p.startswith("url.") for p in ctx.triggered_prop_ids):
             wanted = as_hash("sweep", chosen)
             return no_update, (wanted if wanted != (fragment or "") else no_update), no_update, no_update
-        if linked == chosen:
+        linked = from_hash(fragment, "sweep")
+        if linked is None or linked == chosen:
             return no_update, no_update, no_update, no_update
         if linked in lab.sweeps():
             return linked, no_update, no_update, sweep_choices()  # with the value: a dropdown drops unknown values
-        gone = dbc.Alert(f"This link's sweep {linked} is not in this lab: deleted, or from another lab.",
-                         color="warning", dismissable=True)
-        return no_update, as_hash("sweep", chosen), gone, no_update
+        gone = alert(f"This link's sweep {linked} is not in this lab: deleted, or from another lab.", "warning",
+                     dismissable=True)
+        return no_update, no_update, gone, no_update
+
+    @app.callback(Output("nav-sweeps", "href"), Input("sweep-select", "value"))
+    def sweeps_link(chosen: str | None) -> str:
+        return "/sweeps" + as_hash("sweep", chosen)
 
     @app.callback(Output("sweep-select", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
     def sweep_options(_tick: int, pathname: str | None) -> Any:

@@ -276,17 +276,31 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     # The selected run is in the page's link: a new tab given it shows that run.
     dash_duo.driver.get(base + f"/?preset=demo-tiny#run={second}")
     dash_duo.wait_for_contains_text("#live-title", "second", timeout=10)
-    click(dash_duo, "#run-list .run-row:nth-child(2)")  # newest first: the second row is the first run
+    click(dash_duo, "#run-list .run-row:nth-child(2) .run-select")  # newest first: the second row is the first run
     dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
     wait_until(lambda: dash_duo.driver.current_url.endswith(f"#run={first}"), timeout=5, message="the link to follow")
     link = dash_duo.driver.current_url
+    # To other pages and back by the navigation bar: the run on show (and the form) come along, and Back
+    # retraces the pages (nothing writes the URL on arrival, which would trap Back on a page).
+    for nav in ("#nav-compare", "#nav-sweeps", "#nav-train"):
+        click(dash_duo, nav)
+    wait_until(lambda: dash_duo.driver.current_url == link, timeout=10, message=f"{link} again")
+    for page in ("/sweeps", "/compare"):
+        dash_duo.driver.back()
+        wait_until(lambda page=page: dash_duo.driver.current_url == base + page, timeout=5, message=f"back to {page}")
+        time.sleep(1.2)  # a tick of the page's timer
+        assert dash_duo.driver.current_url == base + page
+    dash_duo.driver.forward()
+    dash_duo.driver.forward()
+    wait_until(lambda: dash_duo.driver.current_url == link, timeout=5, message="forward to the run")
+    dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
     open_afresh(link.removeprefix(base))
     dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
     wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap") == [64], timeout=10, message="its heatmap")
 
     # A link naming a run this lab does not have says so, and shows nothing stale.
     open_afresh("/#run=r-nosuchrun")
-    dash_duo.wait_for_contains_text("#link-message", "r-nosuchrun is not in this lab", timeout=10)
+    dash_duo.wait_for_contains_text("#link-run-message", "r-nosuchrun is not in this lab", timeout=10)
     assert dash_duo.find_element("#live-title").text == "No run selected"
 
     # Values a link holds that the form cannot take are named; the rest of the link is used.
@@ -294,6 +308,11 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     dash_duo.wait_for_contains_text("#link-message", "Learning rate must be a number in (0, 1], got 'abc'", timeout=10)
     assert "'colour' is not a field" in dash_duo.find_element("#link-message").text
     assert dash_duo.find_element("#n-neurons-input").get_attribute("value") == "48"
+    open_afresh("/?n_neurons=48")  # no preset: the defaults, with the preset box saying so
+    wait_until(lambda: dash_duo.find_element("#preset-select").get_attribute("value") == "custom", timeout=10,
+               message="the preset box to say custom")
+    assert dash_duo.find_element("#init-bias-input").get_attribute("value") == "0"
+    assert dash_duo.find_element("#link-message").text == ""
 
     # Start is off for a reason the page states, even one no field shows: here the memory budget.
     monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", "0.0001")
@@ -307,14 +326,23 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "link-problems.png"))
     assert "Initial bias must be a number in [-10, 10], got 20" in dash_duo.find_element("#init-bias-feedback").text
 
-    # Deleting the run on show empties the live view rather than leaving its figures up.
-    dash_duo.driver.get(base + f"/#run={first}")
-    dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
-    click(dash_duo, "#run-list .run-row:nth-child(2) .btn-outline-danger")
+    # Deleting another run leaves the run on show as it was.
+    dash_duo.driver.get(base + f"/#run={second}")
+    dash_duo.wait_for_contains_text("#live-title", "second", timeout=10)
+    click(dash_duo, "#run-list .run-row:nth-child(2) .btn-outline-danger")  # the first run's row
     wait_until(lambda: _alert(dash_duo), timeout=10, message="the delete question").accept()
-    dash_duo.wait_for_text_to_equal("#live-title", "No run selected", timeout=10)
+    wait_until(lambda: not lab.exists(first), timeout=10, message="the first run deleted")
+    time.sleep(1.5)  # a tick of the page's timer
+    assert "second" in dash_duo.find_element("#live-title").text
+    assert dash_duo.driver.current_url.endswith(f"#run={second}")
+    # The run on show deleted elsewhere (another tab, the API): the live view empties rather than leaving
+    # its figures up, and a reload of its link says it is gone.
+    lab.delete(second)
+    dash_duo.wait_for_contains_text("#live-subtitle", f"Run {second} was deleted", timeout=10)
     dash_duo.wait_for_contains_text("#sfa-heatmap", "Neurons x features appear here", timeout=10)
-    wait_until(lambda: "#run=" not in dash_duo.driver.current_url, timeout=5, message="the link to drop it")
+    assert dash_duo.find_element("#live-title").text == "No run selected"
+    dash_duo.driver.refresh()
+    dash_duo.wait_for_contains_text("#link-run-message", f"{second} is not in this lab", timeout=10)
     assert dash_duo.get_logs() == []
 
     # The sweeps page keeps the sweep shown in its link too.
