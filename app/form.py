@@ -104,9 +104,9 @@ def config_to_query(config: RunConfig, preset: str | None) -> str:
     changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if getattr(config, f.name) != getattr(base, f.name)}
     # floats as their shortest exact text (repr): a link must give back the very same config, which `:g` rounds
-    query = ({"preset": preset} if preset in PRESETS else {}) | {k: repr(v) if isinstance(v, float) else v
-                                                                 for k, v in changed.items()}
-    return "?" + urlencode(query) if query else ""
+    query = {"preset": preset if preset in PRESETS else CUSTOM} | {k: repr(v) if isinstance(v, float) else v
+                                                                    for k, v in changed.items()}
+    return "?" + urlencode(query)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +130,9 @@ def config_from_query(search: str | None) -> LinkedConfig:
                if n > 1]
     query = dict(pairs)  # the last of repeated keys, as a form that wrote them in order means
     preset = query.pop("preset", None)
+    custom = preset == CUSTOM
     if preset is not None and preset not in PRESETS:
-        if preset != CUSTOM:
+        if not custom:
             ignored.append(f"preset {shown(preset)} is unknown")
         preset = None
     values = {}
@@ -148,7 +149,7 @@ def config_from_query(search: str | None) -> LinkedConfig:
             ignored.append(in_form_words(problem))
         else:
             values[name] = value
-    if preset is None and not values:  # nothing of a config here (a tracking parameter, a typo): keep the form
+    if preset is None and not custom and not values:  # nothing of a config (a tracking parameter): keep the form
         return LinkedConfig(None, None, ignored)
     base = PRESETS[preset].config if preset else RunConfig()
     return LinkedConfig(preset, base.replace(**values), ignored)

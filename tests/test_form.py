@@ -32,6 +32,8 @@ def test_a_link_names_blank_and_repeated_values_and_a_link_without_a_config_keep
     custom = config_from_query("?preset=custom&n_neurons=48")  # no preset: against the defaults, nothing ignored
     assert custom == LinkedConfig(None, RunConfig(n_neurons=48), [])
     assert config_from_query(config_to_query(RunConfig(n_neurons=48), "custom")) == custom
+    assert config_to_query(RunConfig(), "custom") == "?preset=custom"  # the defaults as they are: still custom
+    assert config_from_query("?preset=custom") == LinkedConfig(None, RunConfig(), [])
 
 
 def test_a_link_whose_values_clash_fills_the_form_which_then_marks_them():
