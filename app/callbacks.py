@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
+from dash import ALL, Input, Output, State, ctx, html, no_update
 
 from app.components import alert, checkpoint_marks
 from app.figures import empty_figure
@@ -74,28 +74,29 @@ def run_facts(meta: dict[str, Any]) -> str:
             + (f" · {meta['device']}" if meta.get("device") else ""))
 
 
-def run_list_update(runs: list[dict[str, Any]], selected: str | None, shown: dict | None) -> tuple[Any, dict]:
-    """The run list's new children, and what it then shows: the whole list when its rows, their labels, statuses
-    (hence buttons) or the selection changed; else a Patch of the progress bars and facts lines alone, so that
-    the rows and buttons under the pointer stay the same elements (a click on a replaced row was lost)."""
+def run_list_update(runs: list[dict[str, Any]], selected: str | None, shown: list | None) -> tuple[Any, list]:
+    """The run list's new children (or no_update), and what it then shows: rebuilt only when its rows, their
+    labels, statuses (hence buttons) or the selection change. Progress and facts change in place
+    (`row_updates`): a rebuilt list is new elements, and a click landing on one being replaced is lost."""
     newest_first = list(reversed(runs))
     structure = [selected] + [[m["id"], m["label"], m["status"]] for m in newest_first]
-    rows = [[run_progress(m), run_facts(m)] for m in newest_first]
-    now = {"structure": structure, "rows": rows}
-    if shown is not None and shown.get("structure") == structure and shown.get("rows") == rows:
-        return no_update, now
+    if structure == shown:
+        return no_update, structure
     if not runs:
-        return html.Div("No runs yet.", className="text-muted small"), now
-    if shown is None or shown.get("structure") != structure:
-        return dbc.ListGroup([run_row(m, m["id"] == selected) for m in newest_first]), now
-    patch = Patch()
-    for i, (row, before) in enumerate(zip(rows, shown["rows"])):
-        item = patch["props"]["children"][i]["props"]["children"][0]["props"]["children"]  # the select area's
-        if row[0] != before[0]:
-            item[1]["props"]["value"] = row[0]
-        if row[1] != before[1]:
-            item[2]["props"]["children"] = row[1]
-    return patch, now
+        return html.Div("No runs yet.", className="text-muted small"), structure
+    return dbc.ListGroup([run_row(m, m["id"] == selected) for m in newest_first]), structure
+
+
+def row_updates(run_ids: list[str], metas: dict[str, dict[str, Any]], progress_now: list[Any],
+                facts_now: list[Any]) -> tuple[list[Any], list[Any]]:
+    """New progress values and facts lines for the rows shown (in their order), no_update where unchanged."""
+    progress, facts = [], []
+    for run_id, shown_progress, shown_facts in zip(run_ids, progress_now, facts_now):
+        meta = metas.get(run_id)
+        value, text = (run_progress(meta), run_facts(meta)) if meta else (shown_progress, shown_facts)
+        progress.append(no_update if value == shown_progress else value)
+        facts.append(no_update if text == shown_facts else text)
+    return progress, facts
 
 
 def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
@@ -112,8 +113,8 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
             html.Span(meta["id"], className="text-muted small font-monospace"),
         ]),
         dbc.Progress(value=run_progress(meta), className="my-1", style={"height": "5px"},
-                     color=STATUS_COLOURS.get(status, "secondary")),  # children[1]: run_list_update patches it
-        html.Div(run_facts(meta), className="small run-facts"),  # children[2]: likewise
+                     color=STATUS_COLOURS.get(status, "secondary"), id={"type": "run-progress", "run": meta["id"]}),
+        html.Div(run_facts(meta), className="small run-facts", id={"type": "run-facts", "run": meta["id"]}),
     ], id={"type": "run-select", "run": meta["id"]}, n_clicks=0, className="run-select", role="button",
         title="Show this run")
     return dbc.ListGroupItem([select_area, html.Div(buttons)],
@@ -215,15 +216,23 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             return no_update, alert(str(err), "danger", dismissable=True)
         return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000)
 
-    @app.callback(Output("run-list", "children"), Output("store-usage", "children"), Output("run-list-shown", "data"),
+    @app.callback(Output("run-list", "children"), Output("run-list-shown", "data"),
                   Input("tick", "n_intervals"), Input("selected-run", "data"), State("run-list-shown", "data"))
-    def refresh_run_list(_tick: int, selected: str | None, shown: dict | None) -> tuple[Any, Any, Any]:
-        runs = lab.list()
-        usage = f"{len(runs)} runs · store {lab.store.volume_bytes() / 2**20:.1f} MiB" if runs else ""
-        listing, now = run_list_update(runs, selected, shown)
-        if listing is no_update and shown.get("usage") == usage:
-            return no_update, no_update, no_update  # nothing changed: send nothing
-        return listing, usage, {**now, "usage": usage}
+    def refresh_run_list(_tick: int, selected: str | None, shown: list | None) -> tuple[Any, Any]:
+        listing, now = run_list_update(lab.list(), selected, shown)
+        return (no_update, no_update) if listing is no_update else (listing, now)
+
+    @app.callback(Output({"type": "run-progress", "run": ALL}, "value"),
+                  Output({"type": "run-facts", "run": ALL}, "children"), Output("store-usage", "children"),
+                  Input("tick", "n_intervals"), State({"type": "run-progress", "run": ALL}, "value"),
+                  State({"type": "run-facts", "run": ALL}, "children"), State("store-usage", "children"))
+    def refresh_run_rows(_tick: int, progress_now: list[Any], facts_now: list[Any],
+                         usage_now: str | None) -> tuple[Any, Any, Any]:
+        metas = {m["id"]: m for m in lab.list()}
+        run_ids = [output["id"]["run"] for output in ctx.outputs_list[0]]
+        progress, facts = row_updates(run_ids, metas, progress_now, facts_now)
+        usage = f"{len(metas)} runs · store {lab.store.volume_bytes() / 2**20:.1f} MiB" if metas else ""
+        return progress, facts, (no_update if usage == usage_now else usage)
 
     @app.callback(Output("selected-run", "data", allow_duplicate=True),
                   Input({"type": "run-select", "run": ALL}, "n_clicks"), prevent_initial_call=True)

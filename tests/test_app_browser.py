@@ -130,7 +130,7 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
 
     # Delete asks first (nothing can undo it): cancelling keeps the run, confirming removes it.
     def ask_to_delete():  # noqa: ANN202
-        def click_delete() -> bool:  # the copy is training: its row is redrawn each second, so try again
+        def click_delete() -> bool:  # the copy may change status (queued, running) as we click: then retry
             try:
                 button = dash_duo.driver.find_element_by_xpath(
                     f"//div[@id='run-list']//*[contains(@class, 'run-row')][.//span[text()='{copy['id']}']]"
@@ -355,4 +355,26 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     assert sweep_id in dash_duo.find_element("#sweep-select").text
     open_afresh("/sweeps#sweep=s-gone")
     dash_duo.wait_for_contains_text("#sweep-message", "s-gone is not in this lab", timeout=10)
+    assert dash_duo.get_logs() == []
+
+
+def test_run_rows_stay_put_while_a_run_trains(dash_duo, lab):
+    from core.presets import PRESETS
+
+    run_id = lab.submit(PRESETS["demo-tiny"].config.replace(steps=400_000), label="long")
+    dash_duo.start_server(create_app(lab))
+    wait_until(lambda: lab.get(run_id)["step"] > 0, timeout=30, message="training to start")
+    dash_duo.wait_for_contains_text("#run-list .run-facts", "step ", timeout=10)
+    # Its progress and facts change each second, and the row stays the same element: a click on a row being
+    # replaced is lost (reviewers lost most clicks on the list while a run trained).
+    row = dash_duo.find_element("#run-list .run-select")
+    facts = dash_duo.find_element("#run-list .run-facts").text
+    wait_until(lambda: dash_duo.find_element("#run-list .run-facts").text != facts, timeout=10, message="new facts")
+    time.sleep(1.5)
+    assert row.is_displayed()  # a replaced row raises StaleElementReferenceException here
+    row.click()
+    dash_duo.wait_for_contains_text("#live-title", "long", timeout=10)
+    click(dash_duo, "#run-list .run-row button")  # Pause, at the first click
+    wait_until(lambda: lab.get(run_id)["status"] == "paused", timeout=10, message="paused by one click")
+    lab.stop(run_id)
     assert dash_duo.get_logs() == []

@@ -1,11 +1,8 @@
-"""The run list's updates: whole when its rows change, else a patch of the changing text alone."""
+"""The run list's updates: rebuilt when its rows change, else only the changing progress and facts."""
 
-import json
+from dash import no_update
 
-from dash import Patch, no_update
-from plotly.utils import PlotlyJSONEncoder
-
-from app.callbacks import run_list_update
+from app.callbacks import row_updates, run_facts, run_list_update
 
 
 def meta(run_id: str, step: int, status: str = "running") -> dict:
@@ -13,29 +10,14 @@ def meta(run_id: str, step: int, status: str = "running") -> dict:
             "eta_seconds": 30.0, "device": "CPU, 1 thread"}
 
 
-def as_json(component) -> dict:  # noqa: ANN001
-    return json.loads(json.dumps(component, cls=PlotlyJSONEncoder))
-
-
-def apply(patch: Patch, tree: dict) -> dict:
-    for op in patch.to_plotly_json()["operations"]:
-        assert op["operation"] == "Assign"
-        *path, last = op["location"]
-        node = tree
-        for key in path:
-            node = node[key]
-        node[last] = op["params"]["value"]
-    return tree
-
-
-def test_progress_is_patched_in_place_and_equals_a_rebuild():
-    first, shown = run_list_update([meta("a", 100), meta("b", 8192, "done")], "a", None)
+def test_progress_alone_leaves_the_rows_in_place():
+    _, shown = run_list_update([meta("a", 100), meta("b", 8192, "done")], "a", None)
     later = [meta("a", 900), meta("b", 8192, "done")]
-    patch, now = run_list_update(later, "a", shown)
-    assert isinstance(patch, Patch)  # the rows stay the same elements: a click on them is not lost
-    rebuilt, _ = run_list_update(later, "a", None)
-    assert apply(patch, as_json(first)) == as_json(rebuilt)
-    assert run_list_update(later, "a", now)[0] is no_update  # nothing changed: nothing sent
+    assert run_list_update(later, "a", shown)[0] is no_update  # the rows stay the same elements: no click lost
+    progress, facts = row_updates(["b", "a"], {m["id"]: m for m in later}, [100.0, 100 * 100 / 8192],
+                                  [run_facts(later[1]), run_facts(meta("a", 100))])
+    assert progress == [no_update, 100 * 900 / 8192]  # only what changed is sent
+    assert facts[0] is no_update and facts[1].startswith("step 900 / 8,192")
 
 
 def test_a_new_status_or_selection_rebuilds_the_list():
@@ -43,4 +25,8 @@ def test_a_new_status_or_selection_rebuilds_the_list():
     for runs, selected in (([meta("a", 100, "paused")], "a"), ([meta("a", 100)], None),
                            ([meta("a", 100), meta("c", 0, "queued")], "a")):
         update, _ = run_list_update(runs, selected, shown)
-        assert not isinstance(update, Patch) and update is not no_update
+        assert update is not no_update
+
+
+def test_a_row_whose_run_is_gone_keeps_what_it_shows_until_the_list_is_rebuilt():
+    assert row_updates(["gone"], {}, [40.0], ["step 1"]) == ([no_update], [no_update])
