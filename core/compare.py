@@ -78,7 +78,9 @@ class Model:
 def check_interpolable(a: Model, b: Model) -> None:
     """Raise IncompatibleRuns unless both runs solve the same problem with the same shapes."""
     problems = []
-    for name in ("task", "nonlinearity", "n_features", "embed_dim", "n_neurons"):
+    # eps and sample_kind set the data: a loss along the line is measured on one distribution, which only one
+    # end was trained on (its other end would read far better than that run's own loss)
+    for name in ("task", "nonlinearity", "n_features", "embed_dim", "n_neurons", "eps", "sample_kind"):
         if getattr(a.config, name) != getattr(b.config, name):
             problems.append(f"{name} differs ({getattr(a.config, name)} vs {getattr(b.config, name)})")
     if not problems and not torch.equal(a.embedder, b.embedder):

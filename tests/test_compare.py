@@ -62,4 +62,9 @@ def test_different_worlds_or_shapes_are_refused(tiny):
         interpolate(a, trained(tiny.replace(seed=7), steps=4))
     with pytest.raises(IncompatibleRuns, match="n_neurons differs"):
         interpolate(a, trained(tiny.replace(n_neurons=32), steps=4))
+    # Same world, different data: the line's losses would be measured on a's data alone.
+    with pytest.raises(IncompatibleRuns, match=r"eps differs \(0.125 vs 0.0625\)"):
+        interpolate(a, trained(tiny.replace(eps=1 / 16), steps=4))
+    with pytest.raises(IncompatibleRuns, match="sample_kind differs"):
+        interpolate(a, trained(tiny.replace(sample_kind="power_law"), steps=4))
     assert torch.equal(a.embedder, trained(tiny, steps=2).embedder)
