@@ -35,6 +35,9 @@ def valid_id(run_id: str) -> bool:
     return isinstance(run_id, str) and len(run_id) == 12 and all(c in "0123456789abcdef" for c in run_id)
 
 
+_MISSING = object()
+
+
 class DiskStore:
     """Key-value operations the jobs layer needs, on a diskcache directory."""
 
@@ -45,7 +48,15 @@ class DiskStore:
         self.cache = diskcache.Cache(str(self.directory), timeout=60, size_limit=2**40, eviction_policy="none")
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.cache.get(key, default)
+        # diskcache keeps large values in files, and answers `default` when a writer replaces the file between
+        # its lookup and its read: a key that exists is read again (a live snapshot flickered out otherwise).
+        for _ in range(5):
+            value = self.cache.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+            if key not in self.cache:
+                return default
+        return default
 
     def set(self, key: str, value: Any) -> None:
         self.cache.set(key, value)

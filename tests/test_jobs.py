@@ -200,3 +200,33 @@ def test_eta_of_a_resumed_run_comes_from_the_steps_it_trains_now():
     assert meter.rate is None
     meter.update(1010, 11.0)
     assert meter.rate == pytest.approx(10)
+
+
+def _rewrite_snapshot(directory: str, stop) -> None:  # noqa: ANN001 (a multiprocessing Event)
+    store = DiskStore(directory)
+    step = 0
+    while not stop.is_set():
+        store.set("sfa/x", {"step": step, "sfa": np.random.rand(64, 256).astype(np.float16)})
+        step += 1
+
+
+def test_a_snapshot_being_rewritten_never_reads_as_missing(tmp_path):
+    """A worker replaces a run's snapshot (a file in the store) while the app reads it: diskcache can answer
+    "missing" between its lookup and its read, and a live heatmap flickered to "waiting for the first
+    snapshot". Here a second process rewrites one key as fast as it can while this one reads it."""
+    import multiprocessing
+
+    store = DiskStore(tmp_path / "store")
+    store.set("sfa/x", {"step": -1, "sfa": np.zeros((64, 256), np.float16)})
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    writer = context.Process(target=_rewrite_snapshot, args=(str(tmp_path / "store"), stop))
+    writer.start()
+    try:
+        wait_until(lambda: store.get("sfa/x")["step"] > 100, timeout=30, message="the writer to run")
+        steps = [store.get("sfa/x", {"step": None})["step"] for _ in range(20000)]
+    finally:
+        stop.set()
+        writer.join(10)
+    assert None not in steps
+    assert store.get("nothing here", "absent") == "absent"
