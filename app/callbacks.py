@@ -316,7 +316,10 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         key = live_key(meta, smoothing, bool(ordered), frame)
         if key == last.get("key"):
             return [no_update] * outputs
-        view = live_view(lab, run_id, smoothing, bool(ordered), frame, last.get("loss"), last.get("metrics"))
+        try:
+            view = live_view(lab, run_id, smoothing, bool(ordered), frame, last.get("loss"), last.get("metrics"))
+        except UnknownRun:  # deleted between looking and reading: the next tick blanks the view
+            return [no_update] * outputs
         n_frames = len(view.frame_steps)
         marks = checkpoint_marks(view.frame_steps, "live")
         download = (html.A("Download run file (.pt)", href=f"/api/runs/{run_id}/file", className="btn btn-outline-"

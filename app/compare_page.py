@@ -17,7 +17,7 @@ from app.components import alert, checkpoint_marks, graph
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
 from core.config import FIELDS, parse_value
-from core.jobs import Lab, QueueFull
+from core.jobs import Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons
 from core.runfile import RunFileError, load_run_file
 from core.sweep import repeated_labels, value_label
@@ -25,6 +25,10 @@ from core.train import batch_key, max_runs_per_job, worth_batching
 
 MAX_COMPARED = 4
 COMPARABLE_FIELDS = [n for n in FIELD_NAMES if n not in ("device", "snapshot_every", "steps")]
+
+
+OVERLAY_TITLES = ("Loss", "Mono neurons per feature", "Mean bias")
+INTERP_PROMPT = "Press the button above"
 
 
 def heatmap_slot(i: int) -> dbc.Col:
@@ -44,9 +48,8 @@ def compare_layout() -> html.Div:
                   className="small mb-0"),
         dcc.Slider(id="compare-slider", min=0, max=0, step=1, value=0, marks=None, allow_direct_input=False),
         dbc.Row([
-            dbc.Col(graph("compare-loss", 300, "Loss", "Choose two or more runs"), md=4),
-            dbc.Col(graph("compare-mono", 300, "Mono neurons per feature", "Choose two or more runs"), md=4),
-            dbc.Col(graph("compare-bias", 300, "Mean bias", "Choose two or more runs"), md=4),
+            *[dbc.Col(graph(graph_id, 300, title, "Choose two or more runs"), md=4)
+              for graph_id, title in zip(("compare-loss", "compare-mono", "compare-bias"), OVERLAY_TITLES)],
         ], className="g-2 mt-2"),
         html.H5("Configs and results", className="mt-3"),
         html.Div(id="compare-table"),
@@ -61,7 +64,7 @@ def compare_layout() -> html.Div:
                                color="primary"), width="auto"),
         ], align="center"),
         dcc.Loading(html.Div([html.Div(id="interp-message", className="mt-2"),
-                              graph("interp-graph", 320, "Basin connectivity", "Press the button above")])),
+                              graph("interp-graph", 320, "Basin connectivity", INTERP_PROMPT)])),
     ])
 
 
@@ -180,16 +183,26 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         n_out = 3 * MAX_COMPARED + 8
         if not (pathname or "").rstrip("/").endswith("/compare"):
             return [no_update] * n_out
+        try:
+            return comparison_view(chosen, slider, slider_max)
+        except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
+            return [no_update] * n_out
+
+    def comparison_view(chosen: list[str] | None, slider: int | None, slider_max: int | None) -> list[Any]:
         metas = [lab.get(r) for r in (chosen or []) if lab.exists(r)]
         hidden = [{"display": "none"}] * MAX_COMPARED
+        # no runs to compare: the overlays go blank (runs no longer chosen, or deleted, must not stay drawn)
+        blanks = [figures.empty_figure(title, "Choose two or more runs") for title in OVERLAY_TITLES]
         if len(metas) < 2:
             message = dbc.Alert("Choose at least two runs.", color="info", className="py-2")
-            return [no_update] * MAX_COMPARED + hidden + [no_update] * (MAX_COMPARED + 3) + ["", message, 0, None, 0]
+            return [no_update] * MAX_COMPARED + hidden + [no_update] * MAX_COMPARED + blanks + ["", message, 0, None,
+                                                                                                0]
         sizes = {m["config"]["n_features"] for m in metas}
         if len(sizes) > 1:
             message = dbc.Alert(f"These runs have different numbers of features N ({sorted(sizes)}): their heatmaps "
                                 "cannot line up. Compare runs with the same N.", color="warning")
-            return [no_update] * MAX_COMPARED + hidden + [no_update] * (MAX_COMPARED + 3) + ["", message, 0, None, 0]
+            return [no_update] * MAX_COMPARED + hidden + [no_update] * MAX_COMPARED + blanks + ["", message, 0, None,
+                                                                                                0]
         labels = [run_label(m["config"], differing_fields([x["config"] for x in metas]), m["id"]) for m in metas]
         common = sorted(set.intersection(*(set(m["frames"]) for m in metas)))
         following = slider is None or slider_max is None or slider >= slider_max
@@ -216,6 +229,13 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         widths = [12 // len(metas)] * MAX_COMPARED
         return padded + shown + widths + [loss, mono, bias, results_table(lab, metas, labels), "", len(common), marks,
                                  len(common) if following else slider]
+
+    @app.callback(Output("interp-graph", "figure", allow_duplicate=True),
+                  Output("interp-message", "children", allow_duplicate=True),
+                  Input("compare-runs", "value"), prevent_initial_call=True)
+    def forget_connectivity(_chosen: list[str] | None) -> tuple[Any, Any]:
+        """Other runs chosen: the line computed for the former ones must not stay up as if it were theirs."""
+        return figures.empty_figure("Basin connectivity", INTERP_PROMPT), ""
 
     @app.callback(Output("interp-graph", "figure"), Output("interp-message", "children"),
                   Input("interp-button", "n_clicks"), State("compare-runs", "value"), State("interp-align", "value"),

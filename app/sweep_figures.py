@@ -55,6 +55,8 @@ def training_panels(runs: list[SweepRun], field: str, smoothing: float = 0.9) ->
     """Loss, mono neurons per feature and mean bias against log2 steps, one line per run coloured by value."""
     if not runs:
         return empty_figure("Training", "No runs yet")
+    if not any(len(run.loss_steps) for run in runs):
+        return empty_figure("Training", f"{len(runs)} runs queued: their curves appear as they train")
     fig = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Mono neurons per feature", "Mean bias"))
     colours = value_colours([r.value for r in runs], field)
     shown: set[float] = set()

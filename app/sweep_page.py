@@ -12,12 +12,16 @@ from app import figures, sweep_figures
 from app.compare_page import final_loss
 from app.components import alert, graph, sentence
 from app.links import as_hash, from_hash
-from core.jobs import InvalidConfig, Lab, QueueFull
+from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons
 from core.presets import PAPER_BATCHES
 from core.sweep import MAX_SEEDS, Sweep, preset_sweep, value_label
 
 HEATMAPS = 3
+# Each figure's title and message while no sweep is shown, in update_sweep's order of outputs.
+SWEEP_BLANKS = ([("Training, coloured by the swept value", "Start a sweep, or choose one above"),
+                 ("Mono ratio against the swept value", ""), ("Final biases, sorted", "")]
+                + [("Single-feature activations", "")] * HEATMAPS + [("Runs: config against results", "")])
 
 
 def sweep_layout() -> html.Div:
@@ -88,22 +92,22 @@ def sweep_layout() -> html.Div:
             html.Div(id="sweep-values-help", className="small text-muted mt-1"),
             html.Div(id="sweep-message", className="mt-2"),
             dcc.Dropdown(id="sweep-select", placeholder="Choose a sweep to view...", className="my-2"),
-            graph("sweep-panels", 340, "Training, coloured by the swept value", "Start a sweep, or choose one above"),
+            graph("sweep-panels", 340, *SWEEP_BLANKS[0]),
             dbc.Row(
                 [
-                    dbc.Col(graph("sweep-mono-vs-value", 320, "Mono ratio against the swept value", ""), md=6),
-                    dbc.Col(graph("sweep-biases", 320, "Final biases, sorted", ""), md=6),
+                    dbc.Col(graph("sweep-mono-vs-value", 320, *SWEEP_BLANKS[1]), md=6),
+                    dbc.Col(graph("sweep-biases", 320, *SWEEP_BLANKS[2]), md=6),
                 ],
                 className="g-2 mt-1",
             ),
             dbc.Row(
                 [
-                    dbc.Col(graph(f"sweep-heatmap-{i}", 420, "Single-feature activations", ""), md=4)
+                    dbc.Col(graph(f"sweep-heatmap-{i}", 420, *SWEEP_BLANKS[3 + i]), md=4)
                     for i in range(HEATMAPS)
                 ],
                 className="g-2 mt-1",
             ),
-            graph("sweep-parcoords", 360, "Runs: config against results", ""),
+            graph("sweep-parcoords", 360, *SWEEP_BLANKS[-1]),
         ]
     )
 
@@ -282,14 +286,21 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     )
     def update_sweep(_tick: int, sweep_id: str | None, pathname: str | None, last: Any) -> list[Any]:
         n_out = 5 + HEATMAPS
-        if not is_sweeps(pathname) or not sweep_id:
+        if not is_sweeps(pathname):
             return [no_update] * n_out
-        metas = lab.sweeps().get(sweep_id, [])
+        metas = lab.sweeps().get(sweep_id, []) if sweep_id else []
+        if not metas:  # none chosen, or its runs deleted: what it showed must not stay up
+            if last == "blank":
+                return [no_update] * n_out
+            return [figures.empty_figure(*blank) for blank in SWEEP_BLANKS] + ["blank"]
         key = [sweep_id] + [(m["id"], m["step"], m["status"]) for m in metas]
-        if not metas or (key == last and ctx.triggered_id == "tick"):
+        if key == last and ctx.triggered_id == "tick":
+            return [no_update] * n_out
+        try:
+            runs = sweep_runs(lab, metas)
+        except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
             return [no_update] * n_out
         field = metas[0]["sweep"]["field"]
-        runs = sweep_runs(lab, metas)
         values = sorted({r.value for r in runs})
         chosen = [values[0], values[len(values) // 2], values[-1]] if len(values) >= 3 else values
         heatmaps = []

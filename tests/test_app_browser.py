@@ -209,6 +209,10 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
     for i in range(2):
         wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64], timeout=20,
                    message=f"heatmap {i} beside the missing run")
+    # One of the two deleted (here through the lab, as another tab would): its curves do not stay drawn.
+    lab.delete(runs[1]["id"])
+    dash_duo.wait_for_contains_text("#compare-message", "Choose at least two runs", timeout=10)
+    dash_duo.wait_for_contains_text("#compare-loss", "Choose two or more runs", timeout=10)
     assert dash_duo.get_logs() == []
 
 
@@ -243,6 +247,10 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     assert "init_bias=-1" in dash_duo.find_element("#sweep-heatmap-0").text
     assert len(trace_lengths(dash_duo, "sweep-biases")) == 3
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "sweeps.png"))
+    for run_id in run_ids:  # deleted elsewhere: the figures of a sweep that is gone do not stay up
+        lab.delete(run_id)
+    dash_duo.wait_for_contains_text("#sweep-panels", "Start a sweep, or choose one above", timeout=10)
+    assert trace_lengths(dash_duo, "sweep-heatmap-0") == []
     assert dash_duo.get_logs() == []
 
 

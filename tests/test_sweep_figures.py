@@ -55,3 +55,9 @@ def test_sorted_biases_and_parallel_coordinates():
             {"lr": 0.03, "seed": 0, "final_loss": 0.25, "mono_ratio": 0.2}]
     labels = [d.label for d in sf.parallel_coordinates(rows, ["lr", "seed"]).data[0].dimensions]
     assert labels == ["lr", "final_loss", "mono_ratio"]  # the constant seed axis is dropped
+
+
+def test_training_panels_of_queued_runs_say_they_are_queued():
+    queued = [dataclasses.replace(run(v), loss_steps=np.zeros(0), losses=np.zeros(0)) for v in (0.0, -1.0)]
+    fig = sf.training_panels(queued, "init_bias")
+    assert fig.data == () and "2 runs queued" in fig.layout.annotations[0].text
