@@ -162,6 +162,11 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                      dismissable=True, className="small py-2") if missing else ""
         return [r for r in linked if r not in missing], no_update, run_choices(), note
 
+    @app.callback(Output("nav-compare", "href"), Input("compare-runs", "value"))
+    def compare_link(chosen: list[str] | None) -> str:
+        """Back to the Compare page from another: the runs compared come along."""
+        return "/compare" + ("?" + urlencode({"runs": ",".join(chosen[:MAX_COMPARED])}) if chosen else "")
+
     @app.callback(Output("compare-runs", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
     def run_options(_tick: int, pathname: str | None) -> Any:
         if not (pathname or "").rstrip("/").endswith("/compare"):

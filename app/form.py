@@ -126,7 +126,7 @@ def config_from_query(search: str | None) -> LinkedConfig:
     pairs = parse_qsl((search or "").lstrip("?"), keep_blank_values=True)
     if not pairs:
         return LinkedConfig(None, None, [])
-    ignored = [f"{shown(k)} is given {n} times: the last is used" for k, n in Counter(k for k, _ in pairs).items()
+    ignored = [f"{shown(k)} is given {n} times: all but the last" for k, n in Counter(k for k, _ in pairs).items()
                if n > 1]
     query = dict(pairs)  # the last of repeated keys, as a form that wrote them in order means
     preset = query.pop("preset", None)

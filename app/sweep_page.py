@@ -307,7 +307,9 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         for i in range(HEATMAPS):
             if i < len(chosen):
                 run = next(r for r in runs if r.value == chosen[i])
-                heatmaps.append(figures.sfa_heatmap(run.sfa, title=f"{field}={chosen[i]:g}"))
+                several_seeds = len({r.seed for r in runs if r.value == chosen[i]}) > 1
+                title = f"{field}={chosen[i]:g}" + (f" (seed {run.seed})" if several_seeds else "")
+                heatmaps.append(figures.sfa_heatmap(run.sfa, title=title))
             else:
                 heatmaps.append(figures.empty_figure("", "Fewer than three values"))
         rows = [

@@ -179,6 +179,8 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
         wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64], timeout=30,
                    message=f"heatmap {i}")
     assert not dash_duo.find_element("#compare-slot-2").is_displayed()
+    wait_until(lambda: "/compare?runs=" in dash_duo.find_element("#nav-compare").get_attribute("href"), timeout=5,
+               message="the Compare nav link to carry the runs")
     wait_until(lambda: len(trace_lengths(dash_duo, "compare-loss")) == 2, timeout=20, message="two loss curves")
     legend = dash_duo.find_element("#compare-loss").text
     assert "init_bias=0" in legend and "init_bias=-1" in legend

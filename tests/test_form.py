@@ -26,7 +26,7 @@ def test_a_link_with_bad_values_keeps_the_valid_ones_and_names_the_rest():
 def test_a_link_names_blank_and_repeated_values_and_a_link_without_a_config_keeps_the_form():
     linked = config_from_query("?preset=demo-tiny&steps=&lr=0.5&lr=0.02")
     assert linked.config == preset_config("demo-tiny").replace(lr=0.02)  # the last of a repeated key
-    assert "'lr' is given 2 times: the last is used" in linked.ignored
+    assert "'lr' is given 2 times: all but the last" in linked.ignored
     assert any(p.startswith("Steps must be an integer from 2 to 1048576, got ''") for p in linked.ignored)
     assert config_from_query("?utm_source=mail") == LinkedConfig(None, None, ["'utm_source' is not a field"])
     custom = config_from_query("?preset=custom&n_neurons=48")  # no preset: against the defaults, nothing ignored
