@@ -231,7 +231,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         metas = {m["id"]: m for m in lab.list()}
         run_ids = [output["id"]["run"] for output in ctx.outputs_list[0]]
         progress, facts = row_updates(run_ids, metas, progress_now, facts_now)
-        usage = f"{len(metas)} runs · store {lab.store.volume_bytes() / 2**20:.1f} MiB" if metas else ""
+        runs = f"{len(metas)} run" + ("" if len(metas) == 1 else "s")
+        usage = f"{runs} · store {lab.store.volume_bytes() / 2**20:.1f} MiB" if metas else ""
         return progress, facts, (no_update if usage == usage_now else usage)
 
     @app.callback(Output("selected-run", "data", allow_duplicate=True),

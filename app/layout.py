@@ -149,16 +149,16 @@ def live_column() -> html.Div:
                                 ]
                             ),
                         ],
-                        md=6,
+                        lg=6,
                     ),
-                    dbc.Col(live_graph("mono-graph"), md=6),
+                    dbc.Col(live_graph("mono-graph"), lg=6),
                 ],
                 className="g-2",
             ),
             dbc.Row(
                 [
-                    dbc.Col(live_graph("bias-history-graph", 220), md=6),
-                    dbc.Col(live_graph("lr-graph", 220), md=6),
+                    dbc.Col(live_graph("bias-history-graph", 220), lg=6),
+                    dbc.Col(live_graph("lr-graph", 220), lg=6),
                 ],
                 className="g-2",
             ),
@@ -192,8 +192,8 @@ def live_column() -> html.Div:
             ),
             dbc.Row(
                 [
-                    dbc.Col(live_graph("bias-graph"), md=6),
-                    dbc.Col(live_graph("score-histogram"), md=6),
+                    dbc.Col(live_graph("bias-graph"), lg=6),
+                    dbc.Col(live_graph("score-histogram"), lg=6),
                 ],
                 className="g-2 mt-2",
             ),
