@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -196,6 +197,27 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
     return styled(heat, title + scale, f"feature ({what})", f"neuron ({what}, first on top)",
                   xaxis={"type": "category", "showticklabels": cols <= 64},
                   yaxis={"type": "category", "showticklabels": rows <= 64})
+
+
+def pooled_block_cell(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndarray] | None, row_label: str,
+                      col_label: str) -> tuple[int, int] | None:
+    """(neuron, feature) of the cell that gives a max-pooled block of `sfa_heatmap` its colour, from the block's
+    labels ("#a-b": positions in the drawn order); None for labels that name no block."""
+    rows, cols = re.fullmatch(r"#(\d+)-(\d+)", row_label), re.fullmatch(r"#(\d+)-(\d+)", col_label)
+    if not (rows and cols):
+        return None
+    sfa = np.asarray(sfa, dtype=np.float32)
+    if ordered:
+        neurons, features = order if order is not None else heatmap_order(sfa)
+    else:
+        neurons, features = np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
+    block_neurons = neurons[int(rows[1]):int(rows[2]) + 1]
+    block_features = features[int(cols[1]):int(cols[2]) + 1]
+    if not (len(block_neurons) and len(block_features)):
+        return None
+    i, j = np.unravel_index(np.argmax(sfa[np.ix_(block_neurons, block_features)]),
+                            (len(block_neurons), len(block_features)))
+    return int(block_neurons[i]), int(block_features[j])
 
 
 def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,

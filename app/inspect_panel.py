@@ -8,14 +8,17 @@ import math
 from typing import Any
 
 import dash_bootstrap_components as dbc
+import numpy as np
 from dash import Input, Output, State, html, no_update
 
 from app import interpret_figures as figs
 from app.components import alert, graph
-from app.figures import empty_figure
+from app.figures import empty_figure, pooled_block_cell
+from app.live import heatmap_source
 from core.compare import Model
 from core.interpret import feature_view, mono_summary, neuron_view, pair_interference, poly_linear_map
 from core.jobs import Lab, UnknownRun
+from core.metrics import heatmap_order
 from core.runfile import RunFileError, load_run_file
 
 DONE = "For a finished or stopped run"
@@ -118,14 +121,34 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         Output("inspect-feature-input", "value"),
         Output("inspect-neuron-input", "value"),
         Input("sfa-heatmap", "clickData"),
+        State("selected-run", "data"),
+        State("sfa-sorted", "value"),
+        State("checkpoint-slider", "value"),
+        State("checkpoint-slider", "max"),
         prevent_initial_call=True,
     )
-    def pick_from_heatmap(click: dict[str, Any] | None) -> tuple[Any, Any]:
+    def pick_from_heatmap(click: dict[str, Any] | None, run_id: str | None, ordered: bool, slider: Any,
+                          slider_max: Any) -> tuple[Any, Any]:
         point = (click or {}).get("points", [{}])[0]
         x, y = str(point.get("x", "")), str(point.get("y", ""))
-        if not (x.startswith("f") and y.startswith("n")):
-            return no_update, no_update  # a pooled block: no single feature or neuron
-        return int(x[1:]), int(y[1:])
+        if x.startswith("f") and y.startswith("n"):
+            return int(x[1:]), int(y[1:])
+        # A max-pooled block (paper scale): the cell that gives it its colour, in the matrix drawn.
+        if not run_id or not lab.exists(run_id):
+            return no_update, no_update
+        try:
+            latest = lab.latest_snapshot(run_id)
+            frames = lab.get(run_id)["frames"]
+        except UnknownRun:
+            return no_update, no_update
+        latest_sfa = np.asarray(latest["sfa"], dtype=np.float32) if latest else None
+        following = slider is None or slider_max is None or slider >= slider_max
+        sfa, _ = heatmap_source(lab, run_id, frames, None if following else int(slider), latest_sfa, None)
+        if sfa is None:
+            return no_update, no_update
+        order = heatmap_order(latest_sfa) if following and latest_sfa is not None else None  # as live_view draws
+        cell = pooled_block_cell(sfa, bool(ordered), order, y, x)
+        return (cell[1], cell[0]) if cell else (no_update, no_update)
 
     @app.callback(
         Output("inspect-message", "children"),

@@ -388,3 +388,30 @@ def test_run_rows_stay_put_while_a_run_trains(dash_duo, lab):
     wait_until(lambda: lab.get(run_id)["status"] == "paused", timeout=10, message="paused by one click")
     lab.stop(run_id)
     assert dash_duo.get_logs() == []
+
+
+def test_a_click_on_a_pooled_heatmap_block_picks_a_cell(dash_duo, lab):
+    from core.config import RunConfig
+
+    # N x k = 256 x 256 is over the heatmap's full-resolution limit: it is drawn max-pooled in blocks.
+    config = RunConfig(n_features=256, embed_dim=16, n_neurons=256, batch_size=64, steps=200, snapshot_every=100,
+                       init_bias=-0.5, device="cpu")
+    run_id = lab.submit(config, label="pooled")
+    wait_until(lambda: lab.get(run_id)["status"] == "done", timeout=60, message="the run")
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1400)
+    dash_duo.driver.get(dash_duo.server_url + f"/#run={run_id}")
+    dash_duo.wait_for_contains_text("#sfa-heatmap", "max over", timeout=20)
+    set_input(dash_duo, "inspect-neuron-input", "255")
+    set_input(dash_duo, "inspect-feature-input", "255")
+    wait_until(lambda: "Neuron 255:" in dash_duo.find_element("#neuron-profile").text, timeout=20, message="n255")
+    heatmap = dash_duo.find_element("#sfa-heatmap .nsewdrag")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", heatmap)
+    heatmap.click()
+    picked = ("inspect-neuron-input", "inspect-feature-input")
+    wait_until(lambda: [dash_duo.find_element(f"#{i}").get_attribute("value") for i in picked] != ["255", "255"],
+               timeout=10, message="the click on a block to pick a cell")
+    neuron = dash_duo.find_element("#inspect-neuron-input").get_attribute("value")
+    wait_until(lambda: f"Neuron {neuron}:" in dash_duo.find_element("#neuron-profile").text, timeout=10,
+               message="the picked neuron's profile")
+    assert dash_duo.get_logs() == []

@@ -231,3 +231,17 @@ def test_every_figure_keeps_zoom_across_live_updates():
                 figures.sfa_heatmap(sfa), figures.bias_figure(np.zeros(3), sfa),
                 figures.score_histogram_figure(sfa), figures.loss_figure(np.zeros(0), np.zeros(0))):
         assert fig.layout.uirevision
+
+
+def test_a_click_on_a_pooled_block_picks_the_cell_that_gives_it_its_colour():
+    rng = np.random.default_rng(3)
+    sfa = rng.random((200, 150)).astype(np.float32) * (rng.random((200, 150)) < 0.05)
+    for ordered in (True, False):
+        fig = figures.sfa_heatmap(sfa, ordered=ordered, max_cells=40 * 30)
+        heat = fig.data[0]
+        z, rows, cols = np.asarray(heat.z), list(heat.y), list(heat.x)
+        assert rows[0].startswith("#")  # pooled
+        for r, c in ((0, 0), (len(rows) - 1, 3), (7, len(cols) - 1)):
+            neuron, feature = figures.pooled_block_cell(sfa, ordered, None, rows[r], cols[c])
+            assert sfa[neuron, feature] == pytest.approx(z[r][c])  # the block's colour is this cell's value
+    assert figures.pooled_block_cell(sfa, True, None, "n3", "f4") is None  # a single cell names itself
