@@ -24,7 +24,7 @@ from app.form import (
     values_from_config,
 )
 from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
-from app.links import as_hash, from_hash
+from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.presets import PRESETS
@@ -133,7 +133,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         editing the form rewrites the link."""
         *values, pathname = values
         keep = [no_update] * len(FIELD_NAMES)
-        if (pathname or "").rstrip("/").endswith(("/compare", "/sweeps")):
+        if not is_train_page(pathname):
             return keep + [no_update] * 3
         trigger = ctx.triggered_id
         if trigger == "url" or trigger is None:
@@ -177,7 +177,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         page would be one that Back returns to, and from which it is written again."""
         if not is_train_page(pathname):
             return no_update, no_update, no_update
-        if not any(p.startswith("url.") for p in ctx.triggered_prop_ids):  # a run chosen, or deleted
+        if not triggered_by_url():  # a run chosen, or deleted
             wanted = as_hash("run", selected)
             return no_update, (wanted if wanted != (fragment or "") else no_update), no_update
         linked = from_hash(fragment, "run")  # on a page load the URL and the stored selection come in together
@@ -188,12 +188,14 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                                                "another lab.", "warning", dismissable=True, className="small py-2")
         return (linked if linked != selected else no_update), no_update, ""
 
-    @app.callback(Output("nav-train", "href"), Input("selected-run", "data"), Input("preset-select", "value"),
-                  *FIELD_VALUES)
-    def train_link(selected: str | None, preset: str | None, *values: Any) -> str:
-        """Back to the Train page from another: the form's config and the run on show come along."""
-        config, _ = form_errors(list(values))
-        return "/" + (config_to_query(config, preset) if config else "") + as_hash("run", selected)
+    @app.callback(Output("nav-train", "href"), Input("url", "search"), Input("selected-run", "data"),
+                  State("url", "pathname"))
+    def train_link(search: str | None, selected: str | None, pathname: str | None) -> Any:
+        """Back to the Train page from another: the form's config (its query, which sync_form_and_url keeps)
+        and the run on show come along."""
+        if not is_train_page(pathname):  # another page's query (the compare page's runs)
+            return no_update
+        return "/" + (search or "") + as_hash("run", selected)
 
     @app.callback(
         Output("selected-run", "data", allow_duplicate=True), Output("submit-message", "children"),

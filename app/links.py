@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode
 
+from dash import ctx
+
 
 def from_hash(fragment: str | None, key: str) -> str | None:
     """A value kept in the URL's fragment (`#run=ID`): what a page shows, so that a link or a new tab shows it too."""
@@ -13,3 +15,9 @@ def from_hash(fragment: str | None, key: str) -> str | None:
 
 def as_hash(key: str, value: str | None) -> str:
     return "#" + urlencode({key: value}) if value else ""
+
+
+def triggered_by_url() -> bool:
+    """Whether the running callback was set off by the URL (a page load, a link, Back), not by a choice on the
+    page. On a page load the URL and the stored selection come in together."""
+    return any(p.startswith("url.") for p in ctx.triggered_prop_ids)

@@ -11,7 +11,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from app import figures, sweep_figures
 from app.compare_page import final_loss
 from app.components import alert, graph, sentence
-from app.links import as_hash, from_hash
+from app.links import as_hash, from_hash, triggered_by_url
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons
 from core.presets import PAPER_BATCHES
@@ -237,7 +237,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         sync_run_and_hash)."""
         if not is_sweeps(pathname):
             return no_update, no_update, no_update, no_update
-        if not any(p.startswith("url.") for p in ctx.triggered_prop_ids):
+        if not triggered_by_url():
             wanted = as_hash("sweep", chosen)
             return no_update, (wanted if wanted != (fragment or "") else no_update), no_update, no_update
         linked = from_hash(fragment, "sweep")

@@ -46,6 +46,24 @@ def set_input(dash_duo, element_id: str, value: str) -> None:
     box.send_keys(value, Keys.TAB)
 
 
+def pick_by_clicking_the_heatmap(dash_duo, neuron: str, feature: str) -> None:
+    """Inspect `neuron` and `feature` first, then click the heatmap's middle: the inspector must move to the
+    cell the click picked and show that neuron's profile."""
+    set_input(dash_duo, "inspect-neuron-input", neuron)
+    set_input(dash_duo, "inspect-feature-input", feature)
+    wait_until(lambda: f"Neuron {neuron}:" in dash_duo.find_element("#neuron-profile").text, timeout=20,
+               message=f"n{neuron}")
+    heatmap = dash_duo.find_element("#sfa-heatmap .nsewdrag")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", heatmap)
+    heatmap.click()
+    picked = ("inspect-neuron-input", "inspect-feature-input")
+    wait_until(lambda: [dash_duo.find_element(f"#{i}").get_attribute("value") for i in picked] != [neuron, feature],
+               timeout=10, message="the click to pick a cell")
+    chosen = dash_duo.find_element("#inspect-neuron-input").get_attribute("value")
+    wait_until(lambda: f"Neuron {chosen}:" in dash_duo.find_element("#neuron-profile").text, timeout=10,
+               message="the picked neuron's profile")
+
+
 def click(dash_duo, selector: str) -> None:
     element = dash_duo.find_element(selector)
     dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", element)
@@ -103,18 +121,7 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     assert top_row(dash_duo, "poly-map") == 0  # written as a matrix: feature 0 on top
     assert len(trace_lengths(dash_duo, "mono-histogram")) == 1
     # Clicking a heatmap cell picks its feature and neuron.
-    set_input(dash_duo, "inspect-neuron-input", "47")
-    set_input(dash_duo, "inspect-feature-input", "31")
-    wait_until(lambda: "Neuron 47:" in dash_duo.find_element("#neuron-profile").text, timeout=10, message="n47")
-    heatmap = dash_duo.find_element("#sfa-heatmap .nsewdrag")
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", heatmap)
-    heatmap.click()
-    picked = ("inspect-neuron-input", "inspect-feature-input")
-    wait_until(lambda: [dash_duo.find_element(f"#{i}").get_attribute("value") for i in picked] != ["47", "31"],
-               timeout=10, message="the click to pick a cell")
-    neuron = dash_duo.find_element("#inspect-neuron-input").get_attribute("value")
-    wait_until(lambda: f"Neuron {neuron}:" in dash_duo.find_element("#neuron-profile").text, timeout=10,
-               message="the clicked neuron's profile")
+    pick_by_clicking_the_heatmap(dash_duo, "47", "31")
     dash_duo.driver.execute_script(
         "document.getElementById('feature-curves').scrollIntoView({block: 'start', behavior: 'instant'});")
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "inspector.png"))
@@ -130,19 +137,20 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
 
     # Delete asks first (nothing can undo it): cancelling keeps the run, confirming removes it.
     def ask_to_delete():  # noqa: ANN202
-        def click_delete() -> bool:  # the copy may change status (queued, running) as we click: then retry
+        def click_delete():  # noqa: ANN202 (the question, or None)
+            # The copy changes status as it starts and finishes, and its row is then rebuilt with new buttons:
+            # a click landing on the old row is lost, so click again.
             try:
                 button = dash_duo.driver.find_element_by_xpath(
                     f"//div[@id='run-list']//*[contains(@class, 'run-row')][.//span[text()='{copy['id']}']]"
                     "//button[text()='Delete']")
                 dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
                 button.click()
-            except StaleElementReferenceException:
-                return False
-            return True
+                return wait_until(lambda: _alert(dash_duo), timeout=3, message="the delete question")
+            except (StaleElementReferenceException, AssertionError):
+                return None
 
-        wait_until(click_delete, timeout=10, message="a click on Delete")
-        return wait_until(lambda: _alert(dash_duo), timeout=10, message="the delete question")
+        return wait_until(click_delete, timeout=20, message="the delete question")
 
     question = ask_to_delete()
     assert copy["id"] in question.text and "cannot be undone" in question.text
@@ -402,16 +410,5 @@ def test_a_click_on_a_pooled_heatmap_block_picks_a_cell(dash_duo, lab):
     dash_duo.driver.set_window_size(1500, 1400)
     dash_duo.driver.get(dash_duo.server_url + f"/#run={run_id}")
     dash_duo.wait_for_contains_text("#sfa-heatmap", "max over", timeout=20)
-    set_input(dash_duo, "inspect-neuron-input", "255")
-    set_input(dash_duo, "inspect-feature-input", "255")
-    wait_until(lambda: "Neuron 255:" in dash_duo.find_element("#neuron-profile").text, timeout=20, message="n255")
-    heatmap = dash_duo.find_element("#sfa-heatmap .nsewdrag")
-    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", heatmap)
-    heatmap.click()
-    picked = ("inspect-neuron-input", "inspect-feature-input")
-    wait_until(lambda: [dash_duo.find_element(f"#{i}").get_attribute("value") for i in picked] != ["255", "255"],
-               timeout=10, message="the click on a block to pick a cell")
-    neuron = dash_duo.find_element("#inspect-neuron-input").get_attribute("value")
-    wait_until(lambda: f"Neuron {neuron}:" in dash_duo.find_element("#neuron-profile").text, timeout=10,
-               message="the picked neuron's profile")
+    pick_by_clicking_the_heatmap(dash_duo, "255", "255")
     assert dash_duo.get_logs() == []
