@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--max-queued must be from 1 to 100000")
     if not 1 <= args.port <= 65535:
         parser.error("--port must be from 1 to 65535")
+    from core.config import memory_budget_problem
+
+    budget_problem = memory_budget_problem()
+    if budget_problem:
+        parser.error(budget_problem)
     return args
 
 
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"Redis {args.redis_url}; start workers with: celery -A core.distributed worker"
     else:
         pool = WorkerPool(args.data_dir, workers=args.workers, threads=args.threads) if args.workers else None
-        lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued)
+        lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued, local_workers=True)
         if pool:
             pool.start()
         where = f"data: {args.data_dir}, {args.workers} worker(s)"

@@ -13,7 +13,7 @@ from app.callbacks import register_callbacks
 from app.compare_page import register_compare_callbacks
 from app.inspect_panel import register_inspect_callbacks
 from app.layout import build_layout
-from app.security import require_token
+from app.security import refuse_cross_site, require_token
 from app.sweep_page import register_sweep_callbacks
 from core.jobs import Lab
 
@@ -44,6 +44,7 @@ def create_app(lab: Lab, token: str | None = None) -> dash.Dash:
     register_sweep_callbacks(app, lab)
     register_inspect_callbacks(app, lab)
     register_api(app.server, lab)
+    refuse_cross_site(app.server)
     if token:
         require_token(app.server, token)
     return app

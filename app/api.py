@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown
-from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
+from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun
 from core.presets import PRESETS
 
 MAX_BODY_BYTES = 64 * 1024
@@ -32,7 +32,7 @@ def parse_submission(body: Any) -> tuple[RunConfig | None, dict[str, str], str]:
     base = None
     if preset is not None:
         if not isinstance(preset, str) or preset not in PRESETS:
-            return None, {"preset": f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}"}, ""
+            return None, {"preset": f"unknown preset {shown(preset)}; allowed: {', '.join(PRESETS)}"}, ""
         base = PRESETS[preset].config
     config, errors = config_from_dict(fields, base)
     return config, errors, preset or "api"
@@ -50,12 +50,12 @@ def openapi_spec() -> dict[str, Any]:
             schema["minimum"] = meta["lo"]
             schema["maximum"] = meta["hi"]
             if meta["lo_open"]:
-                schema["exclusiveMinimum"] = meta["lo"]
-                del schema["minimum"]
+                schema["exclusiveMinimum"] = True  # OpenAPI 3.0's form (3.1 gives the bound itself)
         properties[name] = schema
     properties["preset"] = {"type": "string", "enum": list(PRESETS), "description": "start from a preset"}
     run_path = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]}
     ok = {"200": {"description": "OK"}, "404": {"description": "unknown run id"}}
+    control = {**ok, "409": {"description": "the run's status does not allow it"}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Monosemanticity Lab API", "version": "1"},
@@ -70,13 +70,14 @@ def openapi_spec() -> dict[str, Any]:
                          "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: "
                                                                                              "message}}"},
                                        "413": {"description": "body too large"},
+                                       "415": {"description": "body not sent as application/json"},
                                        "503": {"description": "queue full"}}},
             },
             "/api/runs/{id}": {**run_path, "get": {"summary": "a run's status and metrics", "responses": ok},
                                "delete": {"summary": "delete a run", "responses": ok}},
-            "/api/runs/{id}/stop": {**run_path, "post": {"summary": "stop a run", "responses": ok}},
-            "/api/runs/{id}/pause": {**run_path, "post": {"summary": "pause a run", "responses": ok}},
-            "/api/runs/{id}/resume": {**run_path, "post": {"summary": "resume a paused run", "responses": ok}},
+            "/api/runs/{id}/stop": {**run_path, "post": {"summary": "stop a run", "responses": control}},
+            "/api/runs/{id}/pause": {**run_path, "post": {"summary": "pause a run", "responses": control}},
+            "/api/runs/{id}/resume": {**run_path, "post": {"summary": "resume a paused run", "responses": control}},
             "/api/runs/{id}/history": {**run_path, "get": {"summary": "losses per step and metrics per snapshot; "
                                                                       "?since=N returns only newer chunks",
                                                            "responses": ok}},
@@ -86,8 +87,8 @@ def openapi_spec() -> dict[str, Any]:
     }
 
 
-def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
-    return jsonify({"error": message, **extra}), status
+def error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"error": message, **extra}), code
 
 
 def register_api(server: Flask, lab: Lab) -> None:
@@ -97,6 +98,14 @@ def register_api(server: Flask, lab: Lab) -> None:
         return error(413, f"request body must be under {MAX_BODY_BYTES} bytes")
 
     server.register_error_handler(413, too_large)
+
+    def json_http_error(err: HTTPException) -> Any:
+        """API clients get errors as JSON (a body shorter than its Content-Length got werkzeug's HTML page)."""
+        if not request.path.startswith("/api/"):
+            return err
+        return error(err.code or 500, err.description or err.name)
+
+    server.register_error_handler(HTTPException, json_http_error)
 
     @server.get("/api/openapi.json")
     def api_openapi() -> Response:
@@ -108,6 +117,9 @@ def register_api(server: Flask, lab: Lab) -> None:
 
     @server.post("/api/runs")
     def api_submit() -> tuple[Response, int]:
+        if request.mimetype != "application/json":
+            return error(415, f"send the run config as JSON (Content-Type: application/json), not "
+                              f"{shown(request.mimetype or 'no type')}")
         raw = request.get_data(cache=False)
         if len(raw) >= MAX_BODY_BYTES:  # a chunked body has no length to refuse it by: werkzeug cuts it at the limit
             return too_large()
@@ -132,7 +144,7 @@ def register_api(server: Flask, lab: Lab) -> None:
         try:
             return action()
         except UnknownRun:
-            return error(404, f"no run with id {run_id!r}")
+            return error(404, f"no run with id {shown(run_id)}")
         except QueueFull as err:
             return error(503, str(err))
 
@@ -140,23 +152,27 @@ def register_api(server: Flask, lab: Lab) -> None:
     def api_get(run_id: str) -> tuple[Response, int]:
         return with_run(run_id, lambda: (jsonify(run_summary(lab.get(run_id))), 200))
 
-    def control(run_id: str, method: Any) -> tuple[Response, int]:
+    def control(run_id: str, action: str) -> tuple[Response, int]:
         def act() -> tuple[Response, int]:
-            method(run_id)
+            status = lab.get(run_id)["status"]
+            if status not in CONTROLS[action]:  # a 200 for a control that did nothing would read as done
+                return error(409, f"cannot {action} run {run_id}: it is {status} ({action} acts on "
+                                  f"{' or '.join(CONTROLS[action])} runs)", status=status)
+            getattr(lab, action)(run_id)
             return jsonify(run_summary(lab.get(run_id))), 200
         return with_run(run_id, act)
 
     @server.post("/api/runs/<run_id>/stop")
     def api_stop(run_id: str) -> tuple[Response, int]:
-        return control(run_id, lab.stop)
+        return control(run_id, "stop")
 
     @server.post("/api/runs/<run_id>/pause")
     def api_pause(run_id: str) -> tuple[Response, int]:
-        return control(run_id, lab.pause)
+        return control(run_id, "pause")
 
     @server.post("/api/runs/<run_id>/resume")
     def api_resume(run_id: str) -> tuple[Response, int]:
-        return control(run_id, lab.resume)
+        return control(run_id, "resume")
 
     @server.delete("/api/runs/<run_id>")
     def api_delete(run_id: str) -> tuple[Response, int]:
@@ -202,7 +218,9 @@ def register_api(server: Flask, lab: Lab) -> None:
         def act() -> tuple[Response, int]:
             blob = lab.run_file(run_id)
             if blob is None:
-                return error(409, f"run {run_id} has no run file yet (status {lab.get(run_id)['status']})")
+                status = lab.get(run_id)["status"]
+                later = "" if status == "failed" else " yet"  # a failed run never gets one
+                return error(409, f"run {run_id} has no run file{later} (status {status})")
             headers = {"Content-Disposition": f"attachment; filename=run-{run_id}.pt"}
             return Response(blob, mimetype="application/octet-stream", headers=headers), 200
         return with_run(run_id, act)

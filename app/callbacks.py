@@ -21,12 +21,14 @@ from app.form import (
     field_id,
     form_errors,
     form_summary,
+    in_form_words,
     values_from_config,
 )
 from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
-from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
+from core.config import RunConfig
+from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_for
 from core.presets import PRESETS
 
 FIELD_VALUES = [Input(field_id(n), "value") for n in FIELD_NAMES]
@@ -34,9 +36,7 @@ ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "duplicate": "D
 
 
 def available_actions(status: str) -> list[str]:
-    actions = {"running": ["pause", "stop"], "queued": ["pause", "stop"], "paused": ["resume", "stop"],
-               "interrupted": ["resume", "stop"]}.get(status, [])
-    return actions + ["duplicate", "delete"]
+    return controls_for(status) + ["duplicate", "delete"]
 
 
 def link_message(linked: LinkedConfig) -> Any:
@@ -122,6 +122,13 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
 
 
 def register_callbacks(app: Any, lab: Lab) -> None:
+    def lab_form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
+        """`form_errors`, plus what this lab cannot train (a device its workers lack)."""
+        config, errors = form_errors(values)
+        if config is not None:
+            errors = {n: in_form_words(m) for n, m in lab.config_errors(config).items()}
+        return (None if errors else config), errors
+
     @app.callback(
         [Output(field_id(n), "value") for n in FIELD_NAMES] + [Output("preset-select", "value"),
                                                                Output("url", "search"), Output("link-message",
@@ -161,7 +168,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         *FIELD_VALUES,
     )
     def validate_form(*values: Any) -> list[Any]:
-        _, errors = form_errors(list(values))
+        _, errors = lab_form_errors(list(values))
         return ([n in errors for n in FIELD_NAMES] + [errors.get(n, "") for n in FIELD_NAMES]
                 + [bool(errors), form_summary(errors)])
 
@@ -204,7 +211,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         prevent_initial_call=True,
     )
     def start_run(_clicks: int, preset: str | None, *values: Any) -> tuple[Any, Any]:
-        config, errors = form_errors(list(values))
+        config, errors = lab_form_errors(list(values))
         if errors:
             return no_update, dbc.Alert("Fix the highlighted fields first: " + "; ".join(errors.values()),
                                         color="danger", dismissable=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -131,7 +132,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
                           slider_max: Any) -> tuple[Any, Any]:
         point = (click or {}).get("points", [{}])[0]
         x, y = str(point.get("x", "")), str(point.get("y", ""))
-        if x.startswith("f") and y.startswith("n"):
+        if re.fullmatch(r"f[0-9]{1,6}", x) and re.fullmatch(r"n[0-9]{1,6}", y):
             return int(x[1:]), int(y[1:])
         # A max-pooled block (paper scale): the cell that gives it its colour, in the matrix drawn.
         if not run_id or not lab.exists(run_id):

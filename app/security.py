@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hmac
 import json
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
+
+from core.config import shown
 
 COOKIE = "lab_token"
 # Dash callbacks that change the store, named by the component that triggers them.
@@ -36,6 +39,22 @@ def is_mutation() -> bool:
             return True  # not a request Dash would send: treat it as a change
         return any(trigger in prop for prop in changed for trigger in MUTATING_TRIGGERS)
     return False
+
+
+def refuse_cross_site(server: Flask) -> None:
+    """Refuse changes sent by another site's page: a browser attaches `Origin` to every cross-site POST and
+    DELETE, and some (a text/plain POST, a bodyless one) it sends without asking first, so any page a user
+    opens could queue or delete runs on a lab at 127.0.0.1. Scripts send no Origin and pass."""
+    @server.before_request
+    def check_origin() -> tuple[Response, int] | None:
+        origin = request.headers.get("Origin")
+        if origin is None or not is_mutation():
+            return None
+        hosts = {request.host, request.headers.get("X-Forwarded-Host", "")}  # behind a proxy, the host it was asked
+        if urlsplit(origin).netloc not in hosts - {""}:
+            return jsonify({"error": f"refused a change sent from another site ({shown(origin)}); open the lab's "
+                                     f"own page to change runs"}), 403
+        return None
 
 
 def require_token(server: Flask, token: str) -> None:

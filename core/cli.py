@@ -10,7 +10,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,11 +17,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from core.config import FIELDS, allowed_range, config_from_dict
+from core.config import FIELDS, allowed_range, config_from_dict, memory_budget_problem
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import build_run_file, save_run_file
 from core.sweep import preset_sweep, run_sweep, seeds_from, total_run_steps, value_label
-from core.train import Trainer, iterate_training
+from core.train import Trainer, device_problem, iterate_training
 
 EXIT_USAGE = 2
 
@@ -68,23 +67,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def output_path_problem(path: str, folder: bool) -> str | None:
-    """Why the run file (folder=False) or the sweep's output folder cannot be written at `path`, else None."""
+    """Why the run file (folder=False) or the sweep's output folder cannot be written at `path`, else None.
+
+    Checked before training by doing it: the folders are made and a file is written where the output will go,
+    then both removed, since permission bits miss a broken link, a read-only mount, /proc or a name too long."""
     if not path.strip():
         return "the path is empty; give a file path such as run.pt" if not folder else "the path is empty"
     target = Path(path).expanduser()
-    if target.exists():
-        if folder and not target.is_dir():
+    try:
+        if folder and target.exists() and not target.is_dir():
             return f"{path} is a file; give a folder for the run files and summary"
         if not folder and target.is_dir():
             return f"{path} is a folder; give a file path such as {target / 'run.pt'}"
-    existing = target if folder and target.is_dir() else target.parent
-    while not existing.exists():  # missing folders are created; the nearest existing one must be writable
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is a file, so nothing can be written under it"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"cannot write in {existing} (permission denied)"
+        directory = target if folder else target.parent
+        missing = [d for d in (directory, *directory.parents) if not d.exists() and not d.is_symlink()]
+        directory.mkdir(parents=True, exist_ok=True)
+        # save_run_file writes NAME.tmp first, 4 characters longer than the name
+        probe = directory / PROBE_NAME if folder else target.with_name(target.name + ".tmp")
+        with open(probe, "wb"):
+            pass
+        probe.unlink()
+        for made in missing:  # nearest first; made again when the output is written
+            made.rmdir()
+    except FileExistsError as err:  # a folder on the way is a file or a link to nowhere
+        kind = "a broken link" if Path(err.filename).is_symlink() else "a file"
+        return f"cannot write {path}: {err.filename} is {kind}, so nothing can be written under it"
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename and str(err.filename) != path else ""
+        return f"cannot write {path}: {err.strerror or err}{where}"
     return None
+
+
+PROBE_NAME = ".monosemanticity-lab-write-check"
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -103,6 +117,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         # the repeats start from the given --seed, not the preset's
         sweep = dataclasses.replace(sweep, base=base, seeds=seeds_from(base.seed, len(sweep.seeds)))
     errors = sweep.validate()
+    if problem := device_problem(sweep.base.device):
+        errors["device"] = problem
     out_problem = output_path_problem(args.out, folder=True)
     if out_problem:
         errors["out"] = out_problem
@@ -147,6 +163,8 @@ def run_train(args: argparse.Namespace) -> int:
         base = PRESETS[args.preset].config
     overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
     config, errors = config_from_dict(overrides, base)
+    if config is not None and (problem := device_problem(config.device)):
+        errors["device"] = problem
     out_problem = output_path_problem(args.out, folder=False) if args.out is not None else None
     if out_problem:  # checked now: a bad path found after training would lose the run
         errors["out"] = f"out: {out_problem}"
@@ -182,6 +200,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    budget_problem = memory_budget_problem()
+    if budget_problem:
+        print(f"error: {budget_problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "presets":
         for name, preset in PRESETS.items():
             print(f"{name:24s} {preset.description}")

@@ -6,6 +6,7 @@ Validation, the CLI flags, the API schema and the app's form are all derived fro
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -34,13 +35,31 @@ MEMORY_DRIVERS = {"parameters": "n_neurons or n_features", "activations": "batch
                   "n_features", "losses": "steps"}
 
 
+MAX_MEMORY_BUDGET_GIB = 2.0**20
+
+
+def memory_budget_problem() -> str | None:
+    """Why LAB_MEMORY_BUDGET_GIB is unusable, else None: checked when the app or the CLI starts, so that a
+    typo is named there instead of refusing (or, as nan, crashing) every run's validation."""
+    raw = os.environ.get("LAB_MEMORY_BUDGET_GIB")
+    if raw is None:
+        return None
+    try:
+        gib = float(raw)
+    except ValueError:
+        gib = math.nan
+    if not 0 < gib <= MAX_MEMORY_BUDGET_GIB:  # also false for nan
+        return (f"LAB_MEMORY_BUDGET_GIB must be a number of GiB in (0, {bound(MAX_MEMORY_BUDGET_GIB)}], "
+                f"got {shown(raw)}")
+    return None
+
+
 def memory_budget_bytes() -> int:
     """Largest memory estimate a run may have (env LAB_MEMORY_BUDGET_GIB, default 8 GiB)."""
-    try:
-        gib = float(os.environ.get("LAB_MEMORY_BUDGET_GIB", DEFAULT_MEMORY_BUDGET_GIB))
-    except ValueError:
-        gib = DEFAULT_MEMORY_BUDGET_GIB
-    return int(gib * 2**30)
+    problem = memory_budget_problem()
+    if problem:
+        raise ValueError(problem)
+    return int(float(os.environ.get("LAB_MEMORY_BUDGET_GIB", DEFAULT_MEMORY_BUDGET_GIB)) * 2**30)
 
 
 def knob(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
@@ -175,8 +194,10 @@ MAX_SHOWN_CHARS = 40
 
 
 def shown(value: Any) -> str:
-    """A value as a message quotes it: its repr, cut short when huge (a 400-digit number, a long string)."""
-    text = repr(value)
+    """A value as a message quotes it, cut short when huge (a 400-digit number, a long string): text and
+    numbers as Python writes them, anything else as JSON (what an API client sent: true, null, {"a": 1})."""
+    plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    text = repr(value) if plain else json.dumps(value, default=repr)
     return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"
 
 
@@ -203,6 +224,9 @@ def check_value(f: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
+DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def parse_value(f: dataclasses.Field, raw: Any) -> Any:
     """Coerce a raw value (JSON, form or command line) to the field's type; raise ValueError if impossible."""
     if f.metadata["choices"]:
@@ -215,6 +239,9 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
     try:
         if isinstance(raw, str):
             text = raw.strip()
+            # float() also reads "1_0", Arabic-Indic digits, "nan" and "inf": only plain decimal text is a number
+            if not DECIMAL.fullmatch(text):
+                raise ValueError
             # an integer field reads "99999999999999999999" exactly, not through a float that rounds it
             number = int(text) if is_int and re.fullmatch(r"[+-]?[0-9]+", text) else float(text)
             if isinstance(number, float) and not math.isfinite(number):
@@ -240,7 +267,8 @@ def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tup
     values: dict[str, Any] = {}
     for name, raw in data.items():
         if name not in FIELDS:
-            errors[name] = f"unknown field {name!r}; allowed fields: {', '.join(FIELDS)}"
+            key = name if len(name) <= MAX_SHOWN_CHARS else shown(name)  # a 60000-character key is echoed cut
+            errors[key] = f"unknown field {shown(name)}; allowed fields: {', '.join(FIELDS)}"
             continue
         try:
             values[name] = parse_value(FIELDS[name], raw)

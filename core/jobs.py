@@ -16,10 +16,20 @@ import numpy as np
 
 from core.config import RunConfig
 from core.store import DiskStore, new_id, now, valid_id
-from core.train import batch_key
+from core.train import batch_key, device_problem
 
 DEFAULT_MAX_QUEUED = 64
 HEARTBEAT_TIMEOUT = 20.0  # seconds without a heartbeat before a running job counts as lost
+
+
+# The statuses each control acts on; on any other it would do nothing.
+CONTROLS: dict[str, tuple[str, ...]] = {"pause": ("running", "queued"), "resume": ("paused", "interrupted"),
+                                        "stop": ("running", "queued", "paused", "interrupted")}
+
+
+def controls_for(status: str) -> list[str]:
+    """The controls that act on a run in this status, in the order the app shows them."""
+    return [action for action, statuses in CONTROLS.items() if status in statuses]
 
 
 class QueueFull(RuntimeError):
@@ -53,9 +63,11 @@ class Lab:
     """Runs and their progress, on any store with get/set/delete/transaction."""
 
     def __init__(self, store: DiskStore, max_queued: int = DEFAULT_MAX_QUEUED,
-                 dispatch: Callable[[str], None] | None = None):
+                 dispatch: Callable[[str], None] | None = None, local_workers: bool = False):
         self.store = store
         self.max_queued = max_queued
+        # Workers on this machine (embedded) can only use its devices; Celery workers may have GPUs it lacks.
+        self.local_workers = local_workers
         # Embedded workers poll the queue; with Celery, each queued job is also sent as a task.
         self.dispatch = dispatch or (lambda _job_id: None)
 
@@ -71,7 +83,7 @@ class Lab:
         if not configs:
             raise ValueError("nothing to submit")
         for config in configs:
-            errors = config.validate()
+            errors = self.config_errors(config)
             if errors:
                 raise InvalidConfig(errors)
         if len({batch_key(c) for c in configs}) != 1:
@@ -98,9 +110,15 @@ class Lab:
         self.dispatch(job_id)
         return run_ids
 
+    def config_errors(self, config: RunConfig) -> dict[str, str]:
+        """The config's own problems, and a device this lab's workers lack."""
+        errors = config.validate()
+        problem = device_problem(config.device) if self.local_workers else None
+        return {**errors, "device": problem} if problem else errors
+
     def submit_sweep(self, sweep: Any) -> list[str]:
         """Queue every run of a core.sweep.Sweep, one batched job per group of same-shaped runs."""
-        errors = sweep.validate()
+        errors = sweep.validate() or self.config_errors(sweep.base)
         if errors:
             raise InvalidConfig(errors)
         runs = sweep.runs()

@@ -97,7 +97,7 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
         base, swept, default_values = PRESETS[name].config, field_name, ()
     else:
         raise ValueError(f"unknown preset {name!r}; paper batches: {', '.join(PAPER_BATCHES)}")
-    swept = field_name or swept
+    swept = swept if field_name is None else field_name  # "" is a mistake to name, not the batch's field
     if swept not in SWEEPABLE:
         raise ValueError(f"field must be one of {', '.join(SWEEPABLE)}, got {swept!r}")
     problems = []  # every one at once; the number of values is Sweep.validate's to check

@@ -44,6 +44,13 @@ class IncompatibleCheckpoint(ValueError):
     """A checkpoint written by an earlier version of the engine, which this one cannot continue."""
 
 
+def device_problem(name: str) -> str | None:
+    """Why this machine cannot train on the device named, else None."""
+    if name == "cuda" and not torch.cuda.is_available():
+        return "device must be auto or cpu on this machine (it has no CUDA GPU), got 'cuda'"
+    return None
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

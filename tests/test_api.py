@@ -96,6 +96,8 @@ def test_openapi_describes_every_field(client):
     properties = spec["components"]["schemas"]["RunConfig"]["properties"]
     assert properties["task"]["enum"] == ["decoder", "random_proj", "abs"]
     assert properties["n_neurons"]["maximum"] == 16384
+    assert properties["lr"]["minimum"] == 0 and properties["lr"]["exclusiveMinimum"] is True  # OpenAPI 3.0's form
+    assert spec["openapi"].startswith("3.0.")
     assert "/api/runs/{id}/file" in spec["paths"]
 
 
@@ -129,3 +131,55 @@ def test_history_endpoint_pages_with_since(client, lab, tmp_path):
     assert first["next"] == 2 and first["steps"] == list(range(1, 33)) and first["points"]["step"] == [16, 32]
     assert client.get(f"/api/runs/{run_id}/history?since=2").get_json()["steps"] == []
     assert client.get(f"/api/runs/{run_id}/history?since=-1").status_code == 400
+
+
+def test_other_sites_pages_cannot_change_runs(client, lab):
+    # A page on another site can POST text/plain (or with no body) without a CORS preflight.
+    plain = client.post("/api/runs", data='{"preset": "demo-tiny"}', content_type="text/plain")
+    assert plain.status_code == 415 and "application/json" in plain.get_json()["error"]
+    evil = {"Origin": "http://evil.example"}
+    refused = client.post("/api/runs", json=GOOD, headers=evil)
+    assert refused.status_code == 403 and "another site" in refused.get_json()["error"] and lab.list() == []
+    run_id = client.post("/api/runs", json=GOOD, headers={"Origin": "http://localhost"}).get_json()["id"]
+    assert client.post(f"/api/runs/{run_id}/stop", headers=evil).status_code == 403
+    assert client.delete(f"/api/runs/{run_id}", headers={"Origin": "null"}).status_code == 403
+    assert lab.get(run_id)["status"] == "queued"
+    assert client.get(f"/api/runs/{run_id}", headers=evil).status_code == 200  # reading is not a change
+    start = {"output": "x", "outputs": [], "inputs": [], "changedPropIds": ["start-button.n_clicks"]}
+    assert client.post("/_dash-update-component", json=start, headers=evil).status_code == 403
+
+
+def test_controls_that_would_do_nothing_say_why(client, lab):
+    run_id = client.post("/api/runs", json=GOOD).get_json()["id"]
+    response = client.post(f"/api/runs/{run_id}/resume")
+    assert response.status_code == 409
+    assert response.get_json()["error"] == (f"cannot resume run {run_id}: it is queued (resume acts on paused or "
+                                            f"interrupted runs)")
+    assert client.post(f"/api/runs/{run_id}/pause").get_json()["status"] == "paused"
+    assert client.post(f"/api/runs/{run_id}/stop").get_json()["status"] == "stopped"
+    for action in ("stop", "pause", "resume"):
+        response = client.post(f"/api/runs/{run_id}/{action}")
+        assert response.status_code == 409 and response.get_json()["status"] == "stopped"
+    assert lab.get(run_id)["status"] == "stopped"
+
+
+def test_long_input_is_quoted_short_and_errors_are_json(client):
+    for body in ({"preset": "p" * 60_000}, {"x" * 60_000: 1}):
+        response = client.post("/api/runs", json=body)
+        assert response.status_code == 400 and len(response.data) < 2000
+    response = client.get("/api/runs/" + "a" * 5000)
+    assert response.status_code == 404 and len(response.data) < 500
+    # A body shorter than its Content-Length: werkzeug's HTML 400 page before
+    short = client.post("/api/runs", input_stream=io.BytesIO(b'{"steps": 64}'),
+                        headers={"Content-Type": "application/json", "Content-Length": "100"})
+    assert short.status_code == 400 and short.is_json
+
+
+def test_cuda_refused_where_the_workers_have_none(tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    client = create_app(Lab(DiskStore(tmp_path / "data"), local_workers=True)).server.test_client()
+    response = client.post("/api/runs", json={**GOOD, "device": "cuda"})
+    assert response.status_code == 400
+    assert response.get_json()["errors"]["device"] == ("device must be auto or cpu on this machine (it has no CUDA "
+                                                       "GPU), got 'cuda'")
+    assert client.post("/api/runs", json=GOOD).status_code == 201

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,33 @@ def test_unknown_preset_and_flag_exit_2():
     assert cli("train", "--preset", "nope").returncode == 2
     result = cli("train", "--colour", "red")
     assert result.returncode == 2 and "colour" in result.stderr
+
+
+def test_out_paths_that_fail_only_when_written_are_refused_before_training(tmp_path):
+    broken = tmp_path / "broken"
+    broken.symlink_to(tmp_path / "nowhere")
+    long_name = tmp_path / ("a" * 300 + ".pt")
+    for out in (broken / "run.pt", long_name):
+        result = cli("train", "--preset", "demo-tiny", "--steps", "100000", "--quiet", "--out", str(out))
+        assert result.returncode == 2 and "out: cannot write" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    result = cli("sweep", "--preset", "demo-tiny", "--field", "lr", "--values", "0.01", "--steps", "100000",
+                 "--quiet", "--out", str(broken))
+    assert result.returncode == 2 and "broken link" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]
+    deep = tmp_path / "new" / "deeper" / "run.pt"  # missing folders are made, and the probe leaves nothing
+    assert cli("train", "--preset", "demo-tiny", "--steps", "16", "--snapshot-every", "16", "--quiet",
+               "--out", str(deep)).returncode == 0
+    assert [p.name for p in deep.parent.iterdir()] == ["run.pt"]
+
+
+def test_environment_and_device_problems_exit_2_before_training():
+    env = {**os.environ, "LAB_MEMORY_BUDGET_GIB": "nan"}
+    result = subprocess.run([sys.executable, "-m", "core.cli", "train", "--preset", "demo-tiny"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2 and "LAB_MEMORY_BUDGET_GIB must be a number of GiB" in result.stderr
+    if not torch.cuda.is_available():
+        result = cli("train", "--preset", "demo-tiny", "--device", "cuda")
+        assert result.returncode == 2 and "device must be auto or cpu on this machine" in result.stderr
+    result = cli("sweep", "--preset", "LR3", "--field", "", "--values", "0.01")
+    assert result.returncode == 2 and "field must be one of" in result.stderr

@@ -1,6 +1,6 @@
 import math
 
-from core.config import FIELDS, RunConfig, config_from_dict
+from core.config import FIELDS, RunConfig, config_from_dict, memory_budget_bytes, memory_budget_problem
 from core.presets import PAPER_BATCHES, PRESETS, QUICK_STEPS
 
 
@@ -84,3 +84,23 @@ def test_quick_twin_keeps_decay_times_lr_times_steps():
     assert quick.base.steps == QUICK_STEPS
     assert math.isclose(quick.base.bias_decay * quick.base.steps, paper.base.bias_decay * paper.base.steps)
     assert all(not c.validate() for c in quick.configs())
+
+
+def test_only_plain_decimal_text_is_a_number():
+    config, errors = config_from_dict({"steps": "1_0", "snapshot_every": "\u0662", "lr": " 1e-3 ", "eps": ".5"})
+    assert set(errors) == {"steps", "snapshot_every"}  # float() reads both: 10 and 2
+    assert errors["steps"] == "steps must be an integer from 2 to 1048576, got '1_0'"
+
+
+def test_values_an_api_client_sent_are_quoted_as_json():
+    _, errors = config_from_dict({"seed": True, "eps": None, "lr": {"a": 1}})
+    assert errors["seed"].endswith("got true") and errors["eps"].endswith("got null")
+    assert errors["lr"].endswith('got {"a": 1}')
+
+
+def test_bad_memory_budget_is_named(monkeypatch):
+    for raw in ("nan", "inf", "abc", "0", "-1"):
+        monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", raw)
+        assert memory_budget_problem() == f"LAB_MEMORY_BUDGET_GIB must be a number of GiB in (0, 1048576], got {raw!r}"
+    monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", "0.5")
+    assert memory_budget_problem() is None and memory_budget_bytes() == 2**29
