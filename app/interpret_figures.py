@@ -59,7 +59,7 @@ def linear_map_heatmap(linear: LinearMap) -> go.Figure:
     # Feature 0 on top, as a matrix is written. Its own uirevision: the graph first shows an empty figure, whose
     # upright autorange would otherwise be kept.
     return styled(heat, "Polysemantic part's linear map (N x N)", "from feature", "to feature",
-                  subtitle=f"~{linear.identity_scale:.3f} x identity, relative error {linear.identity_error:.2f}",
+                  subtitle=f"~{linear.ideal_scale:.3f} x {linear.ideal}, relative error {linear.ideal_error:.2f}",
                   yaxis={"autorange": "reversed"}, uirevision="linear-map")
 
 
@@ -72,12 +72,17 @@ def singular_values(linear: LinearMap) -> go.Figure:
 
 def mono_histogram(summary: MonoSummary) -> go.Figure:
     names = list(summary.counts)
-    fig = go.Figure(go.Bar(x=names, y=[summary.counts[n] for n in names], marker_color="#2ca02c",
-                           text=[f"loss {summary.group_losses[n]:.4f}" if summary.counts[n] else ""
-                                 for n in names], textposition="outside",
+    losses = summary.group_losses
+    counts = [summary.counts[n] for n in names]
+    fig = go.Figure(go.Bar(x=names, y=counts, marker_color="#2ca02c",
+                           text=[f"loss {losses[n]:.4f}" if losses and summary.counts[n] else "" for n in names],
+                           textposition="outside", cliponaxis=False,
                            hovertemplate="%{x} mono neurons: %{y} features<extra></extra>"))
+    subtitle = ("bar label: those features' part of the loss (the parts add up to it)" if losses else
+                "random_proj: the loss does not split by feature (its outputs mix them)")
+    # headroom for the labels above the bars, which would otherwise run into the subtitle
     return styled(fig, "Features by number of monosemantic neurons", "monosemantic neurons for the feature",
-                  "features", subtitle="bar label: those features' share of the loss")
+                  "features", subtitle=subtitle, yaxis={"range": [0, 1.2 * max(counts + [1])]})
 
 
 def pair_grid(amplitudes: np.ndarray, grid: np.ndarray, f1: int, f2: int) -> go.Figure:

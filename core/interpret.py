@@ -101,33 +101,39 @@ class LinearMap:
     matrix: np.ndarray  # target directions^T @ W2[:, poly] @ W1[poly] @ E: (N, N)
     singular_values: np.ndarray
     rank90: int  # singular values needed for 90% of the energy (sum of squares)
-    identity_scale: float  # c minimising ||M - c I||_F
-    identity_error: float  # ||M - c I||_F / ||M||_F (0: exactly a scaled identity)
+    ideal_scale: float  # c minimising ||M - c A||_F, A the ideal map (below)
+    ideal_error: float  # ||M - c A||_F / ||M||_F (0: exactly a scaled ideal map)
+    ideal: str  # A: "identity" (decoder, abs), or "E2ᵀE2" (random_proj: a perfect model maps v to E2 v)
 
 
 def poly_linear_map(model: Model, sfa: np.ndarray) -> LinearMap:
     """The polysemantic neurons' linearised map from features to features (the paper's low-rank identity)."""
     poly = torch.as_tensor(mono_feature_of(sfa) < 0) & ~torch.as_tensor(dead_neurons(sfa))
     with torch.no_grad():
-        matrix = (target_directions(model).T @ model.w2[:, poly] @ model.w1[poly] @ model.embedder).numpy()
-    return linear_map_summary(matrix)
+        directions = target_directions(model)
+        matrix = (directions.T @ model.w2[:, poly] @ model.w1[poly] @ model.embedder).numpy()
+        if model.output_embedder is None:
+            return linear_map_summary(matrix)
+        return linear_map_summary(matrix, (directions.T @ directions).numpy(), "E2ᵀE2")
 
 
-def linear_map_summary(matrix: np.ndarray) -> LinearMap:
+def linear_map_summary(matrix: np.ndarray, ideal: np.ndarray | None = None, ideal_name: str = "identity") -> LinearMap:
     singular = np.linalg.svd(matrix, compute_uv=False)
     energy = np.cumsum(singular**2)
     rank90 = int(np.searchsorted(energy, 0.9 * energy[-1]) + 1) if energy[-1] > 0 else 0
-    n = matrix.shape[0]
-    scale = float(np.trace(matrix) / n)
+    ideal = np.eye(matrix.shape[0]) if ideal is None else ideal
+    scale = float(np.sum(matrix * ideal) / np.sum(ideal * ideal))  # least squares; trace / N for the identity
     norm = float(np.linalg.norm(matrix))
-    error = float(np.linalg.norm(matrix - scale * np.eye(n)) / norm) if norm > 0 else 0.0
-    return LinearMap(matrix, singular, rank90, scale, error)
+    error = float(np.linalg.norm(matrix - scale * ideal) / norm) if norm > 0 else 0.0
+    return LinearMap(matrix, singular, rank90, scale, error, ideal_name)
 
 
 @dataclass(frozen=True)
 class MonoSummary:
     counts: dict[str, int]  # features with 0, 1, 2, 3+ monosemantic neurons
-    group_losses: dict[str, float]  # squared error of the features in each group, on fresh samples
+    # Squared error of the features in each group, on fresh samples; the groups add up to the loss. None for
+    # random_proj: its N target directions in m < N dimensions overlap, so the loss does not split by feature.
+    group_losses: dict[str, float] | None
 
 
 def mono_summary(model: Model, sfa: np.ndarray, samples: int = 4096, seed: int = 7) -> MonoSummary:
@@ -136,12 +142,13 @@ def mono_summary(model: Model, sfa: np.ndarray, samples: int = 4096, seed: int =
     groups = np.minimum(per_feature, 3)
     names = ("0", "1", "2", "3+")
     counts = {name: int((groups == g).sum()) for g, name in enumerate(names)}
+    if model.output_embedder is not None:
+        return MonoSummary(counts, None)
     x, target = evaluation_batch(model.config, model.embedder, model.output_embedder, samples, seed)
     with torch.no_grad():
         out = hidden_of(model, x) @ model.w2.T
-        directions = target_directions(model)
-        # error along each feature's target direction, summed over the batch and divided by B as in the loss
-        error = ((out - target) @ directions).square().sum(0) / samples
+        # each feature's output's squared error, summed over the batch and divided by B as in the loss
+        error = (out - target).square().sum(0) / samples
     losses = {name: float(error[torch.as_tensor(groups == g)].sum()) for g, name in enumerate(names)}
     return MonoSummary(counts, losses)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.compare import Model
+from core.compare import Model, evaluation_batch, model_loss
 from core.config import RunConfig
 from core.interpret import (
     feature_view,
@@ -68,8 +68,8 @@ def test_rank_one_poly_part():
     assert np.allclose(linear.matrix, np.outer(u, u))
     assert linear.rank90 == 1 and np.sum(linear.singular_values > 1e-6) == 1
     exact = linear_map_summary(2.0 * np.eye(3))
-    assert exact.identity_scale == pytest.approx(2.0) and exact.identity_error == pytest.approx(0.0)
-    assert linear.identity_error > 0.5  # rank one is far from a scaled identity
+    assert exact.ideal_scale == pytest.approx(2.0) and exact.ideal_error == pytest.approx(0.0)
+    assert linear.ideal_error > 0.5  # rank one is far from a scaled identity
 
 
 def test_pair_interference_and_abs_amplitudes():
@@ -81,3 +81,33 @@ def test_pair_interference_and_abs_amplitudes():
     assert view.amplitudes[0] == -1.0 and np.allclose(view.ideal, np.abs(view.amplitudes))
     with pytest.raises(ValueError, match="feature must be"):
         feature_view(model, sfa_of(model), 9)
+
+
+def random_model(task: str, n: int = 12, m: int = 4, k: int = 10) -> Model:
+    config = RunConfig(n_features=n, embed_dim=m, n_neurons=k, task=task)
+    g = torch.Generator().manual_seed(3)
+    output_embedder = torch.randn(m, n, generator=g) / m**0.5 if task == "random_proj" else None
+    w2 = torch.randn(config.output_dim, k, generator=g)
+    return Model(config, torch.randn(k, m, generator=g), torch.randn(k, generator=g) * 0.1, w2,
+                 torch.randn(m, n, generator=g) / m**0.5, output_embedder)
+
+
+def test_group_losses_add_up_to_the_loss_and_are_withheld_for_random_proj():
+    for task in ("decoder", "abs"):
+        model = random_model(task)
+        summary = mono_summary(model, model.sfa(), samples=2048, seed=5)
+        x, target = evaluation_batch(model.config, model.embedder, None, 2048, 5)
+        assert sum(summary.group_losses.values()) == pytest.approx(model_loss(model, x, target), rel=1e-5)
+    # random_proj's N target directions overlap in m dimensions: splitting along them summed to ~N/m x the loss
+    model = random_model("random_proj")
+    assert mono_summary(model, model.sfa()).group_losses is None
+
+
+def test_random_proj_linear_map_is_measured_against_its_own_ideal():
+    model = random_model("random_proj")
+    linear = poly_linear_map(model, model.sfa())
+    assert linear.ideal == "E2ᵀE2" and linear.matrix.shape == (12, 12)
+    ideal = (model.output_embedder.T @ model.output_embedder).numpy()
+    exact = linear_map_summary(3.0 * ideal, ideal, "E2ᵀE2")
+    assert exact.ideal_scale == pytest.approx(3.0) and exact.ideal_error == pytest.approx(0.0, abs=1e-6)
+    assert linear_map_summary(ideal).ideal_error > 0.5  # E2ᵀE2 has rank m < N: far from a scaled identity
