@@ -4,12 +4,10 @@ loss along the line between two runs' weights."""
 from __future__ import annotations
 
 import io
-import math
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import dash_bootstrap_components as dbc
-import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
@@ -18,7 +16,7 @@ from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
 from core.config import FIELDS, parse_value
 from core.jobs import Lab, QueueFull, UnknownRun
-from core.metrics import dead_neurons
+from core.metrics import dead_neurons, final_loss
 from core.runfile import RunFileError, load_run_file
 from core.sweep import repeated_labels, value_label
 from core.train import batch_key, max_runs_per_job, worth_batching
@@ -93,12 +91,6 @@ def parse_comparison(field: str, text: str | None) -> tuple[list[Any], str | Non
     if repeated:
         return [], f"give {len(parts)} different values: {', '.join(repeated)} is given more than once"
     return values, None
-
-
-def final_loss(losses: np.ndarray) -> float | None:
-    if len(losses) == 0:
-        return None
-    return float(losses[-max(1, math.ceil(0.05 * len(losses))):].mean())
 
 
 def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str]) -> dbc.Table:

@@ -123,7 +123,7 @@ def live_column() -> html.Div:
             dbc.Row(
                 [
                     stat("Step", "stat-step"),
-                    stat("Loss", "stat-loss"),
+                    stat("Loss (last 5% of steps)", "stat-loss"),
                     stat("Mono neurons / feature", "stat-mono"),
                     stat("Mean bias", "stat-bias"),
                     stat("Learning rate", "stat-lr"),

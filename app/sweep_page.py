@@ -9,11 +9,10 @@ import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures, sweep_figures
-from app.compare_page import final_loss
 from app.components import alert, graph, sentence
 from app.links import as_hash, from_hash, triggered_by_url
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
-from core.metrics import dead_neurons
+from core.metrics import dead_neurons, final_loss
 from core.presets import PAPER_BATCHES
 from core.sweep import MAX_SEEDS, Sweep, preset_sweep, value_label
 

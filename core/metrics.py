@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,3 +91,10 @@ class SfaSummary:
             nearly_mono_neurons=int((alive_scores > 0.9).sum()),
             mean_score=float(np.clip(alive_scores, 0.0, 1.0).mean()),
         )
+
+
+def final_loss(losses: np.ndarray) -> float | None:
+    """The loss every view reports: the mean over the last 5% of the steps trained (None before any)."""
+    if len(losses) == 0:
+        return None
+    return float(losses[-max(1, math.ceil(0.05 * len(losses))):].mean())

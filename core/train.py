@@ -333,7 +333,7 @@ class Trainer:
         return Snapshot(step=self.step, steps=self.steps, elapsed=self.elapsed, runs=runs)
 
     def final_loss(self, run: int) -> float:
-        """Mean squared-error loss over the last 5% of the steps trained so far."""
+        """The loss (as core.metrics.final_loss) over the last 5% of the steps trained so far."""
         tail = max(1, math.ceil(0.05 * self.step))
         return float(self.losses[run, self.step - tail:self.step].mean())
 

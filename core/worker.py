@@ -181,7 +181,8 @@ class JobRunner:
                     self.store.set(f"frame/{run_id}/{2 ** i}", as_float16(sfa.float().cpu().numpy()))
                     frames.add(2**i)
                 meta["frames"] = sorted(frames)
-                meta.update(step=snap.step, loss=run.loss, mono_ratio=summary.mono_ratio,
+                # the loss every view shows (run list, API, compare table, run file): the last 5% of steps so far
+                meta.update(step=snap.step, loss=trainer.final_loss(r), mono_ratio=summary.mono_ratio,
                             mean_bias=run.mean_bias, lr=run.lr, steps_per_second=sps, eta_seconds=eta,
                             device=self.where, updated=now())
                 self.store.set(f"meta/{run_id}", meta)

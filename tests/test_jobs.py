@@ -12,6 +12,7 @@ import torch
 
 from core.config import RunConfig
 from core.jobs import Lab, QueueFull, UnknownRun
+from core.metrics import final_loss
 from core.store import DiskStore
 from core.worker import SpeedMeter, WorkerPool
 from tests.helpers import wait_until
@@ -55,6 +56,9 @@ def test_submit_train_and_read_back(pool):
     record = torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)
     assert record["final_model"]["0.weight"].shape == (24, 4)
     assert abs(record["metrics"]["mono_ratio"] - meta["mono_ratio"]) < 1e-3
+    # one loss everywhere: the run list, the API and the Train page show the compare table's and run file's
+    assert meta["loss"] == pytest.approx(record["metrics"]["final_loss"], rel=1e-6)
+    assert meta["loss"] == pytest.approx(final_loss(lab.history(run_id)["losses"]), rel=1e-6)
     keys_before = len(list(lab.store.cache.iterkeys()))
     lab.delete(run_id)  # deleting frees everything stored for the run
     assert len(list(lab.store.cache.iterkeys())) < keys_before
