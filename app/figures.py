@@ -125,10 +125,12 @@ def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, t
 
 def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: str,
                   reference: float | None = None, extra: dict[str, np.ndarray] | None = None,
-                  extendable: bool = False) -> go.Figure:
+                  extendable: bool = False, backdrop: tuple[str, np.ndarray, np.ndarray] | None = None
+                  ) -> go.Figure:
     """A metric recorded at each snapshot, against log-scale steps (thinned like the loss curve).
 
-    `extendable` sends plain lists rather than typed arrays, so that live updates can append to them."""
+    `extendable` sends plain lists rather than typed arrays, so that live updates can append to them.
+    `backdrop` (name, x, y) is a known curve drawn faint behind, last in the data (appends keep their index)."""
     if len(steps) == 0:
         return empty_figure(title, "No snapshots yet")
     keep = log_thin(np.asarray(steps))
@@ -140,9 +142,13 @@ def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: st
     traces = [go.Scatter(x=x, y=y, mode="lines+markers", name=y_title, marker={"size": 4})]
     traces += [go.Scatter(x=x, y=series, mode="lines", name=name, line={"dash": "dash"})
                for name, series in zip(extra or {}, extra_y)]
+    if backdrop is not None:
+        name, bx, by = backdrop
+        traces.append(go.Scatter(x=np.asarray(bx, dtype=np.int32), y=np.asarray(by, dtype=np.float32), mode="lines",
+                                 name=name, line={"color": "#adb5bd", "width": 1}, hoverinfo="skip"))
     shapes = [hline(reference)] if reference is not None else []
     return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes,
-                  showlegend=bool(extra))
+                  showlegend=bool(extra) or backdrop is not None)
 
 
 def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]:

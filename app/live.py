@@ -14,6 +14,7 @@ from dash import Patch
 from app import figures
 from core.jobs import Lab
 from core.metrics import heatmap_order
+from core.train import schedule_steps, scheduled_lr
 
 STATUS_COLOURS = {"queued": "secondary", "running": "primary", "paused": "warning", "done": "success",
                   "failed": "danger", "stopped": "dark", "interrupted": "warning"}
@@ -128,9 +129,16 @@ def metric_series(meta: dict[str, Any], points: dict[str, np.ndarray]) -> dict[s
                  "values": series("mono_ratio"), "extra": extra, "reference": 1.0},
         "bias_history": {"title": "Mean bias", "y_title": "mean first-layer bias",
                          "values": series("mean_bias"), "extra": {}, "reference": None},
-        "lr": {"title": "Learning rate (cosine schedule)", "y_title": "lr", "values": series("lr"),
-               "extra": {}, "reference": None},
+        "lr": {"title": "Learning rate (cosine schedule)", "y_title": "lr at snapshots", "values": series("lr"),
+               "extra": {}, "reference": None, "backdrop": lr_schedule(meta["config"], meta["steps"])},
     }
+
+
+def lr_schedule(config: dict[str, Any], total_steps: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """The whole run's schedule: snapshots every 1024 steps (the cosine's period) all land on its top, so
+    the snapshots' points alone would draw a flat line."""
+    steps = schedule_steps(total_steps)
+    return "schedule", steps, scheduled_lr(config["lr"], steps)
 
 
 def metric_curves(lab: Lab, meta: dict[str, Any], state: dict[str, Any] | None
@@ -147,7 +155,8 @@ def metric_curves(lab: Lab, meta: dict[str, Any], state: dict[str, Any] | None
     series = metric_series(meta, history["points"])
     if redraw:
         shown = {name: figures.metric_figure(steps, s["values"], s["title"], s["y_title"], s["reference"],
-                                             s["extra"], extendable=True) for name, s in series.items()}
+                                             s["extra"], extendable=True, backdrop=s.get("backdrop"))
+                 for name, s in series.items()}
         return shown, {"run": meta["id"], "sent": history["next"], "last": int(steps[-1]) if len(steps) else 0,
                        "empty": not len(steps), "epoch": history_epoch(meta)}
     keep, last = thin_new_points(steps, state["last"], meta["steps"])

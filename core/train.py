@@ -44,6 +44,19 @@ class IncompatibleCheckpoint(ValueError):
     """A checkpoint written by an earlier version of the engine, which this one cannot continue."""
 
 
+def scheduled_lr(base_lr: float, steps: np.ndarray) -> np.ndarray:
+    """The learning rate each step (1-based) trains with: CosineAnnealingLR's closed form, period 2 * T_max."""
+    return base_lr * 0.5 * (1.0 + np.cos(np.pi * (np.asarray(steps, dtype=np.float64) - 1) / COSINE_T_MAX))
+
+
+def schedule_steps(total_steps: int, per_period: int = 16) -> np.ndarray:
+    """Steps at which to draw the schedule on a log-step axis: dense through the first period (wide on a log
+    axis), then `per_period` points a period, so that every cosine period shows however long the run."""
+    first = np.unique(np.round(np.geomspace(1, min(total_steps, 2 * COSINE_T_MAX), 256)))
+    later = np.arange(2 * COSINE_T_MAX, total_steps + 1, 2 * COSINE_T_MAX / per_period)
+    return np.unique(np.concatenate([first, np.round(later), [total_steps]])).astype(np.int64)
+
+
 def device_problem(name: str) -> str | None:
     """Why this machine cannot train on the device named, else None."""
     if name == "cuda" and not torch.cuda.is_available():
@@ -292,8 +305,7 @@ class Trainer:
     def last_step_lrs(self) -> list[float]:
         """Each run's learning rate in the step just taken (before any, the first step's): what a snapshot at
         this step reports, beside the losses of the steps it covers. CosineAnnealingLR's closed form."""
-        factor = 0.5 * (1.0 + math.cos(math.pi * max(0, self.step - 1) / COSINE_T_MAX))
-        return [c.lr * factor for c in self.configs]
+        return [float(scheduled_lr(c.lr, np.array([max(1, self.step)]))[0]) for c in self.configs]
 
     def sfa(self) -> np.ndarray:
         """(R, k, N) single-feature activations of the current weights."""

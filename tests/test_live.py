@@ -85,6 +85,23 @@ def test_metric_curves_append_new_snapshots_only(lab_run):
     assert again.mono is None and again.bias_history is None and again.lr is None  # nothing new: nothing sent
 
 
+def test_lr_figure_draws_the_schedule_snapshots_every_period_would_flatten(tmp_path):
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(RunConfig(steps=8192, snapshot_every=1024, lr=0.01))
+    rng = np.random.default_rng(0)
+    for start in range(0, 8192, 1024):
+        add_chunk(lab, run_id, start, start + 1024, rng)
+        key = f"chunk/{run_id}/{lab.get(run_id)['chunks'] - 1}"
+        lab.store.set(key, {**lab.store.get(key), "point": {"step": start + 1024, "lr": 0.01}})  # all at the top
+    lr = live_view(lab, run_id).lr
+    snapshots, schedule = lr.data
+    assert list(snapshots.y) == [pytest.approx(0.01)] * 8
+    assert schedule.name == "schedule" and max(schedule.x) == 8192 and max(schedule.y) == pytest.approx(0.01)
+    x, y = np.asarray(schedule.x), np.asarray(schedule.y)
+    for period in range(8):  # each of the 8 periods shows its trough
+        assert y[(x > 1024 * period) & (x <= 1024 * (period + 1))].min() < 1e-4, period
+
+
 def test_curves_are_sent_whole_again_after_the_history_was_cut_back(lab_run):
     """A resume from an earlier checkpoint deletes later chunks and bumps history_epoch (JobRunner._restore)."""
     lab, run_id = lab_run

@@ -14,6 +14,7 @@ from core.train import (
     TrainingDiverged,
     is_log2_checkpoint,
     iterate_training,
+    scheduled_lr,
     train,
     worth_batching,
 )
@@ -68,6 +69,8 @@ def test_cosine_schedule_period_1024():
     assert seen[512] == pytest.approx(0.0, abs=1e-9)
     assert seen[256] == pytest.approx(0.005, rel=1e-6)
     assert seen[1024] == pytest.approx(0.01, rel=1e-6)
+    # the closed form the live view draws the schedule from: seen[i] is the rate of step i + 1
+    assert scheduled_lr(0.01, np.arange(1, 1026)) == pytest.approx(seen, rel=1e-6, abs=1e-12)
 
 
 @pytest.mark.parametrize("n_runs", [1, 2])
