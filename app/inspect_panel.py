@@ -40,7 +40,8 @@ def inspect_layout() -> html.Div:
         [
             html.H5("Inside the model", className="mt-3 mb-0"),
             html.P(
-                "For a finished or stopped run (at the replayed checkpoint when it is a log2 step). Click a cell of "
+                "For a finished or stopped run, at the replayed step (or the latest weights saved before it: runs keep "
+                "them at powers of 2). Click a cell of "
                 "the heatmap to pick its feature and neuron.",
                 className="text-muted small",
             ),
@@ -81,13 +82,18 @@ def inspect_layout() -> html.Div:
 
 
 def model_at(record: dict[str, Any], step: int | None) -> tuple[Model, str]:
-    """The final model, or the log2 checkpoint saved after `step` steps when there is one."""
+    """The final model, or, for a replayed step, the latest weights saved by then: the run file keeps the
+    weights at powers of 2 only (the heatmap's other frames are SFA matrices alone)."""
     models = record["log2_spaced_models"]
-    if step is not None and step > 0 and step & (step - 1) == 0 and int(math.log2(step)) < len(models):
-        state = models[int(math.log2(step))]
-        record = {**record, "final_model": state}
-        return Model.from_record(record), f"checkpoint after {step} steps"
-    return Model.from_record(record), "final weights"
+    trained = record.get("metrics", {}).get("steps_trained")
+    if step is None or step <= 0 or not models or (trained is not None and step >= trained):
+        return Model.from_record(record), "final weights"
+    saved = min(int(math.log2(step)), len(models) - 1)
+    record = {**record, "final_model": models[saved]}
+    at = f"checkpoint after {2**saved} step" + ("" if saved == 0 else "s")
+    if 2**saved != step:
+        at += f" (the replayed step {step} has no saved weights; the latest saved before it)"
+    return Model.from_record(record), at
 
 
 def neurons_table(view: Any) -> Any:
@@ -188,23 +194,30 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         model, which = model_at(record, step)
         sfa = model.sfa()
         n, k = model.config.n_features, model.config.n_neurons
-        problems = []
-        for name, value, limit in (("feature", feature, n), ("neuron", neuron, k), ("second feature", pair, n)):
+        problems = {}
+        for name, value, limit in (("Feature", feature, n), ("Neuron", neuron, k), ("Second feature", pair, n)):
             if not isinstance(value, int) or not 0 <= value < limit:
-                problems.append(f"{name} must be an integer from 0 to {limit - 1}")
-        if problems:
-            return [alert("; ".join(problems), "danger", className="py-2")] + blank
-        fview = feature_view(model, sfa, feature)
+                problems[name] = f"{name} must be an integer from 0 to {limit - 1}"
+
+        def unless(*names: str) -> str | None:  # why a view cannot be drawn: the inputs it needs that are bad
+            return "; ".join(problems[name] for name in names if name in problems) or None
+
+        # each view waits only for its own inputs: a bad feature index leaves the neuron and the maps drawn
+        fview = None if unless("Feature") else feature_view(model, sfa, feature)
         linear = poly_linear_map(model, sfa)
-        amplitudes, grid = pair_interference(model, feature, pair)
-        message = html.Div(f"Inspecting {which} of run {run_id}.", className="small text-muted")
+        message = [html.Div(f"Inspecting {which} of run {run_id}.", className="small text-muted")]
+        if problems:
+            message.append(alert("; ".join(problems.values()), "danger", className="py-2"))
         return [
             message,
-            figs.feature_curves(fview),
-            figs.neuron_profile(neuron_view(model, sfa, neuron)),
-            neurons_table(fview),
+            empty_figure("Feature inspector", unless("Feature")) if fview is None else figs.feature_curves(fview),
+            empty_figure("Neuron inspector", unless("Neuron")) if unless("Neuron")
+            else figs.neuron_profile(neuron_view(model, sfa, neuron)),
+            "" if fview is None else neurons_table(fview),
             figs.linear_map_heatmap(linear),
             figs.singular_values(linear),
             figs.mono_histogram(mono_summary(model, sfa)),
-            figs.pair_grid(amplitudes, grid, feature, pair),
+            empty_figure("Two-feature interference", unless("Feature", "Second feature"))
+            if unless("Feature", "Second feature")
+            else figs.pair_grid(*pair_interference(model, feature, pair), feature, pair),
         ]

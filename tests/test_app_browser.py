@@ -125,6 +125,16 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     dash_duo.driver.execute_script(
         "document.getElementById('feature-curves').scrollIntoView({block: 'start', behavior: 'instant'});")
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "inspector.png"))
+    # A feature index out of range blanks only the views that need it, naming the range there.
+    neuron_title = dash_duo.find_element("#neuron-profile .gtitle").text
+    set_input(dash_duo, "inspect-feature-input", "500")
+    dash_duo.wait_for_contains_text("#inspect-message", "Feature must be an integer from 0 to 31", timeout=10)
+    dash_duo.wait_for_contains_text("#feature-curves", "Feature must be an integer from 0 to 31", timeout=10)
+    dash_duo.wait_for_contains_text("#pair-grid", "Feature must be an integer from 0 to 31", timeout=10)
+    assert dash_duo.find_element("#neuron-profile .gtitle").text == neuron_title
+    assert trace_lengths(dash_duo, "poly-map") == [32]
+    set_input(dash_duo, "inspect-feature-input", "3")
+    wait_until(lambda: len(trace_lengths(dash_duo, "feature-curves")) == 4, timeout=20, message="feature 3")
 
     # Duplicate: the same config with a new seed, named so that the two can be told apart.
     duplicate = dash_duo.driver.find_element_by_xpath("//div[@id='run-list']//button[text()='Duplicate']")

@@ -111,3 +111,19 @@ def test_random_proj_linear_map_is_measured_against_its_own_ideal():
     exact = linear_map_summary(3.0 * ideal, ideal, "E2ᵀE2")
     assert exact.ideal_scale == pytest.approx(3.0) and exact.ideal_error == pytest.approx(0.0, abs=1e-6)
     assert linear_map_summary(ideal).ideal_error > 0.5  # E2ᵀE2 has rank m < N: far from a scaled identity
+
+
+def test_a_replayed_step_is_inspected_at_the_latest_weights_saved_by_then():
+    from app.inspect_panel import model_at
+    from core.runfile import build_run_file
+    from core.train import Trainer
+
+    trainer = Trainer([RunConfig(n_features=8, embed_dim=2, n_neurons=4, batch_size=8, steps=64, device="cpu")])
+    trainer.advance(64)
+    record = build_run_file(trainer)
+    assert model_at(record, None)[1] == "final weights" and model_at(record, 64)[1] == "final weights"
+    assert model_at(record, 32)[1] == "checkpoint after 32 steps"
+    assert model_at(record, 1)[1] == "checkpoint after 1 step"
+    model, which = model_at(record, 48)  # a frame between log2 steps: before, the final weights were inspected
+    assert which.startswith("checkpoint after 32 steps (the replayed step 48 has no saved weights")
+    assert torch.equal(model.w1, record["log2_spaced_models"][5]["0.weight"])
