@@ -34,7 +34,7 @@ def create_app(lab: Lab, token: str | None = None) -> dash.Dash:
         assets_folder=str(ASSETS),
         # Bootstrap first, from our own server (never a CDN: the lab must work offline), then our CSS.
         external_stylesheets=[f"/assets/{BOOTSTRAP_CSS}"],
-        assets_ignore=r"vendor/.*",
+        assets_path_ignore=["^vendor$"],  # served, but linked once, by external_stylesheets above
         suppress_callback_exceptions=True,
         update_title=None,
     )

@@ -116,7 +116,7 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
                      color=STATUS_COLOURS.get(status, "secondary"), id={"type": "run-progress", "run": meta["id"]}),
         html.Div(run_facts(meta), className="small run-facts", id={"type": "run-facts", "run": meta["id"]}),
     ], id={"type": "run-select", "run": meta["id"]}, n_clicks=0, className="run-select", role="button",
-        title="Show this run")
+        tabIndex="0", title="Show this run")  # assets/keyboard.js: Enter or Space on it clicks it
     return dbc.ListGroupItem([select_area, html.Div(buttons)],
                              className="run-row selected" if selected else "run-row", key=meta["id"])
 

@@ -88,8 +88,11 @@ def controls_column() -> html.Div:
             html.Div(id="link-message"),  # what a link's query held that the form could not use
             html.Div(id="link-run-message"),  # a link naming a run this lab lacks
             config_form(),
-            html.Div(id="form-message", className="small text-danger mb-1"),  # why Start is off
-            dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-2"),
+            # kept in view at the panel's bottom edge: on a 720 px projector the form is taller than the panel
+            html.Div([
+                html.Div(id="form-message", className="small text-danger mb-1"),  # why Start is off
+                dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-2"),
+            ], className="start-bar"),
             html.Div(id="submit-message"),
             comparison_starter(),
             html.H5("Runs", className="mt-3"),
@@ -123,7 +126,7 @@ def live_column() -> html.Div:
             dbc.Row(
                 [
                     stat("Step", "stat-step"),
-                    stat("Loss (last 5% of steps)", "stat-loss"),
+                    stat("Loss (last 5%)", "stat-loss"),
                     stat("Mono neurons / feature", "stat-mono"),
                     stat("Mean bias", "stat-bias"),
                     stat("Learning rate", "stat-lr"),

@@ -408,6 +408,30 @@ def test_run_rows_stay_put_while_a_run_trains(dash_duo, lab):
     assert dash_duo.get_logs() == []
 
 
+def test_projector_screen_keeps_start_in_view_and_runs_choosable_by_keyboard(dash_duo, lab):
+    from core.presets import PRESETS
+
+    first = lab.submit(PRESETS["demo-tiny"].config, label="first")
+    second = lab.submit(PRESETS["demo-tiny"].config.replace(seed=5), label="second")
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1280, 720)
+    dash_duo.wait_for_contains_text("#run-list", "second", timeout=10)
+    # The form is taller than the panel at 720 px: Start stays at the panel's bottom edge, in view.
+    in_view = ("const r = document.getElementById('start-button').getBoundingClientRect();"
+               "return r.top >= 0 && r.bottom <= window.innerHeight;")
+    assert dash_duo.driver.execute_script(in_view)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "projector-1280x720.png"))
+    # A row's upper part takes focus and selects with Enter or Space, like a button.
+    for key, run_id, label in ((Keys.ENTER, first, "first"), (Keys.SPACE, second, "second")):
+        row = dash_duo.find_element(f"#run-list .run-row:nth-child({1 if run_id == second else 2}) .run-select")
+        dash_duo.driver.execute_script("arguments[0].focus();", row)
+        row.send_keys(key)
+        dash_duo.wait_for_contains_text("#live-title", label, timeout=10)
+        wait_until(lambda run_id=run_id: f"run={run_id}" in dash_duo.driver.current_url, timeout=5,
+                   message="the run in the URL")
+    assert dash_duo.get_logs() == []
+
+
 def test_a_click_on_a_pooled_heatmap_block_picks_a_cell(dash_duo, lab):
     from core.config import RunConfig
 
