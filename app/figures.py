@@ -227,9 +227,12 @@ def pooled_block_cell(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, n
 
 
 def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
-                order: tuple[np.ndarray, np.ndarray] | None = None) -> go.Figure:
-    """Per-neuron first-layer biases, in the heatmap's neuron order, monosemantic neurons highlighted."""
-    title = "First-layer bias per neuron"
+                order: tuple[np.ndarray, np.ndarray] | None = None, replaying: int | None = None) -> go.Figure:
+    """Per-neuron first-layer biases, in the heatmap's neuron order, monosemantic neurons highlighted.
+
+    `replaying`: the step of the latest snapshot, while the heatmap replays an older checkpoint (checkpoints
+    keep no biases): the bars then say which step they show, in the live heatmap's order."""
+    title = "First-layer bias per neuron" + (f" (latest snapshot, step {replaying:,})" if replaying else "")
     if biases is None or len(biases) == 0:
         return empty_figure(title, "Available after the first snapshot")
     biases = np.asarray(biases, dtype=np.float32)
@@ -246,7 +249,8 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
         bars.append(go.Bar(x=pos, y=biases[order][pos], name=name, marker_color=colour, customdata=order[pos],
                            hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
     # Overlay, not the default grouping: each position has one bar, so grouping would halve and shift them.
-    return styled(bars, title, "neuron (ordered as in the heatmap)", "bias", bargap=0, barmode="overlay")
+    where = "the live heatmap, not the replayed one" if replaying else "the heatmap"
+    return styled(bars, title, f"neuron (ordered as in {where})", "bias", bargap=0, barmode="overlay")
 
 
 def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRESHOLD) -> go.Figure:

@@ -196,6 +196,7 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     latest_sfa = np.asarray(latest["sfa"], dtype=np.float32) if latest else None
     order = heatmap_order(latest_sfa) if latest_sfa is not None else None  # shared by heatmap and bias bars
     sfa, label = heatmap_source(lab, run_id, meta["frames"], frame, latest_sfa, latest and latest["step"])
+    replaying = frame is not None and 0 <= frame < len(meta["frames"])
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
     loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state, meta)
@@ -217,7 +218,10 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
                  if sfa is not None else None),
         heatmap_label=label,
         frame_steps=list(meta["frames"]),
-        final_bias=figures.bias_figure(latest["bias"], latest_sfa, order) if latest else figures.bias_figure(None),
-        histogram=figures.score_histogram_figure(latest_sfa),
+        final_bias=(figures.bias_figure(latest["bias"], latest_sfa, order,
+                                        replaying=latest["step"] if replaying else None)
+                    if latest else figures.bias_figure(None)),
+        # r needs the SFA alone: the replayed checkpoint's when replaying
+        histogram=figures.score_histogram_figure(None if sfa is None else np.asarray(sfa, dtype=np.float32)),
         has_file=meta["status"] in ("done", "stopped"),
     )

@@ -117,3 +117,23 @@ def test_curves_are_sent_whole_again_after_the_history_was_cut_back(lab_run):
     again = live_view(lab, run_id, loss_state=first.loss_state, metrics_state=first.metrics_state)
     assert list(again.mono.data[0].x) == [500, 1000, 1500]  # whole figures, not appended to stale ones
     assert again.loss.data[0].x[-1] == 1500 and max(again.loss.data[0].x) == 1500
+
+
+def test_replaying_a_checkpoint_says_which_step_the_bias_bars_show(lab_run):
+    lab, run_id = lab_run
+    k, n = 256, 128
+    live = np.zeros((k, n), dtype=np.float16)
+    live[np.arange(k), np.arange(k) % n] = 1.0  # every neuron monosemantic now
+    early = np.ones((k, n), dtype=np.float16)  # none at step 64
+    lab.store.set(f"sfa/{run_id}", {"step": 2048, "sfa": live, "bias": np.zeros(k, dtype=np.float32)})
+    lab.store.set(f"frame/{run_id}/64", early)
+    meta = lab.get(run_id)
+    lab.store.set(f"meta/{run_id}", {**meta, "frames": [64], "step": 2048})
+    following = live_view(lab, run_id)
+    assert following.final_bias.layout.title.text == "First-layer bias per neuron"
+    assert following.histogram.layout.title.text.startswith(f"r = max/sum per neuron: {k} of {k} above")
+    replay = live_view(lab, run_id, frame=0)
+    assert replay.heatmap_label == "checkpoint at step 64"
+    assert replay.histogram.layout.title.text.startswith(f"r = max/sum per neuron: 0 of {k} above")
+    assert replay.final_bias.layout.title.text == "First-layer bias per neuron (latest snapshot, step 2,048)"
+    assert "not the replayed one" in replay.final_bias.layout.xaxis.title.text
