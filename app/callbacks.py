@@ -22,6 +22,7 @@ from app.form import (
     form_errors,
     form_summary,
     in_form_words,
+    run_cost,
     values_from_config,
 )
 from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
@@ -164,13 +165,14 @@ def register_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(
         [Output(field_id(n), "invalid") for n in FIELD_NAMES]
         + [Output(feedback_id(n), "children") for n in FIELD_NAMES] + [Output("start-button", "disabled"),
-                                                                     Output("form-message", "children")],
+                                                                     Output("form-message", "children"),
+                                                                     Output("form-cost", "children")],
         *FIELD_VALUES,
     )
     def validate_form(*values: Any) -> list[Any]:
-        _, errors = lab_form_errors(list(values))
+        config, errors = lab_form_errors(list(values))
         return ([n in errors for n in FIELD_NAMES] + [errors.get(n, "") for n in FIELD_NAMES]
-                + [bool(errors), form_summary(errors)])
+                + [bool(errors), form_summary(errors), run_cost(config) if config else ""])
 
     @app.callback(
         Output("selected-run", "data", allow_duplicate=True), Output("url", "hash"),

@@ -35,7 +35,7 @@ CUSTOM = "custom"  # no preset: the form's values stand against the defaults (a 
 
 def preset_options() -> list[dict[str, str]]:
     quick = [{"label": f"{name} — {p.description}", "value": name} for name, p in QUICK_PRESETS.items()]
-    paper = [{"label": f"{name} (paper scale) — {b.description}", "value": name} for name, b in PAPER_BATCHES.items()]
+    paper = [{"label": f"{name} — {PRESETS[name].description}", "value": name} for name in PAPER_BATCHES]
     return quick + paper + [{"label": f"{CUSTOM} — no preset: the defaults, as edited", "value": CUSTOM}]
 
 
@@ -87,6 +87,29 @@ def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
     config, errors = config_from_dict(present)
     errors = {n: in_form_words(m) for n, m in {**missing, **errors}.items()}
     return (None if errors else config), errors
+
+
+# Sustained matmul rates measured at paper shapes (benchmarks/RESULTS.md): this project's 2-core CPU, and one
+# H100 in fp32 (1128 steps/s of 29 GFLOP) and TF32 (2352 steps/s).
+CPU_FLOPS, GPU_FLOPS = 100e9, {"fp32": 33e12, "tf32": 68e12}
+HEAVY_SECONDS = 600  # on the CPU: a run worth a word before Start
+
+
+def run_cost(config: RunConfig) -> str:
+    """How long a heavy run takes, before it is started (a paper-scale preset is ~10 hours on a laptop CPU)."""
+    work = config.steps * config.step_flops()
+    if work / CPU_FLOPS < HEAVY_SECONDS:
+        return ""
+    gpu = work / GPU_FLOPS.get(config.precision, GPU_FLOPS["fp32"])
+    return (f"A long run: {config.steps:,} steps of {config.step_flops() / 1e9:.3g} GFLOP. Expect about "
+            f"{format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an H100 GPU "
+            f"({config.precision}). Pause keeps its progress.")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def form_summary(errors: dict[str, str]) -> str:

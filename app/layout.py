@@ -91,7 +91,8 @@ def controls_column() -> html.Div:
             # kept in view at the panel's bottom edge: on a 720 px projector the form is taller than the panel
             html.Div([
                 html.Div(id="form-message", className="small text-danger mb-1"),  # why Start is off
-                dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-2"),
+                dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-1"),
+                html.Div(id="form-cost", className="small text-muted mb-1"),  # how long a heavy run takes
             ], className="start-bar"),
             html.Div(id="submit-message"),
             comparison_starter(),

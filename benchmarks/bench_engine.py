@@ -88,9 +88,7 @@ def steps_per_second(step, seconds: float, device: str = "cpu") -> float:
 
 
 def matmul_flops(config: RunConfig) -> float:
-    """Matmul FLOPs of one step: input projection, both layers forward, their weight and input gradients."""
-    n, m, k, b = config.n_features, config.embed_dim, config.n_neurons, config.batch_size
-    return 2.0 * b * (n * m + m * k + k * n + k * n + k * n + m * k)
+    return config.step_flops()
 
 
 def roofline_step_fn(config: RunConfig):

@@ -157,6 +157,11 @@ class RunConfig:
             "losses": 4 * self.steps,
         }
 
+    def step_flops(self) -> float:
+        """Matmul FLOPs of one step: input projection, both layers forward, their weight and input gradients."""
+        n, m, k, b = self.n_features, self.embed_dim, self.n_neurons, self.batch_size
+        return 2.0 * b * (n * m + m * k + k * n + k * n + k * n + m * k)
+
     def memory_estimate_bytes(self) -> int:
         return sum(self.memory_estimate().values())
 

@@ -2,7 +2,7 @@
 
 from app.form import LinkedConfig, config_from_query, config_to_query, form_errors, form_summary, values_from_config
 from core.config import RunConfig
-from core.presets import preset_config
+from core.presets import PRESETS, preset_config
 
 
 def test_a_link_gives_back_the_very_same_config():
@@ -60,3 +60,13 @@ def test_a_config_over_the_memory_budget_says_so_above_start(monkeypatch):
     assert config is None and list(errors) == ["memory"]  # no field is wrong: the message must still show
     assert form_summary(errors).startswith("This run needs about")
     assert "reduce Steps" in form_summary(errors)
+
+
+def test_a_paper_scale_preset_says_it_is_one_long_run_before_it_starts():
+    from app.form import preset_options, run_cost
+
+    labels = {o["value"]: o["label"] for o in preset_options()}
+    assert "single run at lr = 0.003; paper scale" in labels["LR1"]  # not a sweep: the Sweeps page runs those
+    cost = run_cost(PRESETS["LR1"].config)
+    assert cost.startswith("A long run: 131,072 steps of 28.5 GFLOP. Expect about 10 h on a 2-core CPU")
+    assert run_cost(PRESETS["quick-negative-bias"].config) == ""  # seconds: nothing to warn of
