@@ -34,8 +34,16 @@ def parse_submission(body: Any) -> tuple[RunConfig | None, dict[str, str], str]:
         if not isinstance(preset, str) or preset not in PRESETS:
             return None, {"preset": f"unknown preset {shown(preset)}; allowed: {', '.join(PRESETS)}"}, ""
         base = PRESETS[preset].config
-    config, errors = config_from_dict(fields, base)
-    return config, errors, preset or "api"
+    # JSON has numbers: "100" for steps is a client's mistake to name (the form and CLI take text, and parse it)
+    quoted = {name: f"{name} must be {allowed_range(FIELDS[name])}, as a JSON number, got {shown(value)}"
+              for name, value in fields.items()
+              if name in FIELDS and not FIELDS[name].metadata["choices"] and isinstance(value, str)}
+    config, errors = config_from_dict({n: v for n, v in fields.items() if n not in quoted}, base)
+    if quoted:
+        return None, {**errors, **quoted}, ""
+    if preset is None:
+        return config, errors, "api"
+    return config, errors, preset if config == PRESETS[preset].config else f"{preset} (edited)"
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -195,6 +203,7 @@ def register_api(server: Flask, lab: Lab) -> None:
                             "points": {k: v.tolist() for k, v in history["points"].items()}}), 200
         return with_run(run_id, act)
 
+    @server.route("/api/", methods=API_METHODS, defaults={"rest": ""}, strict_slashes=False)
     @server.route("/api/<path:rest>", methods=API_METHODS)
     def api_unknown(rest: str) -> tuple[Response, int]:
         # This catch-all also matches a known path asked with the wrong method: say which methods it takes.

@@ -183,3 +183,16 @@ def test_cuda_refused_where_the_workers_have_none(tmp_path, monkeypatch):
     assert response.get_json()["errors"]["device"] == ("device must be auto or cpu on this machine (it has no CUDA "
                                                        "GPU), got 'cuda'")
     assert client.post("/api/runs", json=GOOD).status_code == 201
+
+
+def test_numbers_must_be_json_numbers_and_edited_presets_say_so(client, lab):
+    response = client.post("/api/runs", json={"preset": "demo-tiny", "steps": "100", "seed": 2})
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {
+        "steps": "steps must be an integer from 2 to 1048576, as a JSON number, got '100'"}
+    plain = client.post("/api/runs", json={"preset": "demo-tiny"}).get_json()["id"]
+    edited = client.post("/api/runs", json={"preset": "demo-tiny", "seed": 4}).get_json()["id"]
+    assert lab.get(plain)["label"] == "demo-tiny" and lab.get(edited)["label"] == "demo-tiny (edited)"
+    for path in ("/api", "/api/"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.is_json
