@@ -19,7 +19,10 @@ def styled(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool =
     heading: dict = {"text": title, "font": {"size": 14}, **TITLE_PLACE}
     margin = dict(LAYOUT_STYLE["margin"])
     if subtitle:
+        # plotly anchors the title line at the plot's top and draws the subtitle under it, into the plot: the
+        # pad lifts both by the subtitle's height
         heading["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#6c757d"}}
+        heading["pad"] = {"b": heading.get("pad", {}).get("b", 0) + SUBTITLE_HEIGHT}
         margin["t"] += SUBTITLE_HEIGHT
     fig.update_layout(**{**LAYOUT_STYLE, "margin": margin, **layout}, title=heading,
                       yaxis=y_axis, xaxis={**AXIS_STYLE, "title": {"text": x_title}},

@@ -142,12 +142,18 @@ def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.
         column = np.array([float(r[name]) for r in rows])
         if name in fields and len(set(column)) < 2:
             continue  # a constant axis says nothing
-        dims.append({"label": name, "values": column})
+        dim = {"label": name, "values": column}
+        if name == "mono_ratio":  # a ratio from 0: all-zero ratios drew an axis (and colours) from -1 to 1
+            dim["range"] = [0.0, max(float(column.max()), 0.01)]
+        dims.append(dim)
     colour = np.array([float(r["mono_ratio"]) for r in rows])
-    fig = go.Figure(go.Parcoords(dimensions=dims, line={"color": colour, "colorscale": "Viridis",
-                                                        "showscale": True, "colorbar": {"title": {"text": "mono"}}}))
-    fig.update_layout(**{**LAYOUT_STYLE, "margin": {"l": 60, "r": 40, "t": 60, "b": 30}},
-                      title={"text": "Runs: config against results (colour: mono ratio)", "font": {"size": 14}})
+    line = {"color": colour, "colorscale": "Viridis", "cmin": 0.0, "cmax": max(float(colour.max()), 0.01),
+            "showscale": True, "colorbar": {"title": {"text": "mono"}}}
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
+    # the axes' labels sit above the plot area: the title goes above them, not on the first one
+    fig.update_layout(**{**LAYOUT_STYLE, "margin": {"l": 60, "r": 40, "t": 80, "b": 30}},
+                      title={"text": "Finished runs: config against results (colour: mono ratio)", "font": {"size": 14},
+                             "x": 0.01, "xanchor": "left", "y": 0.97, "yanchor": "top"})
     return fig
 
 

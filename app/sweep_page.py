@@ -311,9 +311,9 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
                 heatmaps.append(figures.sfa_heatmap(run.sfa, title=title))
             else:
                 heatmaps.append(figures.empty_figure("", "Fewer than three values"))
-        rows = [
-            {field: r.value, "seed": r.seed, "final_loss": r.final_loss, "mono_ratio": r.mono_per_feature} for r in runs
-        ]
+        finished = {m["id"] for m in metas if m["status"] in ("done", "stopped")}  # results, not work in progress
+        rows = [{field: r.value, "seed": r.seed, "final_loss": r.final_loss, "mono_ratio": r.mono_per_feature}
+                for r, meta in zip(runs, metas) if meta["id"] in finished]
         return [
             sweep_figures.training_panels(runs, field),
             sweep_figures.metric_vs_value(runs, field),
