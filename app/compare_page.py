@@ -52,15 +52,19 @@ def compare_layout() -> html.Div:
         html.H5("Configs and results", className="mt-3"),
         html.Div(id="compare-table"),
         html.H5("Basin connectivity", className="mt-3"),
-        html.P("Loss on fresh samples along the straight line between the first two runs' weights (21 points). "
-               "A bump above both ends is a barrier between their basins. Needs two finished runs of the same "
-               "shapes and the same embedder (same seed).", className="text-muted small"),
+        html.P("Loss on fresh samples along the straight line between two of the runs' weights, A and B (21 "
+               "points). A bump above both ends is a barrier between their basins. Needs two finished runs of the "
+               "same shapes and the same embedder (same seed).", className="text-muted small"),
         dbc.Row([
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText("A"), dbc.Select(id="interp-a", options=[])], size="sm"),
+                    md=4),
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText("B"), dbc.Select(id="interp-b", options=[])], size="sm"),
+                    md=4),
             dbc.Col(dbc.Switch(id="interp-align", label="Align B's neurons to A's first (by SFA)", value=True),
                     width="auto"),
             dbc.Col(dbc.Button("Compute the loss along the line", id="interp-button", size="sm",
                                color="primary"), width="auto"),
-        ], align="center"),
+        ], align="center", className="g-2"),
         dcc.Loading(html.Div([html.Div(id="interp-message", className="mt-2"),
                               graph("interp-graph", 320, "Basin connectivity", INTERP_PROMPT)])),
     ])
@@ -229,18 +233,38 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(Output("interp-graph", "figure", allow_duplicate=True),
                   Output("interp-message", "children", allow_duplicate=True),
-                  Input("compare-runs", "value"), prevent_initial_call=True)
-    def forget_connectivity(_chosen: list[str] | None) -> tuple[Any, Any]:
+                  Input("compare-runs", "value"), Input("interp-a", "value"), Input("interp-b", "value"),
+                  prevent_initial_call=True)
+    def forget_connectivity(*_chosen: Any) -> tuple[Any, Any]:
         """Other runs chosen: the line computed for the former ones must not stay up as if it were theirs."""
         return figures.empty_figure("Basin connectivity", INTERP_PROMPT), ""
 
+    @app.callback(Output("interp-a", "options"), Output("interp-a", "value"), Output("interp-b", "options"),
+                  Output("interp-b", "value"), Input("compare-runs", "value"), State("interp-a", "value"),
+                  State("interp-b", "value"))
+    def connectivity_pair(chosen: list[str] | None, a: str | None, b: str | None) -> tuple[Any, ...]:
+        """A and B among the runs compared: kept while they stay chosen, else the first two."""
+        metas = []
+        for run_id in chosen or []:
+            try:
+                metas.append(lab.get(run_id))
+            except UnknownRun:  # deleted meanwhile: the compare view says so
+                continue
+        chosen = [m["id"] for m in metas]
+        options = [{"label": f"{m['label'] or 'run'} · {m['id']}", "value": m["id"]} for m in metas]
+        a = a if a in chosen else (chosen[0] if chosen else None)
+        b = b if b in chosen and b != a else next((r for r in chosen if r != a), None)
+        return options, a, options, b
+
     @app.callback(Output("interp-graph", "figure"), Output("interp-message", "children"),
-                  Input("interp-button", "n_clicks"), State("compare-runs", "value"), State("interp-align", "value"),
-                  prevent_initial_call=True)
-    def basin_connectivity(_clicks: int, chosen: list[str] | None, align: bool) -> tuple[Any, Any]:
-        chosen = [r for r in (chosen or []) if lab.exists(r)]
+                  Input("interp-button", "n_clicks"), State("interp-a", "value"), State("interp-b", "value"),
+                  State("interp-align", "value"), prevent_initial_call=True)
+    def basin_connectivity(_clicks: int, a_id: str | None, b_id: str | None, align: bool) -> tuple[Any, Any]:
+        chosen = [r for r in (a_id, b_id) if r and lab.exists(r)]
         if len(chosen) < 2:
             return no_update, dbc.Alert("Choose two runs first.", color="info")
+        if a_id == b_id:
+            return no_update, dbc.Alert("A and B are the same run: choose two different runs.", color="info")
         blobs = [lab.run_file(r) for r in chosen[:2]]
         if any(b is None for b in blobs):
             return no_update, dbc.Alert("Both runs must be finished (or stopped) to have final weights.",

@@ -79,7 +79,7 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
                timeout=10, message="the form filled from the URL")
     assert dash_duo.find_element("#steps-input").get_attribute("value") == "3000"
 
-    dash_duo.find_element("#advanced-accordion .accordion-button").click()
+    click(dash_duo, "#advanced-accordion .accordion-button")  # scrolled clear of the Start bar at the panel's foot
     wait_until(lambda: dash_duo.find_element("#eps-input").is_displayed(), timeout=5, message="advanced fields")
     # A bad value is flagged next to its field with the allowed range, and blocks the start button.
     set_input(dash_duo, "eps-input", "2")
@@ -205,6 +205,9 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
     dash_duo.wait_for_contains_text("#compare-table", "final loss", timeout=10)
 
     wait_until(lambda: all(lab.get(r["id"])["status"] == "done" for r in runs), timeout=60, message="both done")
+    # A and B: the runs compared, in their order, until the user picks others
+    pair = [dash_duo.find_element(f"#interp-{end}").get_attribute("value") for end in "ab"]
+    assert pair == [r["id"] for r in runs]
     click(dash_duo, "#interp-button")
     wait_until(lambda: trace_lengths(dash_duo, "interp-graph")[:1] == [21], timeout=30, message="interpolation")
     dash_duo.wait_for_contains_text("#interp-message", "Barrier", timeout=5)
@@ -411,8 +414,11 @@ def test_run_rows_stay_put_while_a_run_trains(dash_duo, lab):
 def test_projector_screen_keeps_start_in_view_and_runs_choosable_by_keyboard(dash_duo, lab):
     from core.presets import PRESETS
 
-    first = lab.submit(PRESETS["demo-tiny"].config, label="first")
-    second = lab.submit(PRESETS["demo-tiny"].config.replace(seed=5), label="second")
+    short = PRESETS["demo-tiny"].config.replace(steps=64, snapshot_every=64)
+    first = lab.submit(short, label="first")
+    second = lab.submit(short.replace(seed=5), label="second")
+    # done before the page opens: a status change rebuilds a row, and the keys below would go to the old one
+    wait_until(lambda: {lab.get(r)["status"] for r in (first, second)} == {"done"}, timeout=60, message="done")
     dash_duo.start_server(create_app(lab))
     dash_duo.driver.set_window_size(1280, 720)
     dash_duo.wait_for_contains_text("#run-list", "second", timeout=10)
