@@ -102,7 +102,8 @@ def run_cost(config: RunConfig) -> str:
         return ""
     gpu = work / GPU_FLOPS.get(config.precision, GPU_FLOPS["fp32"])
     return (f"A long run ({config.steps:,} steps of {config.step_flops() / 1e9:.3g} GFLOP): about "
-            f"{format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an H100 ({config.precision}).")
+            f"{format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an H100 "
+            f"({config.precision}).")
 
 
 def format_duration(seconds: float) -> str:
