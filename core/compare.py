@@ -85,7 +85,8 @@ def check_interpolable(a: Model, b: Model) -> None:
             problems.append(f"{name} differs ({getattr(a.config, name)} vs {getattr(b.config, name)})")
     if not problems and not torch.equal(a.embedder, b.embedder):
         problems.append("their embedders differ (different seeds draw different worlds); interpolating "
-                        "between models of different worlds measures nothing")
+                        "between models of different worlds measures nothing. For two starts in one world, keep the "
+                        "seed and vary Init variant")
     if not problems and a.output_embedder is not None and not torch.equal(a.output_embedder, b.output_embedder):
         problems.append("their output embedders differ")
     if problems:

@@ -98,6 +98,10 @@ class RunConfig:
     steps: int = knob(8192, "Training steps.", lo=2, hi=MAX_STEPS, label="Steps")
     batch_size: int = knob(512, "Samples per step.", lo=1, hi=MAX_BATCH, label="Batch size")
     seed: int = knob(0, "Random seed (embedder, init and samples).", lo=0, hi=MAX_SEED, label="Seed")
+    init_variant: int = knob(0, "0: the initial weights and samples come from the seed, as in the paper. Any other "
+                             "value draws them anew and keeps the seed's embedder: the same task from another start "
+                             "(runs in one world can be interpolated on Compare).", lo=0, hi=MAX_SEED,
+                             label="Init variant")
     snapshot_every: int = knob(256, "Steps between live snapshots (SFA matrix, metrics).", lo=1, hi=MAX_STEPS,
                                label="Snapshot every")
     device: str = knob("auto", "Where to train: auto picks CUDA when available.", choices=DEVICES,

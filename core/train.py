@@ -33,7 +33,7 @@ MIN_WORK_TO_SKIP_DEAD = 1 << 26
 
 # Fields that may differ between runs trained together: everything else fixes array shapes or the
 # schedule, so runs differing in them must train as separate jobs.
-PER_RUN_FIELDS = frozenset({"lr", "init_bias", "bias_decay", "l1_reg", "seed", "eps", "sample_kind"})
+PER_RUN_FIELDS = frozenset({"lr", "init_bias", "bias_decay", "l1_reg", "seed", "init_variant", "eps", "sample_kind"})
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,6 +42,11 @@ class TrainingDiverged(RuntimeError):
 
 class IncompatibleCheckpoint(ValueError):
     """A checkpoint written by an earlier version of the engine, which this one cannot continue."""
+
+
+def variant_seed(seed: int, variant: int) -> int:
+    """The generator seed of an init variant: distinct for every (seed, variant), never the seed's own stream."""
+    return (seed * 0x9E3779B1 + variant * 0x85EBCA77 + 1) % 2**63
 
 
 def scheduled_lr(base_lr: float, steps: np.ndarray) -> np.ndarray:
@@ -177,6 +182,9 @@ class Trainer:
             make_embedder(c.n_features, c.embed_dim, g).T.contiguous().T if c.task == "random_proj" else None
             for c, g in zip(configs, self.generators)
         ]
+        for c, g in zip(configs, self.generators):
+            if c.init_variant:  # the world (embedders) is the seed's; the start and the samples the variant's
+                g.manual_seed(variant_seed(c.seed, c.init_variant))
         initial = [init_weights(c.embed_dim, c.n_neurons, c.output_dim, c.init_bias, g)
                    for c, g in zip(configs, self.generators)]
         # One stacked tensor per parameter, each run's parameters views into it: the step reads all runs

@@ -259,3 +259,25 @@ def test_one_step_runs_never_decay_the_bias(tiny):
     decayed.advance(1)
     plain.advance(1)
     assert torch.equal(decayed.b1, plain.b1)  # the first half of one step is empty (as in the paper's loop)
+
+
+def test_an_init_variant_is_another_start_in_the_same_world(tiny):
+    from core.compare import IncompatibleRuns, Model, check_interpolable
+    from core.runfile import build_run_file
+
+    paper, variant, again = (Trainer([tiny.replace(task="random_proj", init_variant=v)]) for v in (0, 1, 1))
+    assert torch.equal(paper.embedders[0], variant.embedders[0])  # the seed's world...
+    assert torch.equal(paper.output_embedders[0], variant.output_embedders[0])
+    assert not torch.equal(paper.weights[0].w1, variant.weights[0].w1)  # ...from another start
+    assert torch.equal(variant.weights[0].w1, again.weights[0].w1)  # which the variant fixes
+    for trainer in (paper, variant, again):
+        trainer.advance(8)
+    assert not torch.equal(paper.losses[0, :8], variant.losses[0, :8])  # other samples too
+    assert torch.equal(variant.losses[0, :8], again.losses[0, :8])
+    models = [Model.from_record(build_run_file(t)) for t in (paper, variant)]
+    check_interpolable(*models)  # one world: the basin line between them is measured
+    other_world = Model.from_record(build_run_file(Trainer([tiny.replace(task="random_proj", seed=1)])))
+    with pytest.raises(IncompatibleRuns, match="vary Init variant"):
+        check_interpolable(models[0], other_world)
+    stacked = Trainer([tiny.replace(init_variant=0), tiny.replace(init_variant=1)])  # one job, as a comparison
+    assert torch.equal(stacked.weights[1].w1, Trainer([tiny.replace(init_variant=1)]).weights[0].w1)
