@@ -95,15 +95,22 @@ CPU_FLOPS, GPU_FLOPS = 100e9, {"fp32": 33e12, "tf32": 68e12}
 HEAVY_SECONDS = 600  # on the CPU: a run worth a word before Start
 
 
-def run_cost(config: RunConfig) -> str:
-    """How long a heavy run takes, before it is started (a paper-scale preset is ~10 hours on a laptop CPU)."""
-    work = config.steps * config.step_flops()
+def training_time(configs: list[RunConfig]) -> str:
+    """How long heavy training takes, before it is started (a paper-scale preset is ~10 hours on a laptop CPU),
+    from the matmuls alone; "" for light work, whose time goes elsewhere (dispatch, sampling)."""
+    work = sum(c.steps * c.step_flops() for c in configs)
     if work / CPU_FLOPS < HEAVY_SECONDS:
         return ""
-    gpu = work / GPU_FLOPS.get(config.precision, GPU_FLOPS["fp32"])
-    return (f"A long run ({config.steps:,} steps of {config.step_flops() / 1e9:.3g} GFLOP): about "
-            f"{format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an H100 "
-            f"({config.precision}).")
+    gpu = sum(c.steps * c.step_flops() / GPU_FLOPS.get(c.precision, GPU_FLOPS["fp32"]) for c in configs)
+    precision = ", ".join(sorted({c.precision for c in configs}))
+    return f"about {format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an H100 ({precision})"
+
+
+def run_cost(config: RunConfig) -> str:
+    estimate = training_time([config])
+    if not estimate:
+        return ""
+    return f"A long run ({config.steps:,} steps of {config.step_flops() / 1e9:.3g} GFLOP): {estimate}."
 
 
 def format_duration(seconds: float) -> str:

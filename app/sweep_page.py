@@ -10,6 +10,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures, sweep_figures
 from app.components import alert, graph, sentence
+from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
@@ -169,10 +170,11 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             return ""
         sweep = preset_sweep(name, scale)
         base = sweep.base
+        estimate = training_time(sweep.configs())
         return (
             f"{name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave Values empty "
             f"for these). N={base.n_features}, m={base.embed_dim}, k={base.n_neurons}, batch {base.batch_size}, "
-            f"{base.steps} steps, {len(sweep.jobs())} batched job(s)."
+            f"{base.steps:,} steps, {len(sweep.jobs())} batched job(s)" + (f": {estimate}." if estimate else ".")
         )
 
     @app.callback(

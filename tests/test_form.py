@@ -70,3 +70,13 @@ def test_a_paper_scale_preset_says_it_is_one_long_run_before_it_starts():
     cost = run_cost(PRESETS["LR1"].config)
     assert cost == "A long run (131,072 steps of 28.5 GFLOP): about 10 h on a 2-core CPU, 2 min on an H100 (fp32)."
     assert run_cost(PRESETS["quick-negative-bias"].config) == ""  # seconds: nothing to warn of
+
+
+def test_a_paper_scale_sweep_is_timed_before_it_starts():
+    from app.form import training_time
+    from core.sweep import preset_sweep
+
+    # measured on an H100 in fp32 (RESULTS.md): the six runs stacked in 631 s
+    paper = preset_sweep("LR1", "paper").configs()
+    assert training_time(paper) == "about 62 h on a 2-core CPU, 11 min on an H100 (fp32)"
+    assert training_time(preset_sweep("LR1", "quick").configs()) == ""

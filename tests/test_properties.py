@@ -27,6 +27,7 @@ SIZES = {  # small enough to train in a moment when accepted, with edge and absu
     "bias_decay": st.sampled_from([0.0, 0.5, 100.0, 1000.0, -1.0]),
     "l1_reg": st.sampled_from([0.0, 0.01, 100.0, -0.5]),
     "seed": st.sampled_from([0, 7, 2**31 - 1, -1, 2**31]),
+    "init_variant": st.sampled_from([0, 3, 2**31 - 1, -1, 2**31]),
     "task": st.sampled_from(["decoder", "random_proj", "abs", "nope", 3]),
     "nonlinearity": st.sampled_from(["relu", "gelu", "solu", "tanh"]),
     "sample_kind": st.sampled_from(["equal", "power_law", "zipf"]),
