@@ -282,7 +282,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         except UnknownRun:
             return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), no_update, \
                 *nothing
-        except QueueFull as err:
+        except (QueueFull, InvalidConfig) as err:  # a duplicate asks for what the original did (a device gone since)
             return alert(str(err), "danger", dismissable=True), no_update, *nothing
         return no_update, no_update, *nothing
 

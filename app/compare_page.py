@@ -15,7 +15,7 @@ from app.components import alert, checkpoint_marks, graph
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
 from core.config import FIELDS, parse_value
-from core.jobs import Lab, QueueFull, UnknownRun
+from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.runfile import RunFileError, load_run_file
 from core.sweep import repeated_labels, value_label
@@ -293,7 +293,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                                                    color="danger", dismissable=True)
         chosen, problem = parse_comparison(field, text)
         configs = [config.replace(**{field: v}) for v in chosen]
-        problems = {e for c in configs for e in c.validate().values()}
+        problems = {e for c in configs for e in lab.config_errors(c).values()}  # a device this lab lacks, too
         if problem or problems:
             message = problem or "; ".join(sorted(problems))
             message = message if message.startswith(field) else f"{field}: {message}"
@@ -307,6 +307,6 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                 if lab.queued_run_count() + len(configs) > lab.max_queued:
                     raise QueueFull(f"the queue is full (limit {lab.max_queued})")
                 run_ids = [lab.submit(c, label) for c, label in zip(configs, labels)]
-        except QueueFull as err:
-            return no_update, no_update, alert(str(err), "danger", dismissable=True)
+        except (QueueFull, InvalidConfig) as err:
+            return no_update, no_update, alert(in_form_words(str(err)), "danger", dismissable=True)
         return "/compare", "?" + urlencode({"runs": ",".join(run_ids)}), ""

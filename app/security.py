@@ -17,7 +17,7 @@ from core.config import shown
 
 COOKIE = "lab_token"
 # Dash callbacks that change the store, named by the component that triggers them.
-MUTATING_TRIGGERS = ("start-button", "run-action", "compare-button", "sweep-start-button")
+MUTATING_TRIGGERS = ("start-button", "run-action", "delete-confirm", "compare-button", "sweep-start-button")
 
 
 def presented_token() -> str:

@@ -183,6 +183,11 @@ class RunConfig:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the fields added since it was stored, at their defaults (which train as it did)."""
+    return {**{name: f.default for name, f in FIELDS.items()}, **config}
+
+
 def bound(x: float) -> str:
     """A range's end as written exactly (`:g` would round 1048576 to 1.04858e+06)."""
     return str(int(x)) if float(x).is_integer() else repr(float(x))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from core.config import RunConfig
+from core.config import RunConfig, with_defaults
 from core.store import DiskStore, new_id, now, valid_id
 from core.train import batch_key, device_problem
 
@@ -57,6 +57,11 @@ class WorkerId:
 
     def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "pid": self.pid}
+
+
+def current(meta: dict[str, Any]) -> dict[str, Any]:
+    """A run's metadata as this version reads it: a run stored before a config field existed has its default."""
+    return {**meta, "config": with_defaults(meta["config"])}
 
 
 class Lab:
@@ -147,13 +152,13 @@ class Lab:
     # --- reading ---
     def list(self) -> list[dict[str, Any]]:
         metas = (self.store.get(f"meta/{run_id}") for run_id in self.store.get("index", []))
-        return [m for m in metas if m is not None]
+        return [current(m) for m in metas if m is not None]
 
     def get(self, run_id: str) -> dict[str, Any]:
         meta = self.store.get(f"meta/{run_id}") if valid_id(run_id) else None
         if meta is None:
             raise UnknownRun(run_id)
-        return meta
+        return current(meta)
 
     def exists(self, run_id: str) -> bool:
         return valid_id(run_id) and self.store.get(f"meta/{run_id}") is not None

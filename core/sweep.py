@@ -34,9 +34,11 @@ class Sweep:
     def runs(self) -> list[tuple[Any, int, RunConfig]]:
         """(value, seed, config) for every run, value-major."""
         out = []
+        # Init variants are starts in one world: their seed (the world) must not move with the value.
+        shared = self.shared_seed or self.field == "init_variant"
         for j, value in enumerate(self.values):
             for seed in self.seeds:
-                run_seed = seed if self.shared_seed else seed + 1000 * j
+                run_seed = seed if shared else seed + 1000 * j
                 out.append((value, run_seed, self.base.replace(**{self.field: value, "seed": run_seed})))
         return out
 

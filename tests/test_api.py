@@ -196,3 +196,26 @@ def test_numbers_must_be_json_numbers_and_edited_presets_say_so(client, lab):
     for path in ("/api", "/api/"):
         response = client.get(path)
         assert response.status_code == 404 and response.is_json
+
+
+def test_runs_stored_before_a_config_field_existed_read_with_its_default(client, lab):
+    from app.compare_page import results_table
+    from core.compare import differing_fields
+
+    old, new = (client.post("/api/runs", json={**GOOD, "seed": s}).get_json()["id"] for s in (1, 2))
+    meta = lab.store.get(f"meta/{old}")
+    del meta["config"]["init_variant"]  # as stored before the field existed
+    lab.store.set(f"meta/{old}", meta)
+    assert client.get(f"/api/runs/{old}").get_json()["config"]["init_variant"] == 0
+    metas = [lab.get(old), lab.get(new)]
+    assert differing_fields([m["config"] for m in metas]) == ["seed"]  # a KeyError broke the compare page
+    assert "seed" in str(results_table(lab, metas, ["a", "b"]))
+
+
+def test_the_page_s_delete_confirmation_needs_the_token(lab):
+    client = create_app(lab, token="s3cret").server.test_client()
+    run_id = client.post("/api/runs", json=GOOD, headers={"X-Lab-Token": "s3cret"}).get_json()["id"]
+    confirm = {"output": "x", "outputs": [], "inputs": [], "changedPropIds": ["delete-confirm.submit_n_clicks"],
+               "state": [{"id": "delete-pending", "property": "data", "value": run_id}]}
+    assert client.post("/_dash-update-component", json=confirm).status_code == 401
+    assert lab.exists(run_id)

@@ -106,3 +106,8 @@ def test_cli_sweep_starts_its_seeds_from_the_given_seed(tmp_path):
                               "init_bias", "--values", "0", "-1", "--seed", "2147483000", "--out", str(tmp_path / "x")],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert too_big.returncode == 2 and "seed + 1000 x i" in too_big.stderr
+
+
+def test_a_sweep_of_init_variants_keeps_one_world():
+    sweep = preset_sweep("demo-tiny", field_name="init_variant", values=["0", "1", "2"], seeds=2)
+    assert [(value, seed) for value, seed, _ in sweep.runs()] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
