@@ -90,6 +90,7 @@ def sweep_layout() -> html.Div:
             ),
             html.Div(id="sweep-form-problems", className="small text-danger mt-1"),  # checked while typing
             html.Div(id="sweep-values-help", className="small text-muted mt-1"),
+            html.Div(id="sweep-cost", className="small text-muted"),  # the sweep as typed: runs, jobs, time
             html.Div(id="sweep-message", className="mt-2"),
             dcc.Dropdown(id="sweep-select", placeholder="Choose a sweep to view...", className="my-2"),
             graph("sweep-panels", 340, *SWEEP_BLANKS[0]),
@@ -128,6 +129,16 @@ def sweep_from_form(
         return None, {**missing, **{box: "; ".join(parts) for box, parts in problems.items()}}
     errors = {**missing, **sweep.validate()}
     return (None, errors) if errors else (sweep, {})
+
+
+def sweep_cost(sweep: Sweep | None) -> str:
+    """What Start sweep queues, and how long a heavy one takes: counts every value and seed as typed."""
+    if sweep is None:
+        return ""
+    runs, jobs = len(sweep.runs()), len(sweep.jobs())
+    estimate = training_time(sweep.configs())
+    return (f"{runs} run{'s' if runs != 1 else ''} in {jobs} job{'s' if jobs != 1 else ''}"
+            + (f": {estimate}." if estimate else "."))
 
 
 def is_sweeps(pathname: str | None) -> bool:
@@ -170,11 +181,10 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             return ""
         sweep = preset_sweep(name, scale)
         base = sweep.base
-        estimate = training_time(sweep.configs())
         return (
             f"{name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave Values empty "
             f"for these). N={base.n_features}, m={base.embed_dim}, k={base.n_neurons}, batch {base.batch_size}, "
-            f"{base.steps:,} steps, {len(sweep.jobs())} batched job(s)" + (f": {estimate}." if estimate else ".")
+            f"{base.steps:,} steps."
         )
 
     @app.callback(
@@ -182,6 +192,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Output("sweep-seeds-input", "invalid"),
         Output("sweep-start-button", "disabled"),
         Output("sweep-form-problems", "children"),
+        Output("sweep-cost", "children"),
         Input("sweep-preset-select", "value"),
         Input("sweep-scale", "value"),
         Input("sweep-values-input", "value"),
@@ -189,9 +200,9 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Input("sweep-share-seed", "value"),
     )
     def check_sweep_form(name: str, scale: str, values_text: str | None, seeds: Any, share: bool) -> tuple[Any, ...]:
-        _, errors = sweep_from_form(name, scale, values_text, seeds, share)
+        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share)
         problems = [html.Div(sentence(message)) for message in errors.values()]
-        return "values" in errors, "seeds" in errors or "seed" in errors, bool(errors), problems
+        return "values" in errors, "seeds" in errors or "seed" in errors, bool(errors), problems, sweep_cost(sweep)
 
     @app.callback(
         Output("sweep-select", "value"),

@@ -80,3 +80,14 @@ def test_a_paper_scale_sweep_is_timed_before_it_starts():
     paper = preset_sweep("LR1", "paper").configs()
     assert training_time(paper) == "about 62 h on a 2-core CPU, 11 min on an H100 (fp32)"
     assert training_time(preset_sweep("LR1", "quick").configs()) == ""
+
+
+def test_the_sweep_form_times_the_sweep_as_typed():
+    from app.sweep_page import sweep_cost, sweep_from_form
+
+    three_seeds, _ = sweep_from_form("LR1", "paper", None, 3, False)
+    assert sweep_cost(three_seeds).startswith("18 runs in ") and "186 h on a 2-core CPU" in sweep_cost(three_seeds)
+    two_values, _ = sweep_from_form("LR1", "paper", "0.001, 0.01", 1, False)
+    assert "21 h on a 2-core CPU" in sweep_cost(two_values)
+    assert sweep_cost(sweep_from_form("LR1", "quick", None, 1, False)[0]) == "6 runs in 1 job."
+    assert sweep_cost(None) == ""
