@@ -141,7 +141,9 @@ def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: st
     if extendable:
         columns = [columns[0].tolist(), *(plain_floats(c) for c in columns[1:])]
     x, y, *extra_y = columns
-    traces = [go.Scatter(x=x, y=y, mode="lines+markers", name=y_title, marker={"size": 4})]
+    # With a backdrop the points are samples of a known curve: lines between them would cut across it.
+    traces = [go.Scatter(x=x, y=y, mode="markers" if backdrop else "lines+markers", name=y_title,
+                         marker={"size": 5 if backdrop else 4})]
     traces += [go.Scatter(x=x, y=series, mode="lines", name=name, line={"dash": "dash"})
                for name, series in zip(extra or {}, extra_y)]
     if backdrop is not None:
@@ -150,7 +152,7 @@ def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: st
                                  name=name, line={"color": "#adb5bd", "width": 1}, hoverinfo="skip"))
     shapes = [hline(reference)] if reference is not None else []
     return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes,
-                  showlegend=bool(extra) or backdrop is not None)
+                  showlegend=bool(extra))
 
 
 def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]:

@@ -129,7 +129,8 @@ def metric_series(meta: dict[str, Any], points: dict[str, np.ndarray]) -> dict[s
                  "values": series("mono_ratio"), "extra": extra, "reference": 1.0},
         "bias_history": {"title": "Mean bias", "y_title": "mean first-layer bias",
                          "values": series("mean_bias"), "extra": {}, "reference": None},
-        "lr": {"title": "Learning rate (cosine schedule)", "y_title": "lr at snapshots", "values": series("lr"),
+        "lr": {"title": "Learning rate: cosine schedule (line), at each snapshot (dots)", "y_title": "lr",
+               "values": series("lr"),
                "extra": {}, "reference": None, "backdrop": lr_schedule(meta["config"], meta["steps"])},
     }
 
