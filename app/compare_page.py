@@ -54,7 +54,9 @@ def compare_layout() -> html.Div:
         html.H5("Basin connectivity", className="mt-3"),
         html.P("Loss on fresh samples along the straight line between two of the runs' weights, A and B (21 "
                "points). A bump above both ends is a barrier between their basins. Needs two finished runs of the "
-               "same shapes and the same embedder (same seed).", className="text-muted small"),
+               "same shapes and the same embedder: the same seed (vary Init variant for two starts of one task). "
+               "The ends are the loss of the final weights on fresh samples, near the table's final loss (the "
+               "mean of the last 5% of training steps) but not equal to it.", className="text-muted small"),
         dbc.Row([
             dbc.Col(dbc.InputGroup([dbc.InputGroupText("A"), dbc.Select(id="interp-a", options=[])], size="sm"),
                     md=4),
@@ -240,10 +242,11 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         return figures.empty_figure("Basin connectivity", INTERP_PROMPT), ""
 
     @app.callback(Output("interp-a", "options"), Output("interp-a", "value"), Output("interp-b", "options"),
-                  Output("interp-b", "value"), Input("compare-runs", "value"), State("interp-a", "value"),
-                  State("interp-b", "value"))
+                  Output("interp-b", "value"), Input("compare-runs", "value"), Input("interp-a", "value"),
+                  Input("interp-b", "value"))
     def connectivity_pair(chosen: list[str] | None, a: str | None, b: str | None) -> tuple[Any, ...]:
-        """A and B among the runs compared: kept while they stay chosen, else the first two."""
+        """A and B among the runs compared, named as the figures name them: kept while they stay chosen, else
+        the first two; choosing for one end the other's run moves the other end to another run."""
         metas = []
         for run_id in chosen or []:
             try:
@@ -251,7 +254,11 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             except UnknownRun:  # deleted meanwhile: the compare view says so
                 continue
         chosen = [m["id"] for m in metas]
-        options = [{"label": f"{m['label'] or 'run'} · {m['id']}", "value": m["id"]} for m in metas]
+        differing = differing_fields([m["config"] for m in metas])
+        options = [{"label": f"{run_label(m['config'], differing, m['label'] or 'run')} · {m['id']} · {m['status']}",
+                    "value": m["id"]} for m in metas]
+        if ctx.triggered_id == "interp-b" and b in chosen and b == a:
+            a = next((r for r in chosen if r != b), None)
         a = a if a in chosen else (chosen[0] if chosen else None)
         b = b if b in chosen and b != a else next((r for r in chosen if r != a), None)
         return options, a, options, b

@@ -178,7 +178,8 @@ def run_train(args: argparse.Namespace) -> int:
         for snap in iterate_training(trainer, max_seconds=0.5):
             bar.update(snap.step - bar.n)
             run = snap.runs[0]
-            bar.set_postfix(loss=f"{run.loss:.4f}", mono=f"{run.summary.mono_ratio:.3f}")
+            # the loss the summary and every view report: over the last 5% of the steps trained so far
+            bar.set_postfix(loss=f"{trainer.final_loss(0):.4f}", mono=f"{run.summary.mono_ratio:.3f}")
             if run.error:
                 print(f"error: {run.error}", file=sys.stderr)
                 return 1
