@@ -17,9 +17,10 @@ MAX_HEATMAP_CELLS = 32768  # full resolution up to here: each neuron and feature
 MAX_POOLED_HEATMAP_CELLS = 24576
 MARGIN = {"l": 55, "r": 15, "t": 54, "b": 45}
 # A light look set directly: assigning a named plotly template costs time in every figure.
-# automargin: a wide tick label ("-0.25") pushes the margin out instead of running into the axis title
-AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True,
-              "automargin": True}
+AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True}
+# A wide tick label ("-0.25") pushes the margin out instead of running into the axis title. Only on figures drawn
+# once (curves, inspector): plotly validates every key, and the figures redrawn each live tick are hot.
+AUTOMARGIN = {"automargin": True}
 # Without a template of its own, every figure carries plotly's default one (~7 KB of trace defaults for
 # 3D, maps and polar plots): a third of a paper-scale live update. This one keeps its colours only.
 SLIM_TEMPLATE = {"layout": {"colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3",
@@ -152,7 +153,7 @@ def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: st
                                  name=name, line={"color": "#adb5bd", "width": 1}, hoverinfo="skip"))
     shapes = [hline(reference)] if reference is not None else []
     return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes,
-                  showlegend=bool(extra))
+                  showlegend=bool(extra), yaxis=AUTOMARGIN)
 
 
 def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures import AXIS_STYLE, LAYOUT_STYLE, TITLE_PLACE
+from app.figures import AUTOMARGIN, AXIS_STYLE, LAYOUT_STYLE, TITLE_PLACE
 from core.interpret import FeatureView, LinearMap, MonoSummary, NeuronView
 
 SUBTITLE_HEIGHT = 18  # px of top margin a subtitle line takes
@@ -15,7 +15,8 @@ def styled(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool =
            yaxis: dict | None = None, subtitle: str | None = None, **layout: object) -> go.Figure:
     """The lab's look; details go in a smaller second title line, so that the first stays short enough to read
     in half a screen's width."""
-    y_axis = {**AXIS_STYLE, "title": {"text": y_title}, **({"type": "log"} if log_y else {}), **(yaxis or {})}
+    y_axis = {**AXIS_STYLE, **AUTOMARGIN, "title": {"text": y_title}, **({"type": "log"} if log_y else {}),
+              **(yaxis or {})}
     heading: dict = {"text": title, "font": {"size": 14}, **TITLE_PLACE}
     margin = dict(LAYOUT_STYLE["margin"])
     if subtitle:
