@@ -25,6 +25,8 @@ MAX_COMPARED = 4
 COMPARABLE_FIELDS = [n for n in FIELD_NAMES if n not in ("device", "snapshot_every", "steps")]
 
 
+MAX_TITLE_LABEL = 34  # characters of a run's label in a heatmap title, at four heatmaps a row
+
 OVERLAY_TITLES = ("Loss", "Mono neurons per feature", "Mean bias")
 INTERP_PROMPT = "Press the button above"
 
@@ -217,7 +219,9 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                 sfa, when = (snapshot["sfa"], snapshot["step"]) if snapshot else (None, 0)
             else:
                 sfa, when = lab.frame(meta["id"], step), step
-            heatmaps.append(figures.sfa_heatmap(sfa, title=f"{label} · step {when}"))
+            # up to four heatmaps share a row: a long label ran into the colour bar (the table names runs in full)
+            short = label if len(label) <= MAX_TITLE_LABEL else label[:MAX_TITLE_LABEL - 1] + "…"
+            heatmaps.append(figures.sfa_heatmap(sfa, title=f"{short} · step {when:,}"))
         histories = [lab.history(m["id"]) for m in metas]
         loss = figures.overlay_figure([(lb, h["loss_steps"], h["losses"]) for lb, h in zip(labels, histories)],
                                       "Loss (smoothed 0.9)", "loss", smoothing=0.9)
