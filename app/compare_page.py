@@ -101,7 +101,10 @@ def parse_comparison(field: str, text: str | None) -> tuple[list[Any], str | Non
     return values, None
 
 
-def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str]) -> dbc.Table:
+def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
+                  histories: list[dict[str, Any]] | None = None) -> dbc.Table:
+    """Every config field side by side, differences marked, then the results; `histories` as the caller read
+    them (read here otherwise)."""
     configs = [m["config"] for m in metas]
     differing = set(differing_fields(configs))
     header = html.Thead(html.Tr([html.Th("")] + [html.Th(label) for label in labels]))
@@ -111,8 +114,9 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str]) -> d
         rows.append(html.Tr([html.Th(name, className="fw-normal")] + cells,
                             className="table-warning" if name in differing else ""))
     results: list[list[str]] = [[], [], [], []]
-    for meta in metas:
-        loss = final_loss(lab.history(meta["id"])["losses"])
+    histories = histories or [lab.history(meta["id"]) for meta in metas]
+    for meta, history in zip(metas, histories):
+        loss = final_loss(history["losses"])
         snapshot = lab.latest_snapshot(meta["id"])
         results[0].append("–" if loss is None else f"{loss:.4f}")
         results[1].append("–" if meta["mono_ratio"] is None else f"{meta['mono_ratio']:.3f}")
@@ -193,8 +197,18 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
             return [no_update] * n_out
 
+    def metas_of(run_ids: list[str] | None) -> list[dict[str, Any]]:
+        """The runs named that still exist (one deleted meanwhile is left out: the link message names it)."""
+        metas = []
+        for run_id in run_ids or []:
+            try:
+                metas.append(lab.get(run_id))
+            except UnknownRun:
+                continue
+        return metas
+
     def comparison_view(chosen: list[str] | None, slider: int | None, slider_max: int | None) -> list[Any]:
-        metas = [lab.get(r) for r in (chosen or []) if lab.exists(r)]
+        metas = metas_of(chosen)
         hidden = [{"display": "none"}] * MAX_COMPARED
         # no runs to compare: the overlays go blank (runs no longer chosen, or deleted, must not stay drawn)
         blanks = [figures.empty_figure(title, "Choose two or more runs") for title in OVERLAY_TITLES]
@@ -234,8 +248,9 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         shown = [{} if i < len(metas) else {"display": "none"} for i in range(MAX_COMPARED)]
         padded = heatmaps + [no_update] * (MAX_COMPARED - len(heatmaps))
         widths = [12 // len(metas)] * MAX_COMPARED
-        return padded + shown + widths + [loss, mono, bias, results_table(lab, metas, labels), "", len(common), marks,
-                                 len(common) if following else slider]
+        table = results_table(lab, metas, labels, histories)
+        return padded + shown + widths + [loss, mono, bias, table, "", len(common), marks,
+                                          len(common) if following else slider]
 
     @app.callback(Output("interp-graph", "figure", allow_duplicate=True),
                   Output("interp-message", "children", allow_duplicate=True),
@@ -251,12 +266,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     def connectivity_pair(chosen: list[str] | None, a: str | None, b: str | None) -> tuple[Any, ...]:
         """A and B among the runs compared, named as the figures name them: kept while they stay chosen, else
         the first two; choosing for one end the other's run moves the other end to another run."""
-        metas = []
-        for run_id in chosen or []:
-            try:
-                metas.append(lab.get(run_id))
-            except UnknownRun:  # deleted meanwhile: the compare view says so
-                continue
+        metas = metas_of(chosen)
         chosen = [m["id"] for m in metas]
         differing = differing_fields([m["config"] for m in metas])
         options = [{"label": f"{run_label(m['config'], differing, m['label'] or 'run')} · {m['id']} · {m['status']}",

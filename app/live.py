@@ -130,8 +130,7 @@ def metric_series(meta: dict[str, Any], points: dict[str, np.ndarray]) -> dict[s
         "bias_history": {"title": "Mean bias", "y_title": "mean first-layer bias",
                          "values": series("mean_bias"), "extra": {}, "reference": None},
         "lr": {"title": "Learning rate: cosine schedule (line), at each snapshot (dots)", "y_title": "lr",
-               "values": series("lr"),
-               "extra": {}, "reference": None, "backdrop": lr_schedule(meta["config"], meta["steps"])},
+               "values": series("lr"), "extra": {}, "reference": None},
     }
 
 
@@ -154,9 +153,10 @@ def metric_curves(lab: Lab, meta: dict[str, Any], state: dict[str, Any] | None
     if not stale and not len(steps):
         return dict.fromkeys(METRIC_FIGURES), state
     series = metric_series(meta, history["points"])
-    if redraw:
+    if redraw:  # the schedule is drawn with the figure, once; appends carry snapshots only
+        backdrops = {"lr": lr_schedule(meta["config"], meta["steps"])}
         shown = {name: figures.metric_figure(steps, s["values"], s["title"], s["y_title"], s["reference"],
-                                             s["extra"], extendable=True, backdrop=s.get("backdrop"))
+                                             s["extra"], extendable=True, backdrop=backdrops.get(name))
                  for name, s in series.items()}
         return shown, {"run": meta["id"], "sent": history["next"], "last": int(steps[-1]) if len(steps) else 0,
                        "empty": not len(steps), "epoch": history_epoch(meta)}

@@ -6,7 +6,6 @@ keeps its own generator, parameters, LAMB state and learning rate. No I/O happen
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ import torch
 from core.config import RunConfig, memory_budget_bytes
 from core.cuda_graph import WARMUP_STEPS, StepGraph, graphs_wanted, on_side_stream
 from core.data import make_embedder, sample_task_batch, task_sampler
-from core.metrics import SfaSummary, single_feature_activations
+from core.metrics import SfaSummary, final_loss, single_feature_activations
 from core.model import RunWeights, init_weights
 from core.stacked_lamb import PAPER_LAMB_OPTIONS, StackedLamb, paper_lamb
 from core.step import Gradients, Workspace, squared_error_and_gradients
@@ -49,7 +48,7 @@ def variant_seed(seed: int, variant: int) -> int:
     return (seed * 0x9E3779B1 + variant * 0x85EBCA77 + 1) % 2**63
 
 
-def scheduled_lr(base_lr: float, steps: np.ndarray) -> np.ndarray:
+def scheduled_lr(base_lr: float, steps: np.ndarray | int) -> np.ndarray:
     """The learning rate each step (1-based) trains with: CosineAnnealingLR's closed form, period 2 * T_max."""
     return base_lr * 0.5 * (1.0 + np.cos(np.pi * (np.asarray(steps, dtype=np.float64) - 1) / COSINE_T_MAX))
 
@@ -313,7 +312,7 @@ class Trainer:
     def last_step_lrs(self) -> list[float]:
         """Each run's learning rate in the step just taken (before any, the first step's): what a snapshot at
         this step reports, beside the losses of the steps it covers. CosineAnnealingLR's closed form."""
-        return [float(scheduled_lr(c.lr, np.array([max(1, self.step)]))[0]) for c in self.configs]
+        return [float(scheduled_lr(c.lr, max(1, self.step))) for c in self.configs]
 
     def sfa(self) -> np.ndarray:
         """(R, k, N) single-feature activations of the current weights."""
@@ -352,10 +351,9 @@ class Trainer:
         self._reported_step = end
         return Snapshot(step=self.step, steps=self.steps, elapsed=self.elapsed, runs=runs)
 
-    def final_loss(self, run: int) -> float:
-        """The loss (as core.metrics.final_loss) over the last 5% of the steps trained so far."""
-        tail = max(1, math.ceil(0.05 * self.step))
-        return float(self.losses[run, self.step - tail:self.step].mean())
+    def final_loss(self, run: int) -> float | None:
+        """The loss every view reports (core.metrics.final_loss), over the steps trained so far."""
+        return final_loss(self.losses[run, :self.step])
 
     # --- checkpoints: everything needed to continue exactly where training stopped ---
     def state_dict(self) -> dict[str, Any]:
