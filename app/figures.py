@@ -16,6 +16,7 @@ MAX_HEATMAP_CELLS = 32768  # full resolution up to here: each neuron and feature
 # (205 x 103 cells, ~2 px each on screen) keep a live update under 200 KB.
 MAX_POOLED_HEATMAP_CELLS = 24576
 MARGIN = {"l": 55, "r": 15, "t": 54, "b": 45}
+HEATMAP_TICKS_BOTTOM = 72  # room for upright feature ticks ("f63") above the axis title
 # A light look set directly: assigning a named plotly template costs time in every figure.
 AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True}
 # A wide tick label ("-0.25") pushes the margin out instead of running into the axis title. Only on figures drawn
@@ -205,9 +206,13 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
                       zmin=0, zmax=1, colorbar={"title": {"text": "activation"}})
     what = "ordered" if ordered else "index"
     scale = f" (max over {br}x{bc} blocks)" if br > 1 or bc > 1 else ""
+    x_ticks = cols <= 64
+    # Feature ticks turn upright once crowded and then ran into the axis title: room is made for them up front
+    # (automargin would, at ~5 ms a live tick).
     return styled(heat, title + scale, f"feature ({what})", f"neuron ({what}, first on top)",
-                  xaxis={"type": "category", "showticklabels": cols <= 64},
-                  yaxis={"type": "category", "showticklabels": rows <= 64})
+                  xaxis={"type": "category", "showticklabels": x_ticks},
+                  yaxis={"type": "category", "showticklabels": rows <= 64},
+                  margin={**MARGIN, "b": HEATMAP_TICKS_BOTTOM} if x_ticks else MARGIN)
 
 
 def pooled_block_cell(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndarray] | None, row_label: str,

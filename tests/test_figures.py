@@ -245,3 +245,11 @@ def test_a_click_on_a_pooled_block_picks_the_cell_that_gives_it_its_colour():
             neuron, feature = figures.pooled_block_cell(sfa, ordered, None, rows[r], cols[c])
             assert sfa[neuron, feature] == pytest.approx(z[r][c])  # the block's colour is this cell's value
     assert figures.pooled_block_cell(sfa, True, None, "n3", "f4") is None  # a single cell names itself
+
+
+def test_heatmap_with_feature_ticks_leaves_room_for_them_above_the_axis_title():
+    rng = np.random.default_rng(0)
+    labelled = figures.sfa_heatmap(rng.random((48, 64), dtype=np.float32))  # ticks shown, upright once crowded
+    unlabelled = figures.sfa_heatmap(rng.random((256, 128), dtype=np.float32))
+    assert labelled.layout.xaxis.showticklabels and not unlabelled.layout.xaxis.showticklabels
+    assert labelled.layout.margin.b >= 70 > unlabelled.layout.margin.b
