@@ -63,15 +63,25 @@ def linear_map_heatmap(linear: LinearMap) -> go.Figure:
     # Feature 0 on top, as a matrix is written. Its own uirevision: the graph first shows an empty figure, whose
     # upright autorange would otherwise be kept.
     return styled(heat, "Polysemantic part's linear map (N x N)", "from feature", "to feature",
-                  subtitle=f"~{linear.ideal_scale:.3f} x {linear.ideal}, relative error {linear.ideal_error:.2f}",
+                  subtitle=f"vs {linear.ideal_scale:.3f} x {linear.ideal}{carried(linear)}: relative error "
+                           f"{linear.ideal_error:.2f}",
                   yaxis={"autorange": "reversed"}, uirevision="linear-map")
 
 
+def carried(linear: LinearMap) -> str:
+    """How the ideal map is restricted: a map through m input dims can only be compared with the ideal's part there."""
+    return "" if linear.rank_cap is None else f" as far as the {linear.rank_cap} input dims carry it"
+
+
 def singular_values(linear: LinearMap) -> go.Figure:
-    fig = go.Figure(go.Scatter(y=linear.singular_values, mode="lines+markers", marker={"size": 4}))
+    # past m they are zero but for rounding (1e-7 and less), a cliff that squeezed the m that count on a log axis
+    values = linear.singular_values if linear.rank_cap is None else linear.singular_values[:linear.rank_cap]
+    fig = go.Figure(go.Scatter(y=values, mode="lines+markers", marker={"size": 4}))
     fig.add_vline(x=linear.rank90 - 1, line_dash="dot", line_color="#d62728",
                   annotation_text=f"90% of the energy: rank {linear.rank90}")
-    return styled(fig, "Its singular values", "index", "singular value (log)", log_y=True)
+    cap = None if linear.rank_cap is None else (f"the first m = {linear.rank_cap}: the map passes through the "
+                                                 f"{linear.rank_cap}-dim input, the rest are 0")
+    return styled(fig, "Its singular values", "index", "singular value (log)", log_y=True, subtitle=cap)
 
 
 def mono_histogram(summary: MonoSummary) -> go.Figure:

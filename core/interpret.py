@@ -103,21 +103,29 @@ class LinearMap:
     rank90: int  # singular values needed for 90% of the energy (sum of squares)
     ideal_scale: float  # c minimising ||M - c A||_F, A the ideal map (below)
     ideal_error: float  # ||M - c A||_F / ||M||_F (0: exactly a scaled ideal map)
-    ideal: str  # A: "identity" (decoder, abs), or "E2ᵀE2" (random_proj: a perfect model maps v to E2 v)
+    ideal: str  # "identity" (decoder, abs), or "E2ᵀE2" (random_proj: a perfect model maps v to E2 v)
+    rank_cap: int | None = None  # the map passes through the m-dim input, so its rank is at most m
 
 
 def poly_linear_map(model: Model, sfa: np.ndarray) -> LinearMap:
-    """The polysemantic neurons' linearised map from features to features (the paper's low-rank identity)."""
+    """The polysemantic neurons' linearised map from features to features (the paper's low-rank identity).
+
+    It is compared with the ideal map as far as the m-dim input carries it: the ideal A times the projection onto
+    the embedder's rows, the closest any map M @ E gets to A. Compared with A itself, every model read near 1 (the
+    relative error to c I of a rank-m map is at least sqrt(1 - m / N): 0.94 at the presets' sizes)."""
     poly = torch.as_tensor(mono_feature_of(sfa) < 0) & ~torch.as_tensor(dead_neurons(sfa))
     with torch.no_grad():
         directions = target_directions(model)
         matrix = (directions.T @ model.w2[:, poly] @ model.w1[poly] @ model.embedder).numpy()
-        if model.output_embedder is None:
-            return linear_map_summary(matrix)
-        return linear_map_summary(matrix, (directions.T @ directions).numpy(), "E2ᵀE2")
+        ideal = (directions.T @ directions).numpy() if model.output_embedder is not None else np.eye(matrix.shape[0])
+    embedder = model.embedder.double().numpy()
+    reachable = ideal @ (np.linalg.pinv(embedder) @ embedder)
+    return linear_map_summary(matrix, reachable, "identity" if model.output_embedder is None else "E2ᵀE2",
+                              rank_cap=embedder.shape[0])
 
 
-def linear_map_summary(matrix: np.ndarray, ideal: np.ndarray | None = None, ideal_name: str = "identity") -> LinearMap:
+def linear_map_summary(matrix: np.ndarray, ideal: np.ndarray | None = None, ideal_name: str = "identity",
+                       rank_cap: int | None = None) -> LinearMap:
     singular = np.linalg.svd(matrix, compute_uv=False)
     energy = np.cumsum(singular**2)
     rank90 = int(np.searchsorted(energy, 0.9 * energy[-1]) + 1) if energy[-1] > 0 else 0
@@ -125,7 +133,7 @@ def linear_map_summary(matrix: np.ndarray, ideal: np.ndarray | None = None, idea
     scale = float(np.sum(matrix * ideal) / np.sum(ideal * ideal))  # least squares; trace / N for the identity
     norm = float(np.linalg.norm(matrix))
     error = float(np.linalg.norm(matrix - scale * ideal) / norm) if norm > 0 else 0.0
-    return LinearMap(matrix, singular, rank90, scale, error, ideal_name)
+    return LinearMap(matrix, singular, rank90, scale, error, ideal_name, rank_cap)
 
 
 @dataclass(frozen=True)

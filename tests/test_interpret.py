@@ -72,6 +72,25 @@ def test_rank_one_poly_part():
     assert linear.ideal_error > 0.5  # rank one is far from a scaled identity
 
 
+def test_poly_map_is_measured_against_the_identity_as_far_as_the_input_carries_it():
+    # m = 3 < N = 8: any map through the input has rank <= 3, so against c I itself even the best one reads
+    # sqrt(1 - 3/8) = 0.79; the best is c times the projection onto the embedder's rows, and it reads 0
+    n, m = 8, 3
+    embedder = torch.randn(m, n, generator=torch.Generator().manual_seed(0)).abs() / m**0.5
+    config = RunConfig(n_features=n, embed_dim=m, n_neurons=m)
+    w2 = 0.7 * torch.linalg.pinv(embedder)  # neurons read E v (all positive: polysemantic, none dead)
+    model = Model(config, torch.eye(m), torch.zeros(m), w2, embedder, None)
+    assert (mono_feature_of(model.sfa()) < 0).all()
+    best = poly_linear_map(model, model.sfa())
+    projection = (torch.linalg.pinv(embedder) @ embedder).numpy()
+    assert np.allclose(best.matrix, 0.7 * projection, atol=1e-5)
+    assert best.ideal_scale == pytest.approx(0.7, rel=1e-4) and best.ideal_error == pytest.approx(0.0, abs=1e-5)
+    assert best.rank_cap == m and np.sum(best.singular_values > 1e-4) == m
+    assert linear_map_summary(best.matrix).ideal_error == pytest.approx((1 - m / n) ** 0.5, rel=1e-4)
+    scrambled = Model(config, torch.eye(m), torch.zeros(m), w2.roll(1, dims=0), embedder, None)
+    assert poly_linear_map(scrambled, scrambled.sfa()).ideal_error > 0.5
+
+
 def test_pair_interference_and_abs_amplitudes():
     model = identity_model()
     amplitudes, grid = pair_interference(model, 0, 1, points=5)
