@@ -151,7 +151,7 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]]) -> list[sweep_figures.Swee
         history = lab.history(meta["id"])
         points = history["points"]
         snapshot = lab.latest_snapshot(meta["id"])
-        per_feature, per_neuron = sweep_figures.mono_counts(snapshot["sfa"]) if snapshot else (None, None)
+        per_feature, per_neuron, nearly = sweep_figures.mono_counts(snapshot["sfa"]) if snapshot else (None,) * 3
         runs.append(
             sweep_figures.SweepRun(
                 value=float(meta["sweep"]["value"]),
@@ -167,6 +167,7 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]]) -> list[sweep_figures.Swee
                 dead=int(dead_neurons(snapshot["sfa"]).sum()) if snapshot else None,
                 bias=snapshot["bias"] if snapshot else None,
                 sfa=snapshot["sfa"] if snapshot else None,
+                nearly_mono_per_neuron=nearly,
             )
         )
     return runs
@@ -325,7 +326,8 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             else:
                 heatmaps.append(figures.empty_figure("", "Fewer than three values"))
         finished = {m["id"] for m in metas if m["status"] in ("done", "stopped")}  # results, not work in progress
-        rows = [{field: r.value, "seed": r.seed, "final_loss": r.final_loss, "mono_ratio": r.mono_per_feature}
+        rows = [{field: r.value, "seed": r.seed, "final_loss": r.final_loss, "mono_ratio": r.mono_per_feature,
+                 "mean_bias": None if r.bias is None else float(np.mean(r.bias))}
                 for r, meta in zip(runs, metas) if meta["id"] in finished]
         return [
             sweep_figures.training_panels(runs, field),

@@ -69,7 +69,7 @@ def test_cli_sweep_end_to_end(tmp_path):
     assert summary["field"] == "init_bias" and summary["jobs"] == 1 and len(summary["runs"]) == 2
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert [float(r["init_bias"]) for r in rows] == [0.0, -1.0]
-    assert {"final_loss", "mono_ratio", "mean_bias", "dead_neurons"} <= set(rows[0])
+    assert {"final_loss", "mono_ratio", "nearly_mono_neurons", "mean_bias", "dead_neurons"} <= set(rows[0])
     record = torch.load(out / rows[1]["file"], weights_only=True)
     assert record["initial_bias"] == -1.0 and record["log2_training_steps"] == 6
 

@@ -10,7 +10,7 @@ def run(value: float, seed: int = 0, mono: float = 0.1) -> sf.SweepRun:
     return sf.SweepRun(value=value, seed=seed, loss_steps=steps, losses=np.linspace(1, 0.3, 100),
                        point_steps=np.array([50, 100]), mono=np.array([0.0, mono]), mean_bias=np.array([-1.0, -0.5]),
                        final_loss=0.3, mono_per_feature=mono, mono_per_neuron=mono / 2, dead=0,
-                       bias=np.array([0.3, -0.2, 0.1]), sfa=np.eye(3))
+                       bias=np.array([0.3, -0.2, 0.1]), sfa=np.eye(3), nearly_mono_per_neuron=mono)
 
 
 def test_learning_rates_get_log_spaced_colours():
@@ -34,12 +34,18 @@ def test_training_panels_one_legend_entry_per_value_and_reference_line():
     assert any(shape.y0 == 1.0 for shape in fig.layout.shapes)
 
 
-def test_mono_against_value_has_band_only_with_repeated_seeds():
+def test_results_against_value_pair_mono_with_the_final_loss_and_band_only_with_repeated_seeds():
     single = sf.metric_vs_value([run(0.0, mono=0.1), run(-1.0, mono=0.5)], "init_bias")
-    assert len(single.data) == 2 and list(single.data[0].x) == [-1.0, 0.0]
+    names = [t.name for t in single.data]
+    assert names == ["mono neurons / N (per feature)", "mono neurons / k (per neuron)", "r > 0.9 neurons / k",
+                     "final loss"]
+    assert list(single.data[0].x) == [-1.0, 0.0] and list(single.data[0].y) == [0.5, 0.1]
+    assert single.data[3].xaxis == "x2" and list(single.data[3].y) == [0.3, 0.3]  # the loss in its own panel
     repeated = sf.metric_vs_value([run(0.0, 0, 0.1), run(0.0, 1, 0.3), run(-1.0, 0, 0.5)], "init_bias")
-    assert len(repeated.data) == 4 and repeated.data[0].fill == "toself"
+    assert len(repeated.data) == 8 and repeated.data[0].fill == "toself"
     assert repeated.layout.yaxis.rangemode == "tozero"  # a ratio: no negative half of an axis
+    unknown = [dataclasses.replace(run(v), nearly_mono_per_neuron=None) for v in (0.0, -1.0)]
+    assert "r > 0.9 neurons / k" not in [t.name for t in sf.metric_vs_value(unknown, "init_bias").data]
 
 
 def test_mono_against_value_before_any_snapshot_says_so():
@@ -55,6 +61,10 @@ def test_sorted_biases_and_parallel_coordinates():
             {"lr": 0.03, "seed": 0, "final_loss": 0.25, "mono_ratio": 0.2}]
     labels = [d.label for d in sf.parallel_coordinates(rows, ["lr", "seed"]).data[0].dimensions]
     assert labels == ["lr", "final_loss", "mono_ratio"]  # the constant seed axis is dropped
+    rows = [{**row, "mean_bias": bias} for row, bias in zip(rows, (-0.1, -0.4))]
+    dims = sf.parallel_coordinates(rows, ["lr", "seed"]).data[0].dimensions
+    assert [d.label for d in dims] == ["lr", "mean_bias", "final_loss", "mono_ratio"]
+    assert list(dims[1]["values"]) == [-0.1, -0.4]
 
 
 def test_training_panels_of_queued_runs_say_they_are_queued():
