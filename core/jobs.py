@@ -40,6 +40,11 @@ class UnknownRun(KeyError):
     """No run with that id."""
 
 
+class JobLost(RuntimeError):
+    """The job is no longer this worker's: it went silent past the heartbeat timeout and the job was given to
+    another (or queued for one). Whatever it would publish now would interleave with the new worker's."""
+
+
 class InvalidConfig(ValueError):
     def __init__(self, errors: dict[str, str]):
         super().__init__("; ".join(errors.values()))
@@ -290,7 +295,7 @@ class Lab:
                 job = self.store.get(f"job/{job_id}")
                 if job is None or not job["runs"]:
                     continue
-                job.update(worker=worker.as_dict(), heartbeat=now(), control=None)
+                job.update(worker=worker.as_dict(), heartbeat=now())  # a stop asked of a lost worker stays
                 self.store.set(f"job/{job_id}", job)
                 self.store.set("queue", queue)
                 for run_id in job["runs"]:
@@ -314,7 +319,7 @@ class Lab:
             if job_id not in queue and not orphaned:
                 return None
             self.store.set("queue", [j for j in queue if j != job_id])
-            job.update(worker=worker.as_dict(), heartbeat=now(), control=None)
+            job.update(worker=worker.as_dict(), heartbeat=now())  # a stop asked of a lost worker stays
             self.store.set(f"job/{job_id}", job)
             for run_id in job["runs"]:
                 meta = self.store.get(f"meta/{run_id}")
@@ -326,22 +331,38 @@ class Lab:
                     self.store.set(f"meta/{run_id}", meta)
             return job
 
-    def heartbeat(self, job_id: str) -> dict[str, Any] | None:
-        """Record that the job's worker is alive; return the job (with its control flag), None if deleted."""
+    def check_owner(self, job_id: str, worker: WorkerId) -> dict[str, Any] | None:
+        """The job (None if deleted); raises JobLost if another worker, or none, holds it now. Call inside a
+        transaction with what the worker then writes."""
+        job = self.store.get(f"job/{job_id}")
+        if job is not None and job.get("worker") != worker.as_dict():
+            raise JobLost(f"job {job_id} was handed on after its worker {worker.as_dict()} went silent")
+        return job
+
+    def heartbeat(self, job_id: str, worker: WorkerId) -> dict[str, Any] | None:
+        """Record that the job's worker is alive; return the job (with its control flag), None if deleted.
+        Raises JobLost if the job is no longer this worker's."""
         with self.store.transaction():
-            job = self.store.get(f"job/{job_id}")
+            job = self.check_owner(job_id, worker)
             if job is not None:
                 job["heartbeat"] = now()
                 self.store.set(f"job/{job_id}", job)
         return job
 
-    def release(self, job_id: str, status: str, **fields: Any) -> None:
-        """The worker lets go of a job, leaving its runs in `status`."""
+    def release(self, job_id: str, status: str, worker: WorkerId | None = None, **fields: Any) -> None:
+        """The worker lets go of a job, leaving its runs in `status`; a `worker` that no longer holds the job
+        changes nothing. A stop or pause asked for while the job was running is kept when the job goes back to
+        the queue (its worker was lost, or shut down): pause leaves it paused, stop reaches the next worker."""
         with self.store.transaction():
             job = self.store.get(f"job/{job_id}")
-            if job is None:
+            if job is None or (worker is not None and job.get("worker") != worker.as_dict()):
                 return
-            job.update(worker=None, control=None)
+            pending = job.get("control") if status == "queued" else None
+            if pending == "pause":
+                status = "paused"
+                if "note" in fields:
+                    fields["note"] = f"paused at step {self._checkpoint_step(job_id)}, its last checkpoint"
+            job.update(worker=None, control="stop" if pending == "stop" else None)
             self.store.set(f"job/{job_id}", job)
             live = [r for r in job["runs"] if self.store.get(f"meta/{r}", {}).get("status") == "running"]
             self._set_status(live, status, **fields)

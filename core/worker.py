@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from core.config import RunConfig
-from core.jobs import Lab, WorkerId
+from core.jobs import JobLost, Lab, WorkerId
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
 from core.store import DiskStore, now
@@ -80,8 +80,9 @@ class JobRunner:
     """Trains one claimed job, publishing snapshots and honouring control flags between steps."""
 
     def __init__(self, lab: Lab, job_id: str, run_ids: list[str], shutdown: Any,
-                 checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS):
+                 checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS, worker: WorkerId | None = None):
         self.checkpoint_seconds = checkpoint_seconds
+        self.worker = worker or WorkerId.here()  # who claimed the job: every write checks it still holds it
         self.lab, self.store = lab, lab.store
         self.job_id, self.run_ids = job_id, list(run_ids)
         self.shutdown = shutdown  # has is_set(): True once the worker is asked to exit
@@ -134,6 +135,7 @@ class JobRunner:
         buffer = io.BytesIO()
         torch.save(self.trainer.state_dict(), buffer)
         with self.store.transaction():
+            self.lab.check_owner(self.job_id, self.worker)
             self.store.set(f"ckpt/{self.job_id}", buffer.getvalue())
             self.store.set(f"ckpt_step/{self.job_id}", self.trainer.step)
         self.last_checkpoint = time.monotonic()
@@ -146,6 +148,7 @@ class JobRunner:
         eta = (trainer.steps - trainer.step) / sps if sps else None
         live = 0
         with self.store.transaction():
+            self.lab.check_owner(self.job_id, self.worker)
             for r, run_id in enumerate(self.run_ids):
                 meta = self.store.get(f"meta/{run_id}")
                 if meta is None or meta["status"] != "running":
@@ -200,10 +203,21 @@ class JobRunner:
 
     # --- the loop ---
     def run(self) -> None:
+        """Train to the end or to a control; a worker that finds its job handed on (JobLost) just lets go."""
+        try:
+            self._train()
+        except JobLost as lost:
+            log.warning("%s: this worker stops training it", lost)
+
+    def _release(self, status: str, **fields: Any) -> None:
+        self.lab.release(self.job_id, status, worker=self.worker, **fields)
+
+    def _train(self) -> None:
         trainer = self.trainer
         every = self.configs[0].snapshot_every
         steps_per_check = 1
-        last_control = last_snapshot = time.monotonic()
+        last_snapshot = time.monotonic()
+        last_control = -math.inf  # look at once: a job handed on from a lost worker may carry its stop
         while trainer.step < trainer.steps:
             t0 = time.perf_counter()
             trainer.advance(min(steps_per_check, every - trainer.step % every))
@@ -216,12 +230,12 @@ class JobRunner:
             if at_boundary or clock - last_snapshot >= SNAPSHOT_EVERY_SECONDS:
                 last_snapshot = clock
                 if not self._publish():
-                    return self.lab.release(self.job_id, "stopped", finished=now())
+                    return self._release("stopped", finished=now())
                 if clock - self.last_checkpoint >= self.checkpoint_seconds:
                     self._checkpoint()
             if clock - last_control >= CONTROL_EVERY:
                 last_control = clock
-                job = self.lab.heartbeat(self.job_id)
+                job = self.lab.heartbeat(self.job_id, self.worker)
                 action = "stop" if job is None or not job["runs"] else job["control"]
                 if self.shutdown.is_set():
                     action = "shutdown"
@@ -229,7 +243,7 @@ class JobRunner:
                     return self._interrupt(action, job)
         self._publish()
         self._save_run_files()
-        self.lab.release(self.job_id, "done", finished=now())
+        self._release("done", finished=now())
         self.store.delete(f"ckpt/{self.job_id}")
 
     def _interrupt(self, action: str, job: dict[str, Any] | None) -> None:
@@ -240,11 +254,11 @@ class JobRunner:
         self._checkpoint()
         if action == "stop" or not live:
             self._save_run_files()
-            self.lab.release(self.job_id, "stopped", finished=now())
+            self._release("stopped", finished=now())
         elif action == "pause":
-            self.lab.release(self.job_id, "paused")
-        else:  # the app is shutting down: queue the job again to resume on the next start
-            self.lab.release(self.job_id, "queued", note=f"paused by shutdown at step {self.trainer.step}")
+            self._release("paused")
+        else:  # the worker is shutting down: queue the job again, for the next start or another worker
+            self._release("queued", note=f"paused by shutdown at step {self.trainer.step}")
 
 
 class StopRequest:
@@ -284,10 +298,10 @@ def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPO
         job_id, job = claimed
         log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
         try:
-            JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds).run()
+            JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds, worker=me).run()
         except Exception as err:  # a failing run must not take the worker down
             log.error("job %s failed: %s", job_id, traceback.format_exc())
-            lab.release(job_id, "failed", error=f"{type(err).__name__}: {err}", finished=now())
+            lab.release(job_id, "failed", worker=me, error=f"{type(err).__name__}: {err}", finished=now())
 
 
 def default_threads(workers: int) -> int:

@@ -76,3 +76,23 @@ def test_killed_worker_process_does_not_lose_the_run(cluster):
     wait_until(lambda: status(lab, run_id) == "done", timeout=180, message="the run to finish after the kill")
     assert "resumed" in (lab.get(run_id)["note"] or "")
     assert np.array_equal(lab.history(run_id)["loss_steps"], np.arange(1, config.steps + 1))
+
+
+def test_shutting_a_worker_down_checkpoints_its_run_for_another(cluster):
+    """Ctrl-C or SIGTERM on a worker: its run checkpoints and waits for the next worker (a warm shutdown used to
+    wait for the whole job to end, hours at paper scale)."""
+    lab, start_worker = cluster
+    first = start_worker("w1")
+    run_id = lab.submit(SMALL.replace(steps=200_000, snapshot_every=500))
+    wait_until(lambda: lab.get(run_id)["step"] > 0, timeout=60, message="training on the worker")
+    first.process.send_signal(signal.SIGTERM)
+    first.process.wait(timeout=30)
+    meta = lab.get(run_id)
+    assert meta["status"] == "queued" and "paused by shutdown at step" in meta["note"]
+    paused_at = meta["step"]
+    start_worker("w2")
+    wait_until(lambda: lab.get(run_id)["step"] > paused_at + 500, timeout=60, message="resumed on the next worker")
+    lab.stop(run_id)
+    wait_until(lambda: status(lab, run_id) == "stopped", timeout=10, message="stop")
+    steps = lab.get(run_id)["step"]
+    assert np.array_equal(lab.history(run_id)["loss_steps"], np.arange(1, steps + 1))

@@ -1,7 +1,7 @@
 import math
 
 from core.config import FIELDS, RunConfig, config_from_dict, memory_budget_bytes, memory_budget_problem
-from core.presets import PAPER_BATCHES, PRESETS, QUICK_STEPS
+from core.presets import PAPER_BATCHES, PRESETS, QUICK_DECAY_SCALE, QUICK_PRESETS, QUICK_STEPS
 
 
 def test_defaults_are_valid():
@@ -78,12 +78,15 @@ def test_presets_valid_and_paper_batches_complete():
     assert PAPER_BATCHES["LR5"].base.n_neurons == 2048 and PAPER_BATCHES["LR5"].base.task == "abs"
 
 
-def test_quick_twin_keeps_decay_times_lr_times_steps():
-    paper = PAPER_BATCHES["LR3"]
-    quick = paper.quick()
-    assert quick.base.steps == QUICK_STEPS
-    assert math.isclose(quick.base.bias_decay * quick.base.steps, paper.base.bias_decay * paper.base.steps)
-    assert all(not c.validate() for c in quick.configs())
+def test_quick_twins_take_the_decay_the_quick_presets_are_calibrated_with():
+    """LR3's twin at lr 0.01 is quick-negative-bias, the preset the science test trains (with decay x16, for
+    decay * lr * steps as in the paper, the twins showed no bias effect at all)."""
+    quick = PAPER_BATCHES["LR3"].quick()
+    assert quick.base.steps == QUICK_STEPS and all(not c.validate() for c in quick.configs())
+    assert quick.base.replace(lr=0.01) == QUICK_PRESETS["quick-negative-bias"].config
+    assert PAPER_BATCHES["LR1"].quick().base.replace(lr=0.01) == QUICK_PRESETS["quick-zero-bias"].config
+    decays = PAPER_BATCHES["D1"]
+    assert decays.quick().values == tuple(QUICK_DECAY_SCALE * v for v in decays.values)
 
 
 def test_only_plain_decimal_text_is_a_number():

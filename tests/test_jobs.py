@@ -234,3 +234,64 @@ def test_a_snapshot_being_rewritten_never_reads_as_missing(tmp_path):
         writer.join(10)
     assert None not in steps
     assert store.get("nothing here", "absent") == "absent"
+
+
+def hand_on_after_silence(lab: Lab, job_id: str) -> list[str]:
+    """What the supervisor does once a job's worker has sent no heartbeat for longer than the timeout."""
+    from core.jobs import HEARTBEAT_TIMEOUT
+    from core.store import now
+
+    job = lab.store.get(f"job/{job_id}")
+    lab.store.set(f"job/{job_id}", {**job, "heartbeat": now() - 2 * HEARTBEAT_TIMEOUT})
+    return lab.recover()
+
+
+def test_a_worker_that_went_silent_lets_go_once_its_job_is_handed_on(tmp_path):
+    """A stalled machine that wakes up must not train on beside the worker now holding its job: both published
+    into one history (steps duplicated, snapshots out of order)."""
+    from core.jobs import JobLost, WorkerId
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(SMALL)
+    stalled, successor = WorkerId("machine-a", 11), WorkerId("machine-b", 22)
+    job_id, _ = lab.claim(stalled)
+    stale = JobRunner(lab, job_id, [run_id], threading.Event(), worker=stalled)
+    stale.trainer.advance(50)
+    stale._publish()
+    assert hand_on_after_silence(lab, job_id) == [run_id]
+    assert lab.claim(successor)[0] == job_id
+
+    stale.run()  # wakes up: it finds the job handed on and writes nothing more
+    meta = lab.get(run_id)
+    assert meta["status"] == "running" and meta["trained_by"] == successor.as_dict() and meta["step"] == 50
+    with pytest.raises(JobLost):
+        stale._publish()
+    stale._release("done")
+    assert status(lab, run_id) == "running"
+
+    JobRunner(lab, job_id, [run_id], threading.Event(), worker=successor).run()
+    assert status(lab, run_id) == "done"
+    assert_continuous_history(lab, run_id, SMALL.steps)
+
+
+@pytest.mark.parametrize("control, ends", [("stop", "stopped"), ("pause", "paused")])
+def test_a_stop_or_pause_asked_of_a_lost_worker_is_kept(tmp_path, control, ends):
+    """Asked while the worker had gone silent, it used to be dropped when the job was requeued: the run trained on."""
+    from core.jobs import WorkerId
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(LONG)
+    job_id, _ = lab.claim(WorkerId("machine-a", 11))
+    getattr(lab, control)(run_id)
+    hand_on_after_silence(lab, job_id)
+    if control == "pause":
+        assert status(lab, run_id) == "paused" and "paused at step 0" in lab.get(run_id)["note"]
+        return
+    assert status(lab, run_id) == "queued"  # the stop goes to the next worker, which has the checkpoint
+    successor = WorkerId("machine-b", 22)
+    assert lab.claim(successor)[0] == job_id
+    JobRunner(lab, job_id, [run_id], threading.Event(), worker=successor).run()
+    meta = lab.get(run_id)
+    assert meta["status"] == ends and meta["step"] < 1000 and lab.run_file(run_id) is not None
