@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget_problem = memory_budget_problem()
     if budget_problem:
         parser.error(budget_problem)
+    if args.backend == "celery":
+        from core.redis_store import redis_problem
+
+        problem = redis_problem(args.redis_url)
+        if problem:
+            parser.error(problem)
     return args
 
 
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
         lab = lab_for(args.redis_url, max_queued=args.max_queued)
         supervisor = Supervisor(lab).start()
-        where = f"Redis {args.redis_url}; start workers with: celery -A core.distributed worker"
+        where = (f"Redis {args.redis_url}; start workers with: LAB_REDIS_URL={args.redis_url} "
+                 ".venv/bin/celery -A core.distributed worker --concurrency 1 -Q lab")
     else:
         pool = WorkerPool(args.data_dir, workers=args.workers, threads=args.threads) if args.workers else None
         lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued, local_workers=True)

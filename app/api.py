@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -11,12 +12,15 @@ from werkzeug.exceptions import HTTPException
 from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown
 from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun
 from core.presets import PRESETS
+from core.redis_store import UNREACHABLE, unreachable_message
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_SINCE_DIGITS = 12
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 SUMMARY_KEYS = ("id", "label", "status", "step", "steps", "loss", "mono_ratio", "mean_bias", "lr", "eta_seconds",
-                "device", "error", "created", "job")
+                "device", "error", "note", "created", "job")
 
 
 def run_summary(meta: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +118,14 @@ def register_api(server: Flask, lab: Lab) -> None:
         return error(err.code or 500, err.description or err.name)
 
     server.register_error_handler(HTTPException, json_http_error)
+
+    def store_unreachable(err: Exception) -> tuple[Response, int]:
+        """Redis away: a clear 503 for API clients and the page's callbacks, not an internal error with a traceback."""
+        log.warning("run store unreachable: %s", err)
+        return error(503, unreachable_message(getattr(lab.store, "url", "?"), err))
+
+    for unreachable in UNREACHABLE:
+        server.register_error_handler(unreachable, store_unreachable)
 
     @server.get("/api/openapi.json")
     def api_openapi() -> Response:

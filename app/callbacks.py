@@ -31,6 +31,7 @@ from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.config import RunConfig
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_for
 from core.presets import PRESETS
+from core.redis_store import UNREACHABLE, unreachable_message
 
 FIELD_VALUES = [Input(field_id(n), "value") for n in FIELD_NAMES]
 ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "duplicate": "Duplicate", "delete": "Delete"}
@@ -69,10 +70,12 @@ def run_progress(meta: dict[str, Any]) -> float:
 
 
 def run_facts(meta: dict[str, Any]) -> str:
+    """The row's progress line; a note says why its step went back or it waits again (worker lost, shut down)."""
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     return (f"step {meta['step']:,} / {meta['steps']:,}" + (f" · ETA {eta}" if eta else "")
             + (f" · loss {meta['loss']:.4f}" if meta["loss"] is not None else "")
-            + (f" · {meta['device']}" if meta.get("device") else ""))
+            + (f" · {meta['device']}" if meta.get("device") else "")
+            + (f" · {meta['note']}" if meta.get("note") else ""))
 
 
 def run_list_update(runs: list[dict[str, Any]], selected: str | None, shown: list | None) -> tuple[Any, list]:
@@ -235,16 +238,24 @@ def register_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(Output({"type": "run-progress", "run": ALL}, "value"),
                   Output({"type": "run-facts", "run": ALL}, "children"), Output("store-usage", "children"),
+                  Output("store-problem", "children"),
                   Input("tick", "n_intervals"), State({"type": "run-progress", "run": ALL}, "value"),
-                  State({"type": "run-facts", "run": ALL}, "children"), State("store-usage", "children"))
-    def refresh_run_rows(_tick: int, progress_now: list[Any], facts_now: list[Any],
-                         usage_now: str | None) -> tuple[Any, Any, Any]:
-        metas = {m["id"]: m for m in lab.list()}
+                  State({"type": "run-facts", "run": ALL}, "children"), State("store-usage", "children"),
+                  State("store-problem", "children"))
+    def refresh_run_rows(_tick: int, progress_now: list[Any], facts_now: list[Any], usage_now: str | None,
+                         problem_now: Any) -> tuple[Any, Any, Any, Any]:
         run_ids = [output["id"]["run"] for output in ctx.outputs_list[0]]
+        try:
+            metas = {m["id"]: m for m in lab.list()}
+            volume = lab.store.volume_bytes()
+        except UNREACHABLE as err:  # the rows keep what they last showed
+            unchanged = [no_update] * len(run_ids)
+            message = unreachable_message(getattr(lab.store, "url", "?"), err)
+            return unchanged, unchanged, no_update, alert(message, "danger")
         progress, facts = row_updates(run_ids, metas, progress_now, facts_now)
         runs = f"{len(metas)} run" + ("" if len(metas) == 1 else "s")
-        usage = f"{runs} · store {lab.store.volume_bytes() / 2**20:.1f} MiB" if metas else ""
-        return progress, facts, (no_update if usage == usage_now else usage)
+        usage = f"{runs} · store {volume / 2**20:.1f} MiB" if metas else ""
+        return progress, facts, (no_update if usage == usage_now else usage), (None if problem_now else no_update)
 
     @app.callback(Output("selected-run", "data", allow_duplicate=True),
                   Input({"type": "run-select", "run": ALL}, "n_clicks"), prevent_initial_call=True)

@@ -97,6 +97,7 @@ def controls_column() -> html.Div:
             html.Div(id="submit-message"),
             comparison_starter(),
             html.H5("Runs", className="mt-3"),
+            html.Div(id="store-problem"),  # the run store (Redis) out of reach: said here, not an empty list
             html.Div(id="run-list", className="run-list"),
             html.Div(id="store-usage", className="small text-muted mt-2"),
         ]

@@ -62,6 +62,32 @@ def _from_json(value: Any) -> Any:
     return value
 
 
+# Redis gone away (stopped, restarting, unreachable): the app answers 503 and says so on the page.
+UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def unreachable_message(url: str, err: Exception) -> str:
+    reason = str(err).rstrip(". ")
+    return (f"the run store (Redis at {url}) cannot be reached: {reason}. Runs are kept in Redis; once it is back "
+            "the page and the workers go on")
+
+
+def redis_problem(url: str) -> str | None:
+    """Why the app cannot use Redis at `url` (a malformed URL, no server, a database it lacks), else None."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    except ValueError as err:
+        return f"--redis-url must be redis://HOST:PORT/DB, rediss://... or unix://PATH, got {url!r} ({err})"
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as err:
+        return (f"--redis-url: cannot use Redis at {url}: {err} (start it first: README, 'Running on several "
+                "machines')")
+    finally:
+        client.close()
+    return None
+
+
 class RedisStore:
     """Key-value operations the jobs layer needs, on a Redis database (`redis://host:port/db`)."""
 

@@ -96,3 +96,39 @@ def test_shutting_a_worker_down_checkpoints_its_run_for_another(cluster):
     wait_until(lambda: status(lab, run_id) == "stopped", timeout=10, message="stop")
     steps = lab.get(run_id)["step"]
     assert np.array_equal(lab.history(run_id)["loss_steps"], np.arange(1, steps + 1))
+
+
+@pytest.mark.parametrize("url, says", [("foo", "--redis-url must be redis://"), ("UNUSED_PORT", "cannot use Redis at"),
+                                       ("DB_99", "DB index is out of range")])
+def test_the_app_refuses_a_redis_it_cannot_use_at_start(tmp_path, url, says):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.servers import free_port
+
+    server = RedisServer(tmp_path) if url == "DB_99" else None
+    try:
+        url = {"UNUSED_PORT": f"redis://127.0.0.1:{free_port()}/0",
+               "DB_99": server and server.url.rsplit("/", 1)[0] + "/99"}.get(url, url)
+        result = subprocess.run([sys.executable, "run_app.py", "--backend", "celery", "--redis-url", url,
+                                 "--port", str(free_port())], cwd=Path(__file__).resolve().parents[1],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        if server:
+            server.stop()
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_api_says_when_redis_is_gone(tmp_path):
+    from app import create_app
+
+    server = RedisServer(tmp_path)
+    lab = lab_for(server.url)
+    run_id = lab.submit(SMALL)
+    client = create_app(lab).server.test_client()
+    assert client.get(f"/api/runs/{run_id}").status_code == 200
+    server.stop()
+    gone = client.get(f"/api/runs/{run_id}")
+    assert gone.status_code == 503 and "cannot be reached" in gone.get_json()["error"]
+    assert server.url in gone.get_json()["error"]

@@ -30,3 +30,9 @@ def test_a_new_status_or_selection_rebuilds_the_list():
 
 def test_a_row_whose_run_is_gone_keeps_what_it_shows_until_the_list_is_rebuilt():
     assert row_updates(["gone"], {}, [40.0], ["step 1"]) == ([no_update], [no_update])
+
+
+def test_a_run_handed_on_after_its_worker_was_lost_says_so_in_its_row():
+    requeued = {**meta("a", 2560, "queued"), "note": "interrupted; resumed from step 2560"}
+    assert run_facts(requeued).endswith(" · interrupted; resumed from step 2560")
+    assert "·" not in run_facts({**meta("a", 0, "queued"), "loss": None, "device": None, "note": None})
