@@ -274,6 +274,7 @@ class Lab:
                 if self._unqueue(job_id) or job["worker"] is None:
                     self.store.delete(f"job/{job_id}")
                     self.store.delete(f"ckpt/{job_id}")
+                    self.store.delete(f"ckpt_step/{job_id}")
                 else:
                     job["control"] = "stop"
                     self.store.set(f"job/{job_id}", job)
@@ -368,9 +369,11 @@ class Lab:
             self._set_status(live, status, **fields)
             if status == "queued":
                 self.store.set("queue", [job_id] + self.store.get("queue", []))
+            if not job["runs"] or status in ("done", "stopped"):  # nothing left to resume (a failed job keeps its
+                self.store.delete(f"ckpt/{job_id}")               # last good checkpoint)
+                self.store.delete(f"ckpt_step/{job_id}")
             if not job["runs"]:
                 self.store.delete(f"job/{job_id}")
-                self.store.delete(f"ckpt/{job_id}")
         if status == "queued":
             self.dispatch(job_id)
 

@@ -295,3 +295,5 @@ def test_a_stop_or_pause_asked_of_a_lost_worker_is_kept(tmp_path, control, ends)
     JobRunner(lab, job_id, [run_id], threading.Event(), worker=successor).run()
     meta = lab.get(run_id)
     assert meta["status"] == ends and meta["step"] < 1000 and lab.run_file(run_id) is not None
+    # a stopped run cannot be resumed: its checkpoint (megabytes at paper scale) is not kept
+    assert lab.store.get(f"ckpt/{job_id}") is None and lab.store.get(f"ckpt_step/{job_id}") is None
