@@ -93,35 +93,53 @@ def band(values: list[float], ys: list[float]) -> tuple[np.ndarray, np.ndarray, 
     return xs, mean, lo, hi
 
 
-def metric_vs_value(runs: list[SweepRun], field: str) -> go.Figure:
+# One colour per sweep when several are overlaid; the metric is then told by the dash.
+SWEEP_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
+# (legend name, SweepRun attribute, panel, colour alone, dash)
+RESULT_SERIES = (("mono neurons / N (per feature)", "mono_per_feature", 1, "#1f77b4", "solid"),
+                 ("mono neurons / k (per neuron)", "mono_per_neuron", 1, "#ff7f0e", "dash"),
+                 ("r > 0.9 neurons / k", "nearly_mono_per_neuron", 1, "#2ca02c", "dot"),
+                 ("final loss", "final_loss", 2, "#2a3f5f", "solid"))
+
+
+def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
+                    others: list[tuple[str, list[SweepRun]]] = ()) -> go.Figure:
     """Mono ratios (per feature, per neuron, and r > 0.9 per neuron) and the final loss against the swept value:
-    the paper's claims pair the two ("more monosemantic, at slightly lower loss"). Mean over seeds, min-max band."""
-    runs = [r for r in runs if r.mono_per_feature is not None]
-    if not runs:
+    the paper's claims pair the two ("more monosemantic, at slightly lower loss"). Mean over seeds, min-max band.
+
+    `others`: further sweeps of the same field, (label, runs) each, drawn over it in their own colours (the
+    paper's key figure sets LR1, zero bias, beside LR3, bias -1 with decay)."""
+    groups = [(name, [r for r in group if r.mono_per_feature is not None]) for name, group in [(label, runs), *others]]
+    groups = [(name, group) for name, group in groups if group]
+    if not groups:
         return empty_figure("Results against the swept value", "Available once runs have snapshots")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Monosemanticity", "Final loss (last 5% of steps)"))
-    values = [r.value for r in runs]
-    banded = len(set(r.seed for r in runs)) > 1
-    series = [
-        ("mono neurons / N (per feature)", [r.mono_per_feature for r in runs], "#1f77b4", "solid", 1),
-        ("mono neurons / k (per neuron)", [r.mono_per_neuron for r in runs], "#ff7f0e", "solid", 1),
-        ("r > 0.9 neurons / k", [r.nearly_mono_per_neuron for r in runs], "#2ca02c", "dash", 1),
-        ("final loss", [r.final_loss for r in runs], "#2a3f5f", "solid", 2),
-    ]
-    for name, ys, colour, dash, col in series:
-        if all(y is None for y in ys):
-            continue
-        xs, mean, lo, hi = band(values, ys)
-        if banded:
-            fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                                     fill="toself", fillcolor=colour, opacity=0.2, line={"width": 0},
-                                     hoverinfo="skip", showlegend=False), row=1, col=col)
-        fig.add_trace(go.Scatter(x=xs, y=mean, mode="lines+markers", name=name, showlegend=col == 1,
-                                 line={"color": colour, "dash": dash}), row=1, col=col)
-    use_log = field in LOG_SCALED and all(v > 0 for v in values)
+    overlaid = len(groups) > 1
+    for g, (name, group) in enumerate(groups):
+        values = [r.value for r in group]
+        banded = len(values) > len(set(values))  # repeats of a value (seeds); a sweep's values have seeds of their own
+        for series, attr, col, alone, dash in RESULT_SERIES:
+            ys = [getattr(r, attr) for r in group]
+            if all(y is None for y in ys):
+                continue
+            colour = SWEEP_COLOURS[g % len(SWEEP_COLOURS)] if overlaid else alone
+            xs, mean, lo, hi = band(values, ys)
+            if banded:
+                fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                                         fill="toself", fillcolor=colour, opacity=0.15 if overlaid else 0.2,
+                                         line={"width": 0}, hoverinfo="skip", showlegend=False), row=1, col=col)
+            # the loss's colour is its sweep's (overlaid) or explained by the panel's title: no legend entry
+            fig.add_trace(go.Scatter(x=xs, y=mean, mode="lines+markers", showlegend=col == 1,
+                                     name=f"{name}: {series}" if overlaid else series,
+                                     line={"color": colour, "dash": dash}), row=1, col=col)
+    all_values = [r.value for _, group in groups for r in group]
+    use_log = field in LOG_SCALED and all(v > 0 for v in all_values)
+    title = (f"Results against {field}: " + " vs ".join(name for name, _ in groups) if overlaid
+             else f"Results against {field}") + " (mean, min-max over seeds)"
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
-                      title={"text": f"Results against {field} (mean, min-max over seeds)", "font": {"size": 14}},
-                      legend={"x": 0.01, "y": 0.98, "bgcolor": "rgba(255,255,255,0.7)"})
+                      title={"text": title, "font": {"size": 14}},
+                      # beside the panels: inside, its entries (six when two sweeps are overlaid) hid the curves
+                      legend={"x": 1.02, "y": 1.0, "xanchor": "left", "yanchor": "top"})
     fig.update_xaxes(**AXIS_STYLE, title_text=field, **({"type": "log"} if use_log else {}))
     fig.update_yaxes(**AXIS_STYLE)
     fig.update_yaxes(title_text="mono ratio", rangemode="tozero", row=1, col=1)

@@ -20,7 +20,7 @@ from core.sweep import MAX_SEEDS, Sweep, preset_sweep, value_label
 HEATMAPS = 3
 # Each figure's title and message while no sweep is shown, in update_sweep's order of outputs.
 SWEEP_BLANKS = ([("Training, coloured by the swept value", "Start a sweep, or choose one above"),
-                 ("Mono ratio against the swept value", ""), ("Final biases, sorted", "")]
+                 ("Results against the swept value", ""), ("Final biases, sorted", "")]
                 + [("Single-feature activations", "")] * HEATMAPS + [("Runs: config against results", "")])
 
 
@@ -93,14 +93,11 @@ def sweep_layout() -> html.Div:
             html.Div(id="sweep-cost", className="small text-muted"),  # the sweep as typed: runs, jobs, time
             html.Div(id="sweep-message", className="mt-2"),
             dcc.Dropdown(id="sweep-select", placeholder="Choose a sweep to view...", className="my-2"),
+            dcc.Dropdown(id="sweep-overlay", multi=True, className="mb-2",
+                         placeholder="Overlay other sweeps of the same field on the results (LR1 beside LR3: the "
+                                     "paper's bias effect at every learning rate)..."),
             graph("sweep-panels", 340, *SWEEP_BLANKS[0]),
-            dbc.Row(
-                [
-                    dbc.Col(graph("sweep-mono-vs-value", 320, *SWEEP_BLANKS[1]), md=6),
-                    dbc.Col(graph("sweep-biases", 320, *SWEEP_BLANKS[2]), md=6),
-                ],
-                className="g-2 mt-1",
-            ),
+            graph("sweep-mono-vs-value", 340, *SWEEP_BLANKS[1]),
             dbc.Row(
                 [
                     dbc.Col(graph(f"sweep-heatmap-{i}", 420, *SWEEP_BLANKS[3 + i]), md=4)
@@ -108,7 +105,13 @@ def sweep_layout() -> html.Div:
                 ],
                 className="g-2 mt-1",
             ),
-            graph("sweep-parcoords", 360, *SWEEP_BLANKS[-1]),
+            dbc.Row(
+                [
+                    dbc.Col(graph("sweep-biases", 360, *SWEEP_BLANKS[2]), md=5),
+                    dbc.Col(graph("sweep-parcoords", 360, *SWEEP_BLANKS[-1]), md=7),
+                ],
+                className="g-2 mt-1",
+            ),
         ]
     )
 
@@ -139,6 +142,13 @@ def sweep_cost(sweep: Sweep | None) -> str:
     estimate = training_time(sweep.configs())
     return (f"{runs} run{'s' if runs != 1 else ''} in {jobs} job{'s' if jobs != 1 else ''}"
             + (f": {estimate}." if estimate else "."))
+
+
+def sweep_label(sweep_id: str, sweeps: dict[str, list[dict[str, Any]]]) -> str:
+    """A sweep's name in an overlay's legend: its batch's, with its id when another sweep has the same name."""
+    name = sweeps[sweep_id][0]["sweep"]["name"] or sweep_id
+    same = [i for i, metas in sweeps.items() if metas[0]["sweep"]["name"] == name]
+    return f"{name} ({sweep_id})" if len(same) > 1 else name
 
 
 def is_sweeps(pathname: str | None) -> bool:
@@ -272,9 +282,21 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             return no_update
         return sweep_choices()
 
-    def sweep_choices() -> list[dict[str, str]]:
+    @app.callback(Output("sweep-overlay", "options"), Input("tick", "n_intervals"), Input("sweep-select", "value"),
+                  State("url", "pathname"), State("sweep-overlay", "options"))
+    def overlay_options(_tick: int, sweep_id: str | None, pathname: str | None, shown: Any) -> Any:
+        """The other sweeps of the chosen one's field: only those share its results' x axis."""
+        if not is_sweeps(pathname):
+            return no_update
+        sweeps = lab.sweeps()
+        field = sweeps[sweep_id][0]["sweep"]["field"] if sweep_id in sweeps else None
+        options = [option for option in sweep_choices(sweeps)
+                   if option["value"] != sweep_id and sweeps[option["value"]][0]["sweep"]["field"] == field]
+        return no_update if options == shown else options
+
+    def sweep_choices(sweeps: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, str]]:
         options = []
-        for sweep_id, metas in reversed(list(lab.sweeps().items())):
+        for sweep_id, metas in reversed(list((lab.sweeps() if sweeps is None else sweeps).items())):
             tag = metas[0]["sweep"]
             done = sum(m["status"] == "done" for m in metas)
             options.append(
@@ -294,26 +316,35 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Output("sweep-state", "data"),
         Input("tick", "n_intervals"),
         Input("sweep-select", "value"),
+        Input("sweep-overlay", "value"),
         State("url", "pathname"),
         State("sweep-state", "data"),
     )
-    def update_sweep(_tick: int, sweep_id: str | None, pathname: str | None, last: Any) -> list[Any]:
+    def update_sweep(_tick: int, sweep_id: str | None, overlay: list[str] | None, pathname: str | None,
+                     last: Any) -> list[Any]:
         n_out = 5 + HEATMAPS
         if not is_sweeps(pathname):
             return [no_update] * n_out
-        metas = lab.sweeps().get(sweep_id, []) if sweep_id else []
+        sweeps = lab.sweeps()
+        metas = sweeps.get(sweep_id, []) if sweep_id else []
         if not metas:  # none chosen, or its runs deleted: what it showed must not stay up
             if last == "blank":
                 return [no_update] * n_out
             return [figures.empty_figure(*blank) for blank in SWEEP_BLANKS] + ["blank"]
-        key = [sweep_id] + [(m["id"], m["step"], m["status"]) for m in metas]
+        field = metas[0]["sweep"]["field"]
+        # overlays of another field (chosen before the main sweep changed) or deleted since are left out
+        overlaid = {i: sweeps[i] for i in overlay or [] if i != sweep_id and i in sweeps
+                    and sweeps[i][0]["sweep"]["field"] == field}
+        # lists, not tuples: the key comes back from the browser as JSON
+        key = [[i, [[m["id"], m["step"], m["status"]] for m in group]]
+               for i, group in [(sweep_id, metas), *overlaid.items()]]
         if key == last and ctx.triggered_id == "tick":
             return [no_update] * n_out
         try:
             runs = sweep_runs(lab, metas)
+            others = [(sweep_label(i, sweeps), sweep_runs(lab, group)) for i, group in overlaid.items()]
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
             return [no_update] * n_out
-        field = metas[0]["sweep"]["field"]
         values = sorted({r.value for r in runs})
         chosen = [values[0], values[len(values) // 2], values[-1]] if len(values) >= 3 else values
         heatmaps = []
@@ -331,7 +362,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
                 for r, meta in zip(runs, metas) if meta["id"] in finished]
         return [
             sweep_figures.training_panels(runs, field),
-            sweep_figures.metric_vs_value(runs, field),
+            sweep_figures.metric_vs_value(runs, field, sweep_label(sweep_id, sweeps), others),
             sweep_figures.sorted_biases(runs, field),
             *heatmaps,
             sweep_figures.parallel_coordinates(rows, [field, "seed"]),

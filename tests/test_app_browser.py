@@ -31,6 +31,12 @@ def trace_lengths(dash_duo, graph_id: str) -> list[int]:
     return dash_duo.driver.execute_script(script)
 
 
+def trace_names(dash_duo, graph_id: str) -> list[str]:
+    script = (f"const el = document.querySelector('#{graph_id} .js-plotly-plot');"
+              "return (el && el._fullData) ? el._fullData.map(t => t.name) : [];")
+    return dash_duo.driver.execute_script(script)
+
+
 def top_row(dash_duo, graph_id: str):  # noqa: ANN201 (a category label or a number)
     """What the graph draws in its top row, as a person sees it."""
     script = (f"const el = document.querySelector('#{graph_id} .js-plotly-plot');"
@@ -245,6 +251,8 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
 
     base = PRESETS["demo-tiny"].config.replace(steps=600, snapshot_every=60)
     run_ids = lab.submit_sweep(Sweep(base, "init_bias", (0.0, -0.5, -1.0), name="demo"))
+    no_decay = lab.submit_sweep(Sweep(base.replace(bias_decay=0.0), "init_bias", (0.0, -1.0), name="no-decay"))
+    lab.submit_sweep(Sweep(base, "lr", (0.01, 0.02), name="lrs"))  # another field: not offered as an overlay
     dash_duo.start_server(create_app(lab))
     dash_duo.driver.set_window_size(1500, 1400)
     dash_duo.driver.get(dash_duo.server_url + "/sweeps")
@@ -261,14 +269,27 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     set_input(dash_duo, "sweep-seeds-input", "2")
     wait_until(lambda: dash_duo.find_element("#sweep-start-button").is_enabled(), timeout=10, message="Start on")
     assert dash_duo.find_element("#sweep-form-problems").text == ""
-    assert len(lab.list()) == 3
+    assert len(lab.list()) == 7
 
-    wait_until(lambda: all(lab.get(r)["status"] == "done" for r in run_ids), timeout=60, message="the sweep")
-    dash_duo.select_dcc_dropdown("#sweep-select", index=0)
+    wait_until(lambda: all(m["status"] == "done" for m in lab.list()),
+               timeout=90, message="the sweeps")
+    dash_duo.select_dcc_dropdown("#sweep-select", index=2)  # newest first: "demo"
     wait_until(lambda: len(trace_lengths(dash_duo, "sweep-panels")) == 9, timeout=20, message="training panels")
     wait_until(lambda: trace_lengths(dash_duo, "sweep-heatmap-2") == [64], timeout=20, message="three heatmaps")
     assert "init_bias=-1" in dash_duo.find_element("#sweep-heatmap-0").text
     assert len(trace_lengths(dash_duo, "sweep-biases")) == 3
+    # Another sweep of the same field drawn over the results, in its own colour: the paper's LR1-beside-LR3 figure.
+    wait_until(lambda: trace_names(dash_duo, "sweep-mono-vs-value")[:1] == ["mono neurons / N (per feature)"],
+               timeout=20, message="results against the value")
+    dash_duo.find_element("#sweep-overlay").click()
+    offered = dash_duo.find_elements(".dash-dropdown-options .dash-dropdown-option")
+    assert [e.text.split(" · ")[:2] for e in offered] == [["no-decay", "init_bias"]]
+    offered[0].click()
+    wait_until(lambda: "no-decay: mono neurons / N (per feature)" in trace_names(dash_duo, "sweep-mono-vs-value"),
+               timeout=20, message="the overlaid sweep")
+    names = trace_names(dash_duo, "sweep-mono-vs-value")
+    assert "demo: mono neurons / N (per feature)" in names
+    assert trace_lengths(dash_duo, "sweep-mono-vs-value")[names.index("no-decay: final loss")] == len(no_decay)
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "sweeps.png"))
     for run_id in run_ids:  # deleted elsewhere: the figures of a sweep that is gone do not stay up
         lab.delete(run_id)

@@ -44,6 +44,8 @@ def test_results_against_value_pair_mono_with_the_final_loss_and_band_only_with_
     repeated = sf.metric_vs_value([run(0.0, 0, 0.1), run(0.0, 1, 0.3), run(-1.0, 0, 0.5)], "init_bias")
     assert len(repeated.data) == 8 and repeated.data[0].fill == "toself"
     assert repeated.layout.yaxis.rangemode == "tozero"  # a ratio: no negative half of an axis
+    own_seeds = sf.metric_vs_value([run(0.0, 0), run(-1.0, 1000)], "init_bias")  # each value its seed: no repeats
+    assert len(own_seeds.data) == 4
     unknown = [dataclasses.replace(run(v), nearly_mono_per_neuron=None) for v in (0.0, -1.0)]
     assert "r > 0.9 neurons / k" not in [t.name for t in sf.metric_vs_value(unknown, "init_bias").data]
 
