@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from app.api_json import MAX_BODY_BYTES, error, json_body, too_large
+from app.api_sweeps import register_sweep_api
 from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown
 from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun
 from core.presets import PRESETS
@@ -16,7 +17,6 @@ from core.redis_store import UNREACHABLE, unreachable_message
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_SINCE_DIGITS = 12
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 SUMMARY_KEYS = ("id", "label", "status", "step", "steps", "loss", "mono_ratio", "mean_bias", "lr", "eta_seconds",
@@ -93,22 +93,21 @@ def openapi_spec() -> dict[str, Any]:
             "/api/runs/{id}/history": {**run_path, "get": {"summary": "losses per step and metrics per snapshot; "
                                                                       "?since=N returns only newer chunks",
                                                            "responses": ok}},
+            "/api/sweeps": {
+                "get": {"summary": "list sweeps with their runs", "responses": {"200": {"description": "sweeps"}}},
+                "post": {"summary": "queue a sweep: {preset, scale (quick|paper), field, values, seeds, shared_seed}",
+                         "responses": {"201": {"description": "{sweep, field, runs, jobs}"},
+                                       "400": {"description": "{errors: {key: message}}"},
+                                       "503": {"description": "queue full"}}},
+            },
             "/api/runs/{id}/file": {**run_path, "get": {"summary": "the run file (torch.save; load with "
                                                                    "weights_only=True)", "responses": ok}},
         },
     }
 
 
-def error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
-    return jsonify({"error": message, **extra}), code
-
-
 def register_api(server: Flask, lab: Lab) -> None:
     server.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-
-    def too_large(_err: Exception | None = None) -> tuple[Response, int]:
-        return error(413, f"request body must be under {MAX_BODY_BYTES} bytes")
-
     server.register_error_handler(413, too_large)
 
     def json_http_error(err: HTTPException) -> Any:
@@ -127,6 +126,8 @@ def register_api(server: Flask, lab: Lab) -> None:
     for unreachable in UNREACHABLE:
         server.register_error_handler(unreachable, store_unreachable)
 
+    register_sweep_api(server, lab)
+
     @server.get("/api/openapi.json")
     def api_openapi() -> Response:
         return jsonify(openapi_spec())
@@ -137,18 +138,9 @@ def register_api(server: Flask, lab: Lab) -> None:
 
     @server.post("/api/runs")
     def api_submit() -> tuple[Response, int]:
-        if request.mimetype != "application/json":
-            return error(415, f"send the run config as JSON (Content-Type: application/json), not "
-                              f"{shown(request.mimetype or 'no type')}")
-        raw = request.get_data(cache=False)
-        if len(raw) >= MAX_BODY_BYTES:  # a chunked body has no length to refuse it by: werkzeug cuts it at the limit
-            return too_large()
-        try:
-            body = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError) as err:
-            return jsonify({"errors": {"body": f"malformed JSON: {err}"}}), 400
-        except RecursionError:
-            return jsonify({"errors": {"body": "malformed JSON: nested too deeply"}}), 400
+        body, refused = json_body("the run config")
+        if refused:
+            return refused
         config, errors, label = parse_submission(body)
         if errors:
             return jsonify({"errors": errors}), 400

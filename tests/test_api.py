@@ -219,3 +219,46 @@ def test_the_page_s_delete_confirmation_needs_the_token(lab):
                "state": [{"id": "delete-pending", "property": "data", "value": run_id}]}
     assert client.post("/_dash-update-component", json=confirm).status_code == 401
     assert lab.exists(run_id)
+
+
+def test_queue_a_sweep_and_list_it(client, lab):
+    response = client.post("/api/sweeps", json={"preset": "LR3", "values": [0.003, 0.01]})
+    assert response.status_code == 201
+    made = response.get_json()
+    assert made["field"] == "lr" and len(made["runs"]) == 2 and made["jobs"] == 1
+    config = lab.config(made["runs"][1])
+    assert config.lr == 0.01 and config.n_neurons == 256 and config.init_bias == -1.0  # LR3's quick twin
+    listed = client.get("/api/sweeps").get_json()
+    assert [s["id"] for s in listed] == [made["sweep"]] and listed[0]["name"] == "LR3"
+    assert [r["value"] for r in listed[0]["runs"]] == [0.003, 0.01]
+    for run_id in made["runs"]:  # the queue takes 3 runs here
+        client.delete(f"/api/runs/{run_id}")
+    any_preset = client.post("/api/sweeps", json={"preset": "demo-tiny", "field": "init_bias", "values": [0, -1]})
+    assert any_preset.status_code == 201 and lab.config(any_preset.get_json()["runs"][1]).init_bias == -1.0
+
+
+@pytest.mark.parametrize("body, key, says", [
+    ({"preset": "LR3", "values": [0.01, 5]}, "values", "lr=5: lr must be a number in (0, 1]"),
+    ({"preset": "LR9"}, "preset", "paper batch (LR1, LR2"),
+    ({"preset": "quick-zero-bias"}, "field", "name the field to sweep"),
+    ({"preset": "LR3", "field": "task", "values": [1]}, "field", "field must be one of"),
+    ({"preset": "LR3", "values": ["0.01"]}, "values", "JSON numbers"),
+    ({"preset": "LR3", "values": [True]}, "values", "JSON numbers"),
+    ({"preset": "LR3", "seeds": 0}, "seeds", "from 1 to 16, got 0"),
+    ({"preset": "LR3", "scale": "huge"}, "scale", "quick, paper"),
+    ({"preset": "LR3", "shared_seed": "yes"}, "shared_seed", "true or false"),
+    ({"preset": "LR3", "lr": 0.1}, "lr", "unknown key 'lr'"),
+    ({"preset": "K1", "values": [256.5]}, "values", "n_neurons must be an integer"),
+])
+def test_a_bad_sweep_names_what_to_fix_and_queues_nothing(client, lab, body, key, says):
+    response = client.post("/api/sweeps", json=body)
+    assert response.status_code == 400
+    assert says in response.get_json()["errors"][key]
+    assert lab.list() == []
+
+
+def test_a_sweep_over_the_queue_limit_is_refused_whole(client, lab):
+    response = client.post("/api/sweeps", json={"preset": "LR3"})  # 6 runs; the queue takes 3
+    assert response.status_code == 503 and "the queue is full" in response.get_json()["error"]
+    assert lab.list() == []
+    assert client.post("/api/sweeps", data="{}", content_type="text/plain").status_code == 415

@@ -1,0 +1,37 @@
+"""What every JSON API route shares: error bodies, and reading a JSON request body safely."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from core.config import shown
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"error": message, **extra}), code
+
+
+def too_large(_err: Exception | None = None) -> tuple[Response, int]:
+    return error(413, f"request body must be under {MAX_BODY_BYTES} bytes")
+
+
+def json_body(what: str) -> tuple[Any, tuple[Response, int] | None]:
+    """The request's JSON body, or the response refusing it: not sent as JSON (415), too large (413), malformed
+    (400). `what` names the body in the 415 message."""
+    if request.mimetype != "application/json":
+        return None, error(415, f"send {what} as JSON (Content-Type: application/json), not "
+                                f"{shown(request.mimetype or 'no type')}")
+    raw = request.get_data(cache=False)
+    if len(raw) >= MAX_BODY_BYTES:  # a chunked body has no length to refuse it by: werkzeug cuts it at the limit
+        return None, too_large()
+    try:
+        return json.loads(raw or b"null"), None
+    except (ValueError, UnicodeDecodeError) as err:
+        return None, (jsonify({"errors": {"body": f"malformed JSON: {err}"}}), 400)
+    except RecursionError:
+        return None, (jsonify({"errors": {"body": "malformed JSON: nested too deeply"}}), 400)

@@ -1,0 +1,81 @@
+"""Sweeps over the JSON API: `POST /api/sweeps` queues a paper batch (or any preset with a field and values), as the
+Sweeps page and `cli sweep` do; `GET /api/sweeps` lists them with their runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+
+from app.api_json import error, json_body
+from core.config import shown
+from core.jobs import InvalidConfig, Lab, QueueFull
+from core.presets import PAPER_BATCHES, PRESETS
+from core.sweep import MAX_SEEDS, MAX_VALUES, Sweep, preset_sweep
+
+SWEEP_KEYS = ("preset", "scale", "field", "values", "seeds", "shared_seed")
+SCALES = ("quick", "paper")
+
+
+def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
+    """The sweep a JSON body describes, or its problems by key: {"preset", "scale", "field", "values", "seeds",
+    "shared_seed"} with only "preset" required."""
+    if not isinstance(body, dict):
+        return None, {"body": 'expected a JSON object: {"preset": name, "scale", "field", "values", "seeds", '
+                              '"shared_seed"}'}
+    errors = {key: f"unknown key {shown(key)}; allowed: {', '.join(SWEEP_KEYS)}" for key in body
+              if key not in SWEEP_KEYS}
+    preset, scale = body.get("preset"), body.get("scale", "quick")
+    field, values = body.get("field"), body.get("values")
+    seeds, shared = body.get("seeds", 1), body.get("shared_seed", False)
+    if not isinstance(preset, str) or preset not in PRESETS:
+        errors["preset"] = (f"preset must be a paper batch ({', '.join(PAPER_BATCHES)}) or a preset with a field "
+                            f"to sweep, got {shown(preset)}")
+    if scale not in SCALES:
+        errors["scale"] = f"scale must be one of {', '.join(SCALES)}, got {shown(scale)}"
+    if field is not None and not isinstance(field, str):
+        errors["field"] = f"field must be a config field's name, got {shown(field)}"
+    if values is not None and not (isinstance(values, list) and 1 <= len(values) <= MAX_VALUES and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        errors["values"] = f"values must be a list of 1 to {MAX_VALUES} JSON numbers, got {shown(values)}"
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        errors["seeds"] = f"seeds must be an integer from 1 to {MAX_SEEDS}, got {shown(seeds)}"
+    if not isinstance(shared, bool):
+        errors["shared_seed"] = f"shared_seed must be true or false, got {shown(shared)}"
+    if errors:
+        return None, errors
+    try:
+        sweep = preset_sweep(preset, scale, [repr(v) for v in values] if values else None, seeds, field, shared)
+    except ValueError as err:
+        text = str(err)
+        key = "field" if text.startswith(("field must", "preset ")) else "values"
+        return None, {key: text}
+    problems = sweep.validate()
+    return (None, problems) if problems else (sweep, {})
+
+
+def register_sweep_api(server: Flask, lab: Lab) -> None:
+    @server.post("/api/sweeps")
+    def api_submit_sweep() -> tuple[Response, int]:
+        body, refused = json_body("the sweep")
+        if refused:
+            return refused
+        sweep, errors = parse_sweep(body)
+        if errors:
+            return jsonify({"errors": errors}), 400
+        try:
+            run_ids = lab.submit_sweep(sweep)
+        except QueueFull as err:
+            return error(503, str(err))
+        except InvalidConfig as err:
+            return jsonify({"errors": err.errors}), 400
+        return jsonify({"sweep": lab.get(run_ids[0])["sweep"]["id"], "field": sweep.field, "runs": run_ids,
+                        "jobs": len(sweep.jobs())}), 201
+
+    @server.get("/api/sweeps")
+    def api_list_sweeps() -> Response:
+        return jsonify([{"id": sweep_id, "name": metas[0]["sweep"]["name"], "field": metas[0]["sweep"]["field"],
+                         "runs": [{"id": m["id"], "value": m["sweep"]["value"], "seed": m["config"]["seed"],
+                                   "status": m["status"], "step": m["step"], "loss": m["loss"],
+                                   "mono_ratio": m["mono_ratio"]} for m in metas]}
+                        for sweep_id, metas in lab.sweeps().items()])
