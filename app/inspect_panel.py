@@ -17,7 +17,14 @@ from app.components import alert, graph
 from app.figures import empty_figure, pooled_block_cell
 from app.live import heatmap_source
 from core.compare import Model
-from core.interpret import feature_view, mono_summary, neuron_view, pair_interference, poly_linear_map
+from core.interpret import (
+    feature_view,
+    mono_neurons_per_feature,
+    mono_summary,
+    neuron_view,
+    pair_interference,
+    poly_linear_map,
+)
 from core.jobs import Lab, UnknownRun
 from core.metrics import heatmap_order
 from core.runfile import RunFileError, load_run_file
@@ -76,6 +83,7 @@ def inspect_layout() -> html.Div:
                 ],
                 className="g-2",
             ),
+            graph("mono-by-feature", 260, "Monosemantic neurons per feature", DONE),
         ],
         id="inspect-panel",
     )
@@ -166,6 +174,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         Output("poly-singular", "figure"),
         Output("mono-histogram", "figure"),
         Output("pair-grid", "figure"),
+        Output("mono-by-feature", "figure"),
         Input("selected-run", "data"),
         Input("inspect-feature-input", "value"),
         Input("inspect-neuron-input", "value"),
@@ -177,7 +186,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
     def inspect(
         run_id: str | None, feature: Any, neuron: Any, pair: Any, slider: Any, _download: Any, slider_max: Any
     ) -> list[Any]:
-        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + [""] + [empty_figure("", "")] * 4
+        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + [""] + [empty_figure("", "")] * 5
         if not run_id:
             return [""] + blank
         try:
@@ -220,4 +229,5 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             empty_figure("Two-feature interference", unless("Feature", "Second feature"))
             if unless("Feature", "Second feature")
             else figs.pair_grid(*pair_interference(model, feature, pair), feature, pair),
+            figs.mono_by_feature(mono_neurons_per_feature(sfa), model.config.sample_kind == "power_law"),
         ]

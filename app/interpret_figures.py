@@ -99,6 +99,23 @@ def mono_histogram(summary: MonoSummary) -> go.Figure:
                   "features", subtitle=subtitle, yaxis={"range": [0, 1.2 * max(counts + [1])]})
 
 
+def mono_by_feature(counts: np.ndarray, power_law: bool) -> go.Figure:
+    """Monosemantic neurons of each feature, in feature order: for power-law features that is the frequency order
+    (feature 0 the most frequent), where the paper sees the frequent features get neurons first when k < N."""
+    n = len(counts)
+    fig = go.Figure(go.Bar(x=np.arange(n), y=counts, marker_color="#2ca02c",
+                           hovertemplate="feature %{x}: %{y} mono neurons<extra></extra>"))
+    covered = int((counts > 0).sum())
+    subtitle = f"{covered} of {n} features have a monosemantic neuron"
+    if power_law and n >= 2:
+        half = n // 2
+        subtitle += (f": {int((counts[:half] > 0).sum())} of the {half} most frequent, "
+                     f"{int((counts[half:] > 0).sum())} of the {n - half} rarest")
+    x_title = "feature (most frequent first)" if power_law else "feature"
+    return styled(fig, "Monosemantic neurons per feature", x_title, "mono neurons", subtitle=subtitle,
+                  yaxis={"rangemode": "tozero", "dtick": 1 if counts.max(initial=0) <= 5 else None})
+
+
 def pair_grid(amplitudes: np.ndarray, grid: np.ndarray, f1: int, f2: int) -> go.Figure:
     fig = go.Figure(go.Heatmap(x=amplitudes, y=amplitudes, z=grid.astype(np.float32), colorscale="Viridis",
                                colorbar={"title": {"text": f"out {f1}"}},

@@ -23,6 +23,12 @@ def mono_feature_of(sfa: np.ndarray, threshold: float = MONO_THRESHOLD) -> np.nd
     return np.where(mono, sfa.argmax(axis=1), -1)
 
 
+def mono_neurons_per_feature(sfa: np.ndarray) -> np.ndarray:
+    """(N,) how many neurons are monosemantic for each feature."""
+    owners = mono_feature_of(sfa)
+    return np.bincount(owners[owners >= 0], minlength=sfa.shape[1])
+
+
 def target_directions(model: Model) -> torch.Tensor:
     """(out, N): column f is the output direction that represents feature f."""
     if model.output_embedder is not None:

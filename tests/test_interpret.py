@@ -146,3 +146,19 @@ def test_a_replayed_step_is_inspected_at_the_latest_weights_saved_by_then():
     model, which = model_at(record, 48)  # a frame between log2 steps: before, the final weights were inspected
     assert which.startswith("checkpoint after 32 steps (the replayed step 48 has no saved weights")
     assert torch.equal(model.w1, record["log2_spaced_models"][5]["0.weight"])
+
+
+def test_mono_neurons_per_feature_and_its_figure_by_frequency():
+    from app.interpret_figures import mono_by_feature
+    from core.interpret import mono_neurons_per_feature
+
+    model = identity_model()
+    assert list(mono_neurons_per_feature(model.sfa())) == [1, 1, 1, 1]
+    sfa = np.array([[1.0, 0, 0, 0], [0.9, 0, 0, 0], [0, 0.5, 0, 0], [0.3, 0.3, 0.3, 0]])  # two for 0, one for 1
+    counts = mono_neurons_per_feature(sfa)
+    assert list(counts) == [2, 1, 0, 0]
+    fig = mono_by_feature(counts, power_law=True)
+    assert list(fig.data[0].y) == [2, 1, 0, 0] and fig.layout.xaxis.title.text == "feature (most frequent first)"
+    assert fig.layout.title.subtitle.text == ("2 of 4 features have a monosemantic neuron: 2 of the 2 most frequent, "
+                                              "0 of the 2 rarest")
+    assert mono_by_feature(counts, power_law=False).layout.xaxis.title.text == "feature"
