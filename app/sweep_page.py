@@ -14,10 +14,11 @@ from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
-from core.presets import PAPER_BATCHES
-from core.sweep import MAX_SEEDS, Sweep, preset_sweep, value_label
+from core.presets import PAPER_BATCHES, QUICK_PRESETS
+from core.sweep import MAX_SEEDS, SWEEPABLE, Sweep, preset_sweep, value_label
 
 HEATMAPS = 3
+OWN_FIELD = "own"  # the field select's value for a paper batch's own swept field
 # Each figure's title and message while no sweep is shown, in update_sweep's order of outputs.
 SWEEP_BLANKS = ([("Training, coloured by the swept value", "Start a sweep, or choose one above"),
                  ("Results against the swept value", ""), ("Final biases, sorted", "")]
@@ -25,10 +26,13 @@ SWEEP_BLANKS = ([("Training, coloured by the swept value", "Start a sweep, or ch
 
 
 def sweep_layout() -> html.Div:
-    options = [{"label": f"{name} — {b.description}", "value": name} for name, b in PAPER_BATCHES.items()]
+    options = ([{"label": f"{name} — {b.description}", "value": name} for name, b in PAPER_BATCHES.items()]
+               + [{"label": f"{name} — {p.description} (choose a field)", "value": name}
+                  for name, p in QUICK_PRESETS.items()])
+    fields = [{"label": "the batch's own", "value": OWN_FIELD}] + [{"label": n, "value": n} for n in SWEEPABLE]
     return html.Div(
         [
-            html.H4("Sweeps: the paper's batches"),
+            html.H4("Sweeps: the paper's batches, or any preset over any field"),
             dbc.Card(
                 dbc.CardBody(
                     dbc.Row(
@@ -38,7 +42,14 @@ def sweep_layout() -> html.Div:
                                     dbc.Label("Batch", html_for="sweep-preset-select", className="small mb-0"),
                                     dbc.Select(id="sweep-preset-select", options=options, value="LR3"),
                                 ],
-                                md=4,
+                                md=3,
+                            ),
+                            dbc.Col(
+                                [
+                                    dbc.Label("Field", html_for="sweep-field-select", className="small mb-0"),
+                                    dbc.Select(id="sweep-field-select", options=fields, value=OWN_FIELD),
+                                ],
+                                md=2,
                             ),
                             dbc.Col(
                                 [
@@ -60,7 +71,7 @@ def sweep_layout() -> html.Div:
                                     dbc.Label("Values", html_for="sweep-values-input", className="small mb-0"),
                                     dbc.Input(id="sweep-values-input", placeholder="the batch's values"),
                                 ],
-                                md=3,
+                                md=2,
                             ),
                             dbc.Col(
                                 [
@@ -117,18 +128,22 @@ def sweep_layout() -> html.Div:
 
 
 def sweep_from_form(
-    name: str, scale: str, values_text: str | None, seeds: Any, share: bool
+    name: str, scale: str, values_text: str | None, seeds: Any, share: bool, field: str | None = None
 ) -> tuple[Sweep | None, dict[str, str]]:
-    """The sweep the form describes, or its problems keyed by the box to fix (`values`, `seeds`) or else the
-    field or part of the config they concern."""
+    """The sweep the form describes, or its problems keyed by the box to fix (`field`, `values`, `seeds`) or else
+    the part of the config they concern. OWN_FIELD (or none) is the batch's own field."""
     values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
     missing = {"seeds": f"seeds is required: an integer from 1 to {MAX_SEEDS}"} if seeds in (None, "") else {}
     try:
-        sweep = preset_sweep(name, scale, values, 1 if missing else seeds, shared_seed=bool(share))
+        own = field in (None, "", OWN_FIELD)
+        sweep = preset_sweep(name, scale, values, 1 if missing else seeds, None if own else field,
+                             shared_seed=bool(share))
     except ValueError as err:  # every problem of the boxes at once, "; "-joined
         problems: dict[str, list[str]] = {}
         for part in str(err).split("; "):
-            problems.setdefault("seeds" if part.startswith("seeds ") else "values", []).append(part)
+            box = ("seeds" if part.startswith("seeds ") else "field" if part.startswith(("field ", "preset "))
+                   else "values")
+            problems.setdefault(box, []).append(part)
         return None, {**missing, **{box: "; ".join(parts) for box, parts in problems.items()}}
     errors = {**missing, **sweep.validate()}
     return (None, errors) if errors else (sweep, {})
@@ -185,20 +200,26 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]]) -> list[sweep_figures.Swee
 
 def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(
-        Output("sweep-values-help", "children"), Input("sweep-preset-select", "value"), Input("sweep-scale", "value")
+        Output("sweep-values-help", "children"), Input("sweep-preset-select", "value"), Input("sweep-scale", "value"),
+        Input("sweep-field-select", "value"),
     )
-    def describe_batch(name: str, scale: str) -> str:
-        if name not in PAPER_BATCHES:
+    def describe_batch(name: str, scale: str, field: str | None) -> str:
+        if name in QUICK_PRESETS:
+            base = QUICK_PRESETS[name].config
+            what = f"{name}: one run's config; choose the field to sweep and its values (the scale is the preset's)."
+        elif name in PAPER_BATCHES:
+            sweep = preset_sweep(name, scale)
+            base = sweep.base
+            what = (f"{name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave Values "
+                    f"empty for these)." if field in (None, "", OWN_FIELD, sweep.field) else
+                    f"{name}'s config, sweeping {field} instead of {sweep.field}: give its values.")
+        else:
             return ""
-        sweep = preset_sweep(name, scale)
-        base = sweep.base
-        return (
-            f"{name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave Values empty "
-            f"for these). N={base.n_features}, m={base.embed_dim}, k={base.n_neurons}, batch {base.batch_size}, "
-            f"{base.steps:,} steps."
-        )
+        return (f"{what} N={base.n_features}, m={base.embed_dim}, k={base.n_neurons}, batch {base.batch_size}, "
+                f"{base.steps:,} steps.")
 
     @app.callback(
+        Output("sweep-field-select", "invalid"),
         Output("sweep-values-input", "invalid"),
         Output("sweep-seeds-input", "invalid"),
         Output("sweep-start-button", "disabled"),
@@ -209,11 +230,14 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Input("sweep-values-input", "value"),
         Input("sweep-seeds-input", "value"),
         Input("sweep-share-seed", "value"),
+        Input("sweep-field-select", "value"),
     )
-    def check_sweep_form(name: str, scale: str, values_text: str | None, seeds: Any, share: bool) -> tuple[Any, ...]:
-        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share)
+    def check_sweep_form(name: str, scale: str, values_text: str | None, seeds: Any, share: bool,
+                         field: str | None) -> tuple[Any, ...]:
+        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share, field)
         problems = [html.Div(sentence(message)) for message in errors.values()]
-        return "values" in errors, "seeds" in errors or "seed" in errors, bool(errors), problems, sweep_cost(sweep)
+        return ("field" in errors, "values" in errors, "seeds" in errors or "seed" in errors, bool(errors), problems,
+                sweep_cost(sweep))
 
     @app.callback(
         Output("sweep-select", "value"),
@@ -225,12 +249,13 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         State("sweep-values-input", "value"),
         State("sweep-seeds-input", "value"),
         State("sweep-share-seed", "value"),
+        State("sweep-field-select", "value"),
         prevent_initial_call=True,
     )
     def start_sweep(
-        _clicks: int, name: str, scale: str, values_text: str | None, seeds: Any, share: bool
+        _clicks: int, name: str, scale: str, values_text: str | None, seeds: Any, share: bool, field: str | None
     ) -> tuple[Any, Any, Any]:
-        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share)
+        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share, field)
         try:
             if sweep is None:
                 raise InvalidConfig(errors)

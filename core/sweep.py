@@ -95,11 +95,12 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
         base, swept, default_values = batch.base, batch.field, batch.values
     elif name in PRESETS:
         if not field_name:
-            raise ValueError(f"preset {name!r} is a single run: name the field to sweep (--field)")
+            raise ValueError(f"preset {name!r} is a single run: name the field to sweep")
         base, swept, default_values = PRESETS[name].config, field_name, ()
     else:
         raise ValueError(f"unknown preset {name!r}; paper batches: {', '.join(PAPER_BATCHES)}")
-    swept = swept if field_name is None else field_name  # "" is a mistake to name, not the batch's field
+    if field_name is not None and field_name != swept:  # "" is a mistake to name, not the batch's field
+        swept, default_values = field_name, ()  # the batch's values belong to its own field
     if swept not in SWEEPABLE:
         raise ValueError(f"field must be one of {', '.join(SWEEPABLE)}, got {swept!r}")
     problems = []  # every one at once; the number of values is Sweep.validate's to check
@@ -115,7 +116,7 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
         raise ValueError("; ".join(problems))
     parsed = parsed or list(default_values)
     if not parsed:
-        raise ValueError("no values to sweep (--values)")
+        raise ValueError(f"values are needed: {name} has none of its own for {swept}")
     return Sweep(base, swept, tuple(parsed), seeds_from(base.seed, seeds), name=name, shared_seed=shared_seed)
 
 

@@ -269,6 +269,16 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     set_input(dash_duo, "sweep-seeds-input", "2")
     wait_until(lambda: dash_duo.find_element("#sweep-start-button").is_enabled(), timeout=10, message="Start on")
     assert dash_duo.find_element("#sweep-form-problems").text == ""
+    # Any preset over any field: a single-run preset needs the field named, then takes values for it.
+    from selenium.webdriver.support.ui import Select
+
+    Select(dash_duo.find_element("#sweep-preset-select")).select_by_value("quick-zero-bias")
+    dash_duo.wait_for_contains_text("#sweep-form-problems", "is a single run: name the field to sweep", timeout=10)
+    assert "is-invalid" in dash_duo.find_element("#sweep-field-select").get_attribute("class")
+    Select(dash_duo.find_element("#sweep-field-select")).select_by_value("init_bias")
+    set_input(dash_duo, "sweep-values-input", "0 -1")
+    wait_until(lambda: dash_duo.find_element("#sweep-start-button").is_enabled(), timeout=10, message="Start on")
+    assert dash_duo.find_element("#sweep-cost").text == "4 runs in 1 job."
     assert len(lab.list()) == 7
 
     wait_until(lambda: all(m["status"] == "done" for m in lab.list()),

@@ -91,3 +91,21 @@ def test_the_sweep_form_times_the_sweep_as_typed():
     assert "21 h on a 2-core CPU" in sweep_cost(two_values)
     assert sweep_cost(sweep_from_form("LR1", "quick", None, 1, False)[0]) == "6 runs in 1 job."
     assert sweep_cost(None) == ""
+
+
+def test_the_sweep_form_sweeps_any_preset_over_a_chosen_field():
+    from app.sweep_page import sweep_from_form
+    from core.presets import PRESETS
+
+    sweep, errors = sweep_from_form("quick-zero-bias", "quick", "0, -1", 2, False, "init_bias")
+    assert not errors and sweep.field == "init_bias" and len(sweep.runs()) == 4
+    assert sweep.base == PRESETS["quick-zero-bias"].config
+    _, errors = sweep_from_form("quick-zero-bias", "quick", "0 -1", 1, False, "own")
+    assert set(errors) == {"field"} and "name the field to sweep" in errors["field"]
+    # another field than the batch's own: the batch's values (learning rates) are not init biases
+    _, errors = sweep_from_form("LR3", "quick", None, 1, False, "init_bias")
+    assert errors == {"values": "values are needed: LR3 has none of its own for init_bias"}
+    sweep, errors = sweep_from_form("LR3", "quick", "0 -2", 1, False, "init_bias")
+    assert not errors and [c.init_bias for c in sweep.configs()] == [0.0, -2.0] and sweep.base.bias_decay == 0.12
+    _, errors = sweep_from_form("LR3", "quick", "1", 1, False, "task")
+    assert "field must be one of" in errors["field"]
