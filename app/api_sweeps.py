@@ -33,6 +33,8 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
                             f"to sweep, got {shown(preset)}")
     if scale not in SCALES:
         errors["scale"] = f"scale must be one of {', '.join(SCALES)}, got {shown(scale)}"
+    elif "scale" in body and preset in PRESETS and preset not in PAPER_BATCHES:
+        errors["scale"] = f"scale is for the paper batches; {preset} has its own sizes (leave scale out)"
     if field is not None and not isinstance(field, str):
         errors["field"] = f"field must be a config field's name, got {shown(field)}"
     if values is not None and not (isinstance(values, list) and 1 <= len(values) <= MAX_VALUES and all(

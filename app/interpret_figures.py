@@ -70,7 +70,7 @@ def linear_map_heatmap(linear: LinearMap) -> go.Figure:
 
 def carried(linear: LinearMap) -> str:
     """How the ideal map is restricted: a map through m input dims can only be compared with the ideal's part there."""
-    return "" if linear.rank_cap is None else f" as far as the {linear.rank_cap} input dims carry it"
+    return "" if linear.input_dims is None else f" as far as the {linear.input_dims} input dims carry it"
 
 
 def singular_values(linear: LinearMap) -> go.Figure:
@@ -79,8 +79,8 @@ def singular_values(linear: LinearMap) -> go.Figure:
     fig = go.Figure(go.Scatter(y=values, mode="lines+markers", marker={"size": 4}))
     fig.add_vline(x=linear.rank90 - 1, line_dash="dot", line_color="#d62728",
                   annotation_text=f"90% of the energy: rank {linear.rank90}")
-    cap = None if linear.rank_cap is None else (f"the first m = {linear.rank_cap}: the map passes through the "
-                                                 f"{linear.rank_cap}-dim input, the rest are 0")
+    cap = None if linear.rank_cap is None else (f"the first {linear.rank_cap}: the map's rank is at most "
+                                                 f"min(m = {linear.input_dims}, polysemantic neurons); the rest are 0")
     return styled(fig, "Its singular values", "index", "singular value (log)", log_y=True, subtitle=cap)
 
 

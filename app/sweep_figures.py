@@ -134,8 +134,9 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
                                      line={"color": colour, "dash": dash}), row=1, col=col)
     all_values = [r.value for _, group in groups for r in group]
     use_log = field in LOG_SCALED and all(v > 0 for v in all_values)
+    repeats = any(len(group) > len({r.value for r in group}) for _, group in groups)
     title = (f"Results against {field}: " + " vs ".join(name for name, _ in groups) if overlaid
-             else f"Results against {field}") + " (mean, min-max over seeds)"
+             else f"Results against {field}") + (" (mean, min-max over seeds)" if repeats else "")
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
                       title={"text": title, "font": {"size": 14}},
                       # beside the panels: inside, its entries (six when two sweeps are overlaid) hid the curves

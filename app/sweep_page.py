@@ -18,6 +18,7 @@ from core.presets import PAPER_BATCHES, QUICK_PRESETS
 from core.sweep import MAX_SEEDS, SWEEPABLE, Sweep, preset_sweep, value_label
 
 HEATMAPS = 3
+EMPTY_HISTORY = {"loss_steps": np.zeros(0, dtype=np.int64), "losses": np.zeros(0, dtype=np.float32), "points": {}}
 OWN_FIELD = "own"  # the field select's value for a paper batch's own swept field
 # Each figure's title and message while no sweep is shown, in update_sweep's order of outputs.
 SWEEP_BLANKS = ([("Training, coloured by the swept value", "Start a sweep, or choose one above"),
@@ -170,10 +171,12 @@ def is_sweeps(pathname: str | None) -> bool:
     return (pathname or "").rstrip("/").endswith("/sweeps")
 
 
-def sweep_runs(lab: Lab, metas: list[dict[str, Any]]) -> list[sweep_figures.SweepRun]:
+def sweep_runs(lab: Lab, metas: list[dict[str, Any]], histories: bool = True) -> list[sweep_figures.SweepRun]:
+    """The runs as the figures need them; without histories (an overlay: its final values only) the loss and metric
+    curves are left empty and the final loss is the one the run's metadata keeps (the same definition)."""
     runs = []
     for meta in metas:
-        history = lab.history(meta["id"])
+        history = lab.history(meta["id"]) if histories else EMPTY_HISTORY
         points = history["points"]
         snapshot = lab.latest_snapshot(meta["id"])
         per_feature, per_neuron, nearly = sweep_figures.mono_counts(snapshot["sfa"]) if snapshot else (None,) * 3
@@ -186,7 +189,7 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]]) -> list[sweep_figures.Swee
                 point_steps=points.get("step", np.zeros(0)),
                 mono=points.get("mono_ratio", np.zeros(0)),
                 mean_bias=points.get("mean_bias", np.zeros(0)),
-                final_loss=final_loss(history["losses"]),
+                final_loss=final_loss(history["losses"]) if histories else meta["loss"],
                 mono_per_feature=per_feature,
                 mono_per_neuron=per_neuron,
                 dead=int(dead_neurons(snapshot["sfa"]).sum()) if snapshot else None,
@@ -367,7 +370,8 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             return [no_update] * n_out
         try:
             runs = sweep_runs(lab, metas)
-            others = [(sweep_label(i, sweeps), sweep_runs(lab, group)) for i, group in overlaid.items()]
+            others = [(sweep_label(i, sweeps), sweep_runs(lab, group, histories=False))
+                      for i, group in overlaid.items()]
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
             return [no_update] * n_out
         values = sorted({r.value for r in runs})

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 from celery import Celery, signals
@@ -73,8 +74,23 @@ def is_dead_here(worker: dict[str, Any]) -> bool:
     return False
 
 
-def shutdown_key(host: str, pid: int) -> str:
-    return f"shutdown/{host}/{pid}"
+# Set in the worker's main process at start, before the pool forks: its children inherit it. Keying the shutdown mark
+# on it, not on a pid, keeps a later process that reuses a pid from reading an earlier worker's shutdown.
+START_TOKEN = "LAB_WORKER_START"
+
+
+def shutdown_key(token: str) -> str:
+    return f"shutdown/{token}"
+
+
+def _quick_store() -> RedisStore:
+    """For signal handlers: a Redis that does not answer must not hold up Ctrl-C for minutes."""
+    return RedisStore(redis_url(), timeout=2.0)
+
+
+@signals.worker_init.connect
+def _new_start_token(**_: Any) -> None:
+    os.environ[START_TOKEN] = uuid.uuid4().hex
 
 
 @signals.worker_shutting_down.connect
@@ -83,35 +99,34 @@ def _mark_shutdown(**_: Any) -> None:
     signal reaches until their task ends), to checkpoint and queue their jobs again. Without it a warm shutdown
     waited for the whole job: hours at paper scale on a CPU."""
     try:
-        lab_for().store.set(shutdown_key(socket.gethostname(), os.getpid()), True)
+        _quick_store().set(shutdown_key(os.environ[START_TOKEN]), True)
     except Exception:  # Redis away: the task ends as before, or the supervisor requeues it once the worker is gone
         log.exception("could not tell running tasks to pause for the shutdown")
 
 
-@signals.worker_init.connect
+@signals.worker_shutdown.connect
 def _clear_shutdown(**_: Any) -> None:
-    """A process with a pid an earlier worker had must not read that worker's shutdown as its own."""
     try:
-        lab_for().store.delete(shutdown_key(socket.gethostname(), os.getpid()))
+        _quick_store().delete(shutdown_key(os.environ[START_TOKEN]))
     except Exception:
-        log.exception("could not clear an earlier worker's shutdown mark")
+        log.exception("could not clear this worker's shutdown mark")
 
 
 class WorkerShuttingDown:
-    """The embedded workers' shutdown request, for a task: set once the Celery worker running it shuts down (the
-    pool's parent process, or this one with the solo pool). Read from the store at most once a second."""
+    """The embedded workers' shutdown request, for a task: set once the Celery worker running it shuts down. Read
+    from the store at most once a second."""
 
     def __init__(self, lab: Lab, every: float = 1.0):
-        host = socket.gethostname()
         self.lab, self.every = lab, every
-        self.keys = [shutdown_key(host, pid) for pid in {os.getpid(), os.getppid()}]
+        token = os.environ.get(START_TOKEN)  # absent when the task runs outside a worker (called directly)
+        self.key = shutdown_key(token) if token else None
         self._checked, self._set = -math.inf, False
 
     def is_set(self) -> bool:
         clock = time.monotonic()
-        if not self._set and clock - self._checked >= self.every:
+        if self.key and not self._set and clock - self._checked >= self.every:
             self._checked = clock
-            self._set = any(self.lab.store.get(key) for key in self.keys)
+            self._set = bool(self.lab.store.get(self.key))
         return self._set
 
 

@@ -110,7 +110,8 @@ class LinearMap:
     ideal_scale: float  # c minimising ||M - c A||_F, A the ideal map (below)
     ideal_error: float  # ||M - c A||_F / ||M||_F (0: exactly a scaled ideal map)
     ideal: str  # "identity" (decoder, abs), or "E2ᵀE2" (random_proj: a perfect model maps v to E2 v)
-    rank_cap: int | None = None  # the map passes through the m-dim input, so its rank is at most m
+    rank_cap: int | None = None  # its rank is at most min(m, polysemantic neurons): it passes through both
+    input_dims: int | None = None  # m: the ideal map is compared as far as the m-dim input carries it
 
 
 def poly_linear_map(model: Model, sfa: np.ndarray) -> LinearMap:
@@ -126,12 +127,13 @@ def poly_linear_map(model: Model, sfa: np.ndarray) -> LinearMap:
         ideal = (directions.T @ directions).numpy() if model.output_embedder is not None else np.eye(matrix.shape[0])
     embedder = model.embedder.double().numpy()
     reachable = ideal @ (np.linalg.pinv(embedder) @ embedder)
+    m = embedder.shape[0]
     return linear_map_summary(matrix, reachable, "identity" if model.output_embedder is None else "E2ᵀE2",
-                              rank_cap=embedder.shape[0])
+                              rank_cap=min(m, int(poly.sum())), input_dims=m)
 
 
 def linear_map_summary(matrix: np.ndarray, ideal: np.ndarray | None = None, ideal_name: str = "identity",
-                       rank_cap: int | None = None) -> LinearMap:
+                       rank_cap: int | None = None, input_dims: int | None = None) -> LinearMap:
     singular = np.linalg.svd(matrix, compute_uv=False)
     energy = np.cumsum(singular**2)
     rank90 = int(np.searchsorted(energy, 0.9 * energy[-1]) + 1) if energy[-1] > 0 else 0
@@ -139,7 +141,7 @@ def linear_map_summary(matrix: np.ndarray, ideal: np.ndarray | None = None, idea
     scale = float(np.sum(matrix * ideal) / np.sum(ideal * ideal))  # least squares; trace / N for the identity
     norm = float(np.linalg.norm(matrix))
     error = float(np.linalg.norm(matrix - scale * ideal) / norm) if norm > 0 else 0.0
-    return LinearMap(matrix, singular, rank90, scale, error, ideal_name, rank_cap)
+    return LinearMap(matrix, singular, rank90, scale, error, ideal_name, rank_cap, input_dims)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ DEFAULT_MAX_QUEUED = 64
 HEARTBEAT_TIMEOUT = 20.0  # seconds without a heartbeat before a running job counts as lost
 
 
+FINISHED = ("done", "stopped", "failed")  # a run in these is not trained again when its job is
+
 # The statuses each control acts on; on any other it would do nothing.
 CONTROLS: dict[str, tuple[str, ...]] = {"pause": ("running", "queued"), "resume": ("paused", "interrupted"),
                                         "stop": ("running", "queued", "paused", "interrupted")}
@@ -237,6 +239,9 @@ class Lab:
                 self._unqueue(job_id)
                 target = "stopped" if action == "stop" else "paused"
                 self._set_status(job["runs"], target, finished=now() if target == "stopped" else None)
+                if target == "stopped":  # nothing can resume it
+                    self.store.delete(f"ckpt/{job_id}")
+                    self.store.delete(f"ckpt_step/{job_id}")
 
     def stop(self, run_id: str) -> None:
         """Stop training (the whole job); the run keeps what it learnt so far."""
@@ -260,7 +265,7 @@ class Lab:
             self.store.set(f"job/{job_id}", job)
             resumable = [r for r in job["runs"] if self.store.get(f"meta/{r}", {}).get("status") in
                          ("paused", "interrupted")]
-            self._set_status(resumable, "queued")
+            self._set_status(resumable, "queued", note=None)
             self.store.set("queue", self.store.get("queue", []) + [job_id])
         self.dispatch(job_id)
 
@@ -299,10 +304,13 @@ class Lab:
                 job.update(worker=worker.as_dict(), heartbeat=now())  # a stop asked of a lost worker stays
                 self.store.set(f"job/{job_id}", job)
                 self.store.set("queue", queue)
+                step = self._checkpoint_step(job_id)
                 for run_id in job["runs"]:
                     meta = self.store.get(f"meta/{run_id}")
-                    if meta is not None:
-                        meta.update(status="running", started=meta["started"] or now(), trained_by=worker.as_dict())
+                    if meta is not None and meta["status"] not in FINISHED:
+                        # an earlier note (paused, shut down) is over; the step it goes on from explains a rewind
+                        meta.update(status="running", started=meta["started"] or now(), trained_by=worker.as_dict(),
+                                    note=f"resumed from step {step}" if step else None)
                         self.store.set(f"meta/{run_id}", meta)
                 return job_id, job
             self.store.set("queue", queue)
@@ -322,11 +330,12 @@ class Lab:
             self.store.set("queue", [j for j in queue if j != job_id])
             job.update(worker=worker.as_dict(), heartbeat=now())  # a stop asked of a lost worker stays
             self.store.set(f"job/{job_id}", job)
+            step = self._checkpoint_step(job_id)
             for run_id in job["runs"]:
                 meta = self.store.get(f"meta/{run_id}")
-                if meta is not None:
-                    note = f"resumed after its worker died, from step {self._checkpoint_step(job_id)}" if orphaned \
-                        else meta["note"]
+                if meta is not None and meta["status"] not in FINISHED:
+                    note = (f"resumed after its worker died, from step {step}" if orphaned
+                            else f"resumed from step {step}" if step else None)
                     meta.update(status="running", started=meta["started"] or now(), note=note,
                                 trained_by=worker.as_dict())
                     self.store.set(f"meta/{run_id}", meta)

@@ -91,9 +91,9 @@ def redis_problem(url: str) -> str | None:
 class RedisStore:
     """Key-value operations the jobs layer needs, on a Redis database (`redis://host:port/db`)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, timeout: float | None = None):
         self.url = url
-        self.client = redis.Redis.from_url(url)
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         self._local = threading.local()
 
     def _buffer(self) -> dict[str, Any] | None:

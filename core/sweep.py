@@ -174,4 +174,5 @@ def repeated_labels(values: Sequence[Any]) -> list[str]:
 
 
 def value_label(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+    # + 0.0: -0.0 is 0 (two runs labelled -0 and 0 were one value twice)
+    return f"{value + 0.0:g}" if isinstance(value, float) and math.isfinite(value) else str(value)

@@ -193,13 +193,17 @@ class JobRunner:
         return live > 0
 
     def _save_run_files(self) -> None:
+        files = {}
         for r, run_id in enumerate(self.run_ids):
-            meta = self.store.get(f"meta/{run_id}")
-            if meta is None or meta["status"] != "running":
-                continue
             buffer = io.BytesIO()
             torch.save(build_run_file(self.trainer, r), buffer)
-            self.store.set(f"file/{run_id}", buffer.getvalue())
+            files[run_id] = buffer.getvalue()
+        with self.store.transaction():
+            self.lab.check_owner(self.job_id, self.worker)
+            for run_id, blob in files.items():
+                meta = self.store.get(f"meta/{run_id}")
+                if meta is not None and meta["status"] == "running":
+                    self.store.set(f"file/{run_id}", blob)
 
     # --- the loop ---
     def run(self) -> None:
@@ -237,14 +241,13 @@ class JobRunner:
                 last_control = clock
                 job = self.lab.heartbeat(self.job_id, self.worker)
                 action = "stop" if job is None or not job["runs"] else job["control"]
-                if self.shutdown.is_set():
+                if not action and self.shutdown.is_set():  # a stop or pause asked first is done, not put off
                     action = "shutdown"
                 if action:
                     return self._interrupt(action, job)
         self._publish()
         self._save_run_files()
-        self._release("done", finished=now())
-        self.store.delete(f"ckpt/{self.job_id}")
+        self._release("done", finished=now())  # which deletes the checkpoint, if the job is still this worker's
 
     def _interrupt(self, action: str, job: dict[str, Any] | None) -> None:
         if job is None:

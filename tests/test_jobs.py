@@ -265,8 +265,10 @@ def test_a_worker_that_went_silent_lets_go_once_its_job_is_handed_on(tmp_path):
     stale.run()  # wakes up: it finds the job handed on and writes nothing more
     meta = lab.get(run_id)
     assert meta["status"] == "running" and meta["trained_by"] == successor.as_dict() and meta["step"] == 50
-    with pytest.raises(JobLost):
-        stale._publish()
+    for write in (stale._publish, stale._checkpoint, stale._save_run_files):
+        with pytest.raises(JobLost):
+            write()
+    assert lab.run_file(run_id) is None
     stale._release("done")
     assert status(lab, run_id) == "running"
 
@@ -297,3 +299,41 @@ def test_a_stop_or_pause_asked_of_a_lost_worker_is_kept(tmp_path, control, ends)
     assert meta["status"] == ends and meta["step"] < 1000 and lab.run_file(run_id) is not None
     # a stopped run cannot be resumed: its checkpoint (megabytes at paper scale) is not kept
     assert lab.store.get(f"ckpt/{job_id}") is None and lab.store.get(f"ckpt_step/{job_id}") is None
+
+
+def test_notes_say_where_a_run_goes_on_from_and_end_with_what_they_explain(tmp_path):
+    from core.jobs import WorkerId
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(LONG)
+    job_id, _ = lab.claim(WorkerId("machine-a", 11))
+    runner = JobRunner(lab, job_id, [run_id], threading.Event(), worker=WorkerId("machine-a", 11))
+    runner.trainer.advance(30)
+    runner._checkpoint()
+    lab.pause(run_id)
+    hand_on_after_silence(lab, job_id)  # the pause is kept: paused at its checkpoint
+    assert lab.get(run_id)["note"] == "paused at step 30, its last checkpoint"
+    lab.resume(run_id)
+    assert status(lab, run_id) == "queued" and lab.get(run_id)["note"] is None
+    lab.claim(WorkerId("machine-b", 22))
+    assert lab.get(run_id)["note"] == "resumed from step 30"
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "status": "failed"})  # e.g. diverged, in a batched job
+    lab.release(job_id, "queued")
+    lab.claim(WorkerId("machine-c", 33))
+    assert status(lab, run_id) == "failed"  # a finished run of a requeued job is not marked running again
+
+
+def test_stopping_a_paused_run_frees_its_checkpoint(tmp_path):
+    from core.jobs import WorkerId
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(LONG)
+    job_id, _ = lab.claim(WorkerId("machine-a", 11))
+    lab.store.set(f"ckpt/{job_id}", b"state")
+    lab.store.set(f"ckpt_step/{job_id}", 30)
+    lab.release(job_id, "paused")
+    assert lab.store.get(f"ckpt/{job_id}") == b"state"  # paused: kept for resume
+    lab.stop(run_id)
+    assert status(lab, run_id) == "stopped" and lab.store.get(f"ckpt/{job_id}") is None
+    assert lab.store.get(f"ckpt_step/{job_id}") is None
