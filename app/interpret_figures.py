@@ -79,8 +79,8 @@ def singular_values(linear: LinearMap) -> go.Figure:
     fig = go.Figure(go.Scatter(y=values, mode="lines+markers", marker={"size": 4}))
     fig.add_vline(x=linear.rank90 - 1, line_dash="dot", line_color="#d62728",
                   annotation_text=f"90% of the energy: rank {linear.rank90}")
-    cap = None if linear.rank_cap is None else (f"the first {linear.rank_cap}: the map's rank is at most "
-                                                 f"min(m = {linear.input_dims}, polysemantic neurons); the rest are 0")
+    cap = None if linear.rank_cap is None else (f"rank at most min(m = {linear.input_dims}, polysemantic neurons) "
+                                                 f"= {linear.rank_cap}; the rest are 0")
     return styled(fig, "Its singular values", "index", "singular value (log)", log_y=True, subtitle=cap)
 
 

@@ -126,11 +126,16 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     assert trace_lengths(dash_duo, "poly-map") == [32]  # N x N linear map of the polysemantic part
     assert top_row(dash_duo, "poly-map") == 0  # written as a matrix: feature 0 on top
     assert len(trace_lengths(dash_duo, "mono-histogram")) == 1
+    assert trace_lengths(dash_duo, "mono-by-feature") == [32]  # every feature's mono neurons
+    dash_duo.wait_for_contains_text("#mono-by-feature", "features have a monosemantic neuron", timeout=10)
     # Clicking a heatmap cell picks its feature and neuron.
     pick_by_clicking_the_heatmap(dash_duo, "47", "31")
     dash_duo.driver.execute_script(
         "document.getElementById('feature-curves').scrollIntoView({block: 'start', behavior: 'instant'});")
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "inspector.png"))
+    dash_duo.driver.execute_script(
+        "document.getElementById('poly-map').scrollIntoView({block: 'start', behavior: 'instant'});")
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "inspector-maps.png"))
     # A feature index out of range blanks only the views that need it, naming the range there.
     neuron_title = dash_duo.find_element("#neuron-profile .gtitle").text
     set_input(dash_duo, "inspect-feature-input", "500")
