@@ -218,8 +218,13 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
                     f"{name}'s config, sweeping {field} instead of {sweep.field}: give its values.")
         else:
             return ""
+        # the bias init and decay too: a quick twin's decay is the paper's x QUICK_DECAY_SCALE (README, "Presets")
+        swept = field if field not in (None, "", OWN_FIELD) else PAPER_BATCHES[name].field if name in PAPER_BATCHES \
+            else None
+        knobs = [("lr", "lr"), ("init_bias", "initial bias"), ("bias_decay", "bias decay")]
+        fixed = ", ".join(f"{label} {getattr(base, knob):g}" for knob, label in knobs if knob != swept)
         return (f"{what} N={base.n_features}, m={base.embed_dim}, k={base.n_neurons}, batch {base.batch_size}, "
-                f"{base.steps:,} steps.")
+                f"{base.steps:,} steps, {fixed}.")
 
     @app.callback(
         Output("sweep-field-select", "invalid"),

@@ -382,7 +382,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if [RunConfig(**c) for c in state["configs"]] != self.configs:
-            raise ValueError("checkpoint belongs to a different run configuration")
+            # e.g. a run of the job deleted before checkpoints named their runs: train the rest again, not fail them
+            raise IncompatibleCheckpoint("it belongs to a different set of runs")
         # Checkpoints from before these keys were CPU ones, with the library's LAMB for a single run.
         written_on = state.get("device_type", "cpu")
         if written_on != self.device.type:  # a CPU and a CUDA generator's states do not translate

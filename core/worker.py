@@ -84,24 +84,33 @@ class JobRunner:
         self.checkpoint_seconds = checkpoint_seconds
         self.worker = worker or WorkerId.here()  # who claimed the job: every write checks it still holds it
         self.lab, self.store = lab, lab.store
-        self.job_id, self.run_ids = job_id, list(run_ids)
+        self.job_id = job_id
         self.shutdown = shutdown  # has is_set(): True once the worker is asked to exit
-        self.configs = [RunConfig(**lab.get(r)["config"]) for r in run_ids]
+        blob = self.store.get(f"ckpt/{job_id}")
+        state = None if blob is None else torch.load(io.BytesIO(blob), weights_only=True)
+        saved_ids = state.get("run_ids") if state else None
+        if saved_ids and set(run_ids) <= set(saved_ids):
+            # Runs deleted since the checkpoint train on unpublished: its tensors hold every run of the job, and the
+            # trainer's index of a run must stay its index there (run i's numbers are published as run_ids[i]).
+            self.run_ids = list(saved_ids)
+            self.configs = [RunConfig(**config) for config in state["configs"]]
+        else:
+            self.run_ids = list(run_ids)
+            self.configs = [RunConfig(**lab.get(r)["config"]) for r in run_ids]
         self.trainer = Trainer(self.configs)
-        self.log2_seen = [0] * len(run_ids)
+        self.log2_seen = [0] * len(self.run_ids)
         self.frame_every = frame_interval(self.configs[0])
         self.last_checkpoint = time.monotonic()
-        self._restore()
+        self._restore(state)
         self.speed = SpeedMeter(self.trainer.step, self.trainer.elapsed)
         self.where = self.trainer.where()
 
     # --- persistence ---
-    def _restore(self) -> None:
-        blob = self.store.get(f"ckpt/{self.job_id}")
+    def _restore(self, state: dict[str, Any] | None) -> None:
         note = None
-        if blob is not None:
+        if state is not None:
             try:
-                self.trainer.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+                self.trainer.load_state_dict(state)
             except IncompatibleCheckpoint as err:  # an upgrade must not lose the run: train it again
                 log.warning("job %s restarts from step 0: %s", self.job_id, err)
                 note = f"restarted from step 0: its checkpoint was written by an earlier engine ({err})"
@@ -133,7 +142,7 @@ class JobRunner:
 
     def _checkpoint(self) -> None:
         buffer = io.BytesIO()
-        torch.save(self.trainer.state_dict(), buffer)
+        torch.save({**self.trainer.state_dict(), "run_ids": self.run_ids}, buffer)
         with self.store.transaction():
             self.lab.check_owner(self.job_id, self.worker)
             self.store.set(f"ckpt/{self.job_id}", buffer.getvalue())
@@ -252,8 +261,7 @@ class JobRunner:
     def _interrupt(self, action: str, job: dict[str, Any] | None) -> None:
         if job is None:
             return
-        self.run_ids = [r for r in self.run_ids if r in job["runs"]] or self.run_ids
-        live = self._publish()
+        live = self._publish()  # runs deleted meanwhile are skipped: their index in the trainer stays theirs
         self._checkpoint()
         if action == "stop" or not live:
             self._save_run_files()

@@ -261,6 +261,8 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     dash_duo.start_server(create_app(lab))
     dash_duo.driver.set_window_size(1500, 1400)
     dash_duo.driver.get(dash_duo.server_url + "/sweeps")
+    # LR3's quick twin, as the page describes it: the paper's decay x 4 (README, "Presets"), lr the swept field
+    dash_duo.wait_for_contains_text("#sweep-values-help", "steps, initial bias -1, bias decay 0.12.", timeout=10)
     # A bad value is flagged while typing, with the field and its range named, and Start is off.
     set_input(dash_duo, "sweep-values-input", "0.01 5")
     dash_duo.wait_for_contains_text("#sweep-form-problems", "At lr=5: lr must be a number in (0, 1]", timeout=10)

@@ -337,3 +337,34 @@ def test_stopping_a_paused_run_frees_its_checkpoint(tmp_path):
     lab.stop(run_id)
     assert status(lab, run_id) == "stopped" and lab.store.get(f"ckpt/{job_id}") is None
     assert lab.store.get(f"ckpt_step/{job_id}") is None
+
+
+def test_deleting_one_run_of_a_batched_job_leaves_the_others_their_own_numbers(tmp_path):
+    """A run deleted from a job of three, then pause and resume: the third run was published with the second's
+    numbers (the runner re-indexed its runs), and on resume the checkpoint no longer fitted and the job failed."""
+    from core.jobs import WorkerId
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    configs = [SMALL.replace(lr=lr) for lr in (0.003, 0.01, 0.03)]
+    first, middle, last = lab.submit_group(configs)
+    worker = WorkerId("machine-a", 11)
+    job_id, _ = lab.claim(worker)
+    runner = JobRunner(lab, job_id, [first, middle, last], threading.Event(), worker=worker)
+    runner.trainer.advance(40)
+    lab.delete(middle)
+    runner._interrupt("pause", lab.heartbeat(job_id, worker))
+    assert status(lab, last) == "paused"
+    published = lab.latest_snapshot(last)["sfa"]
+    assert np.allclose(published, runner.trainer.sfa()[2], atol=1e-3)  # its own run, not the deleted one's
+    assert not np.allclose(published, runner.trainer.sfa()[1], atol=1e-3)
+
+    lab.resume(first)
+    job_id, job = lab.claim(WorkerId("machine-b", 22))
+    resumed = JobRunner(lab, job_id, job["runs"], threading.Event(), worker=WorkerId("machine-b", 22))
+    assert resumed.trainer.step == 40  # from the checkpoint, not from 0
+    resumed.run()
+    for run_id in (first, last):
+        assert status(lab, run_id) == "done"
+        assert_continuous_history(lab, run_id, SMALL.steps)
+    assert not lab.exists(middle)
