@@ -174,5 +174,8 @@ def repeated_labels(values: Sequence[Any]) -> list[str]:
 
 
 def value_label(value: Any) -> str:
-    # + 0.0: -0.0 is 0 (two runs labelled -0 and 0 were one value twice)
-    return f"{value + 0.0:g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+    # + 0.0: -0.0 is 0 (two runs labelled -0 and 0 were one value twice); a 400-digit integer is cut short
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value + 0.0:g}"
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:16]}... ({len(text)} characters)"

@@ -249,6 +249,7 @@ def test_queue_a_sweep_and_list_it(client, lab):
     ({"preset": "LR3", "shared_seed": "yes"}, "shared_seed", "true or false"),
     ({"preset": "LR3", "lr": 0.1}, "lr", "unknown key 'lr'"),
     ({"preset": "K1", "values": [256.5]}, "values", "n_neurons must be an integer"),
+    ({"preset": "K1", "values": [10**400]}, "values", "at n_neurons=1000000000000000... (401 characters)"),
     ({"preset": "demo-tiny", "field": "bias_decay", "values": [-0.0, 0.0]}, "values", "0 is given more than once"),
     ({"preset": "demo-tiny", "field": "lr", "values": [0.01], "scale": "paper"}, "scale", "its own sizes"),
 ])
