@@ -63,25 +63,28 @@ def linear_map_heatmap(linear: LinearMap) -> go.Figure:
     # Feature 0 on top, as a matrix is written. Its own uirevision: the graph first shows an empty figure, whose
     # upright autorange would otherwise be kept.
     return styled(heat, "Polysemantic part's linear map (N x N)", "from feature", "to feature",
-                  subtitle=f"vs {linear.ideal_scale:.3f} x {linear.ideal}{carried(linear)}: relative error "
-                           f"{linear.ideal_error:.2f}",
+                  subtitle=f"vs {linear.ideal_scale:.2f} x {linear.ideal}{carried(linear)}: error "
+                           f"{linear.ideal_error:.2f} (0 = exactly that, 1 = unrelated)",
                   yaxis={"autorange": "reversed"}, uirevision="linear-map")
 
 
 def carried(linear: LinearMap) -> str:
     """How the ideal map is restricted: a map through m input dims can only be compared with the ideal's part there."""
-    return "" if linear.input_dims is None else f" as far as the {linear.input_dims} input dims carry it"
+    return "" if linear.input_dims is None else f" on the {linear.input_dims}-dim input"
 
 
 def singular_values(linear: LinearMap) -> go.Figure:
     # past m they are zero but for rounding (1e-7 and less), a cliff that squeezed the m that count on a log axis
     values = linear.singular_values if linear.rank_cap is None else linear.singular_values[:linear.rank_cap]
-    fig = go.Figure(go.Scatter(y=values, mode="lines+markers", marker={"size": 4}))
-    fig.add_vline(x=linear.rank90 - 1, line_dash="dot", line_color="#d62728",
-                  annotation_text=f"90% of the energy: rank {linear.rank90}")
+    ranks = np.arange(1, len(values) + 1)  # the k-th value at k: the line marks the rank that reaches 90%
+    fig = go.Figure(go.Scatter(x=ranks, y=values, mode="lines+markers", marker={"size": 4},
+                               hovertemplate="singular value %{x}: %{y:.3f}<extra></extra>"))
+    fig.add_vline(x=linear.rank90, line_dash="dot", line_color="#d62728",
+                  annotation_text=f"90% of the map by rank {linear.rank90}", annotation_position="top left")
     cap = None if linear.rank_cap is None else (f"rank at most min(m = {linear.input_dims}, polysemantic neurons) "
                                                  f"= {linear.rank_cap}; the rest are 0")
-    return styled(fig, "Its singular values", "index", "singular value (log)", log_y=True, subtitle=cap)
+    return styled(fig, "Its singular values", "rank", "singular value (log)", log_y=True,
+                  subtitle=cap).update_xaxes(range=[0.5, max(len(values), 1) + 0.5])
 
 
 def mono_histogram(summary: MonoSummary) -> go.Figure:

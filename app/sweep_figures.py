@@ -33,7 +33,7 @@ class SweepRun:
     dead: int | None
     bias: np.ndarray | None = None  # final first-layer biases
     sfa: np.ndarray | None = None
-    nearly_mono_per_neuron: float | None = None  # neurons with r > 0.9 / k: the signal short runs show first
+    nearly_mono_per_feature: float | None = None  # neurons with r > 0.9 / N: the signal short runs show first
 
 
 def value_colours(values: list[float], field: str) -> dict[float, str]:
@@ -95,17 +95,30 @@ def band(values: list[float], ys: list[float]) -> tuple[np.ndarray, np.ndarray, 
 
 # One colour per sweep when several are overlaid; the metric is then told by the dash.
 SWEEP_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
-# (legend name, SweepRun attribute, panel, colour alone, dash)
-RESULT_SERIES = (("mono neurons / N (per feature)", "mono_per_feature", 1, "#1f77b4", "solid"),
-                 ("mono neurons / k (per neuron)", "mono_per_neuron", 1, "#ff7f0e", "dash"),
-                 ("r > 0.9 neurons / k", "nearly_mono_per_neuron", 1, "#2ca02c", "dot"),
-                 ("final loss", "final_loss", 2, "#2a3f5f", "solid"))
+# (legend name, SweepRun attribute, panel, colour alone, dash); the loss on the left, the mono ratios on the right
+# beside the legend that names them
+RESULT_SERIES = (("final loss", "final_loss", 1, "#2a3f5f", "solid"),
+                 ("mono neurons / N (per feature)", "mono_per_feature", 2, "#1f77b4", "solid"),
+                 ("mono neurons / k (per neuron)", "mono_per_neuron", 2, "#ff7f0e", "dash"),
+                 ("nearly mono (r > 0.9) / N", "nearly_mono_per_feature", 2, "#2ca02c", "dot"))
+
+
+def value_axis(field: str, values: list[float]) -> tuple[dict, bool]:
+    """The x axis of results against a swept value: ticks at the values themselves (a log axis labelled 0.003 and
+    0.03 both "3"); log for scale knobs, and evenly spaced categories when one of them is 0 (0 and 0.001 fell on one
+    point of a linear axis)."""
+    distinct = sorted(set(values))
+    if field in LOG_SCALED and any(v <= 0 for v in distinct) and len(distinct) > 1:
+        return {"type": "category", "categoryorder": "array", "categoryarray": [fmt(v) for v in distinct]}, True
+    axis = {"tickmode": "array", "tickvals": distinct, "ticktext": [fmt(v) for v in distinct]}
+    return ({**axis, "type": "log"} if field in LOG_SCALED else axis), False
 
 
 def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
                     others: list[tuple[str, list[SweepRun]]] = ()) -> go.Figure:
-    """Mono ratios (per feature, per neuron, and r > 0.9 per neuron) and the final loss against the swept value:
-    the paper's claims pair the two ("more monosemantic, at slightly lower loss"). Mean over seeds, min-max band.
+    """The final loss and the mono ratios (per feature, per neuron, and neurons with r > 0.9 per feature) against the
+    swept value: the paper's claims pair them ("more monosemantic, at slightly lower loss"). Mean over seeds,
+    min-max band where a value is repeated.
 
     `others`: further sweeps of the same field, (label, runs) each, drawn over it in their own colours (the
     paper's key figure sets LR1, zero bias, beside LR3, bias -1 with decay)."""
@@ -113,8 +126,9 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
     groups = [(name, group) for name, group in groups if group]
     if not groups:
         return empty_figure("Results against the swept value", "Available once runs have snapshots")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Monosemanticity", "Final loss (last 5% of steps)"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Final loss (last 5% of steps)", "Monosemanticity"))
     overlaid = len(groups) > 1
+    x_axis, categorical = value_axis(field, [r.value for _, group in groups for r in group])
     for g, (name, group) in enumerate(groups):
         values = [r.value for r in group]
         banded = len(values) > len(set(values))  # repeats of a value (seeds); a sweep's values have seeds of their own
@@ -124,27 +138,29 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
                 continue
             colour = SWEEP_COLOURS[g % len(SWEEP_COLOURS)] if overlaid else alone
             xs, mean, lo, hi = band(values, ys)
+            at = [fmt(x) for x in xs] if categorical else xs
             if banded:
-                fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                fig.add_trace(go.Scatter(x=[*at, *at[::-1]], y=np.concatenate([hi, lo[::-1]]),
                                          fill="toself", fillcolor=colour, opacity=0.15 if overlaid else 0.2,
                                          line={"width": 0}, hoverinfo="skip", showlegend=False), row=1, col=col)
             # the loss's colour is its sweep's (overlaid) or explained by the panel's title: no legend entry
-            fig.add_trace(go.Scatter(x=xs, y=mean, mode="lines+markers", showlegend=col == 1,
+            fig.add_trace(go.Scatter(x=at, y=mean, mode="lines+markers", showlegend=col == 2,
                                      name=f"{name}: {series}" if overlaid else series,
                                      line={"color": colour, "dash": dash}), row=1, col=col)
-    all_values = [r.value for _, group in groups for r in group]
-    use_log = field in LOG_SCALED and all(v > 0 for v in all_values)
     repeats = any(len(group) > len({r.value for r in group}) for _, group in groups)
     title = (f"Results against {field}: " + " vs ".join(name for name, _ in groups) if overlaid
              else f"Results against {field}") + (" (mean, min-max over seeds)" if repeats else "")
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
                       title={"text": title, "font": {"size": 14}},
-                      # beside the panels: inside, its entries (six when two sweeps are overlaid) hid the curves
+                      # beside the mono panel it names: inside, its entries (eight with two sweeps) hid the curves
                       legend={"x": 1.02, "y": 1.0, "xanchor": "left", "yanchor": "top"})
-    fig.update_xaxes(**AXIS_STYLE, title_text=field, **({"type": "log"} if use_log else {}))
+    fig.update_xaxes(**AXIS_STYLE, **x_axis, title_text=field)
     fig.update_yaxes(**AXIS_STYLE)
-    fig.update_yaxes(title_text="mono ratio", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text="loss", row=1, col=2)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="mono ratio", rangemode="tozero", row=1, col=2)
+    if all(not r.mono_per_feature for _, group in groups for r in group):
+        fig.add_annotation(text="no run has a monosemantic neuron (r > 0.999)", xref="x2 domain", yref="y2 domain",
+                           x=0.5, y=0.6, showarrow=False, font={"color": "#6c757d"})
     return fig
 
 
@@ -192,8 +208,8 @@ def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.
 
 
 def mono_counts(sfa: np.ndarray) -> tuple[float, float, float]:
-    """(mono neurons / N, mono neurons / k, neurons with r > 0.9 / k) of an SFA matrix."""
+    """(mono neurons / N, mono neurons / k, neurons with r > 0.9 / N, as the Train page plots it) of an SFA matrix."""
     count = float(monosemantic_neurons(sfa).sum())
     nearly = float(SfaSummary.of(sfa).nearly_mono_neurons)
-    return count / sfa.shape[1], count / sfa.shape[0], nearly / sfa.shape[0]
+    return count / sfa.shape[1], count / sfa.shape[0], nearly / sfa.shape[1]
 

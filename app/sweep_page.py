@@ -87,7 +87,7 @@ def sweep_layout() -> html.Div:
                                 [
                                     dbc.Switch(
                                         id="sweep-share-seed",
-                                        label="same world for every value",
+                                        label="same seed for every value (paired)",
                                         value=False,
                                         className="small",
                                     ),
@@ -195,13 +195,20 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]], histories: bool = True) ->
                 dead=int(dead_neurons(snapshot["sfa"]).sum()) if snapshot else None,
                 bias=snapshot["bias"] if snapshot else None,
                 sfa=snapshot["sfa"] if snapshot else None,
-                nearly_mono_per_neuron=nearly,
+                nearly_mono_per_feature=nearly,
             )
         )
     return runs
 
 
 def register_sweep_callbacks(app: Any, lab: Lab) -> None:
+    @app.callback(Output("sweep-scale", "options"), Input("sweep-preset-select", "value"))
+    def scale_choices(name: str) -> list[dict[str, Any]]:
+        """Scale is a paper batch's choice; a quick preset has its own sizes."""
+        own = name in QUICK_PRESETS
+        return [{"label": "quick (laptop)", "value": "quick", "disabled": own},
+                {"label": "paper", "value": "paper", "disabled": own}]
+
     @app.callback(
         Output("sweep-values-help", "children"), Input("sweep-preset-select", "value"), Input("sweep-scale", "value"),
         Input("sweep-field-select", "value"),

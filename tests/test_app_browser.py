@@ -296,7 +296,8 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     assert "init_bias=-1" in dash_duo.find_element("#sweep-heatmap-0").text
     assert len(trace_lengths(dash_duo, "sweep-biases")) == 3
     # Another sweep of the same field drawn over the results, in its own colour: the paper's LR1-beside-LR3 figure.
-    wait_until(lambda: trace_names(dash_duo, "sweep-mono-vs-value")[:1] == ["mono neurons / N (per feature)"],
+    wait_until(lambda: trace_names(dash_duo, "sweep-mono-vs-value")[:2] == ["final loss",
+                                                                            "mono neurons / N (per feature)"],
                timeout=20, message="results against the value")
     dash_duo.find_element("#sweep-overlay").click()
     offered = dash_duo.find_elements(".dash-dropdown-options .dash-dropdown-option")

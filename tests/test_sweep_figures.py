@@ -10,7 +10,7 @@ def run(value: float, seed: int = 0, mono: float = 0.1) -> sf.SweepRun:
     return sf.SweepRun(value=value, seed=seed, loss_steps=steps, losses=np.linspace(1, 0.3, 100),
                        point_steps=np.array([50, 100]), mono=np.array([0.0, mono]), mean_bias=np.array([-1.0, -0.5]),
                        final_loss=0.3, mono_per_feature=mono, mono_per_neuron=mono / 2, dead=0,
-                       bias=np.array([0.3, -0.2, 0.1]), sfa=np.eye(3), nearly_mono_per_neuron=mono)
+                       bias=np.array([0.3, -0.2, 0.1]), sfa=np.eye(3), nearly_mono_per_feature=mono)
 
 
 def test_learning_rates_get_log_spaced_colours():
@@ -37,17 +37,28 @@ def test_training_panels_one_legend_entry_per_value_and_reference_line():
 def test_results_against_value_pair_mono_with_the_final_loss_and_band_only_with_repeated_seeds():
     single = sf.metric_vs_value([run(0.0, mono=0.1), run(-1.0, mono=0.5)], "init_bias")
     names = [t.name for t in single.data]
-    assert names == ["mono neurons / N (per feature)", "mono neurons / k (per neuron)", "r > 0.9 neurons / k",
-                     "final loss"]
-    assert list(single.data[0].x) == [-1.0, 0.0] and list(single.data[0].y) == [0.5, 0.1]
-    assert single.data[3].xaxis == "x2" and list(single.data[3].y) == [0.3, 0.3]  # the loss in its own panel
+    assert names == ["final loss", "mono neurons / N (per feature)", "mono neurons / k (per neuron)",
+                     "nearly mono (r > 0.9) / N"]
+    assert single.data[0].xaxis == "x" and list(single.data[0].y) == [0.3, 0.3]  # the loss in its own panel
+    assert single.data[1].xaxis == "x2" and list(single.data[1].x) == [-1.0, 0.0]
+    assert list(single.data[1].y) == [0.5, 0.1]
+    assert [t.showlegend for t in single.data] == [False, True, True, True]  # the legend beside the mono panel
     repeated = sf.metric_vs_value([run(0.0, 0, 0.1), run(0.0, 1, 0.3), run(-1.0, 0, 0.5)], "init_bias")
     assert len(repeated.data) == 8 and repeated.data[0].fill == "toself"
-    assert repeated.layout.yaxis.rangemode == "tozero"  # a ratio: no negative half of an axis
+    assert repeated.layout.yaxis2.rangemode == "tozero"  # a ratio: no negative half of an axis
     own_seeds = sf.metric_vs_value([run(0.0, 0), run(-1.0, 1000)], "init_bias")  # each value its seed: no repeats
-    assert len(own_seeds.data) == 4
-    unknown = [dataclasses.replace(run(v), nearly_mono_per_neuron=None) for v in (0.0, -1.0)]
-    assert "r > 0.9 neurons / k" not in [t.name for t in sf.metric_vs_value(unknown, "init_bias").data]
+    assert len(own_seeds.data) == 4 and "min-max" not in own_seeds.layout.title.text
+    unknown = [dataclasses.replace(run(v), nearly_mono_per_feature=None) for v in (0.0, -1.0)]
+    assert "nearly mono (r > 0.9) / N" not in [t.name for t in sf.metric_vs_value(unknown, "init_bias").data]
+    none_mono = sf.metric_vs_value([run(0.0, mono=0.0), run(-1.0, mono=0.0)], "init_bias")
+    assert "no run has a monosemantic neuron" in none_mono.layout.annotations[-1].text
+
+
+def test_results_axis_is_labelled_with_the_swept_values():
+    lrs = sf.metric_vs_value([run(v) for v in (0.003, 0.01, 0.03)], "lr")
+    assert lrs.layout.xaxis.type == "log" and list(lrs.layout.xaxis.ticktext) == ["0.003", "0.01", "0.03"]
+    decays = sf.metric_vs_value([run(v) for v in (0.0, 0.001, 0.01)], "bias_decay")  # 0 has no place on a log axis
+    assert decays.layout.xaxis.type == "category" and list(decays.data[0].x) == ["0", "0.001", "0.01"]
 
 
 def test_mono_against_value_before_any_snapshot_says_so():
