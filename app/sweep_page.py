@@ -12,6 +12,7 @@ from app import figures, sweep_figures
 from app.components import alert, graph, sentence
 from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
+from core.config import FIELDS
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.presets import PAPER_BATCHES, QUICK_PRESETS
@@ -30,7 +31,9 @@ def sweep_layout() -> html.Div:
     options = ([{"label": f"{name} — {b.description}", "value": name} for name, b in PAPER_BATCHES.items()]
                + [{"label": f"{name} — {p.description} (choose a field)", "value": name}
                   for name, p in QUICK_PRESETS.items()])
-    fields = [{"label": "the batch's own", "value": OWN_FIELD}] + [{"label": n, "value": n} for n in SWEEPABLE]
+    # named as the Train form names them, with the config's name the API and CLI take
+    fields = [{"label": "the batch's own", "value": OWN_FIELD}] + [
+        {"label": f"{FIELDS[n].metadata['label']} ({n})", "value": n} for n in SWEEPABLE]
     return html.Div(
         [
             html.H4("Sweeps: the paper's batches, or any preset over any field"),
