@@ -131,6 +131,11 @@ def sweep_layout() -> html.Div:
     )
 
 
+def chosen_field(field: str | None) -> str | None:
+    """The Field select's choice, or None for the batch's own field."""
+    return None if field in (None, "", OWN_FIELD) else field
+
+
 def sweep_from_form(
     name: str, scale: str, values_text: str | None, seeds: Any, share: bool, field: str | None = None
 ) -> tuple[Sweep | None, dict[str, str]]:
@@ -139,8 +144,7 @@ def sweep_from_form(
     values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
     missing = {"seeds": f"seeds is required: an integer from 1 to {MAX_SEEDS}"} if seeds in (None, "") else {}
     try:
-        own = field in (None, "", OWN_FIELD)
-        sweep = preset_sweep(name, scale, values, 1 if missing else seeds, None if own else field,
+        sweep = preset_sweep(name, scale, values, 1 if missing else seeds, chosen_field(field),
                              shared_seed=bool(share))
     except ValueError as err:  # every problem of the boxes at once, "; "-joined
         problems: dict[str, list[str]] = {}
@@ -217,6 +221,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Input("sweep-field-select", "value"),
     )
     def describe_batch(name: str, scale: str, field: str | None) -> str:
+        swept = chosen_field(field)
         if name in QUICK_PRESETS:
             base = QUICK_PRESETS[name].config
             what = f"{name}: one run's config; choose the field to sweep and its values (the scale is the preset's)."
@@ -224,13 +229,12 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             sweep = preset_sweep(name, scale)
             base = sweep.base
             what = (f"{name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave Values "
-                    f"empty for these)." if field in (None, "", OWN_FIELD, sweep.field) else
-                    f"{name}'s config, sweeping {field} instead of {sweep.field}: give its values.")
+                    f"empty for these)." if swept in (None, sweep.field) else
+                    f"{name}'s config, sweeping {swept} instead of {sweep.field}: give its values.")
+            swept = swept or sweep.field
         else:
             return ""
         # the bias init and decay too: a quick twin's decay is the paper's x QUICK_DECAY_SCALE (README, "Presets")
-        swept = field if field not in (None, "", OWN_FIELD) else PAPER_BATCHES[name].field if name in PAPER_BATCHES \
-            else None
         knobs = [("lr", "lr"), ("init_bias", "initial bias"), ("bias_decay", "bias decay")]
         fixed = ", ".join(f"{label} {getattr(base, knob):g}" for knob, label in knobs if knob != swept)
         return (f"{what} N={base.n_features}, m={base.embed_dim}, k={base.n_neurons}, batch {base.batch_size}, "

@@ -240,8 +240,7 @@ class Lab:
                 target = "stopped" if action == "stop" else "paused"
                 self._set_status(job["runs"], target, finished=now() if target == "stopped" else None)
                 if target == "stopped":  # nothing can resume it
-                    self.store.delete(f"ckpt/{job_id}")
-                    self.store.delete(f"ckpt_step/{job_id}")
+                    self.forget_checkpoint(job_id)
 
     def stop(self, run_id: str) -> None:
         """Stop training (the whole job); the run keeps what it learnt so far."""
@@ -278,8 +277,7 @@ class Lab:
             if not job["runs"]:
                 if self._unqueue(job_id) or job["worker"] is None:
                     self.store.delete(f"job/{job_id}")
-                    self.store.delete(f"ckpt/{job_id}")
-                    self.store.delete(f"ckpt_step/{job_id}")
+                    self.forget_checkpoint(job_id)
                 else:
                     job["control"] = "stop"
                     self.store.set(f"job/{job_id}", job)
@@ -301,17 +299,8 @@ class Lab:
                 job = self.store.get(f"job/{job_id}")
                 if job is None or not job["runs"]:
                     continue
-                job.update(worker=worker.as_dict(), heartbeat=now())  # a stop asked of a lost worker stays
-                self.store.set(f"job/{job_id}", job)
                 self.store.set("queue", queue)
-                step = self._checkpoint_step(job_id)
-                for run_id in job["runs"]:
-                    meta = self.store.get(f"meta/{run_id}")
-                    if meta is not None and meta["status"] not in FINISHED:
-                        # an earlier note (paused, shut down) is over; the step it goes on from explains a rewind
-                        meta.update(status="running", started=meta["started"] or now(), trained_by=worker.as_dict(),
-                                    note=f"resumed from step {step}" if step else None)
-                        self.store.set(f"meta/{run_id}", meta)
+                self._hand_to(job_id, job, worker)
                 return job_id, job
             self.store.set("queue", queue)
         return None
@@ -328,18 +317,22 @@ class Lab:
             if job_id not in queue and not orphaned:
                 return None
             self.store.set("queue", [j for j in queue if j != job_id])
-            job.update(worker=worker.as_dict(), heartbeat=now())  # a stop asked of a lost worker stays
-            self.store.set(f"job/{job_id}", job)
-            step = self._checkpoint_step(job_id)
-            for run_id in job["runs"]:
-                meta = self.store.get(f"meta/{run_id}")
-                if meta is not None and meta["status"] not in FINISHED:
-                    note = (f"resumed after its worker died, from step {step}" if orphaned
-                            else f"resumed from step {step}" if step else None)
-                    meta.update(status="running", started=meta["started"] or now(), note=note,
-                                trained_by=worker.as_dict())
-                    self.store.set(f"meta/{run_id}", meta)
+            self._hand_to(job_id, job, worker, orphaned)
             return job
+
+    def _hand_to(self, job_id: str, job: dict[str, Any], worker: WorkerId, orphaned: bool = False) -> None:
+        """Give a claimed job to `worker` and mark its unfinished runs running (inside the claim's transaction)."""
+        job.update(worker=worker.as_dict(), heartbeat=now())  # a stop asked of a lost worker stays
+        self.store.set(f"job/{job_id}", job)
+        step = self._checkpoint_step(job_id)
+        # an earlier note (paused, shut down) is over; the step it goes on from explains a rewind
+        note = (f"resumed after its worker died, from step {step}" if orphaned
+                else f"resumed from step {step}" if step else None)
+        for run_id in job["runs"]:
+            meta = self.store.get(f"meta/{run_id}")
+            if meta is not None and meta["status"] not in FINISHED:
+                meta.update(status="running", started=meta["started"] or now(), note=note, trained_by=worker.as_dict())
+                self.store.set(f"meta/{run_id}", meta)
 
     def check_owner(self, job_id: str, worker: WorkerId) -> dict[str, Any] | None:
         """The job (None if deleted); raises JobLost if another worker, or none, holds it now. Call inside a
@@ -379,8 +372,7 @@ class Lab:
             if status == "queued":
                 self.store.set("queue", [job_id] + self.store.get("queue", []))
             if not job["runs"] or status in ("done", "stopped"):  # nothing left to resume (a failed job keeps its
-                self.store.delete(f"ckpt/{job_id}")               # last good checkpoint)
-                self.store.delete(f"ckpt_step/{job_id}")
+                self.forget_checkpoint(job_id)                     # last good checkpoint)
             if not job["runs"]:
                 self.store.delete(f"job/{job_id}")
         if status == "queued":
@@ -410,6 +402,10 @@ class Lab:
                     step = self._checkpoint_step(meta["job"])
                     self.release(meta["job"], status, note=f"interrupted; resumed from step {step}")
         return lost
+
+    def forget_checkpoint(self, job_id: str) -> None:
+        self.store.delete(f"ckpt/{job_id}")
+        self.store.delete(f"ckpt_step/{job_id}")
 
     def _checkpoint_step(self, job_id: str) -> int:
         info = self.store.get(f"ckpt_step/{job_id}")

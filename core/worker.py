@@ -114,8 +114,7 @@ class JobRunner:
             except IncompatibleCheckpoint as err:  # an upgrade must not lose the run: train it again
                 log.warning("job %s restarts from step 0: %s", self.job_id, err)
                 note = f"restarted from step 0: its checkpoint was written by an earlier engine ({err})"
-                self.store.delete(f"ckpt/{self.job_id}")
-                self.store.delete(f"ckpt_step/{self.job_id}")
+                self.lab.forget_checkpoint(self.job_id)
             self.log2_seen = [len(m) for m in self.trainer.log2_models]
         step = self.trainer.step
         with self.store.transaction():
@@ -204,6 +203,8 @@ class JobRunner:
     def _save_run_files(self) -> None:
         files = {}
         for r, run_id in enumerate(self.run_ids):
+            if self.store.get(f"meta/{run_id}", {}).get("status") != "running":
+                continue  # deleted or failed: a run file of tens of MB would not be kept
             buffer = io.BytesIO()
             torch.save(build_run_file(self.trainer, r), buffer)
             files[run_id] = buffer.getvalue()
