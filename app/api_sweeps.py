@@ -11,23 +11,23 @@ from app.api_json import error, json_body
 from core.config import shown
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.presets import PAPER_BATCHES, PRESETS
-from core.sweep import MAX_SEEDS, MAX_VALUES, Sweep, preset_sweep
+from core.sweep import MAX_SEEDS, MAX_VALUES, Sweep, preset_sweep, with_settings
 
-SWEEP_KEYS = ("preset", "scale", "field", "values", "seeds", "shared_seed")
+SWEEP_KEYS = ("preset", "scale", "field", "values", "seeds", "shared_seed", "set")
 SCALES = ("quick", "paper")
 
 
 def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
     """The sweep a JSON body describes, or its problems by key: {"preset", "scale", "field", "values", "seeds",
-    "shared_seed"} with only "preset" required."""
+    "shared_seed", "set"} with only "preset" required; "set" is an object of config fields every run shares."""
     if not isinstance(body, dict):
         return None, {"body": 'expected a JSON object: {"preset": name, "scale", "field", "values", "seeds", '
-                              '"shared_seed"}'}
+                              '"shared_seed", "set"}'}
     errors = {key: f"unknown key {shown(key)}; allowed: {', '.join(SWEEP_KEYS)}" for key in body
               if key not in SWEEP_KEYS}
     preset, scale = body.get("preset"), body.get("scale", "quick")
     field, values = body.get("field"), body.get("values")
-    seeds, shared = body.get("seeds", 1), body.get("shared_seed", False)
+    seeds, shared, settings = body.get("seeds", 1), body.get("shared_seed", False), body.get("set", {})
     if not isinstance(preset, str) or preset not in PRESETS:
         errors["preset"] = (f"preset must be a paper batch ({', '.join(PAPER_BATCHES)}) or a preset with a field "
                             f"to sweep, got {shown(preset)}")
@@ -44,6 +44,8 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
         errors["seeds"] = f"seeds must be an integer from 1 to {MAX_SEEDS}, got {shown(seeds)}"
     if not isinstance(shared, bool):
         errors["shared_seed"] = f"shared_seed must be true or false, got {shown(shared)}"
+    if not isinstance(settings, dict):
+        errors["set"] = f'set must be an object of config fields, as {{"init_bias": 0}}, got {shown(settings)}'
     if errors:
         return None, errors
     try:
@@ -52,6 +54,9 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
         text = str(err)
         key = "field" if text.startswith(("field must", "preset ")) else "values"
         return None, {key: text}
+    sweep, setting_errors = with_settings(sweep, settings)
+    if sweep is None:
+        return None, {"set": "; ".join(setting_errors.values())}
     problems = sweep.validate()
     return (None, problems) if problems else (sweep, {})
 

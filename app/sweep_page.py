@@ -12,11 +12,11 @@ from app import figures, sweep_figures
 from app.components import alert, graph, sentence
 from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
-from core.config import FIELDS
+from core.config import FIELDS, config_from_dict
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.presets import PAPER_BATCHES, QUICK_PRESETS
-from core.sweep import MAX_SEEDS, SWEEPABLE, Sweep, preset_sweep, value_label
+from core.sweep import MAX_SEEDS, SWEEPABLE, Sweep, preset_sweep, value_label, with_settings
 
 HEATMAPS = 3
 EMPTY_HISTORY = {"loss_steps": np.zeros(0, dtype=np.int64), "losses": np.zeros(0, dtype=np.float32), "points": {}}
@@ -39,68 +39,59 @@ def sweep_layout() -> html.Div:
             html.H4("Sweeps: the paper's batches, or any preset over any field"),
             dbc.Card(
                 dbc.CardBody(
-                    dbc.Row(
-                        [
-                            dbc.Col(
-                                [
-                                    dbc.Label("Batch", html_for="sweep-preset-select", className="small mb-0"),
-                                    dbc.Select(id="sweep-preset-select", options=options, value="LR3"),
-                                ],
-                                md=3,
-                            ),
-                            dbc.Col(
-                                [
-                                    dbc.Label("Field", html_for="sweep-field-select", className="small mb-0"),
-                                    dbc.Select(id="sweep-field-select", options=fields, value=OWN_FIELD),
-                                ],
-                                md=2,
-                            ),
-                            dbc.Col(
-                                [
-                                    dbc.Label("Scale", className="small mb-0"),
-                                    dbc.RadioItems(
-                                        id="sweep-scale",
-                                        value="quick",
-                                        inline=True,
-                                        options=[
-                                            {"label": "quick (laptop)", "value": "quick"},
-                                            {"label": "paper", "value": "paper"},
-                                        ],
-                                    ),
-                                ],
-                                md=2,
-                            ),
-                            dbc.Col(
-                                [
-                                    dbc.Label("Values", html_for="sweep-values-input", className="small mb-0"),
-                                    dbc.Input(id="sweep-values-input", placeholder="the batch's values"),
-                                ],
-                                md=2,
-                            ),
-                            dbc.Col(
-                                [
-                                    dbc.Label("Seeds", html_for="sweep-seeds-input", className="small mb-0"),
-                                    # no min/max, no step: the box would give None for 0 or 2.5 (as if empty),
-                                    # where the check can name the value
-                                    dbc.Input(id="sweep-seeds-input", type="number", value=1, step="any"),
-                                ],
-                                md=1,
-                            ),
-                            dbc.Col(
-                                [
+                    [
+                        dbc.Row(
+                            [
+                                labelled("Batch", dbc.Select(id="sweep-preset-select", options=options, value="LR3"),
+                                         md=3),
+                                labelled("Field", dbc.Select(id="sweep-field-select", options=fields, value=OWN_FIELD),
+                                         md=3),
+                                dbc.Col(
+                                    [
+                                        dbc.Label("Scale", className="small mb-0"),
+                                        dbc.RadioItems(
+                                            id="sweep-scale",
+                                            value="quick",
+                                            inline=True,
+                                            options=[
+                                                {"label": "quick (laptop)", "value": "quick"},
+                                                {"label": "paper", "value": "paper"},
+                                            ],
+                                        ),
+                                    ],
+                                    md=2,
+                                ),
+                                labelled("Values", dbc.Input(id="sweep-values-input", placeholder="the batch's values"),
+                                         md=2),
+                                # no min/max, no step: the box would give None for 0 or 2.5 (as if empty), where
+                                # the check can name the value
+                                labelled("Seeds", dbc.Input(id="sweep-seeds-input", type="number", value=1,
+                                                            step="any"), md=2),
+                            ],
+                            className="g-2 align-items-end",
+                        ),
+                        dbc.Row(
+                            [
+                                labelled("Also set, for every run",
+                                         dbc.Input(id="sweep-settings-input",
+                                                   placeholder="e.g. init_bias=0 bias_decay=0 (LR3's learning "
+                                                               "rates from zero bias)"),
+                                         md=6),
+                                dbc.Col(
                                     dbc.Switch(
                                         id="sweep-share-seed",
                                         label="same seed for every value (paired)",
                                         value=False,
-                                        className="small",
+                                        className="small mb-1",
                                     ),
-                                    dbc.Button("Start sweep", id="sweep-start-button", color="primary", size="sm"),
-                                ],
-                                md=2,
-                            ),
-                        ],
-                        className="g-2 align-items-end",
-                    )
+                                    md=4,
+                                ),
+                                dbc.Col(dbc.Button("Start sweep", id="sweep-start-button", color="primary", size="sm"),
+                                        md=2),
+                            ],
+                            className="g-2 mt-1 align-items-end",
+                        ),
+                    ]
                 )
             ),
             html.Div(id="sweep-form-problems", className="small text-danger mt-1"),  # checked while typing
@@ -131,30 +122,55 @@ def sweep_layout() -> html.Div:
     )
 
 
+def labelled(label: str, control: Any, md: int) -> dbc.Col:
+    return dbc.Col([dbc.Label(label, html_for=control.id, className="small mb-0"), control], md=md)
+
+
+def parse_settings(text: str | None) -> tuple[dict[str, str], list[str]]:
+    """The "Also set" box's `name=value` pairs (spaces or commas between them), and what is wrong with it."""
+    settings: dict[str, str] = {}
+    problems = []
+    for part in (text or "").replace(",", " ").split():
+        name, equals, value = part.partition("=")
+        if not equals or not name or not value:
+            problems.append(f"also set: {part!r} is not name=value, as init_bias=0")
+        elif name in settings:
+            problems.append(f"also set: {name} is given twice")
+        else:
+            settings[name] = value
+    return settings, problems
+
+
 def chosen_field(field: str | None) -> str | None:
     """The Field select's choice, or None for the batch's own field."""
     return None if field in (None, "", OWN_FIELD) else field
 
 
 def sweep_from_form(
-    name: str, scale: str, values_text: str | None, seeds: Any, share: bool, field: str | None = None
+    name: str, scale: str, values_text: str | None, seeds: Any, share: bool, field: str | None = None,
+    settings_text: str | None = None,
 ) -> tuple[Sweep | None, dict[str, str]]:
-    """The sweep the form describes, or its problems keyed by the box to fix (`field`, `values`, `seeds`) or else
-    the part of the config they concern. OWN_FIELD (or none) is the batch's own field."""
+    """The sweep the form describes, or its problems keyed by the box to fix (`field`, `values`, `seeds`,
+    `settings`) or else the part of the config they concern. OWN_FIELD (or none) is the batch's own field."""
     values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
     missing = {"seeds": f"seeds is required: an integer from 1 to {MAX_SEEDS}"} if seeds in (None, "") else {}
+    settings, setting_problems = parse_settings(settings_text)
     try:
         sweep = preset_sweep(name, scale, values, 1 if missing else seeds, chosen_field(field),
                              shared_seed=bool(share))
     except ValueError as err:  # every problem of the boxes at once, "; "-joined
-        problems: dict[str, list[str]] = {}
+        problems: dict[str, list[str]] = {"settings": setting_problems} if setting_problems else {}
         for part in str(err).split("; "):
             box = ("seeds" if part.startswith("seeds ") else "field" if part.startswith(("field ", "preset "))
                    else "values")
             problems.setdefault(box, []).append(part)
         return None, {**missing, **{box: "; ".join(parts) for box, parts in problems.items()}}
-    errors = {**missing, **sweep.validate()}
-    return (None, errors) if errors else (sweep, {})
+    set_sweep, errors = with_settings(sweep, settings)
+    setting_problems += errors.values()
+    if set_sweep is None or setting_problems:
+        return None, {**missing, "settings": "; ".join(setting_problems)}
+    errors = {**missing, **set_sweep.validate()}
+    return (None, errors) if errors else (set_sweep, {})
 
 
 def sweep_cost(sweep: Sweep | None) -> str:
@@ -218,9 +234,9 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(
         Output("sweep-values-help", "children"), Input("sweep-preset-select", "value"), Input("sweep-scale", "value"),
-        Input("sweep-field-select", "value"),
+        Input("sweep-field-select", "value"), Input("sweep-settings-input", "value"),
     )
-    def describe_batch(name: str, scale: str, field: str | None) -> str:
+    def describe_batch(name: str, scale: str, field: str | None, settings_text: str | None) -> str:
         swept = chosen_field(field)
         if name in QUICK_PRESETS:
             base = QUICK_PRESETS[name].config
@@ -234,6 +250,8 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             swept = swept or sweep.field
         else:
             return ""
+        settings, _problems = parse_settings(settings_text)  # the sizes as set, while valid (the check names errors)
+        base = config_from_dict({k: v for k, v in settings.items() if k != swept}, base)[0] or base
         # the bias init and decay too: a quick twin's decay is the paper's x QUICK_DECAY_SCALE (README, "Presets")
         knobs = [("lr", "lr"), ("init_bias", "initial bias"), ("bias_decay", "bias decay")]
         fixed = ", ".join(f"{label} {getattr(base, knob):g}" for knob, label in knobs if knob != swept)
@@ -244,6 +262,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Output("sweep-field-select", "invalid"),
         Output("sweep-values-input", "invalid"),
         Output("sweep-seeds-input", "invalid"),
+        Output("sweep-settings-input", "invalid"),
         Output("sweep-start-button", "disabled"),
         Output("sweep-form-problems", "children"),
         Output("sweep-cost", "children"),
@@ -253,13 +272,14 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Input("sweep-seeds-input", "value"),
         Input("sweep-share-seed", "value"),
         Input("sweep-field-select", "value"),
+        Input("sweep-settings-input", "value"),
     )
     def check_sweep_form(name: str, scale: str, values_text: str | None, seeds: Any, share: bool,
-                         field: str | None) -> tuple[Any, ...]:
-        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share, field)
+                         field: str | None, settings_text: str | None) -> tuple[Any, ...]:
+        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share, field, settings_text)
         problems = [html.Div(sentence(message)) for message in errors.values()]
-        return ("field" in errors, "values" in errors, "seeds" in errors or "seed" in errors, bool(errors), problems,
-                sweep_cost(sweep))
+        return ("field" in errors, "values" in errors, "seeds" in errors or "seed" in errors,
+                "settings" in errors, bool(errors), problems, sweep_cost(sweep))
 
     @app.callback(
         Output("sweep-select", "value"),
@@ -272,12 +292,14 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         State("sweep-seeds-input", "value"),
         State("sweep-share-seed", "value"),
         State("sweep-field-select", "value"),
+        State("sweep-settings-input", "value"),
         prevent_initial_call=True,
     )
     def start_sweep(
-        _clicks: int, name: str, scale: str, values_text: str | None, seeds: Any, share: bool, field: str | None
+        _clicks: int, name: str, scale: str, values_text: str | None, seeds: Any, share: bool, field: str | None,
+        settings_text: str | None,
     ) -> tuple[Any, Any, Any]:
-        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share, field)
+        sweep, errors = sweep_from_form(name, scale, values_text, seeds, share, field, settings_text)
         try:
             if sweep is None:
                 raise InvalidConfig(errors)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import sys
 import time
@@ -20,7 +19,7 @@ from tqdm import tqdm
 from core.config import FIELDS, allowed_range, config_from_dict, memory_budget_problem
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import build_run_file, save_run_file
-from core.sweep import preset_sweep, run_sweep, seeds_from, total_run_steps, value_label
+from core.sweep import preset_sweep, run_sweep, total_run_steps, value_label, with_settings
 from core.train import Trainer, device_problem, iterate_training
 
 EXIT_USAGE = 2
@@ -107,15 +106,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
-    if overrides:
-        base, errors = config_from_dict(overrides, sweep.base)
-        if errors:
-            for message in errors.values():
-                print(f"error: {message}", file=sys.stderr)
-            return EXIT_USAGE
-        # the repeats start from the given --seed, not the preset's
-        sweep = dataclasses.replace(sweep, base=base, seeds=seeds_from(base.seed, len(sweep.seeds)))
+    settings = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    sweep, errors = with_settings(sweep, settings)
+    if sweep is None:
+        for name, message in errors.items():
+            print(f"error: --{name.replace('_', '-')}: {message}", file=sys.stderr)
+        return EXIT_USAGE
     errors = sweep.validate()
     if problem := device_problem(sweep.base.device):
         errors["device"] = problem
@@ -129,7 +125,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.perf_counter()
     jobs = sweep.jobs()
-    print(f"sweep {sweep.name}: {sweep.field} = {', '.join(value_label(v) for v in sweep.values)}; "
+    print(f"sweep {sweep.title}: {sweep.field} = {', '.join(value_label(v) for v in sweep.values)}; "
           f"{len(sweep.runs())} runs in {len(jobs)} job(s)", file=sys.stderr)
     with tqdm(total=total_run_steps(sweep), unit="run-step", disable=args.quiet, file=sys.stderr) as bar:
         results = run_sweep(sweep, on_progress=bar.update)
@@ -139,7 +135,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         save_run_file(result.record, out / name)
         rows.append({**result.row(sweep.field), "file": name})
     seconds = time.perf_counter() - started
-    summary = {"preset": sweep.name, "field": sweep.field, "values": list(sweep.values), "jobs": len(jobs),
+    summary = {"preset": sweep.name, "settings": dict(sweep.settings), "field": sweep.field,
+               "values": list(sweep.values), "jobs": len(jobs),
                "seconds": seconds, "out": str(out), "runs": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "summary.csv", "w", newline="") as handle:

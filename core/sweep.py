@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.config import FIELDS, RunConfig, parse_value
+from core.config import FIELDS, RunConfig, config_from_dict, parse_value
 from core.presets import PAPER_BATCHES, PRESETS
 from core.train import Trainer, batch_key, max_runs_per_job, worth_batching
 
@@ -30,6 +30,15 @@ class Sweep:
     # False: each value gets its own seed stream (own embedder and init), seed + 1000 * value index.
     # True: every value starts from the same world and init, so only the swept value differs.
     shared_seed: bool = False
+    # Fields of the base config set for every run, as (field, value): part of the sweep's title, so that LR3 and
+    # LR3 with init_bias=0 tell apart in an overlay's legend.
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def title(self) -> str:
+        if not self.settings:
+            return self.name
+        return f"{self.name} with " + ", ".join(f"{name}={value_label(value)}" for name, value in self.settings)
 
     def runs(self) -> list[tuple[Any, int, RunConfig]]:
         """(value, seed, config) for every run, value-major."""
@@ -118,6 +127,23 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
     if not parsed:
         raise ValueError(f"values are needed: {name} has none of its own for {swept}")
     return Sweep(base, swept, tuple(parsed), seeds_from(base.seed, seeds), name=name, shared_seed=shared_seed)
+
+
+def with_settings(sweep: Sweep, settings: dict[str, Any]) -> tuple[Sweep | None, dict[str, str]]:
+    """The sweep with fields of its base config set for every run (LR3's learning rates from init_bias=0), or the
+    problems keyed by field. A set seed is where the repeats' seeds start."""
+    if not settings:
+        return sweep, {}
+    errors = {}
+    if sweep.field in settings:
+        errors[sweep.field] = (f"{sweep.field} is the swept field: give its values as the sweep's values, not as a "
+                               "setting")
+    base, config_errors = config_from_dict({k: v for k, v in settings.items() if k != sweep.field}, sweep.base)
+    errors.update(config_errors)
+    if base is None or errors:
+        return None, errors
+    chosen = tuple((name, getattr(base, name)) for name in FIELDS if name in settings)  # in the form's order
+    return replace(sweep, base=base, seeds=seeds_from(base.seed, len(sweep.seeds)), settings=chosen), {}
 
 
 def seeds_from(first: int, count: int) -> tuple[int, ...]:

@@ -235,6 +235,15 @@ def test_queue_a_sweep_and_list_it(client, lab):
         client.delete(f"/api/runs/{run_id}")
     any_preset = client.post("/api/sweeps", json={"preset": "demo-tiny", "field": "init_bias", "values": [0, -1]})
     assert any_preset.status_code == 201 and lab.config(any_preset.get_json()["runs"][1]).init_bias == -1.0
+    for run_id in any_preset.get_json()["runs"]:
+        client.delete(f"/api/runs/{run_id}")
+    # LR3's learning rates from zero bias: its sweep is named for what was set, to tell apart from LR3's own
+    from_zero = client.post("/api/sweeps", json={"preset": "LR3", "values": [0.01], "set": {"init_bias": 0,
+                                                                                         "bias_decay": 0}})
+    assert from_zero.status_code == 201
+    config = lab.config(from_zero.get_json()["runs"][0])
+    assert (config.lr, config.init_bias, config.bias_decay) == (0.01, 0.0, 0.0)
+    assert client.get("/api/sweeps").get_json()[-1]["name"] == "LR3 with init_bias=0, bias_decay=0"
 
 
 @pytest.mark.parametrize("body, key, says", [
@@ -252,6 +261,9 @@ def test_queue_a_sweep_and_list_it(client, lab):
     ({"preset": "K1", "values": [10**400]}, "values", "at n_neurons=1000000000000000... (401 characters)"),
     ({"preset": "demo-tiny", "field": "bias_decay", "values": [-0.0, 0.0]}, "values", "0 is given more than once"),
     ({"preset": "demo-tiny", "field": "lr", "values": [0.01], "scale": "paper"}, "scale", "its own sizes"),
+    ({"preset": "LR3", "set": [1]}, "set", 'set must be an object of config fields, as {"init_bias": 0}'),
+    ({"preset": "LR3", "set": {"init_bias": -20}}, "set", "init_bias must be a number in [-10, 10], got -20"),
+    ({"preset": "LR3", "set": {"lr": 0.1}}, "set", "lr is the swept field"),
 ])
 def test_a_bad_sweep_names_what_to_fix_and_queues_nothing(client, lab, body, key, says):
     response = client.post("/api/sweeps", json=body)

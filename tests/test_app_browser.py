@@ -286,11 +286,26 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     set_input(dash_duo, "sweep-values-input", "0 -1")
     wait_until(lambda: dash_duo.find_element("#sweep-start-button").is_enabled(), timeout=10, message="Start on")
     assert dash_duo.find_element("#sweep-cost").text == "4 runs in 1 job."
+    # Settings every run shares are checked as typed, shown in the description, and name the sweep.
+    set_input(dash_duo, "sweep-settings-input", "bias_decay=x")
+    dash_duo.wait_for_text_to_equal("#sweep-form-problems", "bias_decay must be a number in [0, 1000], got 'x'",
+                                    timeout=10)
+    assert "is-invalid" in dash_duo.find_element("#sweep-settings-input").get_attribute("class")
+    assert not dash_duo.find_element("#sweep-start-button").is_enabled()
+    set_input(dash_duo, "sweep-settings-input", "bias_decay=0.05 steps=64 snapshot_every=16")
+    dash_duo.wait_for_contains_text("#sweep-values-help", "64 steps, lr 0.01, bias decay 0.05.", timeout=10)
+    wait_until(lambda: dash_duo.find_element("#sweep-start-button").is_enabled(), timeout=10, message="Start on")
     assert len(lab.list()) == 7
+    dash_duo.find_element("#sweep-start-button").click()
+    dash_duo.wait_for_contains_text("#sweep-message", "Queued 4 runs in 1 job(s).", timeout=10)
+    assert {(c.init_bias, c.bias_decay, c.steps) for c in (lab.config(m["id"]) for m in lab.list()[7:])} == {
+        (0.0, 0.05, 64), (-1.0, 0.05, 64)}
+    dash_duo.wait_for_contains_text("#sweep-select", "quick-zero-bias with bias_decay=0.05, steps=64, "
+                                    "snapshot_every=16 · init_bias · 4 runs", timeout=10)
 
     wait_until(lambda: all(m["status"] == "done" for m in lab.list()),
                timeout=90, message="the sweeps")
-    dash_duo.select_dcc_dropdown("#sweep-select", index=2)  # newest first: "demo"
+    dash_duo.select_dcc_dropdown("#sweep-select", index=3)  # newest first: "demo"
     wait_until(lambda: len(trace_lengths(dash_duo, "sweep-panels")) == 9, timeout=20, message="training panels")
     wait_until(lambda: trace_lengths(dash_duo, "sweep-heatmap-2") == [64], timeout=20, message="three heatmaps")
     assert "init_bias=-1" in dash_duo.find_element("#sweep-heatmap-0").text
@@ -301,7 +316,9 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
                timeout=20, message="results against the value")
     dash_duo.find_element("#sweep-overlay").click()
     offered = dash_duo.find_elements(".dash-dropdown-options .dash-dropdown-option")
-    assert [e.text.split(" · ")[:2] for e in offered] == [["no-decay", "init_bias"]]
+    assert [e.text.split(" · ")[:2] for e in offered] == [
+        ["quick-zero-bias with bias_decay=0.05, steps=64, snapshot_every=16", "init_bias"], ["no-decay", "init_bias"]]
+    offered = offered[1:]
     offered[0].click()
     wait_until(lambda: "no-decay: mono neurons / N (per feature)" in trace_names(dash_duo, "sweep-mono-vs-value"),
                timeout=20, message="the overlaid sweep")

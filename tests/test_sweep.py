@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.presets import LR_VALUES, PAPER_BASE
-from core.sweep import Sweep, preset_sweep, run_sweep
+from core.presets import LR_VALUES, PAPER_BASE, PAPER_BATCHES
+from core.sweep import Sweep, preset_sweep, run_sweep, with_settings
 from core.train import Trainer, max_runs_per_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +67,7 @@ def test_cli_sweep_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["field"] == "init_bias" and summary["jobs"] == 1 and len(summary["runs"]) == 2
+    assert summary["settings"] == {"steps": 64, "snapshot_every": 16}
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert [float(r["init_bias"]) for r in rows] == [0.0, -1.0]
     assert {"final_loss", "mono_ratio", "nearly_mono_neurons", "mean_bias", "dead_neurons"} <= set(rows[0])
@@ -111,3 +112,31 @@ def test_cli_sweep_starts_its_seeds_from_the_given_seed(tmp_path):
 def test_a_sweep_of_init_variants_keeps_one_world():
     sweep = preset_sweep("demo-tiny", field_name="init_variant", values=["0", "1", "2"], seeds=2)
     assert [(value, seed) for value, seed, _ in sweep.runs()] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+
+
+def test_settings_change_every_run_and_name_the_sweep():
+    # LR3's learning rates from zero bias without decay: the paper's LR1 beside LR3 from one batch
+    sweep, errors = with_settings(preset_sweep("LR3"), {"init_bias": "0", "bias_decay": 0, "seed": "5"})
+    assert errors == {}
+    assert {(c.init_bias, c.bias_decay) for c in sweep.configs()} == {(0.0, 0.0)}
+    assert [c.lr for c in sweep.configs()] == list(PAPER_BATCHES["LR3"].quick().values)
+    assert sweep.title == "LR3 with init_bias=0, bias_decay=0, seed=5" and sweep.seeds == (5,)
+    assert with_settings(sweep, {}) == (sweep, {})
+
+
+@pytest.mark.parametrize("settings, field, says", [
+    ({"lr": "0.1"}, "lr", "lr is the swept field"),
+    ({"init_bias": "x"}, "init_bias", "init_bias must be a number in [-10, 10], got 'x'"),
+    ({"color": "1"}, "color", "unknown field 'color'"),
+    ({"steps": "2"}, "snapshot_every", "between 1 and steps (2)"),
+])
+def test_bad_settings_are_named_and_build_nothing(settings, field, says):
+    sweep, errors = with_settings(preset_sweep("LR3"), settings)
+    assert sweep is None and says in errors[field]
+
+
+def test_cli_sweep_settings_are_refused_for_the_swept_field(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "core.cli", "sweep", "--preset", "LR1", "--lr", "0.1",
+                             "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--lr: lr is the swept field" in result.stderr
+    assert not (tmp_path / "x").exists()
