@@ -483,6 +483,13 @@ def test_projector_screen_keeps_start_in_view_and_runs_choosable_by_keyboard(das
                "return r.top >= 0 && r.bottom <= window.innerHeight;")
     assert dash_duo.driver.execute_script(in_view)
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "projector-1280x720.png"))
+    # Scrolled down to the heatmap and what is below it, the form and Start stay beside them.
+    dash_duo.driver.execute_script("document.getElementById('sfa-heatmap').scrollIntoView();")
+    wait_until(lambda: dash_duo.driver.execute_script("return window.scrollY;") > 600, timeout=5, message="scrolled")
+    panel_top = "return document.querySelector('.controls').getBoundingClientRect().top;"
+    assert 0 <= dash_duo.driver.execute_script(panel_top) < 20
+    assert dash_duo.driver.execute_script(in_view)
+    dash_duo.driver.execute_script("window.scrollTo(0, 0);")
     # A row's upper part takes focus and selects with Enter or Space, like a button.
     for key, run_id, label in ((Keys.ENTER, first, "first"), (Keys.SPACE, second, "second")):
         row = dash_duo.find_element(f"#run-list .run-row:nth-child({1 if run_id == second else 2}) .run-select")
