@@ -6,6 +6,7 @@ Stop and pause act on the whole job; delete acts on one run.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from core.config import RunConfig, with_defaults
+from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, start_from_run_file
+from core.runfile import load_run_file
 from core.store import DiskStore, new_id, now, valid_id
 from core.train import batch_key, device_problem
 
@@ -87,11 +90,28 @@ class Lab:
     def submit(self, config: RunConfig, label: str = "") -> str:
         return self.submit_group([config], [label])[0]
 
+    def continue_run(self, parent_id: str, config: RunConfig, label: str = "") -> str:
+        """Queue a run that starts from a finished or stopped run's final weights (core.continuation), trained
+        with `config`. Its start is copied: deleting the parent later loses nothing."""
+        meta = self.get(parent_id)
+        blob = self.run_file(parent_id) if meta["status"] in CONTINUABLE else None
+        if blob is None:
+            raise CannotContinue(f"run {parent_id} is {meta['status']}: only a done or stopped run has final weights "
+                                 "to continue from")
+        errors = continuation_errors(parent_id, self.config(parent_id), config)
+        if errors:
+            raise InvalidConfig(errors)
+        start = {"run": parent_id, "label": meta["label"], "step": meta["step"]}
+        weights = start_from_run_file(load_run_file(io.BytesIO(blob)))
+        return self.submit_group([config], [label], starts=[(start, weights)])[0]
+
     def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,
-                     sweeps: list[dict[str, Any]] | None = None) -> list[str]:
+                     sweeps: list[dict[str, Any]] | None = None,
+                     starts: list[tuple[dict[str, Any], bytes] | None] | None = None) -> list[str]:
         """Queue runs to train together as one batched job (they must share array shapes).
 
-        `sweeps` optionally tags each run with its sweep ({"id", "name", "field", "value"})."""
+        `sweeps` optionally tags each run with its sweep ({"id", "name", "field", "value"}); `starts` gives a
+        continued run where it came from ({"run", "label", "step"}) and its starting weights."""
         if not configs:
             raise ValueError("nothing to submit")
         for config in configs:
@@ -115,7 +135,10 @@ class Lab:
                     "created": now(), "started": None, "finished": None, "step": 0, "steps": config.steps,
                     "eta_seconds": None, "steps_per_second": None, "loss": None, "mono_ratio": None,
                     "mean_bias": None, "lr": config.lr, "error": None, "chunks": 0, "frames": [], "note": None,
+                    "start": starts[i][0] if starts and starts[i] else None,
                 })
+                if starts and starts[i]:
+                    self.store.set(f"start/{run_id}", starts[i][1])
             self.store.set(f"job/{job_id}", {"runs": run_ids, "control": None, "worker": None, "heartbeat": None})
             self.store.set("index", self.store.get("index", []) + run_ids)
             self.store.set("queue", self.store.get("queue", []) + [job_id])
@@ -288,6 +311,7 @@ class Lab:
         self.store.delete_prefix(f"frame/{run_id}/")
         self.store.delete(f"sfa/{run_id}")
         self.store.delete(f"file/{run_id}")
+        self.store.delete(f"start/{run_id}")
 
     # --- worker side ---
     def claim(self, worker: WorkerId) -> tuple[str, dict[str, Any]] | None:

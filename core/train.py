@@ -159,7 +159,9 @@ class Trainer:
     `cuda_graph=False` keeps every step eager.
     """
 
-    def __init__(self, configs: list[RunConfig], cuda_graph: bool | None = None):
+    def __init__(self, configs: list[RunConfig], cuda_graph: bool | None = None,
+                 starts: list[RunWeights | None] | None = None):
+        """`starts` gives a continued run its starting weights (core.continuation); None draws them."""
         if not configs:
             raise ValueError("at least one run config is needed")
         keys = {batch_key(c) for c in configs}
@@ -184,8 +186,12 @@ class Trainer:
         for c, g in zip(configs, self.generators):
             if c.init_variant:  # the world (embedders) is the seed's; the start and the samples the variant's
                 g.manual_seed(variant_seed(c.seed, c.init_variant))
+        # drawn even for a given start: the generator then stands where a fresh run's would for the samples
         initial = [init_weights(c.embed_dim, c.n_neurons, c.output_dim, c.init_bias, g)
                    for c, g in zip(configs, self.generators)]
+        for r, start in enumerate(starts or []):
+            if start is not None:
+                initial[r] = RunWeights(*(t.to(self.device, torch.float32) for t in start.tensors()))
         # One stacked tensor per parameter, each run's parameters views into it: the step reads all runs
         # without copying. A single run trains with the library's LAMB on its views; batched runs with
         # StackedLamb, which takes the trust ratio per run, and so do graphed runs (the library's step size is

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from core.config import RunConfig
+from core.continuation import load_start
 from core.jobs import JobLost, Lab, WorkerId
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
@@ -97,7 +98,8 @@ class JobRunner:
         else:
             self.run_ids = list(run_ids)
             self.configs = [RunConfig(**lab.get(r)["config"]) for r in run_ids]
-        self.trainer = Trainer(self.configs)
+        starts = [self.store.get(f"start/{run_id}") for run_id in self.run_ids]
+        self.trainer = Trainer(self.configs, starts=[None if blob is None else load_start(blob) for blob in starts])
         self.log2_seen = [0] * len(self.run_ids)
         self.frame_every = frame_interval(self.configs[0])
         self.last_checkpoint = time.monotonic()
@@ -203,10 +205,14 @@ class JobRunner:
     def _save_run_files(self) -> None:
         files = {}
         for r, run_id in enumerate(self.run_ids):
-            if self.store.get(f"meta/{run_id}", {}).get("status") != "running":
+            meta = self.store.get(f"meta/{run_id}", {})
+            if meta.get("status") != "running":
                 continue  # deleted or failed: a run file of tens of MB would not be kept
+            record = build_run_file(self.trainer, r)
+            if meta.get("start"):  # where its weights came from ({"run", "label", "step"})
+                record["started_from"] = meta["start"]
             buffer = io.BytesIO()
-            torch.save(build_run_file(self.trainer, r), buffer)
+            torch.save(record, buffer)
             files[run_id] = buffer.getvalue()
         with self.store.transaction():
             self.lab.check_owner(self.job_id, self.worker)

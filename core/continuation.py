@@ -1,0 +1,53 @@
+"""Continuing a finished run: a new run that starts from its final weights with settings changed.
+
+The authors suggest moving a model between basins by changing its training (regularisation, a bias push): a
+continued run trains a zero-bias run's polysemantic model on with L1 or bias decay, say, and shows whether it
+leaves its basin. It keeps what the weights mean: their shapes, the world they were trained in (the seed draws
+the embedder) and their start; the schedule, the optimiser's state and the samples start afresh.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+
+from core.config import RunConfig
+from core.model import RunWeights
+
+# Fields that fix the weights' shapes or the world (the embedder is drawn from the seed): the weights mean nothing
+# without them.
+KEPT_WITH_THE_WEIGHTS = ("task", "n_features", "embed_dim", "n_neurons", "seed")
+# Fields that describe a fresh start, which a continued run does not have.
+KEPT_AS_THE_START = ("init_bias", "init_variant")
+CONTINUABLE = ("done", "stopped")
+
+
+class CannotContinue(RuntimeError):
+    """The run has no final weights to continue from (it has not finished or stopped)."""
+
+
+def continuation_errors(parent_id: str, parent: RunConfig, config: RunConfig) -> dict[str, str]:
+    """What `config` changes that a run continued from `parent`'s weights must keep, by field."""
+    errors = {}
+    for name in KEPT_WITH_THE_WEIGHTS + KEPT_AS_THE_START:
+        kept, wanted = getattr(parent, name), getattr(config, name)
+        if kept != wanted:
+            why = ("its weights and the world they learnt (the seed's embedder) are kept"
+                   if name in KEPT_WITH_THE_WEIGHTS else "the run starts from its weights, not from a fresh init")
+            errors[name] = f"{name} must stay {kept} when continuing run {parent_id}, got {wanted}: {why}"
+    return errors
+
+
+def start_from_run_file(record: dict[str, Any]) -> bytes:
+    """A run file's final weights, as the store keeps a continued run's start (torch.save, weights only)."""
+    model = record["final_model"]
+    buffer = io.BytesIO()
+    torch.save({"w1": model["0.weight"], "b1": model["0.bias"], "w2": model["2.weight"]}, buffer)
+    return buffer.getvalue()
+
+
+def load_start(blob: bytes) -> RunWeights:
+    state = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
+    return RunWeights(state["w1"], state["b1"], state["w2"])

@@ -1,0 +1,77 @@
+"""Continuing a finished run from its final weights with settings changed (core.continuation)."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import RunConfig
+from core.continuation import CannotContinue
+from core.jobs import InvalidConfig
+from core.train import Trainer
+from core.worker import WorkerPool
+from tests.helpers import wait_until
+
+PARENT = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=64, steps=600,
+                   snapshot_every=100, lr=0.01, device="cpu")
+
+
+def first_losses(lab, run_id: str, n: int = 16) -> float:
+    return float(np.mean(lab.history(run_id)["losses"][:n]))
+
+
+@pytest.fixture
+def pool(tmp_path):
+    started = WorkerPool(tmp_path / "data", workers=1, threads=1, checkpoint_seconds=0.3).start()
+    yield started
+    started.stop()
+
+
+def test_a_continued_run_starts_where_its_parent_ended_and_keeps_its_start_when_the_parent_goes(pool):
+    lab = pool.lab
+    parent = lab.submit(PARENT, label="zero bias")
+    with pytest.raises(CannotContinue, match="only a done or stopped run"):  # no final weights yet
+        lab.continue_run(parent, PARENT)
+    wait_until(lambda: lab.get(parent)["status"] == "done", message="the parent")
+    parent_file = torch.load(io.BytesIO(lab.run_file(parent)), weights_only=True)
+
+    # L1 on the hidden activations from the parent's weights: the authors' way to push a model out of its basin
+    with_l1 = PARENT.replace(l1_reg=0.01, steps=200, snapshot_every=50)
+    child = lab.continue_run(parent, with_l1, label="zero bias + L1")
+    assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps}
+    lab.delete(parent)  # its start was copied: the child loses nothing
+    wait_until(lambda: lab.get(child)["status"] == "done", message="the continued run")
+    fresh = lab.submit(with_l1, label="fresh")
+    wait_until(lambda: lab.get(fresh)["status"] == "done", message="a fresh run of the same config")
+
+    # It starts in the parent's basin: its first losses are the parent's last, far below a fresh start's.
+    parent_final = parent_file["metrics"]["final_loss"]
+    assert first_losses(lab, child) < 1.5 * parent_final < first_losses(lab, fresh)
+    record = torch.load(io.BytesIO(lab.run_file(child)), weights_only=True)
+    assert record["started_from"] == {"run": parent, "label": "zero bias", "step": PARENT.steps}
+    assert record["config"]["l1_reg"] == 0.01
+
+
+def test_a_continued_run_keeps_what_its_weights_mean(pool):
+    lab = pool.lab
+    parent = lab.submit(PARENT.replace(steps=50, snapshot_every=50))
+    wait_until(lambda: lab.get(parent)["status"] == "done", message="the parent")
+    with pytest.raises(InvalidConfig) as refused:
+        lab.continue_run(parent, PARENT.replace(n_neurons=32, seed=3, init_bias=-1.0))
+    assert set(refused.value.errors) == {"n_neurons", "seed", "init_bias"}
+    assert "n_neurons must stay 24 when continuing run" in refused.value.errors["n_neurons"]
+    assert "not from a fresh init" in refused.value.errors["init_bias"]
+    assert [m["id"] for m in lab.list()] == [parent]  # nothing queued
+
+
+def test_a_given_start_replaces_the_drawn_weights_and_leaves_the_samples_alone(tiny):
+    fresh = Trainer([tiny])
+    start = Trainer([tiny.replace(seed=9)]).weights[0]
+    continued = Trainer([tiny], starts=[start])
+    for given, used in zip(start.tensors(), continued.weights[0].tensors()):
+        assert torch.equal(given, used)
+    # the generator stands where a fresh run's does: the same samples train both
+    fresh.advance(1)
+    continued.advance(1)
+    assert torch.equal(fresh.workspace.x, continued.workspace.x)
