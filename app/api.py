@@ -8,9 +8,10 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app.api_json import MAX_BODY_BYTES, error, json_body, too_large
+from app.api_continue import register_continue_api
+from app.api_json import MAX_BODY_BYTES, error, json_body, json_config, too_large
 from app.api_sweeps import register_sweep_api
-from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown
+from core.config import FIELDS, RunConfig, allowed_range, shown
 from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 MAX_SINCE_DIGITS = 12
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 SUMMARY_KEYS = ("id", "label", "status", "step", "steps", "loss", "mono_ratio", "mean_bias", "lr", "eta_seconds",
-                "device", "error", "note", "created", "job")
+                "device", "error", "note", "created", "job", "start")
 
 
 def run_summary(meta: dict[str, Any]) -> dict[str, Any]:
@@ -38,13 +39,9 @@ def parse_submission(body: Any) -> tuple[RunConfig | None, dict[str, str], str]:
         if not isinstance(preset, str) or preset not in PRESETS:
             return None, {"preset": f"unknown preset {shown(preset)}; allowed: {', '.join(PRESETS)}"}, ""
         base = PRESETS[preset].config
-    # JSON has numbers: "100" for steps is a client's mistake to name (the form and CLI take text, and parse it)
-    quoted = {name: f"{name} must be {allowed_range(FIELDS[name])}, as a JSON number, got {shown(value)}"
-              for name, value in fields.items()
-              if name in FIELDS and not FIELDS[name].metadata["choices"] and isinstance(value, str)}
-    config, errors = config_from_dict({n: v for n, v in fields.items() if n not in quoted}, base)
-    if quoted:
-        return None, {**errors, **quoted}, ""
+    config, errors = json_config(fields, base)
+    if config is None:
+        return None, errors, ""
     if preset is None:
         return config, errors, "api"
     return config, errors, preset if config == PRESETS[preset].config else f"{preset} (edited)"
@@ -100,6 +97,15 @@ def openapi_spec() -> dict[str, Any]:
                                        "400": {"description": "{errors: {key: message}}"},
                                        "503": {"description": "queue full"}}},
             },
+            "/api/runs/{id}/continue": {**run_path, "post": {
+                "summary": "queue a run that starts from this done or stopped run's final weights, with the config "
+                           "fields in the body changed (task, sizes, seed and the init stay)",
+                "requestBody": {"content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/RunConfig"}}}},
+                "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: message}}"},
+                              "404": {"description": "unknown run id"},
+                              "409": {"description": "the run has no final weights yet"},
+                              "503": {"description": "queue full"}}}},
             "/api/runs/{id}/file": {**run_path, "get": {"summary": "the run file (torch.save; load with "
                                                                    "weights_only=True)", "responses": ok}},
         },
@@ -127,6 +133,7 @@ def register_api(server: Flask, lab: Lab) -> None:
         server.register_error_handler(unreachable, store_unreachable)
 
     register_sweep_api(server, lab)
+    register_continue_api(server, lab)
 
     @server.get("/api/openapi.json")
     def api_openapi() -> Response:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from core.config import shown
+from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -35,3 +35,13 @@ def json_body(what: str) -> tuple[Any, tuple[Response, int] | None]:
         return None, (jsonify({"errors": {"body": f"malformed JSON: {err}"}}), 400)
     except RecursionError:
         return None, (jsonify({"errors": {"body": "malformed JSON: nested too deeply"}}), 400)
+
+
+def json_config(fields: dict[str, Any], base: RunConfig | None) -> tuple[RunConfig | None, dict[str, str]]:
+    """`base` with a JSON body's config fields set, or the problems by field."""
+    # JSON has numbers: "100" for steps is a client's mistake to name (the form and CLI take text, and parse it)
+    quoted = {name: f"{name} must be {allowed_range(FIELDS[name])}, as a JSON number, got {shown(value)}"
+              for name, value in fields.items()
+              if name in FIELDS and not FIELDS[name].metadata["choices"] and isinstance(value, str)}
+    config, errors = config_from_dict({n: v for n, v in fields.items() if n not in quoted}, base)
+    return (None, {**errors, **quoted}) if quoted or errors else (config, {})

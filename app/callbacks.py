@@ -29,16 +29,28 @@ from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.config import RunConfig
+from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, continued_label
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_for
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 
 FIELD_VALUES = [Input(field_id(n), "value") for n in FIELD_NAMES]
-ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "duplicate": "Duplicate", "delete": "Delete"}
+ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "continue": "Continue", "duplicate": "Duplicate",
+           "delete": "Delete"}
 
 
 def available_actions(status: str) -> list[str]:
-    return controls_for(status) + ["duplicate", "delete"]
+    return controls_for(status) + (["continue"] if status in CONTINUABLE else []) + ["duplicate", "delete"]
+
+
+def continue_banner(meta: dict[str, Any]) -> dbc.Alert:
+    """Says what Start will do while the form continues a run, with the way back to a fresh start."""
+    return dbc.Alert([
+        html.B("Continues "), f"{meta['label'] or 'run'} ({meta['id']}) from its weights at step {meta['step']:,}, "
+        "with a fresh schedule and optimiser; its task, sizes, seed and initial bias stay. ",
+        dbc.Button("Start fresh instead", id="continue-cancel", color="link", size="sm",
+                   className="p-0 align-baseline"),
+    ], color="info", className="small py-1 px-2 mb-1")
 
 
 def link_message(linked: LinkedConfig) -> Any:
@@ -126,11 +138,15 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
 
 
 def register_callbacks(app: Any, lab: Lab) -> None:
-    def lab_form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
-        """`form_errors`, plus what this lab cannot train (a device its workers lack)."""
+    def lab_form_errors(values: list[Any], parent_id: str | None = None) -> tuple[RunConfig | None, dict[str, str]]:
+        """`form_errors`, plus what this lab cannot train (a device its workers lack) and what a run continued
+        from `parent_id` must keep."""
         config, errors = form_errors(values)
         if config is not None:
-            errors = {n: in_form_words(m) for n, m in lab.config_errors(config).items()}
+            errors = lab.config_errors(config)
+            if parent_id and lab.exists(parent_id):
+                errors = {**continuation_errors(parent_id, lab.config(parent_id), config), **errors}
+            errors = {n: in_form_words(m) for n, m in errors.items()}
         return (None if errors else config), errors
 
     @app.callback(
@@ -170,10 +186,11 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         + [Output(feedback_id(n), "children") for n in FIELD_NAMES] + [Output("start-button", "disabled"),
                                                                      Output("form-message", "children"),
                                                                      Output("form-cost", "children")],
-        *FIELD_VALUES,
+        *FIELD_VALUES, Input("continue-from", "data"),
     )
     def validate_form(*values: Any) -> list[Any]:
-        config, errors = lab_form_errors(list(values))
+        *values, parent_id = values
+        config, errors = lab_form_errors(list(values), parent_id)
         return ([n in errors for n in FIELD_NAMES] + [errors.get(n, "") for n in FIELD_NAMES]
                 + [bool(errors), form_summary(errors), run_cost(config) if config else ""])
 
@@ -211,24 +228,43 @@ def register_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(
         Output("selected-run", "data", allow_duplicate=True), Output("submit-message", "children"),
-        Input("start-button", "n_clicks"), State("preset-select", "value"), *[State(field_id(n), "value")
-                                                                             for n in FIELD_NAMES],
+        Output("continue-from", "data", allow_duplicate=True),
+        Input("start-button", "n_clicks"), State("preset-select", "value"), State("continue-from", "data"),
+        *[State(field_id(n), "value") for n in FIELD_NAMES],
         prevent_initial_call=True,
     )
-    def start_run(_clicks: int, preset: str | None, *values: Any) -> tuple[Any, Any]:
-        config, errors = lab_form_errors(list(values))
+    def start_run(_clicks: int, preset: str | None, parent_id: str | None, *values: Any) -> tuple[Any, Any, Any]:
+        config, errors = lab_form_errors(list(values), parent_id)
         if errors:
             return no_update, dbc.Alert("Fix the highlighted fields first: " + "; ".join(errors.values()),
-                                        color="danger", dismissable=True)
-        if preset not in PRESETS:
-            label = CUSTOM
-        else:
-            label = preset if PRESETS[preset].config == config else f"{preset} (edited)"
+                                        color="danger", dismissable=True), no_update
         try:
-            run_id = lab.submit(config, label=label)
-        except (QueueFull, InvalidConfig) as err:
-            return no_update, alert(str(err), "danger", dismissable=True)
-        return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000)
+            if parent_id:
+                parent = lab.get(parent_id)
+                label = continued_label(parent["label"], lab.config(parent_id), config)
+                run_id = lab.continue_run(parent_id, config, label=label)
+            else:
+                label = (CUSTOM if preset not in PRESETS else
+                         preset if PRESETS[preset].config == config else f"{preset} (edited)")
+                run_id = lab.submit(config, label=label)
+        except UnknownRun:
+            return no_update, alert(f"Run {parent_id} no longer exists: nothing to continue from. Start fresh "
+                                    "instead, or continue another run.", "warning", dismissable=True), None
+        except (QueueFull, InvalidConfig, CannotContinue) as err:
+            return no_update, alert(str(err), "danger", dismissable=True), no_update
+        return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000), None
+
+    @app.callback(Output("continue-banner", "children"), Output("start-button", "children"),
+                  Input("continue-from", "data"))
+    def show_continuing(parent_id: str | None) -> tuple[Any, str]:
+        if not parent_id or not lab.exists(parent_id):
+            return None, "Start run"
+        return continue_banner(lab.get(parent_id)), "Continue run"
+
+    @app.callback(Output("continue-from", "data", allow_duplicate=True), Input("continue-cancel", "n_clicks"),
+                  prevent_initial_call=True)
+    def start_fresh(clicks: int | None) -> Any:
+        return None if clicks else no_update
 
     @app.callback(Output("run-list", "children"), Output("run-list-shown", "data"),
                   Input("tick", "n_intervals"), Input("selected-run", "data"), State("run-list-shown", "data"))
@@ -268,15 +304,19 @@ def register_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(Output("submit-message", "children", allow_duplicate=True),
                   Output("selected-run", "data", allow_duplicate=True),
                   Output("delete-confirm", "displayed"), Output("delete-confirm", "message"),
-                  Output("delete-pending", "data"),
+                  Output("delete-pending", "data"), Output("continue-from", "data", allow_duplicate=True),
+                  Output("url", "search", allow_duplicate=True),
                   Input({"type": "run-action", "action": ALL, "run": ALL}, "n_clicks"), prevent_initial_call=True)
     def run_action(clicks: list[int | None]) -> tuple[Any, ...]:
         trigger = ctx.triggered_id
-        nothing = (no_update,) * 3
+        nothing = (no_update,) * 5
         if not trigger or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update, no_update, *nothing
         run_id, action = trigger["run"], trigger["action"]
         try:
+            if action == "continue":  # the form takes the run's config (through the URL, as a link would)
+                query = config_to_query(lab.config(run_id), None)
+                return no_update, run_id, no_update, no_update, no_update, run_id, query
             if action == "duplicate":
                 meta = lab.get(run_id)
                 config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))
@@ -288,7 +328,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 meta = lab.get(run_id)
                 question = (f"Delete run {meta['label'] or 'run'} ({run_id}, {meta['status']})? Its history, "
                             "checkpoints and run file go with it; this cannot be undone.")
-                return no_update, no_update, True, question, run_id
+                return no_update, no_update, True, question, run_id, no_update, no_update
             getattr(lab, action)(run_id)
         except UnknownRun:
             return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), no_update, \

@@ -90,6 +90,8 @@ def controls_column() -> html.Div:
             config_form(),
             # kept in view at the panel's bottom edge: on a 720 px projector the form is taller than the panel
             html.Div([
+                # the run Start continues (Continue on a finished run), where it is seen while Start is
+                html.Div(id="continue-banner"),
                 html.Div(id="form-message", className="small text-danger mb-1"),  # why Start is off
                 dbc.Button("Start run", id="start-button", color="primary", className="w-100 mb-1"),
                 html.Div(id="form-cost", className="small text-muted mb-1"),  # how long a heavy run takes
@@ -218,6 +220,7 @@ def build_layout() -> html.Div:
             dcc.Store(id="run-list-shown"),  # a digest of the run list as shown: a tick changing nothing sends nothing
             dcc.Store(id="sweep-state"),
             dcc.Store(id="delete-pending"),  # the run the delete dialog asks about
+            dcc.Store(id="continue-from"),  # the finished run whose final weights Start continues from
             dcc.ConfirmDialog(id="delete-confirm"),
             dbc.Navbar(
                 dbc.Container(

@@ -34,10 +34,13 @@ def fmt(value: float | None, spec: str = ".4f") -> str:
 
 
 def describe(meta: dict[str, Any]) -> str:
-    c = meta["config"]
+    c, start = meta["config"], meta.get("start")
+    # a continued run's weights are its parent's at that step, not a fresh init
+    began = (f"from {start['label'] or 'run'} ({start['run']}) at step {start['step']:,}" if start else
+             f"init bias {c['init_bias']:g}")
     return (f"{c['task']}, {c['nonlinearity']}, N={c['n_features']}, m={c['embed_dim']}, k={c['n_neurons']}, "
-            f"eps={c['eps']:.4g}, lr={c['lr']:g}, init bias {c['init_bias']:g}, decay {c['bias_decay']:g}, "
-            f"seed {c['seed']}")
+            f"eps={c['eps']:.4g}, lr={c['lr']:g}, {began}, decay {c['bias_decay']:g}"
+            + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")
 
 
 @dataclass

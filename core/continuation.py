@@ -40,6 +40,13 @@ def continuation_errors(parent_id: str, parent: RunConfig, config: RunConfig) ->
     return errors
 
 
+def continued_label(parent_label: str, parent: RunConfig, config: RunConfig) -> str:
+    """The continued run's name in the run list: its parent's, and what changed."""
+    changed = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+               for name, value in config.to_dict().items() if value != getattr(parent, name)]
+    return f"{parent_label or 'run'} → " + (", ".join(changed) if changed else "continued")
+
+
 def start_from_run_file(record: dict[str, Any]) -> bytes:
     """A run file's final weights, as the store keeps a continued run's start (torch.save, weights only)."""
     model = record["final_model"]

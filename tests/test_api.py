@@ -277,3 +277,29 @@ def test_a_sweep_over_the_queue_limit_is_refused_whole(client, lab):
     assert response.status_code == 503 and "the queue is full" in response.get_json()["error"]
     assert lab.list() == []
     assert client.post("/api/sweeps", data="{}", content_type="text/plain").status_code == 415
+
+
+def test_continue_a_finished_run_with_settings_changed(client, lab):
+    import threading
+
+    from core.jobs import WorkerId
+    from core.worker import JobRunner
+
+    parent = client.post("/api/runs", json={**GOOD, "steps": 32}).get_json()["id"]
+    assert client.post(f"/api/runs/{parent}/continue", json={}).status_code == 409  # queued: no final weights
+    job_id, job = lab.claim(WorkerId.here())
+    JobRunner(lab, job_id, job["runs"], threading.Event()).run()  # trained here: this client has no worker
+
+    response = client.post(f"/api/runs/{parent}/continue", json={"l1_reg": 0.01, "steps": 64})
+    assert response.status_code == 201
+    child = client.get(f"/api/runs/{response.get_json()['id']}").get_json()
+    assert child["start"] == {"run": parent, "label": "api", "step": 32}
+    assert child["label"] == "api → l1_reg=0.01, steps=64" and child["config"]["l1_reg"] == 0.01
+    refused = client.post(f"/api/runs/{parent}/continue", json={"n_neurons": 32, "lr": "0.1"})
+    assert refused.status_code == 400
+    assert set(refused.get_json()["errors"]) == {"lr"}  # the JSON-type problem first, as for POST /api/runs
+    refused = client.post(f"/api/runs/{parent}/continue", json={"n_neurons": 32})
+    assert "n_neurons must stay 24 when continuing run" in refused.get_json()["errors"]["n_neurons"]
+    assert client.post(f"/api/runs/{parent}/continue", json=[1]).status_code == 400
+    assert client.post("/api/runs/nope/continue", json={}).status_code == 404
+    assert len(lab.list()) == 2  # nothing more was queued

@@ -467,6 +467,53 @@ def test_run_rows_stay_put_while_a_run_trains(dash_duo, lab):
     assert dash_duo.get_logs() == []
 
 
+def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
+    from core.presets import PRESETS
+
+    parent = lab.submit(PRESETS["demo-tiny"].config.replace(steps=256, snapshot_every=64), label="zero bias")
+    wait_until(lambda: lab.get(parent)["status"] == "done", timeout=60, message="the parent")
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1100)
+    dash_duo.wait_for_contains_text("#run-list", "zero bias", timeout=10)
+    continue_button = next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue")
+    continue_button.click()
+    dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from its weights at "
+                                    "step 256", timeout=10)
+    dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
+    assert dash_duo.find_element("#steps-input").get_attribute("value") == "256"  # the form holds the run's config
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continue-form.png"))
+    # What the weights need is kept: a change is flagged at the field, and Continue is off.
+    set_input(dash_duo, "n-neurons-input", "40")
+    dash_duo.wait_for_contains_text("#n-neurons-feedback", f"must stay 64 when continuing run {parent}", timeout=10)
+    assert not dash_duo.find_element("#start-button").is_enabled()
+    set_input(dash_duo, "n-neurons-input", "64")
+    for button in dash_duo.find_elements(".accordion-button"):
+        if button.text == "Advanced":
+            button.click()
+    wait_until(lambda: dash_duo.find_element("#l1-reg-input").is_displayed(), timeout=10, message="Advanced open")
+    set_input(dash_duo, "l1-reg-input", "0.01")
+    wait_until(lambda: dash_duo.find_element("#start-button").is_enabled(), timeout=10, message="Continue on")
+    dash_duo.find_element("#start-button").click()
+
+    wait_until(lambda: len(lab.list()) == 2, timeout=10, message="the continued run queued")
+    child = lab.list()[1]
+    assert child["start"] == {"run": parent, "label": "zero bias", "step": 256}
+    assert child["label"] == "zero bias → l1_reg=0.01" and child["config"]["l1_reg"] == 0.01
+    dash_duo.wait_for_contains_text("#live-subtitle", f"from zero bias ({parent}) at step 256", timeout=10)
+    dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)  # the next Start is a fresh run
+    assert dash_duo.find_element("#continue-banner").text == ""
+    wait_until(lambda: lab.get(child["id"])["status"] == "done", timeout=60, message="the continued run")
+    # it starts in its parent's basin: its first losses are near the parent's last
+    assert np.mean(lab.history(child["id"])["losses"][:16]) < 1.5 * lab.get(parent)["loss"]
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continued.png"))
+    # Continue, then Start fresh instead: Start is a fresh run again.
+    next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue").click()
+    dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
+    dash_duo.find_element("#continue-cancel").click()
+    dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)
+    assert dash_duo.get_logs() == []
+
+
 def test_projector_screen_keeps_start_in_view_and_runs_choosable_by_keyboard(dash_duo, lab):
     from core.presets import PRESETS
 

@@ -1,0 +1,38 @@
+"""`POST /api/runs/<id>/continue`: a run that starts from a finished run's final weights (core.continuation)."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify
+
+from app.api_json import error, json_body, json_config
+from core.config import shown
+from core.continuation import CannotContinue, continued_label
+from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
+
+
+def register_continue_api(server: Flask, lab: Lab) -> None:
+    @server.post("/api/runs/<run_id>/continue")
+    def api_continue(run_id: str) -> tuple[Response, int]:
+        body, refused = json_body("the config fields to change")
+        if refused:
+            return refused
+        if not isinstance(body, dict):
+            return jsonify({"errors": {"body": 'expected a JSON object of the config fields to change, as '
+                                               f'{{"l1_reg": 0.01}} ({{}} for none), got {shown(body)}'}}), 400
+        try:
+            meta, parent = lab.get(run_id), lab.config(run_id)
+            config, errors = json_config(body, parent)
+            if config is None:
+                return jsonify({"errors": errors}), 400
+            new_id = lab.continue_run(run_id, config, label=continued_label(meta["label"], parent, config))
+        except UnknownRun:
+            return error(404, f"no run with id {shown(run_id)}")
+        except CannotContinue as err:
+            return error(409, str(err))
+        except InvalidConfig as err:
+            return jsonify({"errors": err.errors}), 400
+        except QueueFull as err:
+            return error(503, str(err))
+        return jsonify({"id": new_id}), 201
+
+
