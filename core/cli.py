@@ -17,8 +17,9 @@ from typing import Any
 from tqdm import tqdm
 
 from core.config import FIELDS, allowed_range, config_from_dict, memory_budget_problem
+from core.continuation import continuation_errors, load_start, start_from_run_file
 from core.presets import PAPER_BATCHES, PRESETS
-from core.runfile import build_run_file, save_run_file
+from core.runfile import RunFileError, build_run_file, config_of, load_run_file, save_run_file
 from core.sweep import preset_sweep, run_sweep, total_run_steps, value_label, with_settings
 from core.train import Trainer, device_problem, iterate_training
 
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one run and write its run file")
     train.add_argument("--preset", help="start from a preset: " + ", ".join(PRESETS))
+    train.add_argument("--continue-from", metavar="RUN_FILE",
+                       help="start from a run file's final weights and config; flags change the config (task, sizes, "
+                            "seed and init stay the file's)")
     for name, f in FIELDS.items():
         # Values stay strings here so that config_from_dict reports every bad field together.
         train.add_argument("--" + name.replace("_", "-"), dest=name, metavar="VALUE",
@@ -152,14 +156,26 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    base = None
+    base, parent = None, None
+    if args.preset is not None and args.continue_from is not None:
+        print("error: --preset and --continue-from both give the config: use one", file=sys.stderr)
+        return EXIT_USAGE
     if args.preset is not None:
         if args.preset not in PRESETS:
             print(f"error: preset: unknown preset {args.preset!r}; allowed: {', '.join(PRESETS)}", file=sys.stderr)
             return EXIT_USAGE
         base = PRESETS[args.preset].config
+    if args.continue_from is not None:
+        try:
+            parent = load_run_file(args.continue_from)
+            base = config_of(parent)
+        except (OSError, RunFileError) as err:
+            print(f"error: --continue-from: {err}", file=sys.stderr)
+            return EXIT_USAGE
     overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
     config, errors = config_from_dict(overrides, base)
+    if config is not None and parent is not None:
+        errors.update(continuation_errors(args.continue_from, base, config))
     if config is not None and (problem := device_problem(config.device)):
         errors["device"] = problem
     out_problem = output_path_problem(args.out, folder=False) if args.out is not None else None
@@ -169,7 +185,8 @@ def run_train(args: argparse.Namespace) -> int:
         for message in errors.values():
             print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    trainer = Trainer([config])
+    start = None if parent is None else load_start(start_from_run_file(parent))
+    trainer = Trainer([config], starts=[start])
     started = time.perf_counter()
     with tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr) as bar:
         for snap in iterate_training(trainer, max_seconds=0.5):
@@ -182,6 +199,9 @@ def run_train(args: argparse.Namespace) -> int:
                 return 1
     seconds = time.perf_counter() - started
     record = build_run_file(trainer)
+    if parent is not None:
+        record["started_from"] = {"file": str(args.continue_from),
+                                  "step": parent.get("metrics", {}).get("steps_trained")}
     out = str(save_run_file(record, args.out)) if args.out else None
     metrics = record["metrics"]
     summary: dict[str, Any] = {

@@ -75,3 +75,32 @@ def test_a_given_start_replaces_the_drawn_weights_and_leaves_the_samples_alone(t
     fresh.advance(1)
     continued.advance(1)
     assert torch.equal(fresh.workspace.x, continued.workspace.x)
+
+
+def test_cli_trains_on_from_a_run_file(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "core.cli", "train", *args, "--quiet"], cwd=root,
+                              capture_output=True, text=True, timeout=120)
+
+    tiny = ["--n-features", "16", "--embed-dim", "4", "--n-neurons", "24", "--batch-size", "64", "--lr", "0.01"]
+    parent = cli(*tiny, "--steps", "600", "--snapshot-every", "100", "--out", str(tmp_path / "parent.pt"), "--json")
+    assert parent.returncode == 0, parent.stderr
+    child = cli("--continue-from", str(tmp_path / "parent.pt"), "--l1-reg", "0.01", "--steps", "64",
+                "--snapshot-every", "16", "--out", str(tmp_path / "child.pt"))
+    assert child.returncode == 0, child.stderr
+    record = torch.load(tmp_path / "child.pt", weights_only=True)
+    assert record["started_from"] == {"file": str(tmp_path / "parent.pt"), "step": 600}
+    assert record["config"]["l1_reg"] == 0.01 and record["config"]["n_neurons"] == 24  # the file's config, changed
+    # it starts in its parent's basin
+    assert np.mean(record["loss_history"][:16].numpy()) < 1.5 * json.loads(parent.stdout.splitlines()[-1])["final_loss"]
+    refused = cli("--continue-from", str(tmp_path / "parent.pt"), "--n-neurons", "32")
+    assert refused.returncode == 2 and "n_neurons must stay 24 when continuing run" in refused.stderr
+    missing = cli("--continue-from", str(tmp_path / "nope.pt"))
+    assert missing.returncode == 2 and "--continue-from: not a readable run file" in missing.stderr
