@@ -39,8 +39,9 @@ ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "continue": "Co
            "delete": "Delete"}
 
 
-def available_actions(status: str) -> list[str]:
-    return controls_for(status) + (["continue"] if status in CONTINUABLE else []) + ["duplicate", "delete"]
+def available_actions(status: str, trained: bool = True) -> list[str]:
+    """The row's buttons; Continue needs final weights (a run stopped before its first step has none)."""
+    return controls_for(status) + (["continue"] if status in CONTINUABLE and trained else []) + ["duplicate", "delete"]
 
 
 def continue_banner(meta: dict[str, Any]) -> dbc.Alert:
@@ -119,7 +120,7 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
     status = meta["status"]
     buttons = [dbc.Button(ACTIONS[a], id={"type": "run-action", "action": a, "run": meta["id"]}, size="sm",
                           color="danger" if a == "delete" else "secondary", outline=True, className="me-1 mt-1")
-               for a in available_actions(status)]
+               for a in available_actions(status, trained=meta["step"] > 0)]
     # Only the upper part selects: a click on a button inside it would have selected its run too (Delete on
     # another run swapped the run on show for the one being deleted).
     select_area = html.Div([
