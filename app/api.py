@@ -98,8 +98,9 @@ def openapi_spec() -> dict[str, Any]:
                                        "503": {"description": "queue full"}}},
             },
             "/api/runs/{id}/continue": {**run_path, "post": {
-                "summary": "queue a run that starts from this done or stopped run's final weights, with the config "
-                           "fields in the body changed (task, sizes, seed and the init stay)",
+                "summary": "queue a run that starts from this done or stopped run's final weights (or those saved "
+                           "after the body's from_step: 1, 2, 4, ...), with the body's config fields changed (task, "
+                           "sizes, seed and the init stay)",
                 "requestBody": {"content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/RunConfig"}}}},
                 "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: message}}"},

@@ -1,4 +1,5 @@
-"""`POST /api/runs/<id>/continue`: a run that starts from a finished run's final weights (core.continuation)."""
+"""`POST /api/runs/<id>/continue`: a run that starts from a finished run's final weights, or those it saved after
+`from_step`, with the body's config fields changed (core.continuation)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ def register_continue_api(server: Flask, lab: Lab) -> None:
         if not isinstance(body, dict):
             return jsonify({"errors": {"body": 'expected a JSON object of the config fields to change, as '
                                                f'{{"l1_reg": 0.01}} ({{}} for none), got {shown(body)}'}}), 400
+        fields = {k: v for k, v in body.items() if k != "from_step"}
         try:
             meta, parent = lab.get(run_id), lab.config(run_id)
-            config, errors = json_config(body, parent)
+            config, errors = json_config(fields, parent)
             if config is None:
                 return jsonify({"errors": errors}), 400
-            new_id = lab.continue_run(run_id, config, label=continued_label(meta["label"], parent, config))
+            step = body.get("from_step")
+            label = continued_label(meta["label"], parent, config, step if isinstance(step, int) else None)
+            new_id = lab.continue_run(run_id, config, label=label, step=step)
         except UnknownRun:
             return error(404, f"no run with id {shown(run_id)}")
         except CannotContinue as err:

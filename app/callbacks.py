@@ -10,6 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
 from app.components import alert, checkpoint_marks
+from app.continue_controls import continue_from, continued_run, register_continue_callbacks
 from app.figures import empty_figure
 from app.form import (
     CUSTOM,
@@ -39,19 +40,11 @@ ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "continue": "Co
            "delete": "Delete"}
 
 
-def available_actions(status: str, trained: bool = True) -> list[str]:
-    """The row's buttons; Continue needs final weights (a run stopped before its first step has none)."""
-    return controls_for(status) + (["continue"] if status in CONTINUABLE and trained else []) + ["duplicate", "delete"]
-
-
-def continue_banner(meta: dict[str, Any]) -> dbc.Alert:
-    """Says what Start will do while the form continues a run, with the way back to a fresh start."""
-    return dbc.Alert([
-        html.B("Continues "), f"{meta['label'] or 'run'} ({meta['id']}) from its weights at step {meta['step']:,}, "
-        "with a fresh schedule and optimiser; its task, sizes, seed and initial bias stay. ",
-        dbc.Button("Start fresh instead", id="continue-cancel", color="link", size="sm",
-                   className="p-0 align-baseline"),
-    ], color="info", className="small py-1 px-2 mb-1")
+def available_actions(status: str, trained: bool = True, continued: bool = False) -> list[str]:
+    """The row's buttons. Continue needs final weights (a run stopped before its first step has none); a continued
+    run has no Duplicate, whose new seed would be another world than its start's."""
+    return (controls_for(status) + (["continue"] if status in CONTINUABLE and trained else [])
+            + ([] if continued else ["duplicate"]) + ["delete"])
 
 
 def link_message(linked: LinkedConfig) -> Any:
@@ -120,7 +113,7 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
     status = meta["status"]
     buttons = [dbc.Button(ACTIONS[a], id={"type": "run-action", "action": a, "run": meta["id"]}, size="sm",
                           color="danger" if a == "delete" else "secondary", outline=True, className="me-1 mt-1")
-               for a in available_actions(status, trained=meta["step"] > 0)]
+               for a in available_actions(status, trained=meta["step"] > 0, continued=bool(meta.get("start")))]
     # Only the upper part selects: a click on a button inside it would have selected its run too (Delete on
     # another run swapped the run on show for the one being deleted).
     select_area = html.Div([
@@ -190,8 +183,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         *FIELD_VALUES, Input("continue-from", "data"),
     )
     def validate_form(*values: Any) -> list[Any]:
-        *values, parent_id = values
-        config, errors = lab_form_errors(list(values), parent_id)
+        *values, continuing = values
+        config, errors = lab_form_errors(list(values), continued_run(continuing)[0])
         return ([n in errors for n in FIELD_NAMES] + [errors.get(n, "") for n in FIELD_NAMES]
                 + [bool(errors), form_summary(errors), run_cost(config) if config else ""])
 
@@ -234,7 +227,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         *[State(field_id(n), "value") for n in FIELD_NAMES],
         prevent_initial_call=True,
     )
-    def start_run(_clicks: int, preset: str | None, parent_id: str | None, *values: Any) -> tuple[Any, Any, Any]:
+    def start_run(_clicks: int, preset: str | None, continuing: Any, *values: Any) -> tuple[Any, Any, Any]:
+        parent_id, step = continued_run(continuing)
         config, errors = lab_form_errors(list(values), parent_id)
         if errors:
             return no_update, dbc.Alert("Fix the highlighted fields first: " + "; ".join(errors.values()),
@@ -242,8 +236,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         try:
             if parent_id:
                 parent = lab.get(parent_id)
-                label = continued_label(parent["label"], lab.config(parent_id), config)
-                run_id = lab.continue_run(parent_id, config, label=label)
+                label = continued_label(parent["label"], lab.config(parent_id), config, step)
+                run_id = lab.continue_run(parent_id, config, label=label, step=step)
             else:
                 label = (CUSTOM if preset not in PRESETS else
                          preset if PRESETS[preset].config == config else f"{preset} (edited)")
@@ -255,17 +249,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             return no_update, alert(str(err), "danger", dismissable=True), no_update
         return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000), None
 
-    @app.callback(Output("continue-banner", "children"), Output("start-button", "children"),
-                  Input("continue-from", "data"))
-    def show_continuing(parent_id: str | None) -> tuple[Any, str]:
-        if not parent_id or not lab.exists(parent_id):
-            return None, "Start run"
-        return continue_banner(lab.get(parent_id)), "Continue run"
-
-    @app.callback(Output("continue-from", "data", allow_duplicate=True), Input("continue-cancel", "n_clicks"),
-                  prevent_initial_call=True)
-    def start_fresh(clicks: int | None) -> Any:
-        return None if clicks else no_update
+    register_continue_callbacks(app, lab)
 
     @app.callback(Output("run-list", "children"), Output("run-list-shown", "data"),
                   Input("tick", "n_intervals"), Input("selected-run", "data"), State("run-list-shown", "data"))
@@ -317,7 +301,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         try:
             if action == "continue":  # the form takes the run's config (through the URL, as a link would)
                 query = config_to_query(lab.config(run_id), None)
-                return no_update, run_id, no_update, no_update, no_update, run_id, query
+                return no_update, run_id, no_update, no_update, no_update, continue_from(run_id, None), query
             if action == "duplicate":
                 meta = lab.get(run_id)
                 config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))

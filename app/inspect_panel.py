@@ -14,9 +14,11 @@ from dash import Input, Output, State, html, no_update
 
 from app import interpret_figures as figs
 from app.components import alert, graph
+from app.continue_controls import continue_button
 from app.figures import empty_figure, pooled_block_cell
 from app.live import heatmap_source
 from core.compare import Model
+from core.continuation import CONTINUABLE
 from core.interpret import (
     feature_view,
     mono_neurons_per_feature,
@@ -89,19 +91,20 @@ def inspect_layout() -> html.Div:
     )
 
 
-def model_at(record: dict[str, Any], step: int | None) -> tuple[Model, str]:
+def model_at(record: dict[str, Any], step: int | None) -> tuple[Model, str, int | None]:
     """The final model, or, for a replayed step, the latest weights saved by then: the run file keeps the
-    weights at powers of 2 only (the heatmap's other frames are SFA matrices alone)."""
+    weights at powers of 2 only (the heatmap's other frames are SFA matrices alone). Also says which, and the
+    saved step (None: the final weights)."""
     models = record["log2_spaced_models"]
     trained = record.get("metrics", {}).get("steps_trained")
     if step is None or step <= 0 or not models or (trained is not None and step >= trained):
-        return Model.from_record(record), "final weights"
+        return Model.from_record(record), "final weights", None
     saved = min(int(math.log2(step)), len(models) - 1)
     record = {**record, "final_model": models[saved]}
     at = f"checkpoint after {2**saved} step" + ("" if saved == 0 else "s")
     if 2**saved != step:
         at += f" (the replayed step {step} has no saved weights; the latest saved before it)"
-    return Model.from_record(record), at
+    return Model.from_record(record), at, 2**saved
 
 
 def neurons_table(view: Any) -> Any:
@@ -200,7 +203,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             ] + blank
         frames = meta["frames"]
         step = frames[slider] if isinstance(slider, int) and slider_max and 0 <= slider < slider_max else None
-        model, which = model_at(record, step)
+        model, which, saved = model_at(record, step)
         sfa = model.sfa()
         n, k = model.config.n_features, model.config.n_neurons
         problems = {}
@@ -214,7 +217,10 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         # each view waits only for its own inputs: a bad feature index leaves the neuron and the maps drawn
         fview = None if unless("Feature") else feature_view(model, sfa, feature)
         linear = poly_linear_map(model, sfa)
-        message = [html.Div(f"Inspecting {which} of run {run_id}.", className="small text-muted")]
+        # the weights shown, continued with settings changed: from a checkpoint, before the run chose its basin
+        message = [html.Div([f"Inspecting {which} of run {run_id}.",
+                             continue_button(run_id, saved) if meta["status"] in CONTINUABLE else ""],
+                            className="small text-muted")]
         if problems:
             message.append(alert("; ".join(problems.values()), "danger", className="py-2"))
         return [

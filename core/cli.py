@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--continue-from", metavar="RUN_FILE",
                        help="start from a run file's final weights and config; flags change the config (task, sizes, "
                             "seed and init stay the file's)")
+    train.add_argument("--continue-step", type=int, metavar="STEP",
+                       help="with --continue-from: start from the weights the file saved after STEP (1, 2, 4, ...)")
     for name, f in FIELDS.items():
         # Values stay strings here so that config_from_dict reports every bad field together.
         train.add_argument("--" + name.replace("_", "-"), dest=name, metavar="VALUE",
@@ -156,7 +158,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    base, parent = None, None
+    base, parent, start = None, None, None
     if args.preset is not None and args.continue_from is not None:
         print("error: --preset and --continue-from both give the config: use one", file=sys.stderr)
         return EXIT_USAGE
@@ -176,6 +178,12 @@ def run_train(args: argparse.Namespace) -> int:
     config, errors = config_from_dict(overrides, base)
     if config is not None and parent is not None:
         errors.update(continuation_errors(args.continue_from, base, config))
+        try:
+            start = load_start(start_from_run_file(parent, args.continue_step))
+        except ValueError as err:
+            errors["continue_step"] = f"--continue-step {err}"
+    elif args.continue_step is not None:
+        errors["continue_step"] = "--continue-step is for --continue-from: give the run file too"
     if config is not None and (problem := device_problem(config.device)):
         errors["device"] = problem
     out_problem = output_path_problem(args.out, folder=False) if args.out is not None else None
@@ -185,7 +193,6 @@ def run_train(args: argparse.Namespace) -> int:
         for message in errors.values():
             print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    start = None if parent is None else load_start(start_from_run_file(parent))
     trainer = Trainer([config], starts=[start])
     started = time.perf_counter()
     with tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr) as bar:
@@ -200,8 +207,8 @@ def run_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     record = build_run_file(trainer)
     if parent is not None:
-        record["started_from"] = {"file": str(args.continue_from),
-                                  "step": parent.get("metrics", {}).get("steps_trained")}
+        record["started_from"] = {"file": str(args.continue_from), "step": args.continue_step
+                                  or parent.get("metrics", {}).get("steps_trained")}
     out = str(save_run_file(record, args.out)) if args.out else None
     metrics = record["metrics"]
     summary: dict[str, Any] = {

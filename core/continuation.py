@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from core.config import RunConfig
+from core.config import RunConfig, shown
 from core.model import RunWeights
 
 # Fields that fix the weights' shapes or the world (the embedder is drawn from the seed): the weights mean nothing
@@ -40,16 +40,31 @@ def continuation_errors(parent_id: str, parent: RunConfig, config: RunConfig) ->
     return errors
 
 
-def continued_label(parent_label: str, parent: RunConfig, config: RunConfig) -> str:
-    """The continued run's name in the run list: its parent's, and what changed."""
+def continued_label(parent_label: str, parent: RunConfig, config: RunConfig, step: int | None = None) -> str:
+    """The continued run's name in the run list: its parent's (at the saved step it started from), and what
+    changed."""
     changed = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
                for name, value in config.to_dict().items() if value != getattr(parent, name)]
-    return f"{parent_label or 'run'} → " + (", ".join(changed) if changed else "continued")
+    at = "" if step is None else f" at step {step}"
+    return f"{parent_label or 'run'}{at} → " + (", ".join(changed) if changed else "continued")
 
 
-def start_from_run_file(record: dict[str, Any]) -> bytes:
-    """A run file's final weights, as the store keeps a continued run's start (torch.save, weights only)."""
-    model = record["final_model"]
+def saved_steps(record: dict[str, Any]) -> list[int]:
+    """The steps a run file keeps weights at besides its final ones: 1, 2, 4, ... (the paper's log2 models)."""
+    return [2**i for i in range(len(record["log2_spaced_models"]))]
+
+
+def start_from_run_file(record: dict[str, Any], step: int | None = None) -> bytes:
+    """A run file's final weights, or those it saved after `step` (one of saved_steps), as the store keeps a continued
+    run's start (torch.save, weights only)."""
+    if step is None:
+        model = record["final_model"]
+    elif isinstance(step, int) and not isinstance(step, bool) and step in saved_steps(record):
+        model = record["log2_spaced_models"][step.bit_length() - 1]
+    else:
+        saved = ", ".join(map(str, saved_steps(record)))
+        raise ValueError(f"must be a step with saved weights ({saved}) or none for the final weights, "
+                         f"got {shown(step)}")
     buffer = io.BytesIO()
     torch.save({"w1": model["0.weight"], "b1": model["0.bias"], "w2": model["2.weight"]}, buffer)
     return buffer.getvalue()

@@ -90,19 +90,22 @@ class Lab:
     def submit(self, config: RunConfig, label: str = "") -> str:
         return self.submit_group([config], [label])[0]
 
-    def continue_run(self, parent_id: str, config: RunConfig, label: str = "") -> str:
-        """Queue a run that starts from a finished or stopped run's final weights (core.continuation), trained
-        with `config`. Its start is copied: deleting the parent later loses nothing."""
+    def continue_run(self, parent_id: str, config: RunConfig, label: str = "", step: int | None = None) -> str:
+        """Queue a run that starts from a finished or stopped run's final weights, or those saved after `step` (1, 2,
+        4, ...), trained with `config` (core.continuation). Its start is copied: deleting the parent loses nothing."""
         meta = self.get(parent_id)
         blob = self.run_file(parent_id) if meta["status"] in CONTINUABLE else None
         if blob is None:
             raise CannotContinue(f"run {parent_id} is {meta['status']}: only a done or stopped run has final weights "
                                  "to continue from")
         errors = continuation_errors(parent_id, self.config(parent_id), config)
+        try:
+            weights = start_from_run_file(load_run_file(io.BytesIO(blob)), step)
+        except ValueError as err:
+            errors["from_step"] = f"from_step {err}"
         if errors:
             raise InvalidConfig(errors)
-        start = {"run": parent_id, "label": meta["label"], "step": meta["step"]}
-        weights = start_from_run_file(load_run_file(io.BytesIO(blob)))
+        start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
         return self.submit_group([config], [label], starts=[(start, weights)])[0]
 
     def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,

@@ -301,5 +301,12 @@ def test_continue_a_finished_run_with_settings_changed(client, lab):
     refused = client.post(f"/api/runs/{parent}/continue", json={"n_neurons": 32})
     assert "n_neurons must stay 24 when continuing run" in refused.get_json()["errors"]["n_neurons"]
     assert client.post(f"/api/runs/{parent}/continue", json=[1]).status_code == 400
+    for step in (True, 3, "8", 10**400):
+        refused = client.post(f"/api/runs/{parent}/continue", json={"from_step": step})
+        says = refused.get_json()["errors"]["from_step"]
+        assert "from_step must be a step with saved weights (1, 2, 4, 8, 16, 32) or none" in says
+    early = client.post(f"/api/runs/{parent}/continue", json={"from_step": 16}).get_json()["id"]
+    assert lab.get(early)["start"]["step"] == 16
+    client.delete(f"/api/runs/{early}")
     assert client.post("/api/runs/nope/continue", json={}).status_code == 404
     assert len(lab.list()) == 2  # nothing more was queued

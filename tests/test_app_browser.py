@@ -506,9 +506,35 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     # it starts in its parent's basin: its first losses are near the parent's last
     assert np.mean(lab.history(child["id"])["losses"][:16]) < 1.5 * lab.get(parent)["loss"]
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continued.png"))
+    # no Duplicate for a continued run: a new seed would be another world than its start's
+    wait_until(lambda: [b.text for b in dash_duo.find_elements("#run-list .run-row:first-child button")]
+               == ["Continue", "Delete"], timeout=10, message="the continued run's buttons")
+    # From a checkpoint: the parent replayed at its first step, where the inspector offers to continue from those
+    # weights (before the run chose its basin).
+    dash_duo.find_element("#run-list .run-row:nth-child(2) .run-select").click()
+    dash_duo.wait_for_contains_text("#inspect-message", f"Inspecting final weights of run {parent}", timeout=20)
+    thumb = dash_duo.find_element("#checkpoint-slider [role=slider]")
+    thumb.send_keys(Keys.HOME)
+    dash_duo.wait_for_contains_text("#inspect-message", "Inspecting checkpoint after 1 step of run", timeout=20)
+    dash_duo.driver.execute_script("document.getElementById('inspect-message').scrollIntoView({block: 'center'});")
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continue-checkpoint.png"))
+    # clicked by script: the figures around it are still redrawing, and a pointer click can land on one
+    dash_duo.driver.execute_script("arguments[0].click();", dash_duo.find_element("#inspect-message button"))
+    dash_duo.wait_for_contains_text("#continue-banner", "from the weights it saved after step 1,", timeout=10)
+    dash_duo.find_element("#start-button").click()
+    wait_until(lambda: len(lab.list()) == 3, timeout=10, message="continued from step 1")
+    assert lab.list()[2]["start"]["step"] == 1 and lab.list()[2]["label"] == "zero bias at step 1 → continued"
     # Continue, then Start fresh instead: Start is a fresh run again.
-    next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue").click()
-    dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
+    wait_until(lambda: lab.list()[2]["status"] == "done", timeout=60, message="the run from step 1")
+
+    def click_continue() -> bool:  # the list is rebuilt as the new run's status changes: a button may go stale
+        try:
+            next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue").click()
+            return dash_duo.find_element("#start-button").text == "Continue run"
+        except StaleElementReferenceException:
+            return False
+
+    wait_until(click_continue, timeout=10, message="Continue clicked")
     dash_duo.find_element("#continue-cancel").click()
     dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)
     assert dash_duo.get_logs() == []

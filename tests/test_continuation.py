@@ -62,7 +62,17 @@ def test_a_continued_run_keeps_what_its_weights_mean(pool):
     assert set(refused.value.errors) == {"n_neurons", "seed", "init_bias"}
     assert "n_neurons must stay 24 when continuing run" in refused.value.errors["n_neurons"]
     assert "not from a fresh init" in refused.value.errors["init_bias"]
+    with pytest.raises(InvalidConfig) as refused:  # weights are saved after steps 1, 2, 4, ..., 32 of 50
+        lab.continue_run(parent, PARENT, step=48)
+    assert refused.value.errors["from_step"] == ("from_step must be a step with saved weights (1, 2, 4, 8, 16, 32) "
+                                                 "or none for the final weights, got 48")
     assert [m["id"] for m in lab.list()] == [parent]  # nothing queued
+    # from the weights saved after step 8: where the inspector's replay stood
+    early = lab.continue_run(parent, PARENT.replace(l1_reg=0.01), step=8)
+    assert lab.get(early)["start"]["step"] == 8
+    wait_until(lambda: lab.get(early)["status"] == "done", message="the run continued from step 8")
+    record = torch.load(io.BytesIO(lab.run_file(early)), weights_only=True)
+    assert record["started_from"]["step"] == 8
 
 
 def test_a_given_start_replaces_the_drawn_weights_and_leaves_the_samples_alone(tiny):

@@ -143,8 +143,9 @@ def test_a_replayed_step_is_inspected_at_the_latest_weights_saved_by_then():
     assert model_at(record, None)[1] == "final weights" and model_at(record, 64)[1] == "final weights"
     assert model_at(record, 32)[1] == "checkpoint after 32 steps"
     assert model_at(record, 1)[1] == "checkpoint after 1 step"
-    model, which = model_at(record, 48)  # a frame between log2 steps: before, the final weights were inspected
-    assert which.startswith("checkpoint after 32 steps (the replayed step 48 has no saved weights")
+    model, which, saved = model_at(record, 48)  # a frame between log2 steps: before, the final weights were inspected
+    assert which.startswith("checkpoint after 32 steps (the replayed step 48 has no saved weights") and saved == 32
+    assert model_at(record, None)[2] is None  # the final weights: Continue starts from them
     assert torch.equal(model.w1, record["log2_spaced_models"][5]["0.weight"])
 
 

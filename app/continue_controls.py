@@ -1,0 +1,68 @@
+"""The Train page's Continue: the run (and saved step) the form continues from, what it says about it, and the
+inspector's "Continue from these weights" (core.continuation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, ctx, html, no_update
+
+from app.form import config_to_query
+from core.jobs import Lab
+
+
+def continued_run(data: Any) -> tuple[str | None, int | None]:
+    """The continue-from store's run and step (None: its final weights), or (None, None) for a fresh run."""
+    if not isinstance(data, dict) or not isinstance(data.get("run"), str):
+        return None, None
+    step = data.get("step")
+    return data["run"], step if isinstance(step, int) else None
+
+
+def continue_from(run_id: str, step: int | None) -> dict[str, Any]:
+    return {"run": run_id, "step": step}
+
+
+def continue_button(run_id: str, step: int | None) -> dbc.Button:
+    """Under the inspector's heading: continue from the weights it shows (0 in the id: the final ones)."""
+    return dbc.Button("Continue from these weights", id={"type": "continue-at", "run": run_id, "step": step or 0},
+                      size="sm", color="primary", outline=True, className="ms-2 py-0")
+
+
+def continue_banner(meta: dict[str, Any], step: int | None) -> dbc.Alert:
+    """Says what Start will do while the form continues a run, with the way back to a fresh start."""
+    at = f"its weights at step {meta['step']:,}" if step is None else f"the weights it saved after step {step:,}"
+    return dbc.Alert([
+        html.B("Continues "), f"{meta['label'] or 'run'} ({meta['id']}) from {at}, with a fresh schedule and "
+        "optimiser; its task, sizes, seed and initial bias stay. ",
+        dbc.Button("Start fresh instead", id="continue-cancel", color="link", size="sm",
+                   className="p-0 align-baseline"),
+    ], color="info", className="small py-1 px-2 mb-1")
+
+
+def register_continue_callbacks(app: Any, lab: Lab) -> None:
+    @app.callback(Output("continue-banner", "children"), Output("start-button", "children"),
+                  Input("continue-from", "data"))
+    def show_continuing(data: Any) -> tuple[Any, str]:
+        run_id, step = continued_run(data)
+        if not run_id or not lab.exists(run_id):
+            return None, "Start run"
+        return continue_banner(lab.get(run_id), step), "Continue run"
+
+    @app.callback(Output("continue-from", "data", allow_duplicate=True), Input("continue-cancel", "n_clicks"),
+                  prevent_initial_call=True)
+    def start_fresh(clicks: int | None) -> Any:
+        return None if clicks else no_update
+
+    @app.callback(Output("continue-from", "data", allow_duplicate=True),
+                  Output("url", "search", allow_duplicate=True),
+                  Input({"type": "continue-at", "run": ALL, "step": ALL}, "n_clicks"), prevent_initial_call=True)
+    def continue_at_checkpoint(clicks: list[int | None]) -> tuple[Any, Any]:
+        """The form takes the run's config (through the URL, as a link would) and Start continues from the weights
+        the inspector shows."""
+        trigger = ctx.triggered_id
+        if not trigger or not any(clicks) or not lab.exists(trigger["run"]):
+            return no_update, no_update
+        return (continue_from(trigger["run"], trigger["step"] or None),
+                config_to_query(lab.config(trigger["run"]), None))
