@@ -68,8 +68,13 @@ def openapi_spec() -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "Monosemanticity Lab API", "version": "1"},
-        "components": {"schemas": {"RunConfig": {"type": "object", "properties": properties,
-                                                 "additionalProperties": False}}},
+        "components": {"schemas": {
+            "RunConfig": {"type": "object", "properties": properties, "additionalProperties": False},
+            "Continuation": {"type": "object", "additionalProperties": False, "properties": {
+                **{name: schema for name, schema in properties.items() if name != "preset"},
+                "from_step": {"type": "integer", "description": "start from the weights saved after this step (1, 2, "
+                                                               "4, ...); left out: the final weights"}}},
+        }},
         "paths": {
             "/api/runs": {
                 "get": {"summary": "list runs", "responses": {"200": {"description": "runs, oldest first"}}},
@@ -102,7 +107,7 @@ def openapi_spec() -> dict[str, Any]:
                            "after the body's from_step: 1, 2, 4, ...), with the body's config fields changed (task, "
                            "sizes, seed and the init stay)",
                 "requestBody": {"content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/RunConfig"}}}},
+                    "schema": {"$ref": "#/components/schemas/Continuation"}}}},
                 "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: message}}"},
                               "404": {"description": "unknown run id"},
                               "409": {"description": "the run has no final weights yet"},

@@ -7,7 +7,7 @@ from flask import Flask, Response, jsonify
 
 from app.api_json import error, json_body, json_config
 from core.config import shown
-from core.continuation import CannotContinue, continued_label
+from core.continuation import CannotContinue
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 
 
@@ -22,13 +22,12 @@ def register_continue_api(server: Flask, lab: Lab) -> None:
                                                f'{{"l1_reg": 0.01}} ({{}} for none), got {shown(body)}'}}), 400
         fields = {k: v for k, v in body.items() if k != "from_step"}
         try:
-            meta, parent = lab.get(run_id), lab.config(run_id)
-            config, errors = json_config(fields, parent)
+            config, errors = json_config(fields, lab.config(run_id))
             if config is None:
-                return jsonify({"errors": errors}), 400
-            step = body.get("from_step")
-            label = continued_label(meta["label"], parent, config, step if isinstance(step, int) else None)
-            new_id = lab.continue_run(run_id, config, label=label, step=step)
+                unknown = " (or from_step, the saved step to start from)"  # the one key that is not a config field
+                return jsonify({"errors": {k: v + unknown if v.startswith("unknown field") else v
+                                           for k, v in errors.items()}}), 400
+            new_id = lab.continue_run(run_id, config, step=body.get("from_step"))
         except UnknownRun:
             return error(404, f"no run with id {shown(run_id)}")
         except CannotContinue as err:
@@ -38,5 +37,3 @@ def register_continue_api(server: Flask, lab: Lab) -> None:
         except QueueFull as err:
             return error(503, str(err))
         return jsonify({"id": new_id}), 201
-
-

@@ -39,9 +39,14 @@ def json_body(what: str) -> tuple[Any, tuple[Response, int] | None]:
 
 def json_config(fields: dict[str, Any], base: RunConfig | None) -> tuple[RunConfig | None, dict[str, str]]:
     """`base` with a JSON body's config fields set, or the problems by field."""
-    # JSON has numbers: "100" for steps is a client's mistake to name (the form and CLI take text, and parse it)
-    quoted = {name: f"{name} must be {allowed_range(FIELDS[name])}, as a JSON number, got {shown(value)}"
-              for name, value in fields.items()
-              if name in FIELDS and not FIELDS[name].metadata["choices"] and isinstance(value, str)}
+    quoted = quoted_numbers(fields)
     config, errors = config_from_dict({n: v for n, v in fields.items() if n not in quoted}, base)
     return (None, {**errors, **quoted}) if quoted or errors else (config, {})
+
+
+def quoted_numbers(fields: dict[str, Any]) -> dict[str, str]:
+    """Numeric config fields given as JSON strings, by field: "100" for steps is a client's mistake to name (the form
+    and CLI take text, and parse it)."""
+    return {name: f"{name} must be {allowed_range(FIELDS[name])}, as a JSON number, got {shown(value)}"
+            for name, value in fields.items()
+            if name in FIELDS and not FIELDS[name].metadata["choices"] and isinstance(value, str)}

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from app.api_json import error, json_body
+from app.api_json import error, json_body, quoted_numbers
 from core.config import shown
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.presets import PAPER_BATCHES, PRESETS
@@ -46,6 +46,8 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
         errors["shared_seed"] = f"shared_seed must be true or false, got {shown(shared)}"
     if not isinstance(settings, dict):
         errors["set"] = f'set must be an object of config fields, as {{"init_bias": 0}}, got {shown(settings)}'
+    elif quoted := quoted_numbers(settings):
+        errors["set"] = "; ".join(quoted.values())
     if errors:
         return None, errors
     try:

@@ -30,7 +30,7 @@ from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.config import RunConfig
-from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, continued_label
+from core.continuation import CONTINUABLE, CannotContinue, continuation_errors
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_for
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
@@ -40,10 +40,10 @@ ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "continue": "Co
            "delete": "Delete"}
 
 
-def available_actions(status: str, trained: bool = True, continued: bool = False) -> list[str]:
-    """The row's buttons. Continue needs final weights (a run stopped before its first step has none); a continued
+def available_actions(status: str, has_weights: bool = True, continued: bool = False) -> list[str]:
+    """The row's buttons. Continue needs saved weights (a run stopped while queued or paused has none); a continued
     run has no Duplicate, whose new seed would be another world than its start's."""
-    return (controls_for(status) + (["continue"] if status in CONTINUABLE and trained else [])
+    return (controls_for(status) + (["continue"] if status in CONTINUABLE and has_weights else [])
             + ([] if continued else ["duplicate"]) + ["delete"])
 
 
@@ -113,7 +113,9 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
     status = meta["status"]
     buttons = [dbc.Button(ACTIONS[a], id={"type": "run-action", "action": a, "run": meta["id"]}, size="sm",
                           color="danger" if a == "delete" else "secondary", outline=True, className="me-1 mt-1")
-               for a in available_actions(status, trained=meta["step"] > 0, continued=bool(meta.get("start")))]
+               # runs stored before has_file was kept: a done run always has its file
+               for a in available_actions(status, has_weights=meta.get("has_file", status == "done"),
+                                          continued=bool(meta.get("start")))]
     # Only the upper part selects: a click on a button inside it would have selected its run too (Delete on
     # another run swapped the run on show for the one being deleted).
     select_area = html.Div([
@@ -235,9 +237,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                                         color="danger", dismissable=True), no_update
         try:
             if parent_id:
-                parent = lab.get(parent_id)
-                label = continued_label(parent["label"], lab.config(parent_id), config, step)
-                run_id = lab.continue_run(parent_id, config, label=label, step=step)
+                run_id = lab.continue_run(parent_id, config, step=step)
             else:
                 label = (CUSTOM if preset not in PRESETS else
                          preset if PRESETS[preset].config == config else f"{preset} (edited)")
@@ -324,17 +324,22 @@ def register_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(Output("submit-message", "children", allow_duplicate=True),
                   Output("selected-run", "data", allow_duplicate=True),
+                  Output("continue-from", "data", allow_duplicate=True),
                   Input("delete-confirm", "submit_n_clicks"), State("delete-pending", "data"),
-                  State("selected-run", "data"), prevent_initial_call=True)
-    def delete_confirmed(_clicks: int | None, run_id: str | None, selected: str | None) -> tuple[Any, Any]:
+                  State("selected-run", "data"), State("continue-from", "data"), prevent_initial_call=True)
+    def delete_confirmed(_clicks: int | None, run_id: str | None, selected: str | None,
+                         continuing: Any) -> tuple[Any, Any, Any]:
         if not run_id:
-            return no_update, no_update
+            return no_update, no_update, no_update
         deselect = None if run_id == selected else no_update  # the live view must not go on showing it
+        # the form must not go on offering to continue it
+        forget = None if continued_run(continuing)[0] == run_id else no_update
         try:
             lab.delete(run_id)
         except UnknownRun:
-            return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), deselect
-        return dbc.Alert(f"Deleted run {run_id}.", color="secondary", dismissable=True, duration=4000), deselect
+            return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), deselect, forget
+        return (dbc.Alert(f"Deleted run {run_id}.", color="secondary", dismissable=True, duration=4000), deselect,
+                forget)
 
     @app.callback(
         Output("live-title", "children"), Output("live-subtitle", "children"), Output("live-progress", "value"),

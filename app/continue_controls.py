@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, ctx, html, no_update
+from dash import ALL, Input, Output, State, ctx, html, no_update
 
 from app.form import config_to_query
+from core.continuation import continuation_errors
 from core.jobs import Lab
+from core.presets import PRESETS
 
 
 def continued_run(data: Any) -> tuple[str | None, int | None]:
@@ -54,6 +56,16 @@ def register_continue_callbacks(app: Any, lab: Lab) -> None:
                   prevent_initial_call=True)
     def start_fresh(clicks: int | None) -> Any:
         return None if clicks else no_update
+
+    @app.callback(Output("continue-from", "data", allow_duplicate=True), Input("preset-select", "value"),
+                  State("continue-from", "data"), prevent_initial_call=True)
+    def preset_of_another_world(preset: str | None, data: Any) -> Any:
+        """A preset picked whose task, sizes, seed or init the run's weights cannot keep: the user has moved on to a
+        fresh run (Continue itself sets the form through the URL, as preset "custom")."""
+        run_id, _step = continued_run(data)
+        if not run_id or preset not in PRESETS or not lab.exists(run_id):
+            return no_update
+        return None if continuation_errors(run_id, lab.config(run_id), PRESETS[preset].config) else no_update
 
     @app.callback(Output("continue-from", "data", allow_duplicate=True),
                   Output("url", "search", allow_duplicate=True),

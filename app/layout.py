@@ -220,7 +220,7 @@ def build_layout() -> html.Div:
             dcc.Store(id="run-list-shown"),  # a digest of the run list as shown: a tick changing nothing sends nothing
             dcc.Store(id="sweep-state"),
             dcc.Store(id="delete-pending"),  # the run the delete dialog asks about
-            dcc.Store(id="continue-from"),  # the finished run whose final weights Start continues from
+            dcc.Store(id="continue-from"),  # {"run", "step"}: the weights Start continues from (step None: final)
             dcc.ConfirmDialog(id="delete-confirm"),
             dbc.Navbar(
                 dbc.Container(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -12,7 +13,7 @@ from app import figures, sweep_figures
 from app.components import alert, graph, sentence
 from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
-from core.config import FIELDS, config_from_dict
+from core.config import FIELDS, config_from_dict, shown
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.presets import PAPER_BATCHES, QUICK_PRESETS
@@ -130,10 +131,10 @@ def parse_settings(text: str | None) -> tuple[dict[str, str], list[str]]:
     """The "Also set" box's `name=value` pairs (spaces or commas between them), and what is wrong with it."""
     settings: dict[str, str] = {}
     problems = []
-    for part in (text or "").replace(",", " ").split():
+    for part in re.sub(r"\s*=\s*", "=", (text or "").replace(",", " ")).split():  # "init_bias = 0" is one pair
         name, equals, value = part.partition("=")
         if not equals or not name or not value:
-            problems.append(f"also set: {part!r} is not name=value, as init_bias=0")
+            problems.append(f"also set: {shown(part)} is not name=value, as init_bias=0")
         elif name in settings:
             problems.append(f"also set: {name} is given twice")
         else:

@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from core.config import FIELDS, allowed_range, config_from_dict, memory_budget_problem
-from core.continuation import continuation_errors, load_start, start_from_run_file
+from core.continuation import continuation_errors, start_weights
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import RunFileError, build_run_file, config_of, load_run_file, save_run_file
 from core.sweep import preset_sweep, run_sweep, total_run_steps, value_label, with_settings
@@ -115,8 +115,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     settings = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
     sweep, errors = with_settings(sweep, settings)
     if sweep is None:
-        for name, message in errors.items():
-            print(f"error: --{name.replace('_', '-')}: {message}", file=sys.stderr)
+        for message in errors.values():  # each names its field (or says what of the whole config is wrong)
+            print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
     errors = sweep.validate()
     if problem := device_problem(sweep.base.device):
@@ -179,10 +179,10 @@ def run_train(args: argparse.Namespace) -> int:
     if config is not None and parent is not None:
         errors.update(continuation_errors(args.continue_from, base, config))
         try:
-            start = load_start(start_from_run_file(parent, args.continue_step))
+            start = start_weights(parent, args.continue_step)
         except ValueError as err:
             errors["continue_step"] = f"--continue-step {err}"
-    elif args.continue_step is not None:
+    elif parent is None and args.continue_step is not None:
         errors["continue_step"] = "--continue-step is for --continue-from: give the run file too"
     if config is not None and (problem := device_problem(config.device)):
         errors["device"] = problem

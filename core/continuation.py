@@ -25,7 +25,7 @@ CONTINUABLE = ("done", "stopped")
 
 
 class CannotContinue(RuntimeError):
-    """The run has no final weights to continue from (it has not finished or stopped)."""
+    """The run has no saved weights to continue from (not finished, or stopped before any were saved)."""
 
 
 def continuation_errors(parent_id: str, parent: RunConfig, config: RunConfig) -> dict[str, str]:
@@ -54,9 +54,8 @@ def saved_steps(record: dict[str, Any]) -> list[int]:
     return [2**i for i in range(len(record["log2_spaced_models"]))]
 
 
-def start_from_run_file(record: dict[str, Any], step: int | None = None) -> bytes:
-    """A run file's final weights, or those it saved after `step` (one of saved_steps), as the store keeps a continued
-    run's start (torch.save, weights only)."""
+def start_weights(record: dict[str, Any], step: int | None = None) -> RunWeights:
+    """A run file's final weights, or those it saved after `step` (one of saved_steps)."""
     if step is None:
         model = record["final_model"]
     elif isinstance(step, int) and not isinstance(step, bool) and step in saved_steps(record):
@@ -65,11 +64,17 @@ def start_from_run_file(record: dict[str, Any], step: int | None = None) -> byte
         saved = ", ".join(map(str, saved_steps(record)))
         raise ValueError(f"must be a step with saved weights ({saved}) or none for the final weights, "
                          f"got {shown(step)}")
+    return RunWeights(model["0.weight"], model["0.bias"], model["2.weight"])
+
+
+def weights_to_bytes(weights: RunWeights) -> bytes:
+    """A continued run's start as the store keeps it (torch.save of the tensors: loads with weights_only)."""
     buffer = io.BytesIO()
-    torch.save({"w1": model["0.weight"], "b1": model["0.bias"], "w2": model["2.weight"]}, buffer)
+    torch.save({"w1": weights.w1, "b1": weights.b1, "w2": weights.w2}, buffer)
     return buffer.getvalue()
 
 
-def load_start(blob: bytes) -> RunWeights:
+def weights_from_bytes(blob: bytes) -> RunWeights:
+    """The start a worker trains a continued run from (weights_to_bytes's inverse)."""
     state = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
     return RunWeights(state["w1"], state["b1"], state["w2"])

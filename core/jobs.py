@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from core.config import RunConfig, with_defaults
-from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, start_from_run_file
+from core.continuation import (
+    CONTINUABLE,
+    CannotContinue,
+    continuation_errors,
+    continued_label,
+    start_weights,
+    weights_to_bytes,
+)
 from core.runfile import load_run_file
 from core.store import DiskStore, new_id, now, valid_id
 from core.train import batch_key, device_problem
@@ -90,22 +97,29 @@ class Lab:
     def submit(self, config: RunConfig, label: str = "") -> str:
         return self.submit_group([config], [label])[0]
 
-    def continue_run(self, parent_id: str, config: RunConfig, label: str = "", step: int | None = None) -> str:
+    def continue_run(self, parent_id: str, config: RunConfig, label: str | None = None,
+                     step: int | None = None) -> str:
         """Queue a run that starts from a finished or stopped run's final weights, or those saved after `step` (1, 2,
-        4, ...), trained with `config` (core.continuation). Its start is copied: deleting the parent loses nothing."""
+        4, ...), trained with `config` (core.continuation); labelled with its parent's and what changed unless
+        `label` is given. Its start is copied: deleting the parent loses nothing."""
         meta = self.get(parent_id)
         blob = self.run_file(parent_id) if meta["status"] in CONTINUABLE else None
         if blob is None:
-            raise CannotContinue(f"run {parent_id} is {meta['status']}: only a done or stopped run has final weights "
-                                 "to continue from")
-        errors = continuation_errors(parent_id, self.config(parent_id), config)
+            why = ("only a done or stopped run has weights to continue from" if meta["status"] not in CONTINUABLE
+                   else "it was stopped before any weights were saved (while queued or paused)")
+            raise CannotContinue(f"run {parent_id} is {meta['status']}: {why}")
+        parent = self.config(parent_id)
+        errors = continuation_errors(parent_id, parent, config)
+        record = load_run_file(io.BytesIO(blob))
         try:
-            weights = start_from_run_file(load_run_file(io.BytesIO(blob)), step)
+            weights = weights_to_bytes(start_weights(record, step))
         except ValueError as err:
             errors["from_step"] = f"from_step {err}"
         if errors:
             raise InvalidConfig(errors)
         start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
+        if label is None:
+            label = continued_label(meta["label"], parent, config, step)
         return self.submit_group([config], [label], starts=[(start, weights)])[0]
 
     def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,

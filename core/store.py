@@ -11,6 +11,7 @@ Layout of keys (values are plain dicts, numpy arrays and bytes):
     frame/<run>/<step>    SFA at stored checkpoint steps (for the replay slider)
     ckpt/<job>            the trainer state to resume from (bytes)
     file/<run>            the finished run file (bytes)
+    start/<run>           a continued run's starting weights (bytes; core.continuation)
 Every multi-key update happens inside one transaction, so a killed process leaves no half-written record.
 """
 

@@ -142,7 +142,9 @@ def with_settings(sweep: Sweep, settings: dict[str, Any]) -> tuple[Sweep | None,
     errors.update(config_errors)
     if base is None or errors:
         return None, errors
-    chosen = tuple((name, getattr(base, name)) for name in FIELDS if name in settings)  # in the form's order
+    # in the form's order; a setting that changes nothing does not name the sweep
+    chosen = tuple((name, getattr(base, name)) for name in FIELDS
+                   if name in settings and getattr(base, name) != getattr(sweep.base, name))
     return replace(sweep, base=base, seeds=seeds_from(base.seed, len(sweep.seeds)), settings=chosen), {}
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from core.config import RunConfig
-from core.continuation import load_start
+from core.continuation import weights_from_bytes
 from core.jobs import JobLost, Lab, WorkerId
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
@@ -98,8 +98,8 @@ class JobRunner:
         else:
             self.run_ids = list(run_ids)
             self.configs = [RunConfig(**lab.get(r)["config"]) for r in run_ids]
-        starts = [self.store.get(f"start/{run_id}") for run_id in self.run_ids]
-        self.trainer = Trainer(self.configs, starts=[None if blob is None else load_start(blob) for blob in starts])
+        blobs = [self.store.get(f"start/{run_id}") for run_id in self.run_ids]  # continued runs' starts
+        self.trainer = Trainer(self.configs, starts=[None if b is None else weights_from_bytes(b) for b in blobs])
         self.log2_seen = [0] * len(self.run_ids)
         self.frame_every = frame_interval(self.configs[0])
         self.last_checkpoint = time.monotonic()
@@ -220,6 +220,7 @@ class JobRunner:
                 meta = self.store.get(f"meta/{run_id}")
                 if meta is not None and meta["status"] == "running":
                     self.store.set(f"file/{run_id}", blob)
+                    self.store.set(f"meta/{run_id}", {**meta, "has_file": True})  # Continue can start from it
 
     # --- the loop ---
     def run(self) -> None:

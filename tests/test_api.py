@@ -264,6 +264,7 @@ def test_queue_a_sweep_and_list_it(client, lab):
     ({"preset": "LR3", "set": [1]}, "set", 'set must be an object of config fields, as {"init_bias": 0}'),
     ({"preset": "LR3", "set": {"init_bias": -20}}, "set", "init_bias must be a number in [-10, 10], got -20"),
     ({"preset": "LR3", "set": {"lr": 0.1}}, "set", "lr is the swept field"),
+    ({"preset": "LR3", "set": {"init_bias": "0"}}, "set", "init_bias must be a number in [-10, 10], as a JSON number"),
 ])
 def test_a_bad_sweep_names_what_to_fix_and_queues_nothing(client, lab, body, key, says):
     response = client.post("/api/sweeps", json=body)
@@ -301,6 +302,9 @@ def test_continue_a_finished_run_with_settings_changed(client, lab):
     refused = client.post(f"/api/runs/{parent}/continue", json={"n_neurons": 32})
     assert "n_neurons must stay 24 when continuing run" in refused.get_json()["errors"]["n_neurons"]
     assert client.post(f"/api/runs/{parent}/continue", json=[1]).status_code == 400
+    unknown = client.post(f"/api/runs/{parent}/continue", json={"step": 8}).get_json()["errors"]["step"]
+    assert unknown.startswith("unknown field 'step'") and unknown.endswith("(or from_step, the saved step to start "
+                                                                           "from)")
     for step in (True, 3, "8", 10**400):
         refused = client.post(f"/api/runs/{parent}/continue", json={"from_step": step})
         says = refused.get_json()["errors"]["from_step"]

@@ -537,6 +537,14 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     wait_until(click_continue, timeout=10, message="Continue clicked")
     dash_duo.find_element("#continue-cancel").click()
     dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)
+    # Continue, then a preset of other sizes picked: the user has moved on to a fresh run.
+    from selenium.webdriver.support.ui import Select
+
+    wait_until(click_continue, timeout=10, message="Continue clicked again")
+    dash_duo.driver.execute_script("window.scrollTo(0, 0); document.querySelector('.controls').scrollTo(0, 0);")
+    Select(dash_duo.find_element("#preset-select")).select_by_value("quick-zero-bias")
+    dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)
+    assert dash_duo.find_element("#continue-banner").text == ""
     assert dash_duo.get_logs() == []
 
 

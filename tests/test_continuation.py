@@ -13,6 +13,8 @@ from core.train import Trainer
 from core.worker import WorkerPool
 from tests.helpers import wait_until
 
+LONG = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=64, steps=200_000,
+                 snapshot_every=500, device="cpu")
 PARENT = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=64, steps=600,
                    snapshot_every=100, lr=0.01, device="cpu")
 
@@ -114,3 +116,16 @@ def test_cli_trains_on_from_a_run_file(tmp_path):
     assert refused.returncode == 2 and "n_neurons must stay 24 when continuing run" in refused.stderr
     missing = cli("--continue-from", str(tmp_path / "nope.pt"))
     assert missing.returncode == 2 and "--continue-from: not a readable run file" in missing.stderr
+
+
+def test_a_run_stopped_while_paused_has_no_weights_to_continue_from(pool):
+    lab = pool.lab
+    run_id = lab.submit(LONG)
+    wait_until(lambda: lab.get(run_id)["step"] > 0, message="training")
+    lab.pause(run_id)
+    wait_until(lambda: lab.get(run_id)["status"] == "paused", message="paused")
+    lab.stop(run_id)  # no worker holds it: stopped where it was, its checkpoint dropped, no run file written
+    assert lab.get(run_id)["status"] == "stopped" and lab.get(run_id)["step"] > 0
+    with pytest.raises(CannotContinue, match="stopped before any weights were saved"):
+        lab.continue_run(run_id, LONG)
+    assert not lab.get(run_id).get("has_file")  # so the run list offers no Continue

@@ -138,5 +138,5 @@ def test_bad_settings_are_named_and_build_nothing(settings, field, says):
 def test_cli_sweep_settings_are_refused_for_the_swept_field(tmp_path):
     result = subprocess.run([sys.executable, "-m", "core.cli", "sweep", "--preset", "LR1", "--lr", "0.1",
                              "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "--lr: lr is the swept field" in result.stderr
+    assert result.returncode == 2 and "error: lr is the swept field" in result.stderr
     assert not (tmp_path / "x").exists()
