@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import Patch
+from dash import Patch, html
 
 from app import figures
 from core.jobs import Lab
@@ -43,12 +43,21 @@ def describe(meta: dict[str, Any]) -> str:
             + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")
 
 
+def subtitle(lab: Lab, meta: dict[str, Any], status: str) -> Any:
+    """Status and config; a continued run links to the comparison with the run it started from, while that exists."""
+    text = f"{status} · {describe(meta)}"
+    start = meta.get("start")
+    if not start or not lab.exists(start["run"]):
+        return text
+    return [text, " · ", html.A("compare with its start", href=f"/compare?runs={start['run']},{meta['id']}")]
+
+
 @dataclass
 class LiveView:
     """Everything the right-hand side shows for the selected run."""
 
     title: str
-    subtitle: str
+    subtitle: Any  # text, or text and a link
     progress: float
     stats: dict[str, str]
     loss: go.Figure | Patch | None  # None: no new losses since loss_state
@@ -207,7 +216,7 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     metrics, metrics_state = metric_curves(lab, meta, metrics_state)
     return LiveView(
         title=f"{meta['label'] or 'run'} · {run_id}",
-        subtitle=f"{status} · {describe(meta)}",
+        subtitle=subtitle(lab, meta, status),
         progress=100.0 * meta["step"] / max(1, meta["steps"]),
         stats={"step": f"{meta['step']:,} / {meta['steps']:,}", "loss": fmt(meta["loss"]),
                "mono": fmt(meta["mono_ratio"], ".3f"), "bias": fmt(meta["mean_bias"], ".3f"),

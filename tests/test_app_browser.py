@@ -500,6 +500,9 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     assert child["start"] == {"run": parent, "label": "zero bias", "step": 256}
     assert child["label"] == "zero bias → l1_reg=0.01" and child["config"]["l1_reg"] == 0.01
     dash_duo.wait_for_contains_text("#live-subtitle", f"from zero bias ({parent}) at step 256", timeout=10)
+    link = dash_duo.find_element("#live-subtitle a")
+    assert link.text == "compare with its start"
+    assert link.get_attribute("href").endswith(f"/compare?runs={parent},{child['id']}")
     dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)  # the next Start is a fresh run
     assert dash_duo.find_element("#continue-banner").text == ""
     wait_until(lambda: lab.get(child["id"])["status"] == "done", timeout=60, message="the continued run")
