@@ -31,7 +31,7 @@ from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.config import RunConfig
 from core.continuation import CONTINUABLE, CannotContinue, continuation_errors
-from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_for
+from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_for, has_run_file
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 
@@ -113,9 +113,7 @@ def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
     status = meta["status"]
     buttons = [dbc.Button(ACTIONS[a], id={"type": "run-action", "action": a, "run": meta["id"]}, size="sm",
                           color="danger" if a == "delete" else "secondary", outline=True, className="me-1 mt-1")
-               # runs stored before has_file was kept: a done run always has its file
-               for a in available_actions(status, has_weights=meta.get("has_file", status == "done"),
-                                          continued=bool(meta.get("start")))]
+               for a in available_actions(status, has_weights=has_run_file(meta), continued=bool(meta.get("start")))]
     # Only the upper part selects: a click on a button inside it would have selected its run too (Delete on
     # another run swapped the run on show for the one being deleted).
     select_area = html.Div([

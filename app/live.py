@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from dash import Patch, html
 
 from app import figures
-from core.jobs import Lab
+from core.jobs import Lab, has_run_file
 from core.metrics import heatmap_order
 from core.train import schedule_steps, scheduled_lr
 
@@ -236,5 +236,5 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
                     if latest else figures.bias_figure(None)),
         # r needs the SFA alone: the replayed checkpoint's when replaying
         histogram=figures.score_histogram_figure(None if sfa is None else np.asarray(sfa, dtype=np.float32)),
-        has_file=meta["status"] in ("done", "stopped"),
+        has_file=has_run_file(meta),
     )

@@ -39,6 +39,12 @@ CONTROLS: dict[str, tuple[str, ...]] = {"pause": ("running", "queued"), "resume"
                                         "stop": ("running", "queued", "paused", "interrupted")}
 
 
+def has_run_file(meta: dict[str, Any]) -> bool:
+    """Whether the run's file was written (a run stopped while queued or paused has none); runs stored before the
+    flag was kept count as having one when done."""
+    return meta.get("has_file", meta["status"] == "done")
+
+
 def controls_for(status: str) -> list[str]:
     """The controls that act on a run in this status, in the order the app shows them."""
     return [action for action, statuses in CONTROLS.items() if status in statuses]
