@@ -48,6 +48,10 @@ def test_two_workers_share_the_queue_and_finish_every_run(cluster):
     history = lab.history(run_ids[0])
     assert np.array_equal(history["loss_steps"], np.arange(1, SMALL.steps + 1))
     assert lab.run_file(run_ids[0]) is not None
+    # a run continued from another's weights: its start travels through Redis to whichever worker takes it
+    child = lab.continue_run(run_ids[0], SMALL.replace(l1_reg=0.01, steps=200, snapshot_every=100))
+    wait_until(lambda: status(lab, child) == "done", timeout=60, message="the continued run")
+    assert np.mean(lab.history(child)["losses"][:16]) < 1.5 * lab.get(run_ids[0])["loss"]
 
 
 def test_stop_and_pause_across_processes(cluster):
