@@ -245,7 +245,9 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                                     "instead, or continue another run.", "warning", dismissable=True), None
         except (QueueFull, InvalidConfig, CannotContinue) as err:
             return no_update, alert(str(err), "danger", dismissable=True), no_update
-        return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000), None
+        # continuing stays on: the next Start continues the same run with other settings, until Start fresh instead
+        return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000), \
+            no_update
 
     register_continue_callbacks(app, lab)
 

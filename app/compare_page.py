@@ -12,9 +12,11 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
 from app.components import alert, checkpoint_marks, graph
+from app.continue_controls import continued_run
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
 from core.config import FIELDS, parse_value
+from core.continuation import CannotContinue, continuation_errors
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.runfile import RunFileError, load_run_file
@@ -113,6 +115,11 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
         cells = [html.Td(f"{c[name]:g}" if isinstance(c[name], float) else str(c[name])) for c in configs]
         rows.append(html.Tr([html.Th(name, className="fw-normal")] + cells,
                             className="table-warning" if name in differing else ""))
+    if any(m.get("start") for m in metas):  # a continued run's curves begin at its start, not at a fresh init
+        starts = [f"{m['start']['label'] or 'run'} ({m['start']['run']}), step {m['start']['step']:,}"
+                  if m.get("start") else "a fresh init" for m in metas]
+        rows.append(html.Tr([html.Th("started from", className="fw-normal")] + [html.Td(s) for s in starts],
+                            className="table-warning"))
     results: list[list[str]] = [[], [], [], []]
     histories = histories or [lab.history(meta["id"]) for meta in metas]
     for meta, history in zip(metas, histories):
@@ -305,9 +312,9 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(Output("url", "pathname"), Output("url", "search", allow_duplicate=True),
                   Output("submit-message", "children", allow_duplicate=True),
                   Input("compare-button", "n_clicks"), State("compare-field-select", "value"),
-                  State("compare-values-input", "value"), *[State(field_id(n), "value") for n in FIELD_NAMES],
-                  prevent_initial_call=True)
-    def start_comparison(_clicks: int, field: str, text: str, *values: Any) -> tuple[Any, Any, Any]:
+                  State("compare-values-input", "value"), State("continue-from", "data"),
+                  *[State(field_id(n), "value") for n in FIELD_NAMES], prevent_initial_call=True)
+    def start_comparison(_clicks: int, field: str, text: str, continuing: Any, *values: Any) -> tuple[Any, Any, Any]:
         config, errors = form_errors(list(values))
         if errors:
             return no_update, no_update, dbc.Alert("Fix the form first: " + "; ".join(errors.values()),
@@ -315,19 +322,32 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         chosen, problem = parse_comparison(field, text)
         configs = [config.replace(**{field: v}) for v in chosen]
         problems = {e for c in configs for e in lab.config_errors(c).values()}  # a device this lab lacks, too
+        parent_id, step = continued_run(continuing)
+        if parent_id and lab.exists(parent_id):  # each value continues the run the form continues
+            parent = lab.config(parent_id)
+            problems |= {e for c in configs for e in continuation_errors(parent_id, parent, c).values()}
         if problem or problems:
             message = problem or "; ".join(sorted(problems))
             message = message if message.startswith(field) else f"{field}: {message}"
             return no_update, no_update, alert(in_form_words(message), "danger", dismissable=True)
         labels = [f"{field}={value_label(v)}" for v in chosen]
         try:
-            if (len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0])
+            if parent_id:
+                if lab.queued_run_count() + len(configs) > lab.max_queued:
+                    raise QueueFull(f"the queue is full (limit {lab.max_queued})")
+                run_ids = [lab.continue_run(parent_id, c, step=step) for c in configs]
+                # beside the run they start from, where the page has room
+                run_ids = [parent_id, *run_ids] if len(run_ids) < MAX_COMPARED else run_ids
+            elif (len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0])
                     and len(configs) <= max_runs_per_job(configs[0])):
                 run_ids = lab.submit_group(configs, labels)  # one batched job on the runs axis
             else:
                 if lab.queued_run_count() + len(configs) > lab.max_queued:
                     raise QueueFull(f"the queue is full (limit {lab.max_queued})")
                 run_ids = [lab.submit(c, label) for c, label in zip(configs, labels)]
-        except (QueueFull, InvalidConfig) as err:
+        except (QueueFull, InvalidConfig, CannotContinue) as err:
             return no_update, no_update, alert(in_form_words(str(err)), "danger", dismissable=True)
+        except UnknownRun:
+            return no_update, no_update, alert(f"Run {parent_id} no longer exists: nothing to continue from.",
+                                               "warning", dismissable=True)
         return "/compare", "?" + urlencode({"runs": ",".join(run_ids)}), ""

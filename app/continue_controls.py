@@ -28,16 +28,17 @@ def continue_from(run_id: str, step: int | None) -> dict[str, Any]:
 
 def continue_button(run_id: str, step: int | None) -> dbc.Button:
     """Under the inspector's heading: continue from the weights it shows (0 in the id: the final ones)."""
-    return dbc.Button("Continue from these weights", id={"type": "continue-at", "run": run_id, "step": step or 0},
+    label = "Continue from these weights" if step is None else f"Continue from step {step:,}"
+    return dbc.Button(label, id={"type": "continue-at", "run": run_id, "step": step or 0},
                       size="sm", color="primary", outline=True, className="ms-2 py-0")
 
 
 def continue_banner(meta: dict[str, Any], step: int | None) -> dbc.Alert:
     """Says what Start will do while the form continues a run, with the way back to a fresh start."""
-    at = f"its weights at step {meta['step']:,}" if step is None else f"the weights it saved after step {step:,}"
+    at = meta["step"] if step is None else step
     return dbc.Alert([
-        html.B("Continues "), f"{meta['label'] or 'run'} ({meta['id']}) from {at}, with a fresh schedule and "
-        "optimiser; its task, sizes, seed and initial bias stay. ",
+        html.B("Continues "), f"{meta['label'] or 'run'} ({meta['id']}) from step {at:,}, with a fresh schedule "
+        "and optimiser (L1 reg is under Advanced). ",
         dbc.Button("Start fresh instead", id="continue-cancel", color="link", size="sm",
                    className="p-0 align-baseline"),
     ], color="info", className="small py-1 px-2 mb-1")
@@ -51,6 +52,16 @@ def register_continue_callbacks(app: Any, lab: Lab) -> None:
         if not run_id or not lab.exists(run_id):
             return None, "Start run"
         return continue_banner(lab.get(run_id), step), "Continue run"
+
+    # Continue is clicked down in the run list: bring the banner and the button it changed into view
+    app.clientside_callback(
+        """function (data) {
+            const start = document.getElementById("start-button");
+            if (data && start) { start.scrollIntoView({block: "nearest"}); }
+            return window.dash_clientside.no_update;
+        }""",
+        Output("continue-banner", "title"), Input("continue-from", "data"), prevent_initial_call=True,
+    )
 
     @app.callback(Output("continue-from", "data", allow_duplicate=True), Input("continue-cancel", "n_clicks"),
                   prevent_initial_call=True)

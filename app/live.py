@@ -36,11 +36,11 @@ def fmt(value: float | None, spec: str = ".4f") -> str:
 def describe(meta: dict[str, Any]) -> str:
     c, start = meta["config"], meta.get("start")
     # a continued run's weights are its parent's at that step, not a fresh init
-    began = (f"from {start['label'] or 'run'} ({start['run']}) at step {start['step']:,}" if start else
-             f"init bias {c['init_bias']:g}")
-    return (f"{c['task']}, {c['nonlinearity']}, N={c['n_features']}, m={c['embed_dim']}, k={c['n_neurons']}, "
-            f"eps={c['eps']:.4g}, lr={c['lr']:g}, {began}, decay {c['bias_decay']:g}"
-            + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")
+    began = (f"continued from {start['label'] or 'run'} ({start['run']}) at step {start['step']:,} · " if start
+             else "")
+    return (f"{began}{c['task']}, {c['nonlinearity']}, N={c['n_features']}, m={c['embed_dim']}, k={c['n_neurons']}, "
+            f"eps={c['eps']:.4g}, lr={c['lr']:g}" + ("" if start else f", init bias {c['init_bias']:g}")
+            + f", decay {c['bias_decay']:g}" + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")
 
 
 def subtitle(lab: Lab, meta: dict[str, Any], status: str) -> Any:
@@ -49,7 +49,7 @@ def subtitle(lab: Lab, meta: dict[str, Any], status: str) -> Any:
     start = meta.get("start")
     if not start or not lab.exists(start["run"]):
         return text
-    return [text, " · ", html.A("compare with its start", href=f"/compare?runs={start['run']},{meta['id']}")]
+    return [text, " · ", html.A("compare with the run it continues", href=f"/compare?runs={start['run']},{meta['id']}")]
 
 
 @dataclass

@@ -167,7 +167,7 @@ def sweep_from_form(
             problems.setdefault(box, []).append(part)
         return None, {**missing, **{box: "; ".join(parts) for box, parts in problems.items()}}
     set_sweep, errors = with_settings(sweep, settings)
-    setting_problems += errors.values()
+    setting_problems += [f"also set: {message}" for message in errors.values()]
     if set_sweep is None or setting_problems:
         return None, {**missing, "settings": "; ".join(setting_problems)}
     errors = {**missing, **set_sweep.validate()}

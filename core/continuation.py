@@ -34,10 +34,16 @@ def continuation_errors(parent_id: str, parent: RunConfig, config: RunConfig) ->
     for name in KEPT_WITH_THE_WEIGHTS + KEPT_AS_THE_START:
         kept, wanted = getattr(parent, name), getattr(config, name)
         if kept != wanted:
-            why = ("its weights and the world they learnt (the seed's embedder) are kept"
-                   if name in KEPT_WITH_THE_WEIGHTS else "the run starts from its weights, not from a fresh init")
-            errors[name] = f"{name} must stay {kept} when continuing run {parent_id}, got {wanted}: {why}"
+            why = ("the seed draws the embedder, the world its weights learnt" if name == "seed" else
+                   "its weights have these shapes" if name in KEPT_WITH_THE_WEIGHTS else
+                   "the run starts from its weights, not from a fresh init")
+            errors[name] = (f"{name} must stay {shown_value(kept)} when continuing run {parent_id}, got "
+                            f"{shown_value(wanted)}: {why}")
     return errors
+
+
+def shown_value(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def continued_label(parent_label: str, parent: RunConfig, config: RunConfig, step: int | None = None) -> str:

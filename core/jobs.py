@@ -187,7 +187,7 @@ class Lab:
         ids: dict[int, str] = {}
         for job in sweep.jobs():
             tags = [{"id": sweep_id, "name": sweep.title, "field": sweep.field, "value": runs[i][0]} for i in job]
-            labels = [f"{sweep.title} {sweep.field}={runs[i][0]:g} seed {runs[i][1]}" for i in job]
+            labels = [f"{sweep.title}: {sweep.field}={runs[i][0]:g}, seed {runs[i][1]}" for i in job]
             ids.update(zip(job, self.submit_group([runs[i][2] for i in job], labels, tags)))
         return [ids[i] for i in range(len(runs))]
 

@@ -288,8 +288,8 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     assert dash_duo.find_element("#sweep-cost").text == "4 runs in 1 job."
     # Settings every run shares are checked as typed, shown in the description, and name the sweep.
     set_input(dash_duo, "sweep-settings-input", "bias_decay=x")
-    dash_duo.wait_for_text_to_equal("#sweep-form-problems", "bias_decay must be a number in [0, 1000], got 'x'",
-                                    timeout=10)
+    dash_duo.wait_for_text_to_equal("#sweep-form-problems",
+                                    "Also set: bias_decay must be a number in [0, 1000], got 'x'", timeout=10)
     assert "is-invalid" in dash_duo.find_element("#sweep-settings-input").get_attribute("class")
     assert not dash_duo.find_element("#sweep-start-button").is_enabled()
     set_input(dash_duo, "sweep-settings-input", "bias_decay=0.05 steps=64 snapshot_every=16")
@@ -477,8 +477,7 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     dash_duo.wait_for_contains_text("#run-list", "zero bias", timeout=10)
     continue_button = next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue")
     continue_button.click()
-    dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from its weights at "
-                                    "step 256", timeout=10)
+    dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from step 256,", timeout=10)
     dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
     assert dash_duo.find_element("#steps-input").get_attribute("value") == "256"  # the form holds the run's config
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continue-form.png"))
@@ -499,12 +498,12 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     child = lab.list()[1]
     assert child["start"] == {"run": parent, "label": "zero bias", "step": 256}
     assert child["label"] == "zero bias → l1_reg=0.01" and child["config"]["l1_reg"] == 0.01
-    dash_duo.wait_for_contains_text("#live-subtitle", f"from zero bias ({parent}) at step 256", timeout=10)
+    dash_duo.wait_for_contains_text("#live-subtitle", f"continued from zero bias ({parent}) at step 256", timeout=10)
     link = dash_duo.find_element("#live-subtitle a")
-    assert link.text == "compare with its start"
+    assert link.text == "compare with the run it continues"
     assert link.get_attribute("href").endswith(f"/compare?runs={parent},{child['id']}")
-    dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)  # the next Start is a fresh run
-    assert dash_duo.find_element("#continue-banner").text == ""
+    # still continuing: the next Start continues the same run with other settings
+    assert dash_duo.find_element("#start-button").text == "Continue run"
     wait_until(lambda: lab.get(child["id"])["status"] == "done", timeout=60, message="the continued run")
     # it starts in its parent's basin: its first losses are near the parent's last
     assert np.mean(lab.history(child["id"])["losses"][:16]) < 1.5 * lab.get(parent)["loss"]
@@ -523,7 +522,8 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continue-checkpoint.png"))
     # clicked by script: the figures around it are still redrawing, and a pointer click can land on one
     dash_duo.driver.execute_script("arguments[0].click();", dash_duo.find_element("#inspect-message button"))
-    dash_duo.wait_for_contains_text("#continue-banner", "from the weights it saved after step 1,", timeout=10)
+    assert dash_duo.find_element("#inspect-message button").text == "Continue from step 1"
+    dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from step 1,", timeout=10)
     dash_duo.find_element("#start-button").click()
     wait_until(lambda: len(lab.list()) == 3, timeout=10, message="continued from step 1")
     assert lab.list()[2]["start"]["step"] == 1 and lab.list()[2]["label"] == "zero bias at step 1 → continued"
@@ -532,7 +532,8 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
 
     def click_continue() -> bool:  # the list is rebuilt as the new run's status changes: a button may go stale
         try:
-            next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue").click()
+            row = next(r for r in dash_duo.find_elements("#run-list .run-row") if parent in r.text)
+            next(b for b in row.find_elements("css selector", "button") if b.text == "Continue").click()
             return dash_duo.find_element("#start-button").text == "Continue run"
         except StaleElementReferenceException:
             return False
@@ -548,6 +549,18 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     Select(dash_duo.find_element("#preset-select")).select_by_value("quick-zero-bias")
     dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)
     assert dash_duo.find_element("#continue-banner").text == ""
+    # While continuing, "Start a comparison" continues the run at each value, and compares them with it.
+    wait_until(click_continue, timeout=10, message="Continue clicked a third time")
+    Select(dash_duo.find_element("#compare-field-select")).select_by_value("l1_reg")
+    set_input(dash_duo, "compare-values-input", "0.01, 0.03")
+    dash_duo.driver.execute_script("arguments[0].click();", dash_duo.find_element("#compare-button"))
+    wait_until(lambda: "/compare?runs=" in dash_duo.driver.current_url, timeout=10, message="the comparison")
+    from urllib.parse import parse_qs, urlsplit
+
+    compared = parse_qs(urlsplit(dash_duo.driver.current_url).query)["runs"][0].split(",")
+    assert compared[0] == parent and len(compared) == 3
+    assert [(lab.get(r)["start"]["run"], lab.config(r).l1_reg) for r in compared[1:]] == [(parent, 0.01),
+                                                                                            (parent, 0.03)]
     assert dash_duo.get_logs() == []
 
 
