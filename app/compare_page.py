@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import dash_bootstrap_components as dbc
+import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
@@ -244,13 +245,23 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             short = label if len(label) <= MAX_TITLE_LABEL else label[:MAX_TITLE_LABEL - 1] + "…"
             heatmaps.append(figures.sfa_heatmap(sfa, title=f"{short} · step {when:,}"))
         histories = [lab.history(m["id"]) for m in metas]
-        loss = figures.overlay_figure([(lb, h["loss_steps"], h["losses"]) for lb, h in zip(labels, histories)],
-                                      "Loss (smoothed 0.9)", "loss", smoothing=0.9)
-        mono = figures.overlay_figure([(lb, h["points"].get("step", []), h["points"].get("mono_ratio", []))
-                                       for lb, h in zip(labels, histories)], "Mono neurons per feature",
-                                      "mono / N", reference=1.0)
-        bias = figures.overlay_figure([(lb, h["points"].get("step", []), h["points"].get("mean_bias", []))
-                                       for lb, h in zip(labels, histories)], "Mean bias", "mean bias")
+        # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
+        offsets = [m["start"]["step"] if m.get("start") else 0 for m in metas]
+        x_title = ("Training step, a continued run's counted on from its start (log scale)" if any(offsets)
+                   else "Training step (log scale)")
+
+        def curves(steps_of: Any, values_of: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
+            return [(lb, np.asarray(steps_of(h), dtype=np.int64) + offset, np.asarray(values_of(h)))
+                    for lb, h, offset in zip(labels, histories, offsets)]
+
+        loss = figures.overlay_figure(curves(lambda h: h["loss_steps"], lambda h: h["losses"]),
+                                      "Loss (smoothed 0.9)", "loss", smoothing=0.9, x_title=x_title)
+        mono = figures.overlay_figure(curves(lambda h: h["points"].get("step", []),
+                                             lambda h: h["points"].get("mono_ratio", [])),
+                                      "Mono neurons per feature", "mono / N", reference=1.0, x_title=x_title)
+        bias = figures.overlay_figure(curves(lambda h: h["points"].get("step", []),
+                                             lambda h: h["points"].get("mean_bias", [])),
+                                      "Mean bias", "mean bias", x_title=x_title)
         marks = checkpoint_marks(common, "latest")
         shown = [{} if i < len(metas) else {"display": "none"} for i in range(MAX_COMPARED)]
         padded = heatmaps + [no_update] * (MAX_COMPARED - len(heatmaps))

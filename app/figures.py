@@ -283,7 +283,8 @@ RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
 def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str, y_title: str,
-                   reference: float | None = None, smoothing: float = 0.0) -> go.Figure:
+                   reference: float | None = None, smoothing: float = 0.0,
+                   x_title: str = "Training step (log scale)") -> go.Figure:
     """One line per run (label, steps, values) against log-scale steps, a colour per run."""
     if not any(len(steps) for _, steps, _ in series):
         return empty_figure(title, "No data yet")
@@ -297,7 +298,7 @@ def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str,
                                    name=label, line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
     shapes = [hline(reference)] if reference is not None else []
     legend = legend_clear_of(shown, [] if reference is None else [reference])
-    return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes, legend=legend)
+    return styled(traces, title, x_title, y_title, log_x=True, shapes=shapes, legend=legend)
 
 
 def legend_clear_of(curves: list[np.ndarray], also_on_axis: list[float] = ()) -> dict:

@@ -499,9 +499,12 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     assert child["start"] == {"run": parent, "label": "zero bias", "step": 256}
     assert child["label"] == "zero bias → l1_reg=0.01" and child["config"]["l1_reg"] == 0.01
     dash_duo.wait_for_contains_text("#live-subtitle", f"continued from zero bias ({parent}) at step 256", timeout=10)
-    link = dash_duo.find_element("#live-subtitle a")
-    assert link.text == "compare with the run it continues"
-    assert link.get_attribute("href").endswith(f"/compare?runs={parent},{child['id']}")
+    # read in one call: the subtitle is redrawn at every tick while the run trains
+    link = ("const a = document.querySelector('#live-subtitle a');"
+            "return a ? [a.textContent, a.getAttribute('href')] : null;")
+    wait_until(lambda: dash_duo.driver.execute_script(link) == ["compare with the run it continues",
+                                                               f"/compare?runs={parent},{child['id']}"],
+               timeout=10, message="the link to the comparison")
     # still continuing: the next Start continues the same run with other settings
     assert dash_duo.find_element("#start-button").text == "Continue run"
     wait_until(lambda: lab.get(child["id"])["status"] == "done", timeout=60, message="the continued run")
@@ -561,6 +564,13 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     assert compared[0] == parent and len(compared) == 3
     assert [(lab.get(r)["start"]["run"], lab.config(r).l1_reg) for r in compared[1:]] == [(parent, 0.01),
                                                                                             (parent, 0.03)]
+    # drawn where the parent left off: the continued runs' losses begin at step 257, after its 256
+    wait_until(lambda: all(lab.get(r)["status"] == "done" for r in compared), timeout=60, message="continued")
+    first_steps = ("const el = document.querySelector('#compare-loss .js-plotly-plot');"
+                   "return (el && el._fullData) ? el._fullData.map(t => t.x[0]) : [];")
+    wait_until(lambda: dash_duo.driver.execute_script(first_steps) == [1, 257, 257], timeout=20,
+               message="continued curves after their start")
+    dash_duo.wait_for_contains_text("#compare-table", f"zero bias ({parent}), step 256", timeout=10)
     assert dash_duo.get_logs() == []
 
 
