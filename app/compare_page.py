@@ -344,9 +344,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         labels = [f"{field}={value_label(v)}" for v in chosen]
         try:
             if parent_id:
-                if lab.queued_run_count() + len(configs) > lab.max_queued:
-                    raise QueueFull(f"the queue is full (limit {lab.max_queued})")
-                run_ids = [lab.continue_run(parent_id, c, step=step) for c in configs]
+                run_ids = lab.continue_runs(parent_id, configs, step)
                 # beside the run they start from, where the page has room
                 run_ids = [parent_id, *run_ids] if len(run_ids) < MAX_COMPARED else run_ids
             elif (len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0])

@@ -49,8 +49,8 @@ def shown_value(value: object) -> str:
 def continued_label(parent_label: str, parent: RunConfig, config: RunConfig, step: int | None = None) -> str:
     """The continued run's name in the run list: its parent's (at the saved step it started from), and what
     changed."""
-    changed = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
-               for name, value in config.to_dict().items() if value != getattr(parent, name)]
+    changed = [f"{name}={shown_value(value)}" for name, value in config.to_dict().items()
+               if value != getattr(parent, name)]
     at = "" if step is None else f" at step {step}"
     return f"{parent_label or 'run'}{at} → " + (", ".join(changed) if changed else "continued")
 

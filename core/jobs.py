@@ -108,6 +108,12 @@ class Lab:
         """Queue a run that starts from a finished or stopped run's final weights, or those saved after `step` (1, 2,
         4, ...), trained with `config` (core.continuation); labelled with its parent's and what changed unless
         `label` is given. Its start is copied: deleting the parent loses nothing."""
+        return self.continue_runs(parent_id, [config], step, [label])[0]
+
+    def continue_runs(self, parent_id: str, configs: list[RunConfig], step: int | None = None,
+                      labels: list[str | None] | None = None) -> list[str]:
+        """continue_run for several configs from one start, each its own job: the parent's run file is read once,
+        and nothing is queued unless every one can be."""
         meta = self.get(parent_id)
         blob = self.run_file(parent_id) if meta["status"] in CONTINUABLE else None
         if blob is None:
@@ -115,18 +121,21 @@ class Lab:
                    else "it was stopped before any weights were saved (while queued or paused)")
             raise CannotContinue(f"run {parent_id} is {meta['status']}: {why}")
         parent = self.config(parent_id)
-        errors = continuation_errors(parent_id, parent, config)
-        record = load_run_file(io.BytesIO(blob))
+        errors = {name: message for config in configs
+                  for name, message in continuation_errors(parent_id, parent, config).items()}
         try:
-            weights = weights_to_bytes(start_weights(record, step))
+            weights = weights_to_bytes(start_weights(load_run_file(io.BytesIO(blob)), step))
         except ValueError as err:
             errors["from_step"] = f"from_step {err}"
         if errors:
             raise InvalidConfig(errors)
+        if self.queued_run_count() + len(configs) > self.max_queued:
+            raise QueueFull(f"the queue is full: {len(configs)} runs asked for, {self.queued_run_count()} are "
+                            f"waiting (limit {self.max_queued})")
         start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
-        if label is None:
-            label = continued_label(meta["label"], parent, config, step)
-        return self.submit_group([config], [label], starts=[(start, weights)])[0]
+        return [self.submit_group([config], [label or continued_label(meta["label"], parent, config, step)],
+                                  starts=[(start, weights)])[0]
+                for config, label in zip(configs, labels or [None] * len(configs))]
 
     def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,
                      sweeps: list[dict[str, Any]] | None = None,

@@ -10,7 +10,6 @@ from core.config import RunConfig
 from core.continuation import CannotContinue
 from core.jobs import InvalidConfig
 from core.train import Trainer
-from core.worker import WorkerPool
 from tests.helpers import wait_until
 
 LONG = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=64, steps=200_000,
@@ -21,13 +20,6 @@ PARENT = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_si
 
 def first_losses(lab, run_id: str, n: int = 16) -> float:
     return float(np.mean(lab.history(run_id)["losses"][:n]))
-
-
-@pytest.fixture
-def pool(tmp_path):
-    started = WorkerPool(tmp_path / "data", workers=1, threads=1, checkpoint_seconds=0.3).start()
-    yield started
-    started.stop()
 
 
 def test_a_continued_run_starts_where_its_parent_ended_and_keeps_its_start_when_the_parent_goes(pool):

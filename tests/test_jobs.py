@@ -33,13 +33,6 @@ def assert_continuous_history(lab: Lab, run_id: str, steps: int) -> None:
     assert np.all(np.diff(history["points"]["step"]) > 0)
 
 
-@pytest.fixture
-def pool(tmp_path):
-    started = WorkerPool(tmp_path / "data", workers=1, threads=1, checkpoint_seconds=0.3).start()
-    yield started
-    started.stop()
-
-
 def test_submit_train_and_read_back(pool):
     lab = pool.lab
     run_id = lab.submit(SMALL, label="first")
