@@ -89,21 +89,28 @@ def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
     return (None if errors else config), errors
 
 
-# Sustained matmul rates measured at paper shapes (benchmarks/RESULTS.md): this project's 2-core CPU, and one
-# H100 in fp32 (1128 steps/s of 29 GFLOP) and TF32 (2352 steps/s).
-CPU_FLOPS, GPU_FLOPS = 100e9, {"fp32": 33e12, "tf32": 68e12}
+# Sustained rates measured at paper shapes (benchmarks/RESULTS.md), as FLOP/s of the step's matmuls (28.5 GFLOP a
+# run-step): this project's 2-core CPU; a GPU's for one run and for six stacked (a sweep's one job), from an H100 in
+# fp32 (1128 and 6 x 208 steps/s) and TF32 (2352 and 6 x 570), and from an H200 in bf16 (3290 and 6 x 949: no H100
+# was lent with the bf16 path).
+CPU_FLOPS = 100e9
+GPU_RATES = {"fp32": (33e12, 35e12, "H100"), "tf32": (68e12, 97e12, "H100"), "bf16": (94e12, 162e12, "H200")}
 HEAVY_SECONDS = 600  # on the CPU: a run worth a word before Start
 
 
 def training_time(configs: list[RunConfig]) -> str:
     """How long heavy training takes, before it is started (a paper-scale preset is ~10 hours on a laptop CPU),
-    from the matmuls alone; "" for light work, whose time goes elsewhere (dispatch, sampling)."""
+    from the matmuls alone; "" for light work, whose time goes elsewhere (dispatch, sampling). Several configs
+    are a sweep, which a GPU trains stacked."""
     work = sum(c.steps * c.step_flops() for c in configs)
     if work / CPU_FLOPS < HEAVY_SECONDS:
         return ""
-    gpu = sum(c.steps * c.step_flops() / GPU_FLOPS.get(c.precision, GPU_FLOPS["fp32"]) for c in configs)
-    precision = ", ".join(sorted({c.precision for c in configs}))
-    return f"about {format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an H100 ({precision})"
+    stacked = 1 if len(configs) > 1 else 0
+    gpu = sum(c.steps * c.step_flops() / GPU_RATES[c.precision][stacked] for c in configs)
+    precisions = sorted({c.precision for c in configs})
+    cards = " or ".join(sorted({GPU_RATES[p][2] for p in precisions}))
+    return (f"about {format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an {cards} "
+            f"({', '.join(precisions)})")
 
 
 def run_cost(config: RunConfig) -> str:

@@ -91,11 +91,11 @@ def matmul_flops(config: RunConfig) -> float:
     return config.step_flops()
 
 
-def roofline_step_fn(config: RunConfig):
-    """The step's six matmuls back to back with torch.mm at the same shapes, nothing around them."""
+def roofline_step_fn(config: RunConfig, dtype: torch.dtype = torch.float32):
+    """The step's six matmuls back to back with torch.mm at the same shapes (in `dtype`), nothing around them."""
     n, m, k, b = config.n_features, config.embed_dim, config.n_neurons, config.batch_size
     def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, device=config.device)
+        return torch.rand(*shape, device=config.device, dtype=dtype)
 
     v, e = rand(b, n), rand(m, n)
     x, w1, a, w2, g = rand(b, m), rand(k, m), rand(b, k), rand(n, k), rand(b, n)

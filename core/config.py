@@ -17,7 +17,7 @@ TASKS = ("decoder", "random_proj", "abs")
 NONLINEARITIES = ("relu", "gelu", "solu")
 SAMPLE_KINDS = ("equal", "power_law")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "tf32")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 # Bounds keep one run's memory small enough for a laptop; the per-config estimate
 # (`memory_estimate_bytes`) is checked on top of these.
@@ -107,7 +107,9 @@ class RunConfig:
     device: str = knob("auto", "Where to train: auto picks CUDA when available.", choices=DEVICES,
                        label="Device")
     precision: str = knob("fp32", "Matmul precision: fp32 is exact, as in the paper; tf32 uses a CUDA GPU's tensor "
-                          "cores (faster; inputs rounded to 10 mantissa bits). A CPU always computes in fp32.",
+                          "cores (faster; inputs rounded to 10 mantissa bits); bf16 also keeps the activations in "
+                          "bfloat16 (fastest; 8 mantissa bits; weights, optimizer and loss stay fp32). A CPU always "
+                          "computes in fp32.",
                           choices=PRECISIONS, label="Matmul precision")
 
     def validate(self) -> dict[str, str]:

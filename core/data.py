@@ -198,6 +198,9 @@ def sample_task_batch(task: str, batch_size: int, sampler: FeatureSampler, gener
     The abs task's sampler already holds eps/2 (see `task_probabilities`). `sparse` picks the sampler's
     path; by default sparse on the CPU for sparse features, dense on a GPU or for dense features.
     """
+    if x_out is not None and x_out.dtype != torch.float32:  # a low-precision step: drawn in fp32, stored rounded
+        x, target = sample_task_batch(task, batch_size, sampler, generator, embedder, output_embedder, sparse=sparse)
+        return x_out.copy_(x), target_out.copy_(target)
     if sparse is None:
         sparse = sampler.device.type == "cpu" and sampler.density <= SPARSE_MAX_DENSITY
     if not sparse:  # each array written where it is kept: on a GPU at paper shapes, copies cost as much as matmuls

@@ -11,6 +11,11 @@ zero gradients, so the three large matmuls can leave them out: with a negative i
 neuron is dead for the first stretch of training (the bias has to decay before any fires), and a
 whole step there costs a quarter to a fifth of a full one at paper shapes. Their gradients are then
 written as exact zeros.
+
+At precision bf16 the (R, B, .) arrays are bfloat16 and the matmuls read bfloat16 copies of the
+parameters (accumulating in fp32): half the bytes for every pass over the activations, and the GPU's
+bf16 tensor cores. Parameters, optimizer state and the loss stay fp32; the gradients are rounded to
+bf16 by the matmuls that make them and widened into the fp32 `Gradients`.
 """
 
 from __future__ import annotations
@@ -36,20 +41,38 @@ class Workspace:
     live_act: torch.Tensor | None = None  # flat, R * B * k: the live neurons' activations
     live_w2: torch.Tensor | None = None  # flat, 2 * R * out * k: their output weights, and after them their gradient
     skipped_dead: bool = False  # whether the last step left dead neurons out
+    low: LowPrecisionCopies | None = None  # when the arrays are in a lower precision than the parameters
 
     @classmethod
     def allocate(cls, runs: int, batch_size: int, embed_dim: int, n_neurons: int, out_dim: int,
-                 device: torch.device) -> Workspace:
+                 device: torch.device, dtype: torch.dtype = torch.float32) -> Workspace:
         def empty(width: int) -> torch.Tensor:
-            return torch.empty(runs, batch_size, width, device=device)
+            return torch.empty(runs, batch_size, width, device=device, dtype=dtype)
 
-        return cls(empty(embed_dim), empty(out_dim), empty(n_neurons), empty(n_neurons))
+        low = None
+        if dtype != torch.float32:
+            def per_run(*shape: int) -> torch.Tensor:
+                return torch.empty(runs, *shape, device=device, dtype=dtype)
+            low = LowPrecisionCopies(per_run(n_neurons, embed_dim), per_run(n_neurons), per_run(out_dim, n_neurons),
+                                     per_run(n_neurons, embed_dim), per_run(out_dim, n_neurons))
+        return cls(empty(embed_dim), empty(out_dim), empty(n_neurons), empty(n_neurons), low=low)
 
     def live_scratch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.live_act is None or self.live_w2 is None:
             self.live_act = torch.empty_like(self.pre).view(-1)
             self.live_w2 = self.pre.new_empty(2 * self.target.shape[0] * self.target.shape[2] * self.pre.shape[2])
         return self.live_act, self.live_w2
+
+
+@dataclass
+class LowPrecisionCopies:
+    """The parameters as the low-precision matmuls read them, and the weight gradients as they give them."""
+
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    grad_w1: torch.Tensor
+    grad_w2: torch.Tensor
 
 
 def _scratch(flat: torch.Tensor, *shape: int, offset: int = 0) -> torch.Tensor:
@@ -102,6 +125,14 @@ def _fused_relu_layer(ws: Workspace, w1: torch.Tensor, b1: torch.Tensor) -> tupl
     return ws.pre, _relu_derivative(ws.pre)
 
 
+def _first_layer(ws: Workspace, w1: torch.Tensor, b1: torch.Tensor, nonlinearity: str) -> tuple[torch.Tensor, object]:
+    """The activations into ws.pre, and the function taking gradients back through the nonlinearity."""
+    if nonlinearity == "relu" and ws.x.device.type == "cuda":
+        return _fused_relu_layer(ws, w1, b1)
+    torch.baddbmm(b1.unsqueeze(1), ws.x, w1.transpose(1, 2), out=ws.pre)
+    return _activation_and_derivative(ws.pre, nonlinearity)
+
+
 def live_neurons(act: torch.Tensor, max_live_share: float = MAX_LIVE_SHARE_TO_COMPACT) -> torch.Tensor | None:
     """Indices of the ReLU neurons active on some sample of some run, or None when more are than max_live_share.
 
@@ -117,7 +148,12 @@ def _output_and_gradients(ws: Workspace, act: torch.Tensor, w2: torch.Tensor, ba
     runs, batch_size = ws.x.shape[0], ws.x.shape[1]
     # act @ w2.T - target in the matmul itself, in the target's place: one pass over the outputs instead of three
     residual = ws.target.baddbmm_(act, w2.transpose(1, 2), beta=-1.0)
-    squared_error = torch.linalg.vector_norm(residual.view(runs, -1), dim=1).square_().div_(batch_size)
+    accumulate = torch.promote_types(residual.dtype, torch.float32)
+    if residual.is_cuda:  # a GPU's reduction tree is exact and fastest over a run's B x out values at once
+        norms = torch.linalg.vector_norm(residual.view(runs, -1), dim=1, dtype=accumulate)
+    else:  # the CPU's loses ~1e-4 of so long a sum: per sample first is exact to ~1e-7, and twice as fast
+        norms = torch.linalg.vector_norm(torch.linalg.vector_norm(residual, dim=2, dtype=accumulate), dim=1)
+    squared_error = norms.square_().div_(batch_size)
 
     scale = 2.0 / batch_size
     grads.w2.baddbmm_(residual.transpose(1, 2), act, beta=0.0, alpha=scale)
@@ -126,7 +162,7 @@ def _output_and_gradients(ws: Workspace, act: torch.Tensor, w2: torch.Tensor, ba
         grad_hidden.add_(act.sign().mul_((l1_reg / batch_size).view(runs, 1, 1)))
     grad_pre = backward_through_activation(grad_hidden)
     grads.w1.baddbmm_(grad_pre.transpose(1, 2), ws.x, beta=0.0)
-    torch.sum(grad_pre, dim=1, out=grads.b1)
+    torch.sum(grad_pre, dim=1, dtype=grads.b1.dtype, out=grads.b1)
     return squared_error
 
 
@@ -141,12 +177,10 @@ def squared_error_and_gradients(ws: Workspace, w1: torch.Tensor, b1: torch.Tenso
     `skip_dead_neurons` leaves ReLU neurons that nothing activates out of the large matmuls; finding
     them reads a count back to the host, so the trainer asks for it on the CPU only.
     """
+    if ws.low is not None:
+        return _in_low_precision(ws, w1, b1, w2, nonlinearity, l1_reg, grads)
     runs, batch_size = ws.x.shape[0], ws.x.shape[1]
-    if nonlinearity == "relu" and ws.x.device.type == "cuda":
-        act, backward_through_activation = _fused_relu_layer(ws, w1, b1)
-    else:
-        torch.baddbmm(b1.unsqueeze(1), ws.x, w1.transpose(1, 2), out=ws.pre)
-        act, backward_through_activation = _activation_and_derivative(ws.pre, nonlinearity)
+    act, backward_through_activation = _first_layer(ws, w1, b1, nonlinearity)
     live = live_neurons(act, max_live_share) if skip_dead_neurons and nonlinearity == "relu" else None
     ws.skipped_dead = live is not None
     if live is None:
@@ -167,4 +201,21 @@ def squared_error_and_gradients(ws: Workspace, w1: torch.Tensor, b1: torch.Tenso
     grads.w1.zero_().index_copy_(1, live, live_grads.w1)
     grads.b1.zero_().index_copy_(1, live, live_grads.b1)
     grads.w2.zero_().scatter_(2, w2_columns, live_grads.w2)
+    return squared_error
+
+
+def _in_low_precision(ws: Workspace, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, nonlinearity: str,
+                      l1_reg: torch.Tensor | None, grads: Gradients) -> torch.Tensor:
+    """The step with every matmul in the workspace's precision (no dead-neuron skipping: a GPU's path)."""
+    low = ws.low
+    low.w1.copy_(w1)
+    low.b1.copy_(b1)
+    low.w2.copy_(w2)
+    # b1's gradient is a sum over the batch: summed straight into fp32
+    low_grads = Gradients(low.grad_w1, grads.b1, low.grad_w2)
+    act, backward_through_activation = _first_layer(ws, low.w1, low.b1, nonlinearity)
+    squared_error = _output_and_gradients(ws, act, low.w2, backward_through_activation, l1_reg, ws.grad_hidden,
+                                          low_grads)
+    grads.w1.copy_(low.grad_w1)
+    grads.w2.copy_(low.grad_w2)
     return squared_error

@@ -108,17 +108,24 @@ def max_runs_per_job(config: RunConfig) -> int:
 
 @contextmanager
 def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
-    """CUDA float32 matmuls in TF32 while training at precision "tf32"; the process's setting is restored
-    after, so metrics and other jobs stay in full fp32. CPU matmuls are always fp32."""
+    """CUDA float32 matmuls in TF32 while training at precision "tf32" or "bf16" (whose step leaves only the
+    sampler's input projection in float32: TF32 keeps more bits than the bf16 it is stored in); the process's
+    setting is restored after, so metrics and other jobs stay in full fp32. CPU matmuls are always fp32."""
     if device.type != "cuda":
         yield
         return
     saved = torch.backends.cuda.matmul.fp32_precision
-    torch.backends.cuda.matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "tf32" if precision in ("tf32", "bf16") else "ieee"
     try:
         yield
     finally:
         torch.backends.cuda.matmul.fp32_precision = saved
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """What the step's matmuls and (R, B, .) arrays compute in: bfloat16 at precision "bf16" on a CUDA GPU,
+    else float32 (a CPU always computes in fp32, as for tf32)."""
+    return torch.bfloat16 if precision == "bf16" and device.type == "cuda" else torch.float32
 
 
 def is_log2_checkpoint(step_index: int) -> bool:
@@ -160,8 +167,9 @@ class Trainer:
     """
 
     def __init__(self, configs: list[RunConfig], cuda_graph: bool | None = None,
-                 starts: list[RunWeights | None] | None = None):
-        """`starts` gives a continued run its starting weights (core.continuation); None draws them."""
+                 starts: list[RunWeights | None] | None = None, dtype: torch.dtype | None = None):
+        """`starts` gives a continued run its starting weights (core.continuation); None draws them. `dtype`
+        overrides what the step computes in (`compute_dtype`), e.g. to test the GPU's bf16 path on a CPU."""
         if not configs:
             raise ValueError("at least one run config is needed")
         keys = {batch_key(c) for c in configs}
@@ -202,8 +210,9 @@ class Trainer:
         self.graphing = graphs_wanted(self.device) if cuda_graph is None else cuda_graph and self.device.type == "cuda"
         self._graph: StepGraph | None = None
         self._eager_steps = 0
+        self.dtype = dtype or compute_dtype(base.precision, self.device)
         self.workspace = Workspace.allocate(len(configs), base.batch_size, base.embed_dim, base.n_neurons,
-                                            base.output_dim, self.device)
+                                            base.output_dim, self.device, self.dtype)
         self.samplers = [task_sampler(c.task, c.n_features, c.eps, c.sample_kind, self.device) for c in configs]
         if len(configs) == 1 and not self.graphing:
             run = self.weights[0]
@@ -229,7 +238,7 @@ class Trainer:
         self.errors: list[str | None] = [None] * len(configs)
         self._stacked_embedders = torch.stack(self.embedders)
         # Finding dead neurons reads a count back to the host: on a GPU that would stall the queued steps.
-        self.skip_dead_neurons = (self.device.type == "cpu"
+        self.skip_dead_neurons = (self.device.type == "cpu" and self.dtype == torch.float32
                                   and base.batch_size * base.n_neurons * base.output_dim >= MIN_WORK_TO_SKIP_DEAD)
 
     @property

@@ -61,18 +61,20 @@ def test_a_graphed_run_resumes_exactly(quick_cuda):
     assert_same_training(straight, resumed)
 
 
-def step_on(device: str, dtype: torch.dtype, seed: int = 0, precision: str = "fp32") -> list[torch.Tensor]:
+def step_on(device: str, dtype: torch.dtype, seed: int = 0, precision: str = "fp32",
+            workspace_dtype: torch.dtype | None = None) -> list[torch.Tensor]:
     """One forward-backward pass at paper shapes on fixed random inputs: [squared error, gradients]."""
     g = torch.Generator().manual_seed(seed)
     runs, batch, m, k, out = 2, 1024, 64, 1024, 512
     w1, b1, w2 = torch.randn(runs, k, m, generator=g) / 8, torch.randn(runs, k, generator=g) / 8, \
         torch.randn(runs, out, k, generator=g) / 32
-    ws = Workspace.allocate(runs, batch, m, k, out, torch.device(device))
+    ws = Workspace.allocate(runs, batch, m, k, out, torch.device(device), workspace_dtype or torch.float32)
     ws.x.copy_(torch.randn(runs, batch, m, generator=g))
     ws.target.copy_(torch.rand(runs, batch, out, generator=g))
     tensors = [t.to(device=device, dtype=dtype) for t in (w1, b1, w2)]
-    for name in ("x", "target", "pre", "grad_hidden"):
-        setattr(ws, name, getattr(ws, name).to(dtype))
+    if workspace_dtype is None:
+        for name in ("x", "target", "pre", "grad_hidden"):
+            setattr(ws, name, getattr(ws, name).to(dtype))
     grads = Gradients.like(*tensors)
     with matmul_precision(precision, torch.device(device)):
         error = squared_error_and_gradients(ws, *tensors, "relu", None, grads)
@@ -89,6 +91,23 @@ def test_the_cuda_step_computes_the_float64_definition():
     for exact, rounded, ref in zip(fp32, tf32, reference):
         assert relative_error(exact, ref) < 1e-5
         assert 0 < relative_error(rounded, ref) < 1e-2  # TF32 rounds the matmul inputs to 10 mantissa bits
+    bf16 = step_on("cuda", torch.float32, workspace_dtype=torch.bfloat16)
+    for rounded, ref in zip(bf16, reference):
+        assert 0 < relative_error(rounded, ref) < 3e-2  # inputs and activations in bfloat16: 8 mantissa bits
+
+
+def test_bf16_trains_in_bfloat16_and_its_graph_replays_like_eager_steps(quick_cuda):
+    configs = [quick_cuda.replace(precision="bf16", seed=1), quick_cuda.replace(precision="bf16", seed=2, l1_reg=0.01)]
+    graphed, eager = Trainer(configs, cuda_graph=True), Trainer(configs, cuda_graph=False)
+    assert graphed.workspace.pre.dtype == torch.bfloat16 and graphed.w1.dtype == torch.float32
+    graphed.advance(quick_cuda.steps)
+    eager.advance(quick_cuda.steps)
+    assert graphed._graph is not None
+    assert_same_training(graphed, eager)
+    exact = Trainer([c.replace(precision="fp32") for c in configs])
+    exact.advance(quick_cuda.steps)
+    late = slice(quick_cuda.steps - 50, quick_cuda.steps)
+    torch.testing.assert_close(graphed.losses[:, late].mean(1), exact.losses[:, late].mean(1), rtol=0.05, atol=0)
 
 
 def test_paper_shape_sweeps_train_stacked_on_a_gpu():

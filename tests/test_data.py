@@ -149,3 +149,17 @@ def test_dense_features_take_the_dense_path(monkeypatch):
     assert (target > 0).float().mean() == pytest.approx(0.5, abs=0.03)
     with pytest.raises(AssertionError, match="sparse path"):
         sample_task_batch("decoder", 400, task_sampler("decoder", 32, 1 / 64, "equal"), gen(2), e, None)
+
+
+@pytest.mark.parametrize("task", ["decoder", "random_proj", "abs"])
+def test_a_bf16_batch_is_the_fp32_batch_rounded(task):
+    """The bf16 step's batch: drawn exactly as in fp32 (same stream), stored in bfloat16."""
+    sampler = task_sampler(task, 48, 1 / 8, "power_law")
+    e, e2 = make_embedder(48, 6, gen(1)), make_embedder(48, 6, gen(2))
+    out_dim = 6 if task == "random_proj" else 48
+    x_out, target_out = torch.empty(500, 6, dtype=torch.bfloat16), torch.empty(500, out_dim, dtype=torch.bfloat16)
+    x, target = sample_task_batch(task, 500, sampler, gen(3), e, e2, x_out=x_out, target_out=target_out,
+                                  sparse=False)
+    assert x is x_out and target is target_out
+    x32, target32 = sample_task_batch(task, 500, sampler, gen(3), e, e2, sparse=False)
+    assert torch.equal(x, x32.bfloat16()) and torch.equal(target, target32.bfloat16())

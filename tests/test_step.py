@@ -122,3 +122,46 @@ def test_the_fused_relu_layer_computes_relu_of_the_affine_map():
     expected = torch.relu(ws.x @ w1.transpose(1, 2) + b1.unsqueeze(1))
     torch.testing.assert_close(act, expected)
     assert (act == 0).any() and (act > 0).any()
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "gelu", "solu"])
+def test_a_bf16_workspace_computes_the_definition_to_bf16_accuracy(nonlinearity):
+    """The GPU's bf16 path (run here on the CPU): the same loss and gradients, to bfloat16's 8 mantissa bits,
+    with fp32 parameters and fp32 gradients out."""
+    runs, batch, m, k, out_dim = 2, 256, 8, 48, 24
+    g = torch.Generator().manual_seed(5)
+    w1 = torch.randn(runs, k, m, generator=g) * 0.5
+    b1 = torch.randn(runs, k, generator=g) * 0.5 - 0.2
+    w2 = torch.randn(runs, out_dim, k, generator=g) * 0.3
+    l1 = torch.tensor([0.0, 0.1])
+    x = torch.randn(runs, batch, m, generator=g)
+    target = torch.rand(runs, batch, out_dim, generator=g) * (torch.rand(runs, batch, out_dim, generator=g) < 0.2)
+    expected_se, expected_grads = plain_loss_and_grads(x.double(), target.double(), w1.double(), b1.double(),
+                                                       w2.double(), nonlinearity, l1.double())
+    ws = Workspace.allocate(runs, batch, m, k, out_dim, torch.device("cpu"), torch.bfloat16)
+    assert ws.x.dtype == ws.pre.dtype == ws.target.dtype == torch.bfloat16
+    ws.x.copy_(x)
+    ws.target.copy_(target)
+    grads = Gradients.like(w1, b1, w2)
+    grads.w1.fill_(123.0)
+    se = squared_error_and_gradients(ws, w1, b1, w2, nonlinearity, l1, grads)
+
+    assert se.dtype == grads.w1.dtype == grads.b1.dtype == grads.w2.dtype == torch.float32
+    for ours, theirs in zip((se, grads.w1, grads.b1, grads.w2), (expected_se, *expected_grads)):
+        error = float((ours.double() - theirs).norm() / theirs.norm())
+        assert 0 < error < 3e-2  # rounded (not fp32), by a few of bf16's steps of 2^-8 (SoLU's product the most)
+
+
+def test_the_squared_error_of_a_large_batch_is_exact_to_float32_rounding():
+    """Millions of residuals summed in fp32 (a paper-scale batch) keep the float64 sum to 1e-6."""
+    runs, batch, m, k, out_dim = 1, 8192, 4, 8, 512
+    g = torch.Generator().manual_seed(3)
+    w1, b1 = torch.randn(runs, k, m, generator=g), torch.randn(runs, k, generator=g)
+    w2 = torch.zeros(runs, out_dim, k)  # output 0: the squared error is the target's
+    ws = Workspace.allocate(runs, batch, m, k, out_dim, torch.device("cpu"))
+    ws.x.copy_(torch.randn(runs, batch, m, generator=g))
+    target = torch.randn(runs, batch, out_dim, generator=g)
+    ws.target.copy_(target)
+    se = squared_error_and_gradients(ws, w1, b1, w2, "relu", None, Gradients.like(w1, b1, w2))
+    expected = target.double().square().sum(dim=(1, 2)) / batch
+    assert float((se.double() - expected).abs().max() / expected.max()) < 1e-6

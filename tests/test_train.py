@@ -6,7 +6,7 @@ import torch
 
 from core.config import RunConfig
 from core.model import solu
-from core.presets import PAPER_BASE
+from core.presets import PAPER_BASE, preset_config
 from core.stacked_lamb import paper_lamb
 from core.train import (
     IncompatibleCheckpoint,
@@ -187,15 +187,30 @@ def test_tf32_precision_switches_cuda_matmuls_only_while_training(tiny):
     from core.train import matmul_precision
 
     before = torch.backends.cuda.matmul.fp32_precision
-    with matmul_precision("tf32", torch.device("cuda")):
-        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    for precision in ("tf32", "bf16"):  # bf16's step leaves only the sampler's projection in float32
+        with matmul_precision(precision, torch.device("cuda")):
+            assert torch.backends.cuda.matmul.fp32_precision == "tf32"
     assert torch.backends.cuda.matmul.fp32_precision == before
     # a CPU always computes in fp32: the same numbers as the default
-    exact, tf32 = Trainer([tiny]), Trainer([tiny.replace(precision="tf32")])
-    exact.advance(20)
-    tf32.advance(20)
-    assert torch.equal(exact.losses, tf32.losses)
+    exact, tf32, bf16 = (Trainer([tiny.replace(precision=p)]) for p in ("fp32", "tf32", "bf16"))
+    for trainer in (exact, tf32, bf16):
+        trainer.advance(20)
+    assert torch.equal(exact.losses, tf32.losses) and torch.equal(exact.losses, bf16.losses)
     assert tiny.replace(precision="bf17").validate()["precision"].startswith("precision must be one of")
+
+
+def test_the_gpus_bf16_path_trains_like_fp32_within_rounding():
+    """bf16 as a GPU trains it (run here on the CPU): the same samples, a loss curve within bf16's rounding
+    of fp32's, and fp32 weights and losses kept."""
+    config = preset_config("quick-negative-bias").replace(steps=400, batch_size=128)
+    exact, low = Trainer([config]), Trainer([config], dtype=torch.bfloat16)
+    exact.advance(config.steps)
+    low.advance(config.steps)
+    assert low.workspace.pre.dtype == torch.bfloat16 and low.w1.dtype == low.losses.dtype == torch.float32
+    first = slice(0, 8)  # before rounding differences compound: the same batches, nearly the same losses
+    torch.testing.assert_close(low.losses[0, first], exact.losses[0, first], rtol=2e-2, atol=0)
+    late = slice(config.steps - 100, config.steps)
+    assert float(low.losses[0, late].mean()) == pytest.approx(float(exact.losses[0, late].mean()), rel=0.05)
 
 
 def test_dense_sampling_path_trains_like_the_sparse_one(tiny):
