@@ -315,7 +315,9 @@ class Trainer:
         if self.device.type == "cuda":
             return f"{torch.cuda.get_device_name(self.device)}, {self.base.precision}"
         threads = torch.get_num_threads()
-        return f"CPU, {threads} thread{'' if threads == 1 else 's'}"
+        # a precision asked for applies on a GPU only: say what the CPU computed in
+        note = "" if self.base.precision == "fp32" else f", fp32 ({self.base.precision} needs a CUDA GPU)"
+        return f"CPU, {threads} thread{'' if threads == 1 else 's'}{note}"
 
     def current_lrs(self) -> list[float]:
         """Each run's scheduled learning rate (StackedLamb's group rate is a factor on every run's)."""

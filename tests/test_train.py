@@ -196,6 +196,7 @@ def test_tf32_precision_switches_cuda_matmuls_only_while_training(tiny):
     for trainer in (exact, tf32, bf16):
         trainer.advance(20)
     assert torch.equal(exact.losses, tf32.losses) and torch.equal(exact.losses, bf16.losses)
+    assert bf16.where().endswith(", fp32 (bf16 needs a CUDA GPU)") and "fp32" not in exact.where()
     assert tiny.replace(precision="bf17").validate()["precision"].startswith("precision must be one of")
 
 
