@@ -26,7 +26,7 @@ from core.continuation import (
 )
 from core.runfile import load_run_file
 from core.store import DiskStore, new_id, now, valid_id
-from core.train import batch_key, device_problem
+from core.train import batch_key, batched_jobs, device_problem
 
 DEFAULT_MAX_QUEUED = 64
 HEARTBEAT_TIMEOUT = 20.0  # seconds without a heartbeat before a running job counts as lost
@@ -112,8 +112,9 @@ class Lab:
 
     def continue_runs(self, parent_id: str, configs: list[RunConfig], step: int | None = None,
                       labels: list[str | None] | None = None) -> list[str]:
-        """continue_run for several configs from one start, each its own job: the parent's run file is read once,
-        and nothing is queued unless every one can be."""
+        """continue_run for several configs from one start, batched into jobs as a sweep's runs are
+        (core.train.batched_jobs): the parent's run file is read once, and nothing is queued unless every one
+        can be."""
         meta = self.get(parent_id)
         blob = self.run_file(parent_id) if meta["status"] in CONTINUABLE else None
         if blob is None:
@@ -133,9 +134,13 @@ class Lab:
             raise QueueFull(f"the queue is full: {len(configs)} runs asked for, {self.queued_run_count()} are "
                             f"waiting (limit {self.max_queued})")
         start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
-        return [self.submit_group([config], [label or continued_label(meta["label"], parent, config, step)],
-                                  starts=[(start, weights)])[0]
-                for config, label in zip(configs, labels or [None] * len(configs))]
+        labels = [label or continued_label(meta["label"], parent, config, step)
+                  for config, label in zip(configs, labels or [None] * len(configs))]
+        ids: dict[int, str] = {}
+        for job in batched_jobs(configs):
+            ids.update(zip(job, self.submit_group([configs[i] for i in job], [labels[i] for i in job],
+                                                  starts=[(start, weights)] * len(job))))
+        return [ids[i] for i in range(len(configs))]
 
     def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,
                      sweeps: list[dict[str, Any]] | None = None,

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.config import FIELDS, RunConfig, config_from_dict, parse_value
 from core.presets import PAPER_BATCHES, PRESETS
-from core.train import Trainer, batch_key, max_runs_per_job, worth_batching
+from core.train import Trainer, batched_jobs
 
 MAX_VALUES = 32
 MAX_SEEDS = 16
@@ -55,19 +55,8 @@ class Sweep:
         return [c for _, _, c in self.runs()]
 
     def jobs(self) -> list[list[int]]:
-        """Indices into runs() grouped into jobs: batched jobs when only per-run fields vary and the shapes
-        are small enough for batching to pay (core.train.worth_batching), each job within the memory budget
-        (core.train.max_runs_per_job); else one job per run."""
-        configs = self.configs()
-        groups: dict[tuple, list[int]] = {}
-        for i, config in enumerate(configs):
-            key = batch_key(config) if worth_batching(config) else (i,)
-            groups.setdefault(key, []).append(i)
-        jobs = []
-        for group in groups.values():
-            size = max_runs_per_job(configs[group[0]])
-            jobs.extend(group[start:start + size] for start in range(0, len(group), size))
-        return jobs
+        """Indices into runs() grouped into jobs (core.train.batched_jobs)."""
+        return batched_jobs(self.configs())
 
     def validate(self) -> dict[str, str]:
         errors: dict[str, str] = {}

@@ -106,6 +106,21 @@ def max_runs_per_job(config: RunConfig) -> int:
     return max(1, memory_budget_bytes() // config.memory_estimate_bytes())
 
 
+def batched_jobs(configs: list[RunConfig]) -> list[list[int]]:
+    """Indices into `configs` grouped into jobs: batched jobs when only per-run fields vary and the shapes are
+    small enough for batching to pay (`worth_batching`), each job within the memory budget (`max_runs_per_job`);
+    else one job per run."""
+    groups: dict[tuple, list[int]] = {}
+    for i, config in enumerate(configs):
+        key = batch_key(config) if worth_batching(config) else (i,)
+        groups.setdefault(key, []).append(i)
+    jobs = []
+    for group in groups.values():
+        size = max_runs_per_job(configs[group[0]])
+        jobs.extend(group[start:start + size] for start in range(0, len(group), size))
+    return jobs
+
+
 @contextmanager
 def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
     """CUDA float32 matmuls in TF32 while training at precision "tf32" or "bf16" (whose step leaves only the

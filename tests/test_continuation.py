@@ -121,3 +121,19 @@ def test_a_run_stopped_while_paused_has_no_weights_to_continue_from(pool):
     with pytest.raises(CannotContinue, match="stopped before any weights were saved"):
         lab.continue_run(run_id, LONG)
     assert not lab.get(run_id).get("has_file")  # so the run list offers no Continue
+
+
+def test_continuing_at_several_values_trains_them_as_one_batched_job(pool):
+    """The comparison starter's runs (one start, several settings) train stacked, as a sweep's do."""
+    lab = pool.lab
+    parent = lab.submit(PARENT, label="zero bias")
+    wait_until(lambda: lab.get(parent)["status"] == "done", message="the parent")
+    parent_final = torch.load(io.BytesIO(lab.run_file(parent)), weights_only=True)["metrics"]["final_loss"]
+    children = lab.continue_runs(parent, [PARENT.replace(l1_reg=v, steps=100, snapshot_every=50) for v in (0.01, 0.03)])
+    assert len({lab.get(c)["job"] for c in children}) == 1
+    assert [lab.get(c)["label"] for c in children] == ["zero bias → l1_reg=0.01, steps=100, snapshot_every=50",
+                                                      "zero bias → l1_reg=0.03, steps=100, snapshot_every=50"]
+    wait_until(lambda: all(lab.get(c)["status"] == "done" for c in children), message="the continued runs")
+    for child in children:  # each from the parent's weights
+        assert first_losses(lab, child) < 1.5 * parent_final
+        assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps}
