@@ -22,7 +22,6 @@ from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.runfile import RunFileError, load_run_file
 from core.sweep import repeated_labels, value_label
-from core.train import batch_key, max_runs_per_job, worth_batching
 
 MAX_COMPARED = 4
 COMPARABLE_FIELDS = [n for n in FIELD_NAMES if n not in ("device", "snapshot_every", "steps")]
@@ -347,13 +346,8 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                 run_ids = lab.continue_runs(parent_id, configs, step)
                 # beside the run they start from, where the page has room
                 run_ids = [parent_id, *run_ids] if len(run_ids) < MAX_COMPARED else run_ids
-            elif (len({batch_key(c) for c in configs}) == 1 and worth_batching(configs[0])
-                    and len(configs) <= max_runs_per_job(configs[0])):
-                run_ids = lab.submit_group(configs, labels)  # one batched job on the runs axis
             else:
-                if lab.queued_run_count() + len(configs) > lab.max_queued:
-                    raise QueueFull(f"the queue is full (limit {lab.max_queued})")
-                run_ids = [lab.submit(c, label) for c, label in zip(configs, labels)]
+                run_ids = lab.submit_batched(configs, labels)
         except (QueueFull, InvalidConfig, CannotContinue) as err:
             return no_update, no_update, alert(in_form_words(str(err)), "danger", dismissable=True)
         except UnknownRun:

@@ -13,6 +13,7 @@ from dash import html
 
 from core.config import FIELDS, RunConfig, allowed_range, check_value, config_from_dict, parse_value, shown
 from core.presets import PAPER_BATCHES, PRESETS, QUICK_PRESETS
+from core.train import batch_key
 
 FIELD_NAMES = list(FIELDS)
 LABELS = {n: FIELDS[n].metadata["label"] or n for n in FIELD_NAMES}
@@ -89,24 +90,26 @@ def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
     return (None if errors else config), errors
 
 
-# Sustained rates measured at paper shapes (benchmarks/RESULTS.md), as FLOP/s of the step's matmuls (28.5 GFLOP a
+# Sustained rates measured at paper shapes (benchmarks/RESULTS.md), as FLOP/s of the step's matmuls (28.45 GFLOP a
 # run-step): this project's 2-core CPU; a GPU's for one run and for six stacked (a sweep's one job), from an H100 in
 # fp32 (1128 and 6 x 208 steps/s) and TF32 (2352 and 6 x 570), and from an H200 in bf16 (3290 and 6 x 949: no H100
 # was lent with the bf16 path).
 CPU_FLOPS = 100e9
-GPU_RATES = {"fp32": (33e12, 35e12, "H100"), "tf32": (68e12, 97e12, "H100"), "bf16": (94e12, 162e12, "H200")}
+GPU_RATES = {"fp32": (32.1e12, 35.5e12, "H100"), "tf32": (66.9e12, 97.3e12, "H100"),
+             "bf16": (93.6e12, 162e12, "H200")}
 HEAVY_SECONDS = 600  # on the CPU: a run worth a word before Start
 
 
 def training_time(configs: list[RunConfig]) -> str:
     """How long heavy training takes, before it is started (a paper-scale preset is ~10 hours on a laptop CPU),
-    from the matmuls alone; "" for light work, whose time goes elsewhere (dispatch, sampling). Several configs
-    are a sweep, which a GPU trains stacked."""
+    from the matmuls alone; "" for light work, whose time goes elsewhere (dispatch, sampling). Runs of one shape
+    train stacked on a GPU (a sweep over the learning rate, say); runs of a shape of their own, alone."""
     work = sum(c.steps * c.step_flops() for c in configs)
     if work / CPU_FLOPS < HEAVY_SECONDS:
         return ""
-    stacked = 1 if len(configs) > 1 else 0
-    gpu = sum(c.steps * c.step_flops() / GPU_RATES[c.precision][stacked] for c in configs)
+    shapes = Counter(batch_key(c) for c in configs)
+    gpu = sum(c.steps * c.step_flops() / GPU_RATES[c.precision][1 if shapes[batch_key(c)] > 1 else 0]
+              for c in configs)
     precisions = sorted({c.precision for c in configs})
     cards = " or ".join(sorted({GPU_RATES[p][2] for p in precisions}))
     return (f"about {format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an {cards} "

@@ -108,8 +108,8 @@ class RunConfig:
                        label="Device")
     precision: str = knob("fp32", "Matmul precision: fp32 is exact, as in the paper; tf32 uses a CUDA GPU's tensor "
                           "cores (faster; inputs rounded to 10 mantissa bits); bf16 also keeps the activations in "
-                          "bfloat16 (fastest; 8 mantissa bits; weights, optimizer and loss stay fp32). A CPU always "
-                          "computes in fp32.",
+                          "bfloat16 (fastest; 7 mantissa bits; weights, optimizer and loss stay fp32; needs an Ampere "
+                          "or newer GPU). A CPU always computes in fp32.",
                           choices=PRECISIONS, label="Matmul precision")
 
     def validate(self) -> dict[str, str]:

@@ -130,16 +130,23 @@ class Lab:
             errors["from_step"] = f"from_step {err}"
         if errors:
             raise InvalidConfig(errors)
-        if self.queued_run_count() + len(configs) > self.max_queued:
-            raise QueueFull(f"the queue is full: {len(configs)} runs asked for, {self.queued_run_count()} are "
-                            f"waiting (limit {self.max_queued})")
         start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
         labels = [label or continued_label(meta["label"], parent, config, step)
                   for config, label in zip(configs, labels or [None] * len(configs))]
+        return self.submit_batched(configs, labels, starts=[(start, weights)] * len(configs))
+
+    def submit_batched(self, configs: list[RunConfig], labels: list[str] | None = None,
+                       sweeps: list[dict[str, Any]] | None = None,
+                       starts: list[tuple[dict[str, Any], bytes] | None] | None = None) -> list[str]:
+        """Queue runs in as few jobs as pay (core.train.batched_jobs), all or none if the queue lacks room for
+        them; `sweeps` and `starts` as for submit_group. Returns the run ids in the order of `configs`."""
+        if self.queued_run_count() + len(configs) > self.max_queued:
+            raise QueueFull(f"the queue is full: {len(configs)} runs asked for, {self.queued_run_count()} are "
+                            f"waiting (limit {self.max_queued}); wait for some to finish or stop queued runs")
         ids: dict[int, str] = {}
         for job in batched_jobs(configs):
-            ids.update(zip(job, self.submit_group([configs[i] for i in job], [labels[i] for i in job],
-                                                  starts=[(start, weights)] * len(job))))
+            ids.update(zip(job, self.submit_group(*(None if items is None else [items[i] for i in job]
+                                                    for items in (configs, labels, sweeps, starts)))))
         return [ids[i] for i in range(len(configs))]
 
     def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,
@@ -194,16 +201,10 @@ class Lab:
         if errors:
             raise InvalidConfig(errors)
         runs = sweep.runs()
-        if self.queued_run_count() + len(runs) > self.max_queued:
-            raise QueueFull(f"the queue is full: this sweep has {len(runs)} runs and {self.queued_run_count()} are "
-                            f"waiting (limit {self.max_queued})")
         sweep_id = new_id()
-        ids: dict[int, str] = {}
-        for job in sweep.jobs():
-            tags = [{"id": sweep_id, "name": sweep.title, "field": sweep.field, "value": runs[i][0]} for i in job]
-            labels = [f"{sweep.title}: {sweep.field}={runs[i][0]:g}, seed {runs[i][1]}" for i in job]
-            ids.update(zip(job, self.submit_group([runs[i][2] for i in job], labels, tags)))
-        return [ids[i] for i in range(len(runs))]
+        tags = [{"id": sweep_id, "name": sweep.title, "field": sweep.field, "value": value} for value, _, _ in runs]
+        labels = [f"{sweep.title}: {sweep.field}={value:g}, seed {seed}" for value, seed, _ in runs]
+        return self.submit_batched([config for _, _, config in runs], labels, tags)
 
     def sweeps(self) -> dict[str, list[dict[str, Any]]]:
         """Runs grouped by sweep id, oldest sweep first."""

@@ -13,8 +13,9 @@ whole step there costs a quarter to a fifth of a full one at paper shapes. Their
 written as exact zeros.
 
 At precision bf16 the (R, B, .) arrays are bfloat16 and the matmuls read bfloat16 copies of the
-parameters (accumulating in fp32): half the bytes for every pass over the activations, and the GPU's
-bf16 tensor cores. Parameters, optimizer state and the loss stay fp32; the gradients are rounded to
+parameters (cuBLAS accumulates in fp32, though by torch's default it may add split-K partial sums in
+bf16): half the bytes for every pass over the activations, and the GPU's bf16 tensor cores.
+Parameters, optimizer state and the loss stay fp32; the gradients are rounded to
 bf16 by the matmuls that make them and widened into the fp32 `Gradients`.
 """
 
@@ -149,7 +150,7 @@ def _output_and_gradients(ws: Workspace, act: torch.Tensor, w2: torch.Tensor, ba
     # act @ w2.T - target in the matmul itself, in the target's place: one pass over the outputs instead of three
     residual = ws.target.baddbmm_(act, w2.transpose(1, 2), beta=-1.0)
     accumulate = torch.promote_types(residual.dtype, torch.float32)
-    if residual.is_cuda:  # a GPU's reduction tree is exact and fastest over a run's B x out values at once
+    if residual.is_cuda:  # a GPU's reduction tree is accurate (~1e-7) and fastest over a run's B x out values at once
         norms = torch.linalg.vector_norm(residual.view(runs, -1), dim=1, dtype=accumulate)
     else:  # the CPU's loses ~1e-4 of so long a sum: per sample first is exact to ~1e-7, and twice as fast
         norms = torch.linalg.vector_norm(torch.linalg.vector_norm(residual, dim=2, dtype=accumulate), dim=1)

@@ -124,7 +124,7 @@ def batched_jobs(configs: list[RunConfig]) -> list[list[int]]:
 @contextmanager
 def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
     """CUDA float32 matmuls in TF32 while training at precision "tf32" or "bf16" (whose step leaves only the
-    sampler's input projection in float32: TF32 keeps more bits than the bf16 it is stored in); the process's
+    sampler's projections in float32: TF32 keeps more bits than the bf16 they are stored in); the process's
     setting is restored after, so metrics and other jobs stay in full fp32. CPU matmuls are always fp32."""
     if device.type != "cuda":
         yield
@@ -138,9 +138,12 @@ def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
 
 
 def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """What the step's matmuls and (R, B, .) arrays compute in: bfloat16 at precision "bf16" on a CUDA GPU,
-    else float32 (a CPU always computes in fp32, as for tf32)."""
-    return torch.bfloat16 if precision == "bf16" and device.type == "cuda" else torch.float32
+    """What the step's matmuls and (R, B, .) arrays compute in: bfloat16 at precision "bf16" on a CUDA GPU with
+    bf16 units (compute capability 8.0 on: before, bf16 matmuls are emulated), else float32 (a CPU always
+    computes in fp32, as for tf32)."""
+    if precision != "bf16" or device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float32
 
 
 def is_log2_checkpoint(step_index: int) -> bool:
@@ -327,11 +330,14 @@ class Trainer:
 
     def where(self) -> str:
         """Where this job trains, for people: the GPU's name and the precision, or the CPU's threads."""
+        asked = self.base.precision
+        # a precision the hardware lacks falls back to fp32: say so, and what it needs
+        fell_back = asked == "bf16" and self.dtype == torch.float32
         if self.device.type == "cuda":
-            return f"{torch.cuda.get_device_name(self.device)}, {self.base.precision}"
+            name = torch.cuda.get_device_name(self.device)
+            return f"{name}, fp32 (bf16 needs compute capability 8.0 or newer)" if fell_back else f"{name}, {asked}"
         threads = torch.get_num_threads()
-        # a precision asked for applies on a GPU only: say what the CPU computed in
-        note = "" if self.base.precision == "fp32" else f", fp32 ({self.base.precision} needs a CUDA GPU)"
+        note = f", fp32 ({asked} needs a CUDA GPU)" if asked == "tf32" or fell_back else ""
         return f"CPU, {threads} thread{'' if threads == 1 else 's'}{note}"
 
     def current_lrs(self) -> list[float]:

@@ -49,7 +49,9 @@ def test_a_graphed_single_run_matches_the_library_lamb(quick_cuda, task):
         assert relative_error(getattr(graphed, name), getattr(library, name)) < 1e-3
 
 
-def test_a_graphed_run_resumes_exactly(quick_cuda):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_graphed_run_resumes_exactly(quick_cuda, precision):
+    quick_cuda = quick_cuda.replace(precision=precision)
     straight, first = Trainer([quick_cuda]), Trainer([quick_cuda])
     straight.advance(quick_cuda.steps)
     first.advance(120)

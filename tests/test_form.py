@@ -83,6 +83,9 @@ def test_a_paper_scale_sweep_is_timed_before_it_starts():
     # bf16, measured on an H200: the whole stacked sweep in 142 s
     bf16 = [c.replace(precision="bf16") for c in paper]
     assert training_time(bf16) == "about 62 h on a 2-core CPU, 2 min on an H200 (bf16)"
+    # a sweep over the neuron count has a shape per value: each run alone, at the single-run rate
+    neurons = [c.replace(precision="bf16") for c in preset_sweep("K0", "paper").configs()]
+    assert training_time(neurons) == "about 81 h on a 2-core CPU, 5 min on an H200 (bf16)"
 
 
 def test_the_sweep_form_times_the_sweep_as_typed():

@@ -200,6 +200,17 @@ def test_tf32_precision_switches_cuda_matmuls_only_while_training(tiny):
     assert tiny.replace(precision="bf17").validate()["precision"].startswith("precision must be one of")
 
 
+def test_bf16_computes_in_bfloat16_on_a_gpu_with_bf16_units_only(monkeypatch):
+    from core.train import compute_dtype
+
+    cuda = torch.device("cuda")
+    assert compute_dtype("bf16", torch.device("cpu")) == compute_dtype("tf32", cuda) == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation)
+    assert compute_dtype("bf16", cuda) == torch.bfloat16  # Ampere on
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert compute_dtype("bf16", cuda) == torch.float32  # emulated only: a V100, a T4
+
+
 def test_the_gpus_bf16_path_trains_like_fp32_within_rounding():
     """bf16 as a GPU trains it (run here on the CPU): the same samples, a loss curve within bf16's rounding
     of fp32's, and fp32 weights and losses kept."""
