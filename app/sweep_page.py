@@ -245,9 +245,9 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         elif name in PAPER_BATCHES:
             sweep = preset_sweep(name, scale)
             base = sweep.base
-            what = (f"{name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave Values "
-                    f"empty for these)." if swept in (None, sweep.field) else
-                    f"{name}'s config, sweeping {swept} instead of {sweep.field}: give its values.")
+            what = (f"{sweep.name}: {sweep.field} over {', '.join(value_label(v) for v in sweep.values)} (leave "
+                    f"Values empty for these)." if swept in (None, sweep.field) else
+                    f"{sweep.name}'s config, sweeping {swept} instead of {sweep.field}: give its values.")
             swept = swept or sweep.field
         else:
             return ""

@@ -115,7 +115,9 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
     parsed = parsed or list(default_values)
     if not parsed:
         raise ValueError(f"values are needed: {name} has none of its own for {swept}")
-    return Sweep(base, swept, tuple(parsed), seeds_from(base.seed, seeds), name=name, shared_seed=shared_seed)
+    # quick is the default scale; a paper-scale batch says so, so that LR3 at both scales tell apart everywhere
+    title = f"{name} (paper scale)" if name in PAPER_BATCHES and scale == "paper" else name
+    return Sweep(base, swept, tuple(parsed), seeds_from(base.seed, seeds), name=title, shared_seed=shared_seed)
 
 
 def with_settings(sweep: Sweep, settings: dict[str, Any]) -> tuple[Sweep | None, dict[str, str]]:

@@ -124,6 +124,14 @@ def test_settings_change_every_run_and_name_the_sweep():
     assert with_settings(sweep, {}) == (sweep, {})
 
 
+def test_a_paper_scale_batch_is_named_for_its_scale():
+    """LR3 at quick scale (the default) and at paper scale overlay and list apart."""
+    assert preset_sweep("LR3").title == "LR3"
+    paper = preset_sweep("LR3", "paper")
+    assert paper.title == "LR3 (paper scale)" and paper.base.batch_size == 8192
+    assert preset_sweep("quick-zero-bias", "paper", ["0.01"], field_name="lr").title == "quick-zero-bias"
+
+
 @pytest.mark.parametrize("settings, field, says", [
     ({"lr": "0.1"}, "lr", "lr is the swept field"),
     ({"init_bias": "x"}, "init_bias", "init_bias must be a number in [-10, 10], got 'x'"),
