@@ -8,7 +8,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
-from app.form import config_to_query
+from app.form import config_to_query, preset_options
 from core.continuation import continuation_errors
 from core.jobs import Lab
 from core.presets import PRESETS
@@ -46,12 +46,13 @@ def continue_banner(meta: dict[str, Any], step: int | None) -> dbc.Alert:
 
 def register_continue_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(Output("continue-banner", "children"), Output("start-button", "children"),
-                  Input("continue-from", "data"))
-    def show_continuing(data: Any) -> tuple[Any, str]:
+                  Output("preset-select", "options"), Input("continue-from", "data"))
+    def show_continuing(data: Any) -> tuple[Any, str, list[dict[str, str]]]:
         run_id, step = continued_run(data)
         if not run_id or not lab.exists(run_id):
-            return None, "Start run"
-        return continue_banner(lab.get(run_id), step), "Continue run"
+            return None, "Start run", preset_options()
+        meta = lab.get(run_id)
+        return continue_banner(meta, step), "Continue run", preset_options(f"{meta['label'] or 'run'} ({run_id})")
 
     # Continue is clicked down in the run list: bring the banner and the button it changed into view
     app.clientside_callback(

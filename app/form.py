@@ -34,10 +34,13 @@ def feedback_id(name: str) -> str:
 CUSTOM = "custom"  # no preset: the form's values stand against the defaults (a link without a preset)
 
 
-def preset_options() -> list[dict[str, str]]:
+def preset_options(continuing: str | None = None) -> list[dict[str, str]]:
+    """The presets, and "custom": the defaults as edited, or, while the form continues a run (named by
+    `continuing`), that run's config."""
     quick = [{"label": f"{name} — {p.description}", "value": name} for name, p in QUICK_PRESETS.items()]
     paper = [{"label": f"{name} — {PRESETS[name].description}", "value": name} for name in PAPER_BATCHES]
-    return quick + paper + [{"label": f"{CUSTOM} — no preset: the defaults, as edited", "value": CUSTOM}]
+    custom = f"the config of {continuing}, continued" if continuing else "no preset: the defaults, as edited"
+    return quick + paper + [{"label": f"{CUSTOM} — {custom}", "value": CUSTOM}]
 
 
 def field_control(name: str) -> html.Div:

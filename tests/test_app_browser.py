@@ -468,6 +468,8 @@ def test_run_rows_stay_put_while_a_run_trains(dash_duo, lab):
 
 
 def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
+    from selenium.webdriver.support.ui import Select
+
     from core.presets import PRESETS
 
     parent = lab.submit(PRESETS["demo-tiny"].config.replace(steps=256, snapshot_every=64), label="zero bias")
@@ -480,6 +482,9 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from step 256,", timeout=10)
     dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
     assert dash_duo.find_element("#steps-input").get_attribute("value") == "256"  # the form holds the run's config
+    # the Preset box says whose config it holds, not "the defaults, as edited"
+    wait_until(lambda: Select(dash_duo.find_element("#preset-select")).first_selected_option.text
+               == f"custom — the config of zero bias ({parent}), continued", timeout=10, message="the preset's name")
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continue-form.png"))
     # What the weights need is kept: a change is flagged at the field, and Continue is off.
     set_input(dash_duo, "n-neurons-input", "40")
@@ -545,8 +550,6 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     dash_duo.find_element("#continue-cancel").click()
     dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)
     # Continue, then a preset of other sizes picked: the user has moved on to a fresh run.
-    from selenium.webdriver.support.ui import Select
-
     wait_until(click_continue, timeout=10, message="Continue clicked again")
     dash_duo.driver.execute_script("window.scrollTo(0, 0); document.querySelector('.controls').scrollTo(0, 0);")
     Select(dash_duo.find_element("#preset-select")).select_by_value("quick-zero-bias")
