@@ -12,11 +12,11 @@ import numpy as np
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
-from app.components import alert, checkpoint_marks, graph
+from app.components import alert, checkpoint_marks, graph, run_name
 from app.continue_controls import continued_run
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
-from core.config import FIELDS, parse_value
+from core.config import FIELDS, parse_value, shown_value
 from core.continuation import CannotContinue, continuation_errors
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
@@ -112,11 +112,11 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
     header = html.Thead(html.Tr([html.Th("")] + [html.Th(label) for label in labels]))
     rows = []
     for name in FIELD_NAMES:
-        cells = [html.Td(f"{c[name]:g}" if isinstance(c[name], float) else str(c[name])) for c in configs]
+        cells = [html.Td(shown_value(c[name])) for c in configs]
         rows.append(html.Tr([html.Th(name, className="fw-normal")] + cells,
                             className="table-warning" if name in differing else ""))
     if any(m.get("start") for m in metas):  # a continued run's curves begin at its start, not at a fresh init
-        starts = [f"{m['start']['label'] or 'run'} ({m['start']['run']}), step {m['start']['step']:,}"
+        starts = [f"{run_name(m['start']['label'], m['start']['run'])}, step {m['start']['step']:,}"
                   if m.get("start") else "a fresh init" for m in metas]
         rows.append(html.Tr([html.Th("started from", className="fw-normal")] + [html.Td(s) for s in starts],
                             className="table-warning"))

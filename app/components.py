@@ -34,6 +34,11 @@ def checkpoint_marks(steps: list[int], end_label: str, max_marks: int = 8) -> di
     return dict(sorted(marks.items()))
 
 
+def run_name(label: str, run_id: str) -> str:
+    """A run as messages name it: its label (or "run") and its id."""
+    return f"{label or 'run'} ({run_id})"
+
+
 def sentence(message: str) -> str:
     """A core message ("the queue is full ...") as a sentence; one opening with a field's name ("lr must be
     ...") keeps it as the user types it."""

@@ -8,6 +8,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
+from app.components import run_name
 from app.form import config_to_query, preset_options
 from core.continuation import continuation_errors
 from core.jobs import Lab
@@ -37,7 +38,7 @@ def continue_banner(meta: dict[str, Any], step: int | None) -> dbc.Alert:
     """Says what Start will do while the form continues a run, with the way back to a fresh start."""
     at = meta["step"] if step is None else step
     return dbc.Alert([
-        html.B("Continues "), f"{meta['label'] or 'run'} ({meta['id']}) from step {at:,}, with a fresh schedule "
+        html.B("Continues "), f"{run_name(meta['label'], meta['id'])} from step {at:,}, with a fresh schedule "
         "and optimiser (L1 reg is under Advanced). ",
         dbc.Button("Start fresh instead", id="continue-cancel", color="link", size="sm",
                    className="p-0 align-baseline"),
@@ -52,7 +53,7 @@ def register_continue_callbacks(app: Any, lab: Lab) -> None:
         if not run_id or not lab.exists(run_id):
             return None, "Start run", preset_options()
         meta = lab.get(run_id)
-        return continue_banner(meta, step), "Continue run", preset_options(f"{meta['label'] or 'run'} ({run_id})")
+        return continue_banner(meta, step), "Continue run", preset_options(run_name(meta["label"], run_id))
 
     # Continue is clicked down in the run list: bring the banner and the button it changed into view
     app.clientside_callback(

@@ -110,9 +110,10 @@ def training_time(configs: list[RunConfig]) -> str:
     work = sum(c.steps * c.step_flops() for c in configs)
     if work / CPU_FLOPS < HEAVY_SECONDS:
         return ""
-    shapes = Counter(batch_key(c) for c in configs)
-    gpu = sum(c.steps * c.step_flops() / GPU_RATES[c.precision][1 if shapes[batch_key(c)] > 1 else 0]
-              for c in configs)
+    keys = [batch_key(c) for c in configs]
+    shapes = Counter(keys)
+    gpu = sum(c.steps * c.step_flops() / GPU_RATES[c.precision][1 if shapes[key] > 1 else 0]
+              for c, key in zip(configs, keys))
     precisions = sorted({c.precision for c in configs})
     cards = " or ".join(sorted({GPU_RATES[p][2] for p in precisions}))
     return (f"about {format_duration(work / CPU_FLOPS)} on a 2-core CPU, {format_duration(gpu)} on an {cards} "

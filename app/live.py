@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from dash import Patch, html
 
 from app import figures
+from app.components import run_name
 from core.jobs import Lab, has_run_file
 from core.metrics import heatmap_order
 from core.train import schedule_steps, scheduled_lr
@@ -36,8 +37,7 @@ def fmt(value: float | None, spec: str = ".4f") -> str:
 def describe(meta: dict[str, Any]) -> str:
     c, start = meta["config"], meta.get("start")
     # a continued run's weights are its parent's at that step, not a fresh init
-    began = (f"continued from {start['label'] or 'run'} ({start['run']}) at step {start['step']:,} · " if start
-             else "")
+    began = f"continued from {run_name(start['label'], start['run'])} at step {start['step']:,} · " if start else ""
     return (f"{began}{c['task']}, {c['nonlinearity']}, N={c['n_features']}, m={c['embed_dim']}, k={c['n_neurons']}, "
             f"eps={c['eps']:.4g}, lr={c['lr']:g}" + ("" if start else f", init bias {c['init_bias']:g}")
             + f", decay {c['bias_decay']:g}" + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")

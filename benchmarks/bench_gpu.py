@@ -22,7 +22,7 @@ import torch
 from benchmarks.bench_engine import matmul_flops, reference_step_fn, roofline_step_fn
 from core.metrics import SfaSummary
 from core.presets import LR_VALUES, PAPER_BASE, PAPER_STEPS, QUICK_PRESETS
-from core.train import Trainer, iterate_training, matmul_precision
+from core.train import Trainer, compute_dtype, iterate_training, matmul_precision
 
 PAPER = PAPER_BASE.replace(device="cuda", steps=1 << 20)  # long enough that timing never reaches its end
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -71,8 +71,7 @@ def section_single_run() -> None:
         config = PAPER.replace(precision=precision)
         device = torch.device("cuda")
         with matmul_precision(precision, device):
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            roofline = repeat_rate(roofline_step_fn(config, dtype), 200)
+            roofline = repeat_rate(roofline_step_fn(config, compute_dtype(precision, device)), 200)
             reference = repeat_rate(as_precision(precision, reference_step_fn(config)), 200)
         eager = trainer_rate([config], graph=False, steps=500)
         graphed = trainer_rate([config], graph=True, steps=1000)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from core.config import FIELDS, RunConfig
+from core.config import FIELDS, RunConfig, shown_value
 from core.data import sample_task_batch, task_sampler
 from core.metrics import single_feature_activations
 from core.model import forward
@@ -27,8 +27,7 @@ def run_label(config: dict[str, Any], fields: list[str], fallback: str) -> str:
     """A legend entry naming a run by what differs from the others, e.g. "init_bias=-1, lr=0.01"."""
     if not fields:
         return fallback
-    return ", ".join(f"{name}={config[name]:g}" if isinstance(config[name], float) else f"{name}={config[name]}"
-                     for name in fields)
+    return ", ".join(f"{name}={shown_value(config[name])}" for name in fields)
 
 
 class IncompatibleRuns(ValueError):

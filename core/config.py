@@ -217,6 +217,11 @@ def shown(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"
 
 
+def shown_value(value: Any) -> str:
+    """A config value as tables and labels write it: floats in %g (0.01, 1e-05), the rest as text."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _out_of_range(f: dataclasses.Field, value: Any) -> str:
     return f"{f.name} must be {allowed_range(f)}, got {shown(value)}"
 

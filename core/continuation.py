@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from core.config import RunConfig, shown
+from core.config import RunConfig, shown, shown_value
 from core.model import RunWeights
 
 # Fields that fix the weights' shapes or the world (the embedder is drawn from the seed): the weights mean nothing
@@ -40,10 +40,6 @@ def continuation_errors(parent_id: str, parent: RunConfig, config: RunConfig) ->
             errors[name] = (f"{name} must stay {shown_value(kept)} when continuing run {parent_id}, got "
                             f"{shown_value(wanted)}: {why}")
     return errors
-
-
-def shown_value(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def continued_label(parent_label: str, parent: RunConfig, config: RunConfig, step: int | None = None) -> str:
