@@ -15,7 +15,7 @@ from app import figures
 from app.components import alert, checkpoint_marks, graph, run_name
 from app.continue_controls import continued_run
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
-from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_label
+from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
 from core.config import FIELDS, parse_value, shown_value
 from core.continuation import CannotContinue, continuation_errors
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
@@ -117,6 +117,7 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
                             className="table-warning" if name in differing else ""))
     if any(m.get("start") for m in metas):  # a continued run's curves begin at its start, not at a fresh init
         starts = [f"{run_name(m['start']['label'], m['start']['run'])}, step {m['start']['step']:,}"
+                  + (f", biases pushed by {m['start']['bias_push']:g}" if m["start"].get("bias_push") else "")
                   if m.get("start") else "a fresh init" for m in metas]
         rows.append(html.Tr([html.Th("started from", className="fw-normal")] + [html.Td(s) for s in starts],
                             className="table-warning"))
@@ -229,7 +230,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                                 "cannot line up. Compare runs with the same N.", color="warning")
             return [no_update] * MAX_COMPARED + hidden + [no_update] * MAX_COMPARED + blanks + ["", message, 0, None,
                                                                                                 0]
-        labels = [run_label(m["config"], differing_fields([x["config"] for x in metas]), m["id"]) for m in metas]
+        labels = run_labels(metas)
         common = sorted(set.intersection(*(set(m["frames"]) for m in metas)))
         following = slider is None or slider_max is None or slider >= slider_max
         step = None if following or slider >= len(common) else common[int(slider)]
@@ -285,9 +286,8 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         the first two; choosing for one end the other's run moves the other end to another run."""
         metas = metas_of(chosen)
         chosen = [m["id"] for m in metas]
-        differing = differing_fields([m["config"] for m in metas])
-        options = [{"label": f"{run_label(m['config'], differing, m['label'] or 'run')} · {m['id']} · {m['status']}",
-                    "value": m["id"]} for m in metas]
+        options = [{"label": f"{label} · {m['id']} · {m['status']}", "value": m["id"]}
+                   for label, m in zip(run_labels(metas, unique=False), metas)]
         if ctx.triggered_id == "interp-b" and b in chosen and b == a:
             a = next((r for r in chosen if r != b), None)
         a = a if a in chosen else (chosen[0] if chosen else None)
@@ -313,7 +313,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         except (IncompatibleRuns, RunFileError) as err:
             return figures.empty_figure("Basin connectivity", "Not computed"), alert(str(err), "warning")
         metas = [lab.get(r) for r in chosen[:2]]
-        labels = [run_label(m["config"], differing_fields([x["config"] for x in metas]), m["id"]) for m in metas]
+        labels = run_labels(metas)
         text = (f"Barrier: {result.barrier:.4f} above the worse end (ends {result.losses[0]:.4f} and "
                 f"{result.losses[-1]:.4f}).")
         return (figures.interpolation_figure(result.alphas, result.losses, "A: " + labels[0], "B: " + labels[1],

@@ -39,7 +39,8 @@ def continue_banner(meta: dict[str, Any], step: int | None) -> dbc.Alert:
     at = meta["step"] if step is None else step
     return dbc.Alert([
         html.B("Continues "), f"{run_name(meta['label'], meta['id'])} from step {at:,}, with a fresh schedule "
-        "and optimiser (L1 reg is under Advanced). ",
+        "and optimiser (L1 reg is under Advanced). A change to Initial bias pushes its trained biases by the "
+        f"difference (its init bias is {meta['config']['init_bias']:g}). ",
         dbc.Button("Start fresh instead", id="continue-cancel", color="link", size="sm",
                    className="p-0 align-baseline"),
     ], color="info", className="small py-1 px-2 mb-1")

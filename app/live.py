@@ -38,8 +38,10 @@ def describe(meta: dict[str, Any]) -> str:
     c, start = meta["config"], meta.get("start")
     # a continued run's weights are its parent's at that step, not a fresh init
     began = f"continued from {run_name(start['label'], start['run'])} at step {start['step']:,} · " if start else ""
+    push = start.get("bias_push", 0) if start else 0
+    bias = (f", biases pushed by {push:g}" if push else "") if start else f", init bias {c['init_bias']:g}"
     return (f"{began}{c['task']}, {c['nonlinearity']}, N={c['n_features']}, m={c['embed_dim']}, k={c['n_neurons']}, "
-            f"eps={c['eps']:.4g}, lr={c['lr']:g}" + ("" if start else f", init bias {c['init_bias']:g}")
+            f"eps={c['eps']:.4g}, lr={c['lr']:g}{bias}"
             + f", decay {c['bias_decay']:g}" + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")
 
 

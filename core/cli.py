@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from core.config import FIELDS, allowed_range, config_from_dict, memory_budget_problem
-from core.continuation import continuation_errors, start_weights
+from core.continuation import bias_push, continuation_errors, pushed, start_weights
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import RunFileError, build_run_file, config_of, load_run_file, save_run_file
 from core.sweep import preset_sweep, run_sweep, total_run_steps, value_label, with_settings
@@ -179,7 +179,7 @@ def run_train(args: argparse.Namespace) -> int:
     if config is not None and parent is not None:
         errors.update(continuation_errors(args.continue_from, base, config))
         try:
-            start = start_weights(parent, args.continue_step)
+            start = pushed(start_weights(parent, args.continue_step), bias_push(base, config))
         except ValueError as err:
             errors["continue_step"] = f"--continue-step {err}"
     elif parent is None and args.continue_step is not None:
@@ -207,8 +207,9 @@ def run_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     record = build_run_file(trainer)
     if parent is not None:
-        record["started_from"] = {"file": str(args.continue_from), "step": args.continue_step
-                                  or parent.get("metrics", {}).get("steps_trained")}
+        record["started_from"] = {"file": str(args.continue_from),
+                                  "step": args.continue_step or parent.get("metrics", {}).get("steps_trained"),
+                                  "bias_push": bias_push(base, config)}
     out = str(save_run_file(record, args.out)) if args.out else None
     metrics = record["metrics"]
     summary: dict[str, Any] = {

@@ -23,11 +23,25 @@ def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
     return [name for name in FIELDS if name not in IGNORED_IN_LABELS and len({repr(c[name]) for c in configs}) > 1]
 
 
-def run_label(config: dict[str, Any], fields: list[str], fallback: str) -> str:
-    """A legend entry naming a run by what differs from the others, e.g. "init_bias=-1, lr=0.01"."""
-    if not fields:
-        return fallback
-    return ", ".join(f"{name}={shown_value(config[name])}" for name in fields)
+def run_labels(metas: list[dict[str, Any]], unique: bool = True) -> list[str]:
+    """Legend entries for runs compared together, e.g. "init_bias=-1, lr=0.01": their differing config fields,
+    then, where some were continued from saved weights and some not (or from other steps), "continued" (from step
+    S); each run's own label (else id) where nothing differs. With `unique`, a run whose entry another shares gets
+    its id added."""
+    fields = differing_fields([m["config"] for m in metas])
+    starts = [m.get("start") for m in metas]
+    tell_starts = len({None if s is None else (s["run"], s["step"]) for s in starts}) > 1
+    tell_steps = len({s["step"] for s in starts if s}) > 1
+    labels = []
+    for meta, start in zip(metas, starts):
+        parts = [f"{name}={shown_value(meta['config'][name])}" for name in fields]
+        if tell_starts and start:
+            parts.append(f"continued from step {start['step']:,}" if tell_steps else "continued")
+        labels.append(", ".join(parts) or meta.get("label") or meta["id"])
+    if unique:
+        labels = [f"{label} ({meta['id']})" if labels.count(label) > 1 else label
+                  for label, meta in zip(labels, metas)]
+    return labels
 
 
 class IncompatibleRuns(ValueError):

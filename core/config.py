@@ -90,7 +90,8 @@ class RunConfig:
                       lo_open=True, label="Feature density eps")
     lr: float = knob(0.01, "LAMB learning rate (cosine schedule, period 1024 steps).", lo=0.0, hi=1.0,
                      lo_open=True, label="Learning rate")
-    init_bias: float = knob(0.0, "Constant added to every first-layer bias at initialisation.", lo=-10.0,
+    init_bias: float = knob(0.0, "Constant added to every first-layer bias at initialisation (continuing a run, "
+                            "a change pushes its trained biases by the difference).", lo=-10.0,
                             hi=10.0, label="Initial bias", basic=True)
     bias_decay: float = knob(0.0, "Bias decay in the first half: bias *= 1 - decay*lr after each step.",
                              lo=0.0, hi=1000.0, label="Bias decay", basic=True)

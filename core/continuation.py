@@ -2,8 +2,12 @@
 
 The authors suggest moving a model between basins by changing its training (regularisation, a bias push): a
 continued run trains a zero-bias run's polysemantic model on with L1 or bias decay, say, and shows whether it
-leaves its basin. It keeps what the weights mean: their shapes, the world they were trained in (the seed draws
-the embedder) and their start; the schedule, the optimiser's state and the samples start afresh.
+leaves its basin. It keeps what the weights mean: their shapes and the world they were trained in (the seed draws
+the embedder); the schedule, the optimiser's state and the samples start afresh.
+
+`init_bias` is the constant added to every first-layer bias at the start (ALGORITHM.md, "Model"). A continued run
+that changes it gets the difference added to its start's trained biases, so its `init_bias` stays the total
+constant added since the fresh init: a bias push (`bias_push`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from core.model import RunWeights
 # without them.
 KEPT_WITH_THE_WEIGHTS = ("task", "n_features", "embed_dim", "n_neurons", "seed")
 # Fields that describe a fresh start, which a continued run does not have.
-KEPT_AS_THE_START = ("init_bias", "init_variant")
+KEPT_AS_THE_START = ("init_variant",)
 CONTINUABLE = ("done", "stopped")
 
 
@@ -42,10 +46,21 @@ def continuation_errors(parent_id: str, parent: RunConfig, config: RunConfig) ->
     return errors
 
 
+def bias_push(parent: RunConfig, config: RunConfig) -> float:
+    """What a run continued from `parent`'s weights with `config` adds to every first-layer bias at its start."""
+    return config.init_bias - parent.init_bias
+
+
+def pushed(weights: RunWeights, push: float) -> RunWeights:
+    """`weights` with `push` added to every first-layer bias (a copy; the same tensors when there is none)."""
+    return weights if push == 0 else RunWeights(weights.w1, weights.b1 + push, weights.w2)
+
+
 def continued_label(parent_label: str, parent: RunConfig, config: RunConfig, step: int | None = None) -> str:
     """The continued run's name in the run list: its parent's (at the saved step it started from), and what
     changed."""
-    changed = [f"{name}={shown_value(value)}" for name, value in config.to_dict().items()
+    changed = [f"biases pushed by {shown_value(bias_push(parent, config))}" if name == "init_bias" else
+               f"{name}={shown_value(value)}" for name, value in config.to_dict().items()
                if value != getattr(parent, name)]
     at = "" if step is None else f" at step {step}"
     return f"{parent_label or 'run'}{at} → " + (", ".join(changed) if changed else "continued")

@@ -19,8 +19,10 @@ from core.config import RunConfig, with_defaults
 from core.continuation import (
     CONTINUABLE,
     CannotContinue,
+    bias_push,
     continuation_errors,
     continued_label,
+    pushed,
     start_weights,
     weights_to_bytes,
 )
@@ -125,15 +127,17 @@ class Lab:
         errors = {name: message for config in configs
                   for name, message in continuation_errors(parent_id, parent, config).items()}
         try:
-            weights = weights_to_bytes(start_weights(load_run_file(io.BytesIO(blob)), step))
+            weights = start_weights(load_run_file(io.BytesIO(blob)), step)
         except ValueError as err:
             errors["from_step"] = f"from_step {err}"
         if errors:
             raise InvalidConfig(errors)
         start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
+        starts = [({**start, "bias_push": bias_push(parent, config)},
+                   weights_to_bytes(pushed(weights, bias_push(parent, config)))) for config in configs]
         labels = [label or continued_label(meta["label"], parent, config, step)
                   for config, label in zip(configs, labels or [None] * len(configs))]
-        return self.submit_batched(configs, labels, starts=[(start, weights)] * len(configs))
+        return self.submit_batched(configs, labels, starts=starts)
 
     def submit_batched(self, configs: list[RunConfig], labels: list[str] | None = None,
                        sweeps: list[dict[str, Any]] | None = None,

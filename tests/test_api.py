@@ -294,7 +294,7 @@ def test_continue_a_finished_run_with_settings_changed(client, lab):
     response = client.post(f"/api/runs/{parent}/continue", json={"l1_reg": 0.01, "steps": 64})
     assert response.status_code == 201
     child = client.get(f"/api/runs/{response.get_json()['id']}").get_json()
-    assert child["start"] == {"run": parent, "label": "api", "step": 32}
+    assert child["start"] == {"run": parent, "label": "api", "step": 32, "bias_push": 0.0}
     assert child["label"] == "api → l1_reg=0.01, steps=64" and child["config"]["l1_reg"] == 0.01
     refused = client.post(f"/api/runs/{parent}/continue", json={"n_neurons": 32, "lr": "0.1"})
     assert refused.status_code == 400

@@ -480,6 +480,8 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     continue_button = next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue")
     continue_button.click()
     dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from step 256,", timeout=10)
+    assert "A change to Initial bias pushes its trained biases by the difference (its init bias is -1)" in \
+        dash_duo.find_element("#continue-banner").text
     dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
     assert dash_duo.find_element("#steps-input").get_attribute("value") == "256"  # the form holds the run's config
     # the Preset box says whose config it holds, not "the defaults, as edited"
@@ -501,7 +503,7 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
 
     wait_until(lambda: len(lab.list()) == 2, timeout=10, message="the continued run queued")
     child = lab.list()[1]
-    assert child["start"] == {"run": parent, "label": "zero bias", "step": 256}
+    assert child["start"] == {"run": parent, "label": "zero bias", "step": 256, "bias_push": 0.0}
     assert child["label"] == "zero bias → l1_reg=0.01" and child["config"]["l1_reg"] == 0.01
     dash_duo.wait_for_contains_text("#live-subtitle", f"continued from zero bias ({parent}) at step 256", timeout=10)
     # read in one call: the subtitle is redrawn at every tick while the run trains
@@ -557,23 +559,30 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     assert dash_duo.find_element("#continue-banner").text == ""
     # While continuing, "Start a comparison" continues the run at each value, and compares them with it.
     wait_until(click_continue, timeout=10, message="Continue clicked a third time")
-    Select(dash_duo.find_element("#compare-field-select")).select_by_value("l1_reg")
-    set_input(dash_duo, "compare-values-input", "0.01, 0.03")
+    # over the initial bias: each value pushes the trained biases by its difference from the run's (-1)
+    Select(dash_duo.find_element("#compare-field-select")).select_by_value("init_bias")
+    set_input(dash_duo, "compare-values-input", "-1, -2")
     dash_duo.driver.execute_script("arguments[0].click();", dash_duo.find_element("#compare-button"))
     wait_until(lambda: "/compare?runs=" in dash_duo.driver.current_url, timeout=10, message="the comparison")
     from urllib.parse import parse_qs, urlsplit
 
     compared = parse_qs(urlsplit(dash_duo.driver.current_url).query)["runs"][0].split(",")
     assert compared[0] == parent and len(compared) == 3
-    assert [(lab.get(r)["start"]["run"], lab.config(r).l1_reg) for r in compared[1:]] == [(parent, 0.01),
-                                                                                            (parent, 0.03)]
+    assert [(lab.get(r)["start"]["run"], lab.get(r)["start"]["bias_push"], lab.config(r).init_bias)
+            for r in compared[1:]] == [(parent, 0.0, -1.0), (parent, -1.0, -2.0)]
     # drawn where the parent left off: the continued runs' losses begin at step 257, after its 256
     wait_until(lambda: all(lab.get(r)["status"] == "done" for r in compared), timeout=60, message="continued")
     first_steps = ("const el = document.querySelector('#compare-loss .js-plotly-plot');"
                    "return (el && el._fullData) ? el._fullData.map(t => t.x[0]) : [];")
     wait_until(lambda: dash_duo.driver.execute_script(first_steps) == [1, 257, 257], timeout=20,
                message="continued curves after their start")
-    dash_duo.wait_for_contains_text("#compare-table", f"zero bias ({parent}), step 256", timeout=10)
+    # the parent and its unpushed child share every config value: the legend tells them apart by their start
+    names = "return document.querySelector('#compare-loss .js-plotly-plot')._fullData.map(t => t.name);"
+    assert dash_duo.driver.execute_script(names) == ["init_bias=-1", "init_bias=-1, continued",
+                                                     "init_bias=-2, continued"]
+    dash_duo.wait_for_contains_text("#compare-table", f"zero bias ({parent}), step 256, biases pushed by -1",
+                                    timeout=10)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continue-compare.png"))
     assert dash_duo.get_logs() == []
 
 

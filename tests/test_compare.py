@@ -10,7 +10,7 @@ from core.compare import (
     evaluation_batch,
     interpolate,
     model_loss,
-    run_label,
+    run_labels,
 )
 from core.runfile import build_run_file
 from core.train import Trainer
@@ -25,8 +25,25 @@ def trained(config, steps=None) -> Model:
 def test_differences_and_labels(tiny):
     configs = [tiny.replace(init_bias=0.0).to_dict(), tiny.replace(init_bias=-1.0, lr=0.003).to_dict()]
     assert differing_fields(configs) == ["lr", "init_bias"]
-    assert run_label(configs[1], ["lr", "init_bias"], "x") == "lr=0.003, init_bias=-1"
-    assert run_label(configs[0], [], "run abc") == "run abc"
+    metas = [{"id": f"id{i}", "label": "", "config": c} for i, c in enumerate(configs)]
+    assert run_labels(metas) == ["lr=0.01, init_bias=0", "lr=0.003, init_bias=-1"]
+    # nothing differs: each run's own label, else its id
+    assert run_labels([{**metas[0], "label": "zero bias"}, {**metas[0], "id": "id1"}]) == ["zero bias", "id1"]
+
+
+def test_labels_tell_a_continued_run_from_its_parent(tiny):
+    parent = {"id": "p", "label": "zero bias", "config": tiny.to_dict()}
+    start = {"run": "p", "label": "zero bias", "step": 256, "bias_push": 0.0}
+    child = {"id": "c", "label": "zero bias → continued", "config": tiny.to_dict(), "start": start}
+    pushed = {"id": "d", "label": "", "config": tiny.replace(init_bias=-1.0).to_dict(),
+              "start": {**start, "bias_push": -1.0}}
+    assert run_labels([parent, child, pushed]) == ["init_bias=0", "init_bias=0, continued", "init_bias=-1, continued"]
+    early = {**child, "id": "e", "start": {**start, "step": 8}}
+    assert run_labels([parent, child, early]) == ["zero bias", "continued from step 256", "continued from step 8"]
+    # the same config from the same start: told apart by id
+    twin = {**child, "id": "t"}
+    assert run_labels([child, twin]) == ["zero bias → continued (c)", "zero bias → continued (t)"]
+    assert run_labels([child, twin], unique=False) == ["zero bias → continued"] * 2
 
 
 def test_alignment_recovers_a_known_permutation():

@@ -33,7 +33,7 @@ def test_a_continued_run_starts_where_its_parent_ended_and_keeps_its_start_when_
     # L1 on the hidden activations from the parent's weights: the authors' way to push a model out of its basin
     with_l1 = PARENT.replace(l1_reg=0.01, steps=200, snapshot_every=50)
     child = lab.continue_run(parent, with_l1, label="zero bias + L1")
-    assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps}
+    assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0}
     lab.delete(parent)  # its start was copied: the child loses nothing
     wait_until(lambda: lab.get(child)["status"] == "done", message="the continued run")
     fresh = lab.submit(with_l1, label="fresh")
@@ -43,7 +43,7 @@ def test_a_continued_run_starts_where_its_parent_ended_and_keeps_its_start_when_
     parent_final = parent_file["metrics"]["final_loss"]
     assert first_losses(lab, child) < 1.5 * parent_final < first_losses(lab, fresh)
     record = torch.load(io.BytesIO(lab.run_file(child)), weights_only=True)
-    assert record["started_from"] == {"run": parent, "label": "zero bias", "step": PARENT.steps}
+    assert record["started_from"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0}
     assert record["config"]["l1_reg"] == 0.01
 
 
@@ -52,10 +52,10 @@ def test_a_continued_run_keeps_what_its_weights_mean(pool):
     parent = lab.submit(PARENT.replace(steps=50, snapshot_every=50))
     wait_until(lambda: lab.get(parent)["status"] == "done", message="the parent")
     with pytest.raises(InvalidConfig) as refused:
-        lab.continue_run(parent, PARENT.replace(n_neurons=32, seed=3, init_bias=-1.0))
-    assert set(refused.value.errors) == {"n_neurons", "seed", "init_bias"}
+        lab.continue_run(parent, PARENT.replace(n_neurons=32, seed=3, init_variant=1))
+    assert set(refused.value.errors) == {"n_neurons", "seed", "init_variant"}
     assert "n_neurons must stay 24 when continuing run" in refused.value.errors["n_neurons"]
-    assert "not from a fresh init" in refused.value.errors["init_bias"]
+    assert "not from a fresh init" in refused.value.errors["init_variant"]
     with pytest.raises(InvalidConfig) as refused:  # weights are saved after steps 1, 2, 4, ..., 32 of 50
         lab.continue_run(parent, PARENT, step=48)
     assert refused.value.errors["from_step"] == ("from_step must be a step with saved weights (1, 2, 4, 8, 16, 32) "
@@ -67,6 +67,27 @@ def test_a_continued_run_keeps_what_its_weights_mean(pool):
     wait_until(lambda: lab.get(early)["status"] == "done", message="the run continued from step 8")
     record = torch.load(io.BytesIO(lab.run_file(early)), weights_only=True)
     assert record["started_from"]["step"] == 8
+
+
+def test_a_change_of_init_bias_pushes_the_trained_biases_by_the_difference(pool):
+    lab = pool.lab
+    trained_with = PARENT.replace(init_bias=-0.5, bias_decay=0.5)
+    parent = lab.submit(trained_with, label="negative bias")
+    wait_until(lambda: lab.get(parent)["status"] == "done", message="the parent")
+    trained = torch.load(io.BytesIO(lab.run_file(parent)), weights_only=True)["final_model"]
+    # a learning rate too small to move the weights in the step before the first save (after step 1)
+    barely = trained_with.replace(lr=1e-9, steps=2, snapshot_every=1)
+    children = lab.continue_runs(parent, [barely.replace(init_bias=b) for b in (-1.5, -0.5, 0.5)])
+    assert [lab.get(c)["label"] for c in children] == [
+        "negative bias → lr=1e-09, biases pushed by -1, steps=2, snapshot_every=1",
+        "negative bias → lr=1e-09, steps=2, snapshot_every=1",
+        "negative bias → lr=1e-09, biases pushed by 1, steps=2, snapshot_every=1"]
+    assert [lab.get(c)["start"]["bias_push"] for c in children] == [-1.0, 0.0, 1.0]
+    wait_until(lambda: all(lab.get(c)["status"] == "done" for c in children), message="the pushed runs")
+    for child, push in zip(children, (-1.0, 0.0, 1.0)):
+        first = torch.load(io.BytesIO(lab.run_file(child)), weights_only=True)["log2_spaced_models"][0]
+        torch.testing.assert_close(first["0.bias"], trained["0.bias"] + push, atol=1e-6, rtol=0)
+        torch.testing.assert_close(first["0.weight"], trained["0.weight"], atol=1e-6, rtol=0)
 
 
 def test_a_given_start_replaces_the_drawn_weights_and_leaves_the_samples_alone(tiny):
@@ -100,10 +121,17 @@ def test_cli_trains_on_from_a_run_file(tmp_path):
                 "--snapshot-every", "16", "--out", str(tmp_path / "child.pt"))
     assert child.returncode == 0, child.stderr
     record = torch.load(tmp_path / "child.pt", weights_only=True)
-    assert record["started_from"] == {"file": str(tmp_path / "parent.pt"), "step": 600}
+    assert record["started_from"] == {"file": str(tmp_path / "parent.pt"), "step": 600, "bias_push": 0.0}
     assert record["config"]["l1_reg"] == 0.01 and record["config"]["n_neurons"] == 24  # the file's config, changed
     # it starts in its parent's basin
     assert np.mean(record["loss_history"][:16].numpy()) < 1.5 * json.loads(parent.stdout.splitlines()[-1])["final_loss"]
+    pushed = cli("--continue-from", str(tmp_path / "parent.pt"), "--init-bias", "-1", "--lr", "1e-9", "--steps", "2",
+                 "--snapshot-every", "1", "--out", str(tmp_path / "pushed.pt"))
+    assert pushed.returncode == 0, pushed.stderr
+    record = torch.load(tmp_path / "pushed.pt", weights_only=True)
+    assert record["started_from"]["bias_push"] == -1.0
+    parent_biases = torch.load(tmp_path / "parent.pt", weights_only=True)["final_model"]["0.bias"]
+    torch.testing.assert_close(record["log2_spaced_models"][0]["0.bias"], parent_biases - 1, atol=1e-6, rtol=0)
     refused = cli("--continue-from", str(tmp_path / "parent.pt"), "--n-neurons", "32")
     assert refused.returncode == 2 and "n_neurons must stay 24 when continuing run" in refused.stderr
     missing = cli("--continue-from", str(tmp_path / "nope.pt"))
@@ -136,4 +164,4 @@ def test_continuing_at_several_values_trains_them_as_one_batched_job(pool):
     wait_until(lambda: all(lab.get(c)["status"] == "done" for c in children), message="the continued runs")
     for child in children:  # each from the parent's weights
         assert first_losses(lab, child) < 1.5 * parent_final
-        assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps}
+        assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0}
