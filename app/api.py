@@ -12,7 +12,7 @@ from app.api_continue import register_continue_api
 from app.api_json import MAX_BODY_BYTES, error, json_body, json_config, too_large
 from app.api_sweeps import register_sweep_api
 from core.config import FIELDS, RunConfig, allowed_range, shown
-from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun
+from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 
@@ -179,10 +179,12 @@ def register_api(server: Flask, lab: Lab) -> None:
 
     def control(run_id: str, action: str) -> tuple[Response, int]:
         def act() -> tuple[Response, int]:
-            status = lab.get(run_id)["status"]
-            if status not in CONTROLS[action]:  # a 200 for a control that did nothing would read as done
+            meta = lab.get(run_id)
+            status = meta["status"]
+            if action not in controls_of(meta):  # a 200 for a control that did nothing would read as done
+                retry = ", and on runs that failed with their job (a retry)" if action == "resume" else ""
                 return error(409, f"cannot {action} run {run_id}: it is {status} ({action} acts on "
-                                  f"{' or '.join(CONTROLS[action])} runs)", status=status)
+                                  f"{' or '.join(CONTROLS[action])} runs{retry})", status=status)
             getattr(lab, action)(run_id)
             return jsonify(run_summary(lab.get(run_id))), 200
         return with_run(run_id, act)

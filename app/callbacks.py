@@ -31,7 +31,7 @@ from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.config import RunConfig
 from core.continuation import CONTINUABLE, CannotContinue, continuation_errors
-from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_for, has_run_file
+from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, has_run_file
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 
@@ -40,11 +40,17 @@ ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "continue": "Co
            "delete": "Delete"}
 
 
-def available_actions(status: str, has_weights: bool = True, continued: bool = False) -> list[str]:
+def available_actions(meta: dict[str, Any]) -> list[str]:
     """The row's buttons. Continue needs saved weights (a run stopped while queued or paused has none); a continued
     run has no Duplicate, whose new seed would be another world than its start's."""
-    return (controls_for(status) + (["continue"] if status in CONTINUABLE and has_weights else [])
-            + ([] if continued else ["duplicate"]) + ["delete"])
+    status = meta["status"]
+    return (controls_of(meta) + (["continue"] if status in CONTINUABLE and has_run_file(meta) else [])
+            + ([] if meta.get("start") else ["duplicate"]) + ["delete"])
+
+
+def action_label(action: str, status: str) -> str:
+    """A button's text: resuming a failed run is a retry."""
+    return "Retry" if action == "resume" and status == "failed" else ACTIONS[action]
 
 
 def link_message(linked: LinkedConfig) -> Any:
@@ -111,9 +117,10 @@ def row_updates(run_ids: list[str], metas: dict[str, dict[str, Any]], progress_n
 
 def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
     status = meta["status"]
-    buttons = [dbc.Button(ACTIONS[a], id={"type": "run-action", "action": a, "run": meta["id"]}, size="sm",
-                          color="danger" if a == "delete" else "secondary", outline=True, className="me-1 mt-1")
-               for a in available_actions(status, has_weights=has_run_file(meta), continued=bool(meta.get("start")))]
+    buttons = [dbc.Button(action_label(a, status), id={"type": "run-action", "action": a, "run": meta["id"]},
+                          size="sm", color="danger" if a == "delete" else "secondary", outline=True,
+                          className="me-1 mt-1")
+               for a in available_actions(meta)]
     # Only the upper part selects: a click on a button inside it would have selected its run too (Delete on
     # another run swapped the run on show for the one being deleted).
     select_area = html.Div([

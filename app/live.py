@@ -13,7 +13,7 @@ from dash import Patch, html
 
 from app import figures
 from app.components import run_name
-from core.jobs import Lab, has_run_file
+from core.jobs import Lab, failed_with_its_job, has_run_file
 from core.metrics import heatmap_order
 from core.train import schedule_steps, scheduled_lr
 
@@ -214,6 +214,8 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     replaying = frame is not None and 0 <= frame < len(meta["frames"])
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
+    if failed_with_its_job(meta):
+        status += " (Retry, in the run list, trains it on from its job's last checkpoint)"
     loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state, meta)
     metrics, metrics_state = metric_curves(lab, meta, metrics_state)
     return LiveView(

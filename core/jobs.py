@@ -52,6 +52,17 @@ def controls_for(status: str) -> list[str]:
     return [action for action, statuses in CONTROLS.items() if status in statuses]
 
 
+def failed_with_its_job(meta: dict[str, Any]) -> bool:
+    """Whether the run failed because its job did (an error in the worker, not the run's own divergence): resume
+    tries the job again from its last checkpoint, which a failed job keeps."""
+    return meta["status"] == "failed" and bool(meta.get("job_failed"))
+
+
+def controls_of(meta: dict[str, Any]) -> list[str]:
+    """The controls that act on this run: those of its status, and resume for a run that failed with its job."""
+    return controls_for(meta["status"]) + (["resume"] if failed_with_its_job(meta) else [])
+
+
 class QueueFull(RuntimeError):
     """More runs are waiting than the queue allows."""
 
@@ -317,19 +328,19 @@ class Lab:
             self._control(run_id, "pause")
 
     def resume(self, run_id: str) -> None:
-        """Queue a paused or interrupted job again; it continues from its last checkpoint."""
+        """Queue a paused or interrupted job again, or one that failed (a retry); it continues from its last
+        checkpoint."""
         with self.store.transaction():
             job_id, job = self._job_of(run_id)
-            if self.get(run_id)["status"] not in ("paused", "interrupted"):
+            if "resume" not in controls_of(self.get(run_id)):
                 return
             waiting = self.queued_run_count()
             if waiting + len(job["runs"]) > self.max_queued:
                 raise QueueFull(f"the queue is full: {waiting} runs are waiting (limit {self.max_queued})")
             job["control"] = None
             self.store.set(f"job/{job_id}", job)
-            resumable = [r for r in job["runs"] if self.store.get(f"meta/{r}", {}).get("status") in
-                         ("paused", "interrupted")]
-            self._set_status(resumable, "queued", note=None)
+            resumable = [r for r in job["runs"] if "resume" in controls_of(self.store.get(f"meta/{r}", {"status": ""}))]
+            self._set_status(resumable, "queued", note=None, error=None, job_failed=False, finished=None)
             self.store.set("queue", self.store.get("queue", []) + [job_id])
         self.dispatch(job_id)
 
@@ -434,11 +445,12 @@ class Lab:
             job.update(worker=None, control="stop" if pending == "stop" else None)
             self.store.set(f"job/{job_id}", job)
             live = [r for r in job["runs"] if self.store.get(f"meta/{r}", {}).get("status") == "running"]
-            self._set_status(live, status, **fields)
+            # runs that fail with their job can be retried (resume), unlike a run that diverged
+            self._set_status(live, status, **fields, **({"job_failed": True} if status == "failed" else {}))
             if status == "queued":
                 self.store.set("queue", [job_id] + self.store.get("queue", []))
             if not job["runs"] or status in ("done", "stopped"):  # nothing left to resume (a failed job keeps its
-                self.forget_checkpoint(job_id)                     # last good checkpoint)
+                self.forget_checkpoint(job_id)                     # last good checkpoint for a retry)
             if not job["runs"]:
                 self.store.delete(f"job/{job_id}")
         if status == "queued":

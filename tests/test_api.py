@@ -154,13 +154,22 @@ def test_controls_that_would_do_nothing_say_why(client, lab):
     response = client.post(f"/api/runs/{run_id}/resume")
     assert response.status_code == 409
     assert response.get_json()["error"] == (f"cannot resume run {run_id}: it is queued (resume acts on paused or "
-                                            f"interrupted runs)")
+                                            f"interrupted runs, and on runs that failed with their job (a retry))")
     assert client.post(f"/api/runs/{run_id}/pause").get_json()["status"] == "paused"
     assert client.post(f"/api/runs/{run_id}/stop").get_json()["status"] == "stopped"
     for action in ("stop", "pause", "resume"):
         response = client.post(f"/api/runs/{run_id}/{action}")
         assert response.status_code == 409 and response.get_json()["status"] == "stopped"
     assert lab.get(run_id)["status"] == "stopped"
+    # a run that failed with its job (an error in the worker) is retried by resume; one that diverged is not
+    from core.jobs import WorkerId
+
+    failed = client.post("/api/runs", json=GOOD).get_json()["id"]
+    job_id, _ = lab.claim(WorkerId("machine-a", 11))
+    lab.release(job_id, "failed", worker=WorkerId("machine-a", 11), error="RuntimeError: CUDA out of memory")
+    assert client.post(f"/api/runs/{failed}/resume").get_json()["status"] == "queued"
+    lab.store.set(f"meta/{failed}", {**lab.get(failed), "status": "failed", "error": "diverged at step 9"})
+    assert client.post(f"/api/runs/{failed}/resume").status_code == 409
 
 
 def test_long_input_is_quoted_short_and_errors_are_json(client):

@@ -344,6 +344,35 @@ def test_first_visit_explains_every_empty_graph(dash_duo, lab):
     assert dash_duo.get_logs() == []
 
 
+def test_a_run_whose_job_failed_says_why_and_retries_from_its_checkpoint(dash_duo, lab):
+    from core.presets import PRESETS
+
+    run_id = lab.submit(PRESETS["demo-tiny"].config.replace(steps=6000, snapshot_every=200), label="flaky")
+    job_id = lab.get(run_id)["job"]
+    wait_until(lambda: lab.get(run_id)["step"] >= 400, timeout=30, message="training")
+    lab.pause(run_id)
+    wait_until(lambda: lab.get(run_id)["status"] == "paused", timeout=10, message="paused")
+    paused_at, good = lab.get(run_id)["step"], lab.store.get(f"ckpt/{job_id}")
+    lab.store.set(f"ckpt/{job_id}", b"not a checkpoint")  # the job fails in its worker when resumed
+    lab.resume(run_id)
+    wait_until(lambda: lab.get(run_id)["status"] == "failed", timeout=30, message="the job to fail")
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1100)
+    dash_duo.wait_for_contains_text("#run-list", "flaky", timeout=10)
+    dash_duo.find_element("#run-list .run-select").click()
+    dash_duo.wait_for_contains_text("#live-subtitle", "failed: UnpicklingError", timeout=10)
+    assert "(Retry, in the run list, trains it on from its job's last checkpoint)" in \
+        dash_duo.find_element("#live-subtitle").text
+    buttons = "return [...document.querySelectorAll('#run-list .run-row button')].map(b => b.textContent);"
+    assert dash_duo.driver.execute_script(buttons) == ["Retry", "Duplicate", "Delete"]
+    lab.store.set(f"ckpt/{job_id}", good)  # what failed is fixed
+    next(b for b in dash_duo.find_elements("#run-list .run-row button") if b.text == "Retry").click()
+    wait_until(lambda: lab.get(run_id)["status"] == "done", timeout=60, message="the retried run")
+    dash_duo.wait_for_contains_text("#run-list .run-facts", f"resumed from step {paused_at}", timeout=10)
+    assert lab.get(run_id)["error"] is None
+    assert dash_duo.get_logs() == []
+
+
 def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab, monkeypatch):
     from core.presets import PRESETS
 

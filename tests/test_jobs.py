@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.config import RunConfig
-from core.jobs import Lab, QueueFull, UnknownRun
+from core.jobs import Lab, QueueFull, UnknownRun, controls_of
 from core.metrics import final_loss
 from core.store import DiskStore
 from core.worker import SpeedMeter, WorkerPool
@@ -72,6 +72,47 @@ def test_pause_resume_and_stop_within_a_second(pool):
     step = lab.get(run_id)["step"]
     assert_continuous_history(lab, run_id, step)
     assert lab.run_file(run_id) is not None  # a stopped run keeps what it learnt
+
+
+def test_a_run_that_failed_with_its_job_is_retried_from_its_checkpoint(pool):
+    """A job that fails (here its checkpoint could not be read) keeps its last good checkpoint: Retry (resume)
+    trains its runs on from it, once what failed is fixed."""
+    lab = pool.lab
+    config = SMALL.replace(steps=20_000, snapshot_every=100)
+    run_id = lab.submit(config)
+    job_id = lab.get(run_id)["job"]
+    wait_until(lambda: lab.get(run_id)["step"] >= 1000, message="training")
+    lab.pause(run_id)
+    wait_until(lambda: status(lab, run_id) == "paused", message="paused")
+    paused_at, good = lab.get(run_id)["step"], lab.store.get(f"ckpt/{job_id}")
+    lab.store.set(f"ckpt/{job_id}", b"not a checkpoint")
+    lab.resume(run_id)
+    wait_until(lambda: status(lab, run_id) == "failed", message="the job to fail")
+    meta = lab.get(run_id)
+    assert meta["error"].startswith("UnpicklingError") and controls_of(meta) == ["resume"]
+    assert lab.store.get(f"ckpt/{job_id}") == b"not a checkpoint"  # kept for the retry
+    lab.store.set(f"ckpt/{job_id}", good)  # what failed is fixed
+    lab.resume(run_id)
+    wait_until(lambda: status(lab, run_id) == "done", timeout=90, message="the retried run to finish")
+    meta = lab.get(run_id)
+    assert meta["error"] is None and meta["note"] == f"resumed from step {paused_at}"
+    assert_continuous_history(lab, run_id, config.steps)
+
+
+def test_a_diverged_run_is_not_retried_with_its_job(tmp_path):
+    from core.jobs import WorkerId
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    diverged, other = lab.submit_group([LONG, LONG.replace(seed=1)])
+    job_id, _ = lab.claim(WorkerId("machine-a", 11))
+    lab.store.set(f"meta/{diverged}", {**lab.get(diverged), "status": "failed", "error": "diverged at step 9"})
+    assert controls_of(lab.get(diverged)) == []  # its numbers would diverge again
+    lab.release(job_id, "failed", worker=WorkerId("machine-a", 11), error="RuntimeError: CUDA out of memory")
+    assert controls_of(lab.get(other)) == ["resume"] and lab.get(diverged)["error"] == "diverged at step 9"
+    lab.resume(diverged)  # does nothing
+    assert status(lab, other) == "failed"
+    lab.resume(other)
+    assert status(lab, other) == "queued" and status(lab, diverged) == "failed"
 
 
 def test_killed_worker_resumes_from_checkpoint_without_gaps(pool):
