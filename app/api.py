@@ -12,7 +12,7 @@ from app.api_continue import register_continue_api
 from app.api_json import MAX_BODY_BYTES, error, json_body, json_config, too_large
 from app.api_sweeps import register_sweep_api
 from core.config import FIELDS, RunConfig, allowed_range, shown
-from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of
+from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, failed_with_its_job
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 
@@ -25,7 +25,8 @@ SUMMARY_KEYS = ("id", "label", "status", "step", "steps", "loss", "mono_ratio", 
 
 
 def run_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: meta.get(k) for k in SUMMARY_KEYS}, "config": meta["config"]}
+    """A run as the API gives it; `retryable`: it failed with its job, and resume tries it again."""
+    return {**{k: meta.get(k) for k in SUMMARY_KEYS}, "retryable": failed_with_its_job(meta), "config": meta["config"]}
 
 
 def parse_submission(body: Any) -> tuple[RunConfig | None, dict[str, str], str]:
@@ -91,7 +92,9 @@ def openapi_spec() -> dict[str, Any]:
                                "delete": {"summary": "delete a run", "responses": ok}},
             "/api/runs/{id}/stop": {**run_path, "post": {"summary": "stop a run", "responses": control}},
             "/api/runs/{id}/pause": {**run_path, "post": {"summary": "pause a run", "responses": control}},
-            "/api/runs/{id}/resume": {**run_path, "post": {"summary": "resume a paused run", "responses": control}},
+            "/api/runs/{id}/resume": {**run_path, "post": {
+                "summary": "resume a paused or interrupted run, or retry one that failed with its job",
+                "responses": control}},
             "/api/runs/{id}/history": {**run_path, "get": {"summary": "losses per step and metrics per snapshot; "
                                                                       "?since=N returns only newer chunks",
                                                            "responses": ok}},
@@ -182,9 +185,11 @@ def register_api(server: Flask, lab: Lab) -> None:
             meta = lab.get(run_id)
             status = meta["status"]
             if action not in controls_of(meta):  # a 200 for a control that did nothing would read as done
-                retry = ", and on runs that failed with their job (a retry)" if action == "resume" else ""
+                if action == "resume" and status == "failed":
+                    return error(409, f"cannot resume run {run_id}: it failed on its own ({meta['error']}), not with "
+                                      "its job: a retry would fail the same way", status=status)
                 return error(409, f"cannot {action} run {run_id}: it is {status} ({action} acts on "
-                                  f"{' or '.join(CONTROLS[action])} runs{retry})", status=status)
+                                  f"{' or '.join(CONTROLS[action])} runs)", status=status)
             getattr(lab, action)(run_id)
             return jsonify(run_summary(lab.get(run_id))), 200
         return with_run(run_id, act)

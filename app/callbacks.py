@@ -41,8 +41,9 @@ ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "continue": "Co
 
 
 def available_actions(meta: dict[str, Any]) -> list[str]:
-    """The row's buttons. Continue needs saved weights (a run stopped while queued or paused has none); a continued
-    run has no Duplicate, whose new seed would be another world than its start's."""
+    """The row's buttons. Resume also retries a run that failed with its job; Continue needs saved weights (a run
+    stopped while queued or paused has none); a continued run has no Duplicate, whose new seed would be another
+    world than its start's."""
     status = meta["status"]
     return (controls_of(meta) + (["continue"] if status in CONTINUABLE and has_run_file(meta) else [])
             + ([] if meta.get("start") else ["duplicate"]) + ["delete"])

@@ -286,7 +286,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         the first two; choosing for one end the other's run moves the other end to another run."""
         metas = metas_of(chosen)
         chosen = [m["id"] for m in metas]
-        options = [{"label": f"{label} · {m['id']} · {m['status']}", "value": m["id"]}
+        options = [{"label": f"{'run' if label == m['id'] else label} · {m['id']} · {m['status']}", "value": m["id"]}
                    for label, m in zip(run_labels(metas, unique=False), metas)]
         if ctx.triggered_id == "interp-b" and b in chosen and b == a:
             a = next((r for r in chosen if r != b), None)

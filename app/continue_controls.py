@@ -74,8 +74,9 @@ def register_continue_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(Output("continue-from", "data", allow_duplicate=True), Input("preset-select", "value"),
                   State("continue-from", "data"), prevent_initial_call=True)
     def preset_of_another_world(preset: str | None, data: Any) -> Any:
-        """A preset picked whose task, sizes, seed or init the run's weights cannot keep: the user has moved on to a
-        fresh run (Continue itself sets the form through the URL, as preset "custom")."""
+        """A preset picked whose task, sizes, seed or init variant the run's weights cannot keep: the user has moved
+        on to a fresh run (Continue itself sets the form through the URL, as preset "custom"). One they can keep
+        goes on continuing, with the preset's training: its initial bias pushes the trained biases."""
         run_id, _step = continued_run(data)
         if not run_id or preset not in PRESETS or not lab.exists(run_id):
             return no_update

@@ -34,14 +34,20 @@ def fmt(value: float | None, spec: str = ".4f") -> str:
     return "–" if value is None or not np.isfinite(value) else format(value, spec)
 
 
+def bias_text(meta: dict[str, Any]) -> str:
+    """A fresh run's initial bias; what a continued run's start added to its biases, if anything."""
+    start = meta.get("start")
+    if not start:
+        return f", init bias {meta['config']['init_bias']:g}"
+    return f", biases pushed by {start['bias_push']:g}" if start.get("bias_push") else ""
+
+
 def describe(meta: dict[str, Any]) -> str:
     c, start = meta["config"], meta.get("start")
     # a continued run's weights are its parent's at that step, not a fresh init
     began = f"continued from {run_name(start['label'], start['run'])} at step {start['step']:,} · " if start else ""
-    push = start.get("bias_push", 0) if start else 0
-    bias = (f", biases pushed by {push:g}" if push else "") if start else f", init bias {c['init_bias']:g}"
     return (f"{began}{c['task']}, {c['nonlinearity']}, N={c['n_features']}, m={c['embed_dim']}, k={c['n_neurons']}, "
-            f"eps={c['eps']:.4g}, lr={c['lr']:g}{bias}"
+            f"eps={c['eps']:.4g}, lr={c['lr']:g}{bias_text(meta)}"
             + f", decay {c['bias_decay']:g}" + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")
 
 
@@ -215,7 +221,8 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
     if failed_with_its_job(meta):
-        status += " (Retry, in the run list, trains it on from its job's last checkpoint)"
+        status += (" (Retry, in the run list, trains it on from its last checkpoint, or from its start if none "
+                   "was written)")
     loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state, meta)
     metrics, metrics_state = metric_curves(lab, meta, metrics_state)
     return LiveView(

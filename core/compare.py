@@ -25,18 +25,19 @@ def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
 
 def run_labels(metas: list[dict[str, Any]], unique: bool = True) -> list[str]:
     """Legend entries for runs compared together, e.g. "init_bias=-1, lr=0.01": their differing config fields,
-    then, where some were continued from saved weights and some not (or from other steps), "continued" (from step
-    S); each run's own label (else id) where nothing differs. With `unique`, a run whose entry another shares gets
-    its id added."""
+    then where they started, if that differs: "continued" beside runs trained from a fresh init, "from step S"
+    among runs continued from other steps. Each run's own label (else id) where none of that tells it apart; with
+    `unique`, a run whose entry another shares gets its id added."""
     fields = differing_fields([m["config"] for m in metas])
     starts = [m.get("start") for m in metas]
-    tell_starts = len({None if s is None else (s["run"], s["step"]) for s in starts}) > 1
+    beside_fresh = None in starts and any(starts)
     tell_steps = len({s["step"] for s in starts if s}) > 1
     labels = []
     for meta, start in zip(metas, starts):
         parts = [f"{name}={shown_value(meta['config'][name])}" for name in fields]
-        if tell_starts and start:
-            parts.append(f"continued from step {start['step']:,}" if tell_steps else "continued")
+        if start and (beside_fresh or tell_steps):
+            step = f"from step {start['step']:,}" if tell_steps else ""
+            parts.append(" ".join(filter(None, ("continued" if beside_fresh else "", step))))
         labels.append(", ".join(parts) or meta.get("label") or meta["id"])
     if unique:
         labels = [f"{label} ({meta['id']})" if labels.count(label) > 1 else label

@@ -47,8 +47,9 @@ def continuation_errors(parent_id: str, parent: RunConfig, config: RunConfig) ->
 
 
 def bias_push(parent: RunConfig, config: RunConfig) -> float:
-    """What a run continued from `parent`'s weights with `config` adds to every first-layer bias at its start."""
-    return config.init_bias - parent.init_bias
+    """What a run continued from `parent`'s weights with `config` adds to every first-layer bias at its start
+    (rounded: -0.3, not the float difference's -0.30000000000000004)."""
+    return round(config.init_bias - parent.init_bias, 12)
 
 
 def pushed(weights: RunWeights, push: float) -> RunWeights:

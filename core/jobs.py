@@ -47,11 +47,6 @@ def has_run_file(meta: dict[str, Any]) -> bool:
     return meta.get("has_file", meta["status"] == "done")
 
 
-def controls_for(status: str) -> list[str]:
-    """The controls that act on a run in this status, in the order the app shows them."""
-    return [action for action, statuses in CONTROLS.items() if status in statuses]
-
-
 def failed_with_its_job(meta: dict[str, Any]) -> bool:
     """Whether the run failed because its job did (an error in the worker, not the run's own divergence): resume
     tries the job again from its last checkpoint, which a failed job keeps."""
@@ -59,8 +54,10 @@ def failed_with_its_job(meta: dict[str, Any]) -> bool:
 
 
 def controls_of(meta: dict[str, Any]) -> list[str]:
-    """The controls that act on this run: those of its status, and resume for a run that failed with its job."""
-    return controls_for(meta["status"]) + (["resume"] if failed_with_its_job(meta) else [])
+    """The controls that act on this run, in the order the app shows them: those of its status, and resume (a
+    retry) for a run that failed with its job."""
+    return ([action for action, statuses in CONTROLS.items() if meta["status"] in statuses]
+            + (["resume"] if failed_with_its_job(meta) else []))
 
 
 class QueueFull(RuntimeError):
@@ -144,8 +141,9 @@ class Lab:
         if errors:
             raise InvalidConfig(errors)
         start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
-        starts = [({**start, "bias_push": bias_push(parent, config)},
-                   weights_to_bytes(pushed(weights, bias_push(parent, config)))) for config in configs]
+        pushes = [bias_push(parent, config) for config in configs]
+        blobs = {push: weights_to_bytes(pushed(weights, push)) for push in set(pushes)}
+        starts = [({**start, "bias_push": push}, blobs[push]) for push in pushes]
         labels = [label or continued_label(meta["label"], parent, config, step)
                   for config, label in zip(configs, labels or [None] * len(configs))]
         return self.submit_batched(configs, labels, starts=starts)
@@ -328,8 +326,8 @@ class Lab:
             self._control(run_id, "pause")
 
     def resume(self, run_id: str) -> None:
-        """Queue a paused or interrupted job again, or one that failed (a retry); it continues from its last
-        checkpoint."""
+        """Queue a paused or interrupted job again, or one whose runs failed with it (a retry); it continues from
+        its last checkpoint (from the start if none was written)."""
         with self.store.transaction():
             job_id, job = self._job_of(run_id)
             if "resume" not in controls_of(self.get(run_id)):
@@ -445,8 +443,10 @@ class Lab:
             job.update(worker=None, control="stop" if pending == "stop" else None)
             self.store.set(f"job/{job_id}", job)
             live = [r for r in job["runs"] if self.store.get(f"meta/{r}", {}).get("status") == "running"]
-            # runs that fail with their job can be retried (resume), unlike a run that diverged
-            self._set_status(live, status, **fields, **({"job_failed": True} if status == "failed" else {}))
+            # runs that fail with their job can be retried (resume), unlike a run that diverged; the note of the
+            # attempt that failed ("resumed from step N") is over
+            failed = {"job_failed": True, "note": None} if status == "failed" else {}
+            self._set_status(live, status, **{**failed, **fields})
             if status == "queued":
                 self.store.set("queue", [job_id] + self.store.get("queue", []))
             if not job["runs"] or status in ("done", "stopped"):  # nothing left to resume (a failed job keeps its

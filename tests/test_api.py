@@ -5,7 +5,7 @@ import io
 import pytest
 
 from app import create_app
-from core.jobs import Lab
+from core.jobs import Lab, WorkerId
 from core.store import DiskStore
 
 GOOD = {"n_features": 16, "embed_dim": 4, "n_neurons": 24, "steps": 64, "snapshot_every": 16, "device": "cpu"}
@@ -154,7 +154,7 @@ def test_controls_that_would_do_nothing_say_why(client, lab):
     response = client.post(f"/api/runs/{run_id}/resume")
     assert response.status_code == 409
     assert response.get_json()["error"] == (f"cannot resume run {run_id}: it is queued (resume acts on paused or "
-                                            f"interrupted runs, and on runs that failed with their job (a retry))")
+                                            f"interrupted runs)")
     assert client.post(f"/api/runs/{run_id}/pause").get_json()["status"] == "paused"
     assert client.post(f"/api/runs/{run_id}/stop").get_json()["status"] == "stopped"
     for action in ("stop", "pause", "resume"):
@@ -162,14 +162,17 @@ def test_controls_that_would_do_nothing_say_why(client, lab):
         assert response.status_code == 409 and response.get_json()["status"] == "stopped"
     assert lab.get(run_id)["status"] == "stopped"
     # a run that failed with its job (an error in the worker) is retried by resume; one that diverged is not
-    from core.jobs import WorkerId
-
     failed = client.post("/api/runs", json=GOOD).get_json()["id"]
     job_id, _ = lab.claim(WorkerId("machine-a", 11))
     lab.release(job_id, "failed", worker=WorkerId("machine-a", 11), error="RuntimeError: CUDA out of memory")
+    assert client.get(f"/api/runs/{failed}").get_json()["retryable"] is True
     assert client.post(f"/api/runs/{failed}/resume").get_json()["status"] == "queued"
     lab.store.set(f"meta/{failed}", {**lab.get(failed), "status": "failed", "error": "diverged at step 9"})
-    assert client.post(f"/api/runs/{failed}/resume").status_code == 409
+    assert client.get(f"/api/runs/{failed}").get_json()["retryable"] is False
+    response = client.post(f"/api/runs/{failed}/resume")
+    assert response.status_code == 409 and response.get_json()["error"] == (
+        f"cannot resume run {failed}: it failed on its own (diverged at step 9), not with its job: a retry would "
+        "fail the same way")
 
 
 def test_long_input_is_quoted_short_and_errors_are_json(client):
@@ -292,7 +295,6 @@ def test_a_sweep_over_the_queue_limit_is_refused_whole(client, lab):
 def test_continue_a_finished_run_with_settings_changed(client, lab):
     import threading
 
-    from core.jobs import WorkerId
     from core.worker import JobRunner
 
     parent = client.post("/api/runs", json={**GOOD, "steps": 32}).get_json()["id"]

@@ -361,8 +361,8 @@ def test_a_run_whose_job_failed_says_why_and_retries_from_its_checkpoint(dash_du
     dash_duo.wait_for_contains_text("#run-list", "flaky", timeout=10)
     dash_duo.find_element("#run-list .run-select").click()
     dash_duo.wait_for_contains_text("#live-subtitle", "failed: UnpicklingError", timeout=10)
-    assert "(Retry, in the run list, trains it on from its job's last checkpoint)" in \
-        dash_duo.find_element("#live-subtitle").text
+    assert "(Retry, in the run list, trains it on from its last checkpoint, or from its start if none was " \
+           "written)" in dash_duo.find_element("#live-subtitle").text
     buttons = "return [...document.querySelectorAll('#run-list .run-row button')].map(b => b.textContent);"
     assert dash_duo.driver.execute_script(buttons) == ["Retry", "Duplicate", "Delete"]
     lab.store.set(f"ckpt/{job_id}", good)  # what failed is fixed
@@ -501,7 +501,8 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
 
     from core.presets import PRESETS
 
-    parent = lab.submit(PRESETS["demo-tiny"].config.replace(steps=256, snapshot_every=64), label="zero bias")
+    parent = lab.submit(PRESETS["demo-tiny"].config.replace(steps=256, snapshot_every=64, init_bias=0.0),
+                        label="zero bias")
     wait_until(lambda: lab.get(parent)["status"] == "done", timeout=60, message="the parent")
     dash_duo.start_server(create_app(lab))
     dash_duo.driver.set_window_size(1500, 1100)
@@ -509,7 +510,7 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     continue_button = next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue")
     continue_button.click()
     dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from step 256,", timeout=10)
-    assert "A change to Initial bias pushes its trained biases by the difference (its init bias is -1)" in \
+    assert "A change to Initial bias pushes its trained biases by the difference (its init bias is 0)" in \
         dash_duo.find_element("#continue-banner").text
     dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
     assert dash_duo.find_element("#steps-input").get_attribute("value") == "256"  # the form holds the run's config
@@ -588,9 +589,9 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     assert dash_duo.find_element("#continue-banner").text == ""
     # While continuing, "Start a comparison" continues the run at each value, and compares them with it.
     wait_until(click_continue, timeout=10, message="Continue clicked a third time")
-    # over the initial bias: each value pushes the trained biases by its difference from the run's (-1)
+    # over the initial bias: each value pushes the trained biases by its difference from the run's (0)
     Select(dash_duo.find_element("#compare-field-select")).select_by_value("init_bias")
-    set_input(dash_duo, "compare-values-input", "-1, -2")
+    set_input(dash_duo, "compare-values-input", "0, -1")
     dash_duo.driver.execute_script("arguments[0].click();", dash_duo.find_element("#compare-button"))
     wait_until(lambda: "/compare?runs=" in dash_duo.driver.current_url, timeout=10, message="the comparison")
     from urllib.parse import parse_qs, urlsplit
@@ -598,7 +599,7 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     compared = parse_qs(urlsplit(dash_duo.driver.current_url).query)["runs"][0].split(",")
     assert compared[0] == parent and len(compared) == 3
     assert [(lab.get(r)["start"]["run"], lab.get(r)["start"]["bias_push"], lab.config(r).init_bias)
-            for r in compared[1:]] == [(parent, 0.0, -1.0), (parent, -1.0, -2.0)]
+            for r in compared[1:]] == [(parent, 0.0, 0.0), (parent, -1.0, -1.0)]
     # drawn where the parent left off: the continued runs' losses begin at step 257, after its 256
     wait_until(lambda: all(lab.get(r)["status"] == "done" for r in compared), timeout=60, message="continued")
     first_steps = ("const el = document.querySelector('#compare-loss .js-plotly-plot');"
@@ -607,8 +608,8 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
                message="continued curves after their start")
     # the parent and its unpushed child share every config value: the legend tells them apart by their start
     names = "return document.querySelector('#compare-loss .js-plotly-plot')._fullData.map(t => t.name);"
-    assert dash_duo.driver.execute_script(names) == ["init_bias=-1", "init_bias=-1, continued",
-                                                     "init_bias=-2, continued"]
+    assert dash_duo.driver.execute_script(names) == ["init_bias=0", "init_bias=0, continued",
+                                                     "init_bias=-1, continued"]
     dash_duo.wait_for_contains_text("#compare-table", f"zero bias ({parent}), step 256, biases pushed by -1",
                                     timeout=10)
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continue-compare.png"))

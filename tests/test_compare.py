@@ -40,6 +40,10 @@ def test_labels_tell_a_continued_run_from_its_parent(tiny):
     assert run_labels([parent, child, pushed]) == ["init_bias=0", "init_bias=0, continued", "init_bias=-1, continued"]
     early = {**child, "id": "e", "start": {**start, "step": 8}}
     assert run_labels([parent, child, early]) == ["zero bias", "continued from step 256", "continued from step 8"]
+    # all continued, from one step: their starts tell nothing, their own labels do
+    grandchild = {**child, "id": "g", "label": "zero bias → continued → continued", "start": {**start, "run": "c"}}
+    assert run_labels([child, grandchild]) == ["zero bias → continued", "zero bias → continued → continued"]
+    assert run_labels([child, {**grandchild, "start": {**start, "step": 8}}]) == ["from step 256", "from step 8"]
     # the same config from the same start: told apart by id
     twin = {**child, "id": "t"}
     assert run_labels([child, twin]) == ["zero bias → continued (c)", "zero bias → continued (t)"]

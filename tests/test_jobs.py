@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.config import RunConfig
-from core.jobs import Lab, QueueFull, UnknownRun, controls_of
+from core.jobs import Lab, QueueFull, UnknownRun, WorkerId, controls_of
 from core.metrics import final_loss
 from core.store import DiskStore
 from core.worker import SpeedMeter, WorkerPool
@@ -100,8 +100,6 @@ def test_a_run_that_failed_with_its_job_is_retried_from_its_checkpoint(pool):
 
 
 def test_a_diverged_run_is_not_retried_with_its_job(tmp_path):
-    from core.jobs import WorkerId
-
     lab = Lab(DiskStore(tmp_path / "data"))
     diverged, other = lab.submit_group([LONG, LONG.replace(seed=1)])
     job_id, _ = lab.claim(WorkerId("machine-a", 11))
@@ -189,7 +187,6 @@ def test_checkpoint_from_an_earlier_engine_restarts_the_job_instead_of_failing_i
     """A batched job checkpointed when each run had its own LAMB tensors (before StackedLamb)."""
     import threading
 
-    from core.jobs import WorkerId
     from core.stacked_lamb import paper_lamb
     from core.train import Trainer
     from core.worker import JobRunner
@@ -314,7 +311,6 @@ def test_a_worker_that_went_silent_lets_go_once_its_job_is_handed_on(tmp_path):
 @pytest.mark.parametrize("control, ends", [("stop", "stopped"), ("pause", "paused")])
 def test_a_stop_or_pause_asked_of_a_lost_worker_is_kept(tmp_path, control, ends):
     """Asked while the worker had gone silent, it used to be dropped when the job was requeued: the run trained on."""
-    from core.jobs import WorkerId
     from core.worker import JobRunner
 
     lab = Lab(DiskStore(tmp_path / "data"))
@@ -336,7 +332,6 @@ def test_a_stop_or_pause_asked_of_a_lost_worker_is_kept(tmp_path, control, ends)
 
 
 def test_notes_say_where_a_run_goes_on_from_and_end_with_what_they_explain(tmp_path):
-    from core.jobs import WorkerId
     from core.worker import JobRunner
 
     lab = Lab(DiskStore(tmp_path / "data"))
@@ -359,8 +354,6 @@ def test_notes_say_where_a_run_goes_on_from_and_end_with_what_they_explain(tmp_p
 
 
 def test_stopping_a_paused_run_frees_its_checkpoint(tmp_path):
-    from core.jobs import WorkerId
-
     lab = Lab(DiskStore(tmp_path / "data"))
     run_id = lab.submit(LONG)
     job_id, _ = lab.claim(WorkerId("machine-a", 11))
@@ -376,7 +369,6 @@ def test_stopping_a_paused_run_frees_its_checkpoint(tmp_path):
 def test_deleting_one_run_of_a_batched_job_leaves_the_others_their_own_numbers(tmp_path):
     """A run deleted from a job of three, then pause and resume: the third run was published with the second's
     numbers (the runner re-indexed its runs), and on resume the checkpoint no longer fitted and the job failed."""
-    from core.jobs import WorkerId
     from core.worker import JobRunner
 
     lab = Lab(DiskStore(tmp_path / "data"))
