@@ -66,6 +66,14 @@ TEACHING = [
             "different basins: compare their heatmaps.",
         ]
     ),
+    html.P(
+        [
+            html.B("Moving a trained model. "),
+            "Continue (in the run list) trains a finished run on from its weights. A zero-bias model trained on "
+            "as it was stays polysemantic; continued with its biases pushed down (change Initial bias) and bias "
+            "decay, it moves to a more monosemantic basin. The push alone only kills neurons.",
+        ]
+    ),
 ]
 
 
