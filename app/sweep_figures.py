@@ -143,17 +143,19 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
                 fig.add_trace(go.Scatter(x=[*at, *at[::-1]], y=np.concatenate([hi, lo[::-1]]),
                                          fill="toself", fillcolor=colour, opacity=0.15 if overlaid else 0.2,
                                          line={"width": 0}, hoverinfo="skip", showlegend=False), row=1, col=col)
-            # the loss's colour is its sweep's (overlaid) or explained by the panel's title: no legend entry
-            fig.add_trace(go.Scatter(x=at, y=mean, mode="lines+markers", showlegend=col == 2,
-                                     name=f"{name}: {series}" if overlaid else series,
-                                     line={"color": colour, "dash": dash}), row=1, col=col)
+            # the loss's colour is its sweep's (overlaid) or explained by the panel's title: no legend entry. Overlaid,
+            # each sweep's entries sit under its name (a group title), and hover names the sweep
+            grouped = {"legendgroup": name, "legendgrouptitle": {"text": name},
+                       "hovertemplate": f"%{{x}}, %{{y:.4g}}<extra>{name}: {series}</extra>"} if overlaid else {}
+            fig.add_trace(go.Scatter(x=at, y=mean, mode="lines+markers", showlegend=col == 2, name=series,
+                                     line={"color": colour, "dash": dash}, **grouped), row=1, col=col)
     repeats = any(len(group) > len({r.value for r in group}) for _, group in groups)
     title = (f"Results against {field}: " + " vs ".join(name for name, _ in groups) if overlaid
              else f"Results against {field}") + (" (mean, min-max over seeds)" if repeats else "")
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
                       title={"text": title, "font": {"size": 14}},
                       # beside the mono panel it names: inside, its entries (eight with two sweeps) hid the curves
-                      legend={"x": 1.02, "y": 1.0, "xanchor": "left", "yanchor": "top"})
+                      legend={"x": 1.02, "y": 1.0, "xanchor": "left", "yanchor": "top", "groupclick": "toggleitem"})
     fig.update_xaxes(**AXIS_STYLE, **x_axis, title_text=field)
     fig.update_yaxes(**AXIS_STYLE)
     fig.update_yaxes(title_text="loss", row=1, col=1)

@@ -37,6 +37,14 @@ def trace_names(dash_duo, graph_id: str) -> list[str]:
     return dash_duo.driver.execute_script(script)
 
 
+def grouped_names(dash_duo, graph_id: str) -> list[str]:
+    """Trace names, each after its legend group's ("demo: final loss") where it has one."""
+    script = (f"const el = document.querySelector('#{graph_id} .js-plotly-plot');"
+              "return (el && el._fullData) ? el._fullData.map(t => t.legendgroup ? `${t.legendgroup}: ${t.name}` "
+              ": t.name) : [];")
+    return dash_duo.driver.execute_script(script)
+
+
 def top_row(dash_duo, graph_id: str):  # noqa: ANN201 (a category label or a number)
     """What the graph draws in its top row, as a person sees it."""
     script = (f"const el = document.querySelector('#{graph_id} .js-plotly-plot');"
@@ -320,9 +328,10 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
         ["quick-zero-bias with bias_decay=0.05, steps=64, snapshot_every=16", "init_bias"], ["no-decay", "init_bias"]]
     offered = offered[1:]
     offered[0].click()
-    wait_until(lambda: "no-decay: mono neurons / N (per feature)" in trace_names(dash_duo, "sweep-mono-vs-value"),
+    # each sweep's entries under its name in the legend
+    wait_until(lambda: "no-decay: mono neurons / N (per feature)" in grouped_names(dash_duo, "sweep-mono-vs-value"),
                timeout=20, message="the overlaid sweep")
-    names = trace_names(dash_duo, "sweep-mono-vs-value")
+    names = grouped_names(dash_duo, "sweep-mono-vs-value")
     assert "demo: mono neurons / N (per feature)" in names
     assert trace_lengths(dash_duo, "sweep-mono-vs-value")[names.index("no-decay: final loss")] == len(no_decay)
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "sweeps.png"))

@@ -54,6 +54,17 @@ def test_results_against_value_pair_mono_with_the_final_loss_and_band_only_with_
     assert "no run has a monosemantic neuron" in none_mono.layout.annotations[-1].text
 
 
+def test_overlaid_sweeps_list_their_entries_under_their_names():
+    fig = sf.metric_vs_value([run(0.0, mono=0.1), run(-1.0, mono=0.5)], "init_bias", "demo",
+                             others=[("no-decay", [run(0.0, mono=0.2), run(-1.0, mono=0.3)])])
+    shown = [(t.legendgroup, t.legendgrouptitle.text, t.name) for t in fig.data if t.showlegend]
+    assert shown == [(sweep, sweep, series) for sweep in ("demo", "no-decay")
+                     for series in ("mono neurons / N (per feature)", "mono neurons / k (per neuron)",
+                                    "nearly mono (r > 0.9) / N")]
+    assert fig.data[4].hovertemplate.endswith("<extra>no-decay: final loss</extra>")  # hover names the sweep
+    assert fig.data[0].line.color != fig.data[4].line.color
+
+
 def test_results_axis_is_labelled_with_the_swept_values():
     lrs = sf.metric_vs_value([run(v) for v in (0.003, 0.01, 0.03)], "lr")
     assert lrs.layout.xaxis.type == "log" and list(lrs.layout.xaxis.ticktext) == ["0.003", "0.01", "0.03"]
