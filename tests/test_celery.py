@@ -64,6 +64,19 @@ def test_stop_and_pause_across_processes(cluster):
     paused_at = lab.get(run_id)["step"]
     lab.resume(run_id)
     wait_until(lambda: lab.get(run_id)["step"] > paused_at + 200, timeout=60, message="resumed training")
+    # a job that fails on its worker (its checkpoint unreadable there) is retried through Celery by resume
+    lab.pause(run_id)
+    wait_until(lambda: status(lab, run_id) == "paused", timeout=5, message="paused again")
+    paused_at, job_id = lab.get(run_id)["step"], lab.get(run_id)["job"]
+    good = lab.store.get(f"ckpt/{job_id}")
+    lab.store.set(f"ckpt/{job_id}", b"not a checkpoint")
+    lab.resume(run_id)
+    wait_until(lambda: status(lab, run_id) == "failed", timeout=30, message="the job to fail")
+    assert lab.get(run_id)["job_failed"]
+    lab.store.set(f"ckpt/{job_id}", good)
+    lab.resume(run_id)
+    wait_until(lambda: lab.get(run_id)["step"] > paused_at + 200, timeout=60, message="retried training")
+    assert lab.get(run_id)["error"] is None
     lab.stop(run_id)
     wait_until(lambda: status(lab, run_id) == "stopped", timeout=5, message="stop")
     assert np.array_equal(lab.history(run_id)["loss_steps"], np.arange(1, lab.get(run_id)["step"] + 1))
