@@ -144,11 +144,16 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         """`form_errors`, plus what this lab cannot train (a device its workers lack) and what a run continued
         from `parent_id` must keep."""
         config, errors = form_errors(values)
+        continuing = bool(parent_id) and lab.exists(parent_id)
         if config is not None:
             errors = lab.config_errors(config)
-            if parent_id and lab.exists(parent_id):
+            if continuing:
                 errors = {**continuation_errors(parent_id, lab.config(parent_id), config), **errors}
             errors = {n: in_form_words(m) for n, m in errors.items()}
+        elif continuing and "init_bias" in errors and values[FIELD_NAMES.index("init_bias")] not in (None, ""):
+            # out of range: the range bounds the total, not the push
+            errors["init_bias"] += (f" (continuing, it is the total: run {parent_id}'s "
+                                    f"{lab.config(parent_id).init_bias:g} plus the push)")
         return (None if errors else config), errors
 
     @app.callback(

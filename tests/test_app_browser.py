@@ -532,6 +532,11 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     dash_duo.wait_for_contains_text("#n-neurons-feedback", f"must stay 64 when continuing run {parent}", timeout=10)
     assert not dash_duo.find_element("#start-button").is_enabled()
     set_input(dash_duo, "n-neurons-input", "64")
+    set_input(dash_duo, "init-bias-input", "-12")  # a push of -12: the range bounds the total
+    dash_duo.wait_for_contains_text("#init-bias-feedback", f"(continuing, it is the total: run {parent}'s 0 plus the "
+                                    "push)", timeout=10)
+    assert "Initial bias must be a number in [-10, 10]" in dash_duo.find_element("#init-bias-feedback").text
+    set_input(dash_duo, "init-bias-input", "0")
     for button in dash_duo.find_elements(".accordion-button"):
         if button.text == "Advanced":
             button.click()
