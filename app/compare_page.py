@@ -235,7 +235,9 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         following = slider is None or slider_max is None or slider >= slider_max
         step = None if following or slider >= len(common) else common[int(slider)]
         heatmaps = []
-        for meta, label in zip(metas, labels):
+        # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
+        offsets = [m["start"]["step"] if m.get("start") else 0 for m in metas]
+        for meta, label, offset in zip(metas, labels, offsets):
             if step is None:
                 snapshot = lab.latest_snapshot(meta["id"])
                 sfa, when = (snapshot["sfa"], snapshot["step"]) if snapshot else (None, 0)
@@ -243,10 +245,9 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                 sfa, when = lab.frame(meta["id"], step), step
             # up to four heatmaps share a row: a long label ran into the colour bar (the table names runs in full)
             short = label if len(label) <= MAX_TITLE_LABEL else label[:MAX_TITLE_LABEL - 1] + "…"
-            heatmaps.append(figures.sfa_heatmap(sfa, title=f"{short} · step {when:,}"))
+            on_curves = f" ({when + offset:,} counted on)" if offset else ""  # where the curves show that step
+            heatmaps.append(figures.sfa_heatmap(sfa, title=f"{short} · step {when:,}{on_curves}"))
         histories = [lab.history(m["id"]) for m in metas]
-        # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
-        offsets = [m["start"]["step"] if m.get("start") else 0 for m in metas]
         x_title = ("Training step, a continued run's counted on from its start (log scale)" if any(offsets)
                    else "Training step (log scale)")
 
