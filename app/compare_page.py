@@ -17,7 +17,7 @@ from app.continue_controls import continued_run
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
 from core.config import FIELDS, parse_value, shown_value
-from core.continuation import CannotContinue, continuation_errors
+from core.continuation import CannotContinue, continuation_errors, push_text
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.runfile import RunFileError, load_run_file
@@ -117,7 +117,7 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
                             className="table-warning" if name in differing else ""))
     if any(m.get("start") for m in metas):  # a continued run's curves begin at its start, not at a fresh init
         starts = [f"{run_name(m['start']['label'], m['start']['run'])}, step {m['start']['step']:,}"
-                  + (f", biases pushed by {m['start']['bias_push']:g}" if m["start"].get("bias_push") else "")
+                  + (f", {push_text(m['start']['bias_push'])}" if m["start"].get("bias_push") else "")
                   if m.get("start") else "a fresh init" for m in metas]
         rows.append(html.Tr([html.Th("started from", className="fw-normal")] + [html.Td(s) for s in starts],
                             className="table-warning"))

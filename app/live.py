@@ -13,6 +13,7 @@ from dash import Patch, html
 
 from app import figures
 from app.components import run_name
+from core.continuation import push_text
 from core.jobs import Lab, failed_with_its_job, has_run_file
 from core.metrics import heatmap_order
 from core.train import schedule_steps, scheduled_lr
@@ -39,7 +40,7 @@ def bias_text(meta: dict[str, Any]) -> str:
     start = meta.get("start")
     if not start:
         return f", init bias {meta['config']['init_bias']:g}"
-    return f", biases pushed by {start['bias_push']:g}" if start.get("bias_push") else ""
+    return f", {push_text(start['bias_push'])}" if start.get("bias_push") else ""
 
 
 def describe(meta: dict[str, Any]) -> str:

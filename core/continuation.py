@@ -52,6 +52,11 @@ def bias_push(parent: RunConfig, config: RunConfig) -> float:
     return round(config.init_bias - parent.init_bias, 12)
 
 
+def push_text(push: float) -> str:
+    """A bias push as labels, subtitles and tables write it: "biases pushed by -1"."""
+    return f"biases pushed by {shown_value(push)}"
+
+
 def pushed(weights: RunWeights, push: float) -> RunWeights:
     """`weights` with `push` added to every first-layer bias (a copy; the same tensors when there is none)."""
     return weights if push == 0 else RunWeights(weights.w1, weights.b1 + push, weights.w2)
@@ -60,7 +65,7 @@ def pushed(weights: RunWeights, push: float) -> RunWeights:
 def continued_label(parent_label: str, parent: RunConfig, config: RunConfig, step: int | None = None) -> str:
     """The continued run's name in the run list: its parent's (at the saved step it started from), and what
     changed."""
-    changed = [f"biases pushed by {shown_value(bias_push(parent, config))}" if name == "init_bias" else
+    changed = [push_text(bias_push(parent, config)) if name == "init_bias" else
                f"{name}={shown_value(value)}" for name, value in config.to_dict().items()
                if value != getattr(parent, name)]
     at = "" if step is None else f" at step {step}"
