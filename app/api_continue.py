@@ -7,7 +7,7 @@ from flask import Flask, Response, jsonify
 
 from app.api_json import error, json_body, json_config
 from core.config import shown
-from core.continuation import CannotContinue
+from core.continuation import CannotContinue, total_bias_hint
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 
 
@@ -22,10 +22,12 @@ def register_continue_api(server: Flask, lab: Lab) -> None:
                                                f'{{"l1_reg": 0.01}} ({{}} for none), got {shown(body)}'}}), 400
         fields = {k: v for k, v in body.items() if k != "from_step"}
         try:
-            config, errors = json_config(fields, lab.config(run_id))
+            parent = lab.config(run_id)
+            config, errors = json_config(fields, parent)
             if config is None:
                 unknown = " (or from_step, the saved step to start from)"  # the one key that is not a config field
-                return jsonify({"errors": {k: v + unknown if v.startswith("unknown field") else v
+                hints = {"init_bias": total_bias_hint(run_id, parent)}
+                return jsonify({"errors": {k: v + unknown if v.startswith("unknown field") else v + hints.get(k, "")
                                            for k, v in errors.items()}}), 400
             new_id = lab.continue_run(run_id, config, step=body.get("from_step"))
         except UnknownRun:

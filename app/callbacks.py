@@ -30,7 +30,7 @@ from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.config import RunConfig
-from core.continuation import CONTINUABLE, CannotContinue, continuation_errors
+from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, total_bias_hint
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, has_run_file
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
@@ -151,9 +151,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 errors = {**continuation_errors(parent_id, lab.config(parent_id), config), **errors}
             errors = {n: in_form_words(m) for n, m in errors.items()}
         elif continuing and "init_bias" in errors and values[FIELD_NAMES.index("init_bias")] not in (None, ""):
-            # out of range: the range bounds the total, not the push
-            errors["init_bias"] += (f" (continuing, it is the total: run {parent_id}'s "
-                                    f"{lab.config(parent_id).init_bias:g} plus the push)")
+            errors["init_bias"] += total_bias_hint(parent_id, lab.config(parent_id))
         return (None if errors else config), errors
 
     @app.callback(

@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from core.config import FIELDS, allowed_range, config_from_dict, memory_budget_problem
-from core.continuation import bias_push, continuation_errors, pushed, start_weights
+from core.continuation import bias_push, continuation_errors, pushed, start_weights, total_bias_hint
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import RunFileError, build_run_file, config_of, load_run_file, save_run_file
 from core.sweep import preset_sweep, run_sweep, total_run_steps, value_label, with_settings
@@ -176,6 +176,8 @@ def run_train(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
     config, errors = config_from_dict(overrides, base)
+    if parent is not None and "init_bias" in errors and base is not None:
+        errors["init_bias"] += total_bias_hint(str(args.continue_from), base)
     if config is not None and parent is not None:
         errors.update(continuation_errors(args.continue_from, base, config))
         try:

@@ -215,6 +215,8 @@ def shown(value: Any) -> str:
     numbers as Python writes them, anything else as JSON (what an API client sent: true, null, {"a": 1})."""
     plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
     text = repr(value) if plain else json.dumps(value, default=repr)
+    if isinstance(value, float):
+        text = text.removesuffix(".0")  # parsed from "-11": the message quotes what was typed
     return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"
 
 

@@ -52,6 +52,11 @@ def bias_push(parent: RunConfig, config: RunConfig) -> float:
     return round(config.init_bias - parent.init_bias, 12)
 
 
+def total_bias_hint(parent_id: str, parent: RunConfig) -> str:
+    """What an out-of-range `init_bias` message adds when continuing: the range bounds the total, not the push."""
+    return f" (continuing, it is the total: run {parent_id}'s {shown_value(parent.init_bias)} plus the push)"
+
+
 def push_text(push: float) -> str:
     """A bias push as labels, subtitles and tables write it: "biases pushed by -1"."""
     return f"biases pushed by {shown_value(push)}"

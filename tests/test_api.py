@@ -312,6 +312,9 @@ def test_continue_a_finished_run_with_settings_changed(client, lab):
     assert set(refused.get_json()["errors"]) == {"lr"}  # the JSON-type problem first, as for POST /api/runs
     refused = client.post(f"/api/runs/{parent}/continue", json={"n_neurons": 32})
     assert "n_neurons must stay 24 when continuing run" in refused.get_json()["errors"]["n_neurons"]
+    too_far = client.post(f"/api/runs/{parent}/continue", json={"init_bias": -11}).get_json()["errors"]["init_bias"]
+    assert too_far == ("init_bias must be a number in [-10, 10], got -11 "
+                       f"(continuing, it is the total: run {parent}'s 0 plus the push)")
     assert client.post(f"/api/runs/{parent}/continue", json=[1]).status_code == 400
     unknown = client.post(f"/api/runs/{parent}/continue", json={"step": 8}).get_json()["errors"]["step"]
     assert unknown.startswith("unknown field 'step'") and unknown.endswith("(or from_step, the saved step to start "

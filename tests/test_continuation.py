@@ -134,6 +134,8 @@ def test_cli_trains_on_from_a_run_file(tmp_path):
     torch.testing.assert_close(record["log2_spaced_models"][0]["0.bias"], parent_biases - 1, atol=1e-6, rtol=0)
     refused = cli("--continue-from", str(tmp_path / "parent.pt"), "--n-neurons", "32")
     assert refused.returncode == 2 and "n_neurons must stay 24 when continuing run" in refused.stderr
+    too_far = cli("--continue-from", str(tmp_path / "parent.pt"), "--init-bias", "-11")
+    assert too_far.returncode == 2 and "(continuing, it is the total: run " in too_far.stderr
     missing = cli("--continue-from", str(tmp_path / "nope.pt"))
     assert missing.returncode == 2 and "--continue-from: not a readable run file" in missing.stderr
 
