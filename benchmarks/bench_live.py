@@ -45,7 +45,7 @@ def fill(lab: Lab, config: RunConfig, snapshots: int = 128) -> str:
                       "positive_mono_ratio": 0.5, "nearly_mono": 10, "dead": 0, "mean_score": 0.5, "elapsed": 1.0}})
     sfa = np.where(rng.random((config.n_neurons, config.n_features)) < 0.05,
                    rng.random((config.n_neurons, config.n_features)), 0.0)
-    store.set(f"sfa/{run_id}", {"step": config.steps, "sfa": as_float16(sfa),
+    store.set(f"sfa/{run_id}", {"step": config.steps, "sfa": sfa.astype(np.float32),
                                 "bias": rng.normal(size=config.n_neurons).astype(np.float32)})
     meta = lab.get(run_id)
     meta.update(chunks=snapshots, step=config.steps, status="running", frames=[config.steps])

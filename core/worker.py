@@ -181,12 +181,13 @@ class JobRunner:
                                {"start": start, "end": snap.step, "losses": run.new_losses.astype(np.float32),
                                 "point": point})
                 meta["chunks"] += 1
-                sfa16 = as_float16(run.sfa)
                 bias = trainer.weights[r].b1.detach().float().cpu().numpy()
-                self.store.set(f"sfa/{run_id}", {"step": snap.step, "sfa": sfa16, "bias": bias})
+                # the latest SFA in float32: the views that count mono and dead neurons from it (Sweeps, Compare,
+                # the r histogram) then agree with the metrics; the replay frames, many, are float16
+                self.store.set(f"sfa/{run_id}", {"step": snap.step, "sfa": run.sfa.astype(np.float32), "bias": bias})
                 frames = set(meta["frames"])
                 if snap.step % self.frame_every == 0 or snap.done:
-                    self.store.set(f"frame/{run_id}/{snap.step}", sfa16)
+                    self.store.set(f"frame/{run_id}/{snap.step}", as_float16(run.sfa))
                     frames.add(snap.step)
                 for i, state in enumerate(trainer.log2_models[r][self.log2_seen[r]:], start=self.log2_seen[r]):
                     sfa = single_feature_activations(state["0.weight"][None], state["0.bias"][None],

@@ -12,7 +12,7 @@ import torch
 
 from core.config import RunConfig
 from core.jobs import Lab, QueueFull, UnknownRun, WorkerId, controls_of
-from core.metrics import final_loss
+from core.metrics import dead_neurons, final_loss, mono_ratio
 from core.store import DiskStore
 from core.worker import SpeedMeter, WorkerPool
 from tests.helpers import wait_until
@@ -45,6 +45,10 @@ def test_submit_train_and_read_back(pool):
     assert_continuous_history(lab, run_id, SMALL.steps)
     snapshot = lab.latest_snapshot(run_id)
     assert snapshot["step"] == SMALL.steps and snapshot["sfa"].shape == (24, 16)
+    # the SFA the views count mono and dead neurons from gives the run's own metrics, exactly
+    last_point = lab.history(run_id)["points"]
+    assert mono_ratio(snapshot["sfa"]) == meta["mono_ratio"]
+    assert dead_neurons(snapshot["sfa"]).sum() == last_point["dead"][-1]
     assert {1, 2, 4, 128, 256, SMALL.steps} <= set(lab.frame_steps(run_id))
     record = torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)
     assert record["final_model"]["0.weight"].shape == (24, 4)
@@ -382,7 +386,7 @@ def test_deleting_one_run_of_a_batched_job_leaves_the_others_their_own_numbers(t
     runner._interrupt("pause", lab.heartbeat(job_id, worker))
     assert status(lab, last) == "paused"
     published = lab.latest_snapshot(last)["sfa"]
-    assert np.allclose(published, runner.trainer.sfa()[2], atol=1e-3)  # its own run, not the deleted one's
+    assert np.array_equal(published, runner.trainer.sfa()[2])  # its own run, not the deleted one's
     assert not np.allclose(published, runner.trainer.sfa()[1], atol=1e-3)
 
     lab.resume(first)
