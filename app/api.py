@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.api_continue import register_continue_api
-from app.api_json import MAX_BODY_BYTES, error, json_body, json_config, too_large
+from app.api_json import MAX_BODY_BYTES, MAX_PAGE_BODY_BYTES, error, json_body, json_config, too_large
 from app.api_sweeps import register_sweep_api
 from core.config import FIELDS, RunConfig, allowed_range, shown
 from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, failed_with_its_job
@@ -122,7 +122,13 @@ def openapi_spec() -> dict[str, Any]:
 
 
 def register_api(server: Flask, lab: Lab) -> None:
-    server.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    server.config["MAX_CONTENT_LENGTH"] = MAX_PAGE_BODY_BYTES
+
+    @server.before_request
+    def limit_api_bodies() -> None:
+        if request.path.startswith("/api/"):
+            request.max_content_length = MAX_BODY_BYTES
+
     server.register_error_handler(413, too_large)
 
     def json_http_error(err: HTTPException) -> Any:

@@ -10,6 +10,8 @@ from flask import Response, jsonify, request
 from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown
 
 MAX_BODY_BYTES = 64 * 1024
+# the page's own callbacks send a value per run on the page (the run list's buttons and rows): ~350 bytes each
+MAX_PAGE_BODY_BYTES = 16 * 1024 * 1024
 
 
 def error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
@@ -17,7 +19,7 @@ def error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
 
 
 def too_large(_err: Exception | None = None) -> tuple[Response, int]:
-    return error(413, f"request body must be under {MAX_BODY_BYTES} bytes")
+    return error(413, f"request body must be under {request.max_content_length or MAX_BODY_BYTES} bytes")
 
 
 def json_body(what: str) -> tuple[Any, tuple[Response, int] | None]:

@@ -35,10 +35,23 @@ def is_mutation() -> bool:
     if path.endswith("/_dash-update-component") and request.method == "POST":
         try:
             changed = json.loads(request.get_data(cache=True) or b"{}").get("changedPropIds", [])
-        except ValueError:
+            return any(trigger in prop for prop in changed for trigger in MUTATING_TRIGGERS)
+        except (ValueError, RecursionError, AttributeError, TypeError):
             return True  # not a request Dash would send: treat it as a change
-        return any(trigger in prop for prop in changed for trigger in MUTATING_TRIGGERS)
     return False
+
+
+def same_token(given: str, token: str) -> bool:
+    """In constant time; as bytes, since compare_digest refuses str with non-ASCII characters (a token 'clé')."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
+
+
+def origin_host(origin: str) -> str | None:
+    """The host an Origin header names, or None when it is not a URL (`http://[`)."""
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:
+        return None
 
 
 def refuse_cross_site(server: Flask) -> None:
@@ -52,7 +65,7 @@ def refuse_cross_site(server: Flask) -> None:
             return None
         hosts = {request.host, request.headers.get("X-Forwarded-Host", "")}  # behind a proxy, the host it was asked
         # the page's own requests (every Dash callback carries Origin) pass before their bodies are parsed
-        if urlsplit(origin).netloc not in hosts - {""} and is_mutation():
+        if origin_host(origin) not in hosts - {""} and is_mutation():
             return jsonify({"error": f"refused a change sent from another site ({shown(origin)}); open the lab's "
                                      f"own page to change runs"}), 403
         return None
@@ -61,7 +74,7 @@ def refuse_cross_site(server: Flask) -> None:
 def require_token(server: Flask, token: str) -> None:
     @server.before_request
     def check_token() -> tuple[Response, int] | None:
-        if is_mutation() and not hmac.compare_digest(presented_token(), token):
+        if is_mutation() and not same_token(presented_token(), token):
             return jsonify({"error": "this lab needs its token to create, stop or delete runs: send X-Lab-Token, "
                                      "or open the page once as /?token=..."}), 401
         return None
@@ -69,6 +82,6 @@ def require_token(server: Flask, token: str) -> None:
     @server.after_request
     def remember_token(response: Response) -> Response:
         given = request.args.get("token")
-        if given is not None and hmac.compare_digest(given, token):
+        if given is not None and same_token(given, token):
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
         return response

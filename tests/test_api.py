@@ -1,6 +1,7 @@
 """The JSON API, through Flask's test client (no worker: submitted runs stay queued)."""
 
 import io
+import json
 
 import pytest
 
@@ -115,6 +116,17 @@ def test_token_guards_changes_not_reads(lab):
     assert client.post("/_dash-update-component", json=start).status_code == 401
     client.get("/?token=s3cret")
     assert client.post("/_dash-update-component", json=start).status_code != 401
+    for wrong in ({"X-Lab-Token": "café"}, {"Authorization": "Bearer é"}):  # not ASCII: refused, not an error
+        assert client.post("/api/runs", json=GOOD, headers=wrong).status_code == 401
+    no_cookie = create_app(lab, token="s3cret").server.test_client()
+    for hostile in ([1], {"changedPropIds": 5}, {"changedPropIds": [None]}):  # not what Dash sends: a change
+        assert no_cookie.post("/_dash-update-component", json=hostile).status_code == 401
+
+
+def test_a_token_with_any_characters_works(lab):
+    client = create_app(lab, token="clé-✓").server.test_client()
+    assert client.post("/api/runs", json=GOOD, headers={"X-Lab-Token": "wrong"}).status_code == 401
+    assert client.post("/api/runs", json=GOOD, headers={"Authorization": "Bearer clé-✓"}).status_code == 201
 
 
 def test_history_endpoint_pages_with_since(client, lab, tmp_path):
@@ -147,6 +159,18 @@ def test_other_sites_pages_cannot_change_runs(client, lab):
     assert client.get(f"/api/runs/{run_id}", headers=evil).status_code == 200  # reading is not a change
     start = {"output": "x", "outputs": [], "inputs": [], "changedPropIds": ["start-button.n_clicks"]}
     assert client.post("/_dash-update-component", json=start, headers=evil).status_code == 403
+    assert client.post("/api/runs", json=GOOD, headers={"Origin": "http://["}).status_code == 403  # not a URL
+
+
+def test_the_page_s_callbacks_take_a_value_per_run_of_a_large_lab(client, lab):
+    """The run list's buttons send ~350 bytes per run: a lab of 300 runs must not hit the API's 64 KiB limit."""
+    buttons = [{"id": {"type": "run-action", "action": action, "run": f"{n:012x}"}, "property": "n_clicks",
+                "value": None} for n in range(300) for action in ("continue", "duplicate", "delete")]
+    body = {"output": "x", "outputs": [], "inputs": [buttons], "changedPropIds": []}
+    assert len(json.dumps(body)) > 100_000
+    assert client.post("/_dash-update-component", json=body).status_code != 413
+    refused = client.post("/api/runs", json={**GOOD, "label": "x" * 70_000})
+    assert refused.status_code == 413 and refused.get_json()["error"] == "request body must be under 65536 bytes"
 
 
 def test_controls_that_would_do_nothing_say_why(client, lab):
