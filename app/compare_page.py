@@ -40,8 +40,7 @@ def heatmap_slot(i: int) -> dbc.Col:
 def compare_layout() -> html.Div:
     return html.Div([
         html.H4("Compare basins"),
-        html.P("Pick 2 to 4 runs (finished or still training). Runs must share the number of features N so that "
-               "their heatmaps line up.", className="text-muted small"),
+        html.P("Pick 2 to 4 runs (finished or still training).", className="text-muted small"),
         html.Div(id="compare-link-message"),
         dcc.Dropdown(id="compare-runs", multi=True, placeholder="Choose runs to compare...", className="mb-2"),
         html.Div(id="compare-message"),
@@ -166,8 +165,13 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         if not (pathname or "").rstrip("/").endswith("/compare"):
             return no_update, no_update, no_update, no_update
         if ctx.triggered_id == "compare-runs":
-            wanted = "?" + urlencode({"runs": ",".join((chosen or [])[:MAX_COMPARED])})
-            return no_update, (wanted if wanted != (search or "?runs=") else no_update), no_update, no_update
+            kept = (chosen or [])[:MAX_COMPARED]
+            wanted = "?" + urlencode({"runs": ",".join(kept)})
+            too_many = len(chosen or []) > MAX_COMPARED
+            note = alert(f"Compare shows up to {MAX_COMPARED} runs side by side: remove one to add another.", "info",
+                         dismissable=True, className="small py-2") if too_many else no_update
+            return (kept if too_many else no_update, (wanted if wanted != (search or "?runs=") else no_update),
+                    no_update, note)
         linked = selected_runs(search)
         missing = [r for r in linked if not lab.exists(r)]  # the dropdown would drop them without a word
         note = alert(f"Not in this lab (deleted, or from another lab): {', '.join(missing)}.", "warning",
@@ -216,7 +220,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         return metas
 
     def comparison_view(chosen: list[str] | None, slider: int | None, slider_max: int | None) -> list[Any]:
-        metas = metas_of(chosen)
+        metas = metas_of(chosen)[:MAX_COMPARED]
         hidden = [{"display": "none"}] * MAX_COMPARED
         # no runs to compare: the overlays go blank (runs no longer chosen, or deleted, must not stay drawn)
         blanks = [figures.empty_figure(title, "Choose two or more runs") for title in OVERLAY_TITLES]
@@ -224,12 +228,11 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             message = dbc.Alert("Choose at least two runs.", color="info", className="py-2")
             return [no_update] * MAX_COMPARED + hidden + [no_update] * MAX_COMPARED + blanks + ["", message, 0, None,
                                                                                                 0]
-        sizes = {m["config"]["n_features"] for m in metas}
-        if len(sizes) > 1:
-            message = dbc.Alert(f"These runs have different numbers of features N ({sorted(sizes)}): their heatmaps "
-                                "cannot line up. Compare runs with the same N.", color="warning")
-            return [no_update] * MAX_COMPARED + hidden + [no_update] * MAX_COMPARED + blanks + ["", message, 0, None,
-                                                                                                0]
+        sizes = sorted({m["config"]["n_features"] for m in metas})
+        # their curves and results compare; the heatmaps each show their own features, not the same ones
+        message = dbc.Alert(f"These runs learn different numbers of features N ({', '.join(map(str, sizes))}): each "
+                            "heatmap shows its own run's features, and mono neurons per feature divides by each run's "
+                            "N.", color="info", className="py-2 small") if len(sizes) > 1 else ""
         labels = run_labels(metas)
         common = sorted(set.intersection(*(set(m["frames"]) for m in metas)))
         following = slider is None or slider_max is None or slider >= slider_max
@@ -268,7 +271,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         padded = heatmaps + [no_update] * (MAX_COMPARED - len(heatmaps))
         widths = [12 // len(metas)] * MAX_COMPARED
         table = results_table(lab, metas, labels, histories)
-        return padded + shown + widths + [loss, mono, bias, table, "", len(common), marks,
+        return padded + shown + widths + [loss, mono, bias, table, message, len(common), marks,
                                           len(common) if following else slider]
 
     @app.callback(Output("interp-graph", "figure", allow_duplicate=True),

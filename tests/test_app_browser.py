@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from app import create_app
@@ -255,6 +256,34 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
     lab.delete(runs[1]["id"])
     dash_duo.wait_for_contains_text("#compare-message", "Choose at least two runs", timeout=10)
     dash_duo.wait_for_contains_text("#compare-loss", "Choose two or more runs", timeout=10)
+    assert dash_duo.get_logs() == []
+
+
+def test_compare_shows_runs_of_different_sizes_and_at_most_four(dash_duo, lab):
+    from core.presets import PRESETS
+
+    base = PRESETS["demo-tiny"].config.replace(steps=200, snapshot_every=50)
+    wide, narrow = base, base.replace(n_features=24)
+    ids = [lab.submit(wide.replace(seed=s), label=f"N=32 seed {s}") for s in range(4)] + [lab.submit(narrow)]
+    wait_until(lambda: all(lab.get(i)["status"] == "done" for i in ids), timeout=60, message="the runs")
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1100)
+    dash_duo.driver.get(dash_duo.server_url + f"/compare?runs={ids[0]},{ids[4]}")
+    # runs that learn different numbers of features compare: their curves, tables and each its own heatmap
+    dash_duo.wait_for_contains_text("#compare-message", "different numbers of features N (24, 32)", timeout=20)
+    wait_until(lambda: len(trace_lengths(dash_duo, "compare-loss")) == 2, timeout=20, message="two loss curves")
+    for i in range(2):
+        wait_until(lambda i=i: len(trace_lengths(dash_duo, f"compare-heatmap-{i}")) == 1, timeout=20,
+                   message=f"heatmap {i}")
+    # "Select all" picks five: the first four are compared, and the page says why not the fifth
+    dash_duo.find_element("#compare-runs").click()
+    dash_duo.driver.find_element(By.XPATH, "//*[normalize-space(text())='Select All']").click()
+    dash_duo.wait_for_contains_text("#compare-link-message", "Compare shows up to 4 runs side by side", timeout=10)
+    wait_until(lambda: dash_duo.driver.current_url.count("%2C") == 3, timeout=10, message="four runs in the link")
+    wait_until(lambda: len(trace_lengths(dash_duo, "compare-loss")) == 4, timeout=20, message="four loss curves")
+    wait_until(lambda: len(trace_lengths(dash_duo, "compare-heatmap-3")) == 1, timeout=20, message="heatmap 4")
+    time.sleep(1.5)  # a tick of the page's timer: the comparison keeps updating without an error
+    assert len(trace_lengths(dash_duo, "compare-loss")) == 4
     assert dash_duo.get_logs() == []
 
 
