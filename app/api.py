@@ -258,7 +258,7 @@ def register_api(server: Flask, lab: Lab) -> None:
             blob = lab.run_file(run_id)
             if blob is None:
                 status = lab.get(run_id)["status"]
-                later = "" if status == "failed" else " yet"  # a failed run never gets one
+                later = "" if status in ("failed", "stopped") else " yet"  # stopped untrained: it never gets one
                 return error(409, f"run {run_id} has no run file{later} (status {status})")
             headers = {"Content-Disposition": f"attachment; filename=run-{run_id}.pt"}
             return Response(blob, mimetype="application/octet-stream", headers=headers), 200

@@ -129,7 +129,7 @@ class Lab:
         blob = self.run_file(parent_id) if meta["status"] in CONTINUABLE else None
         if blob is None:
             why = ("only a done or stopped run has weights to continue from" if meta["status"] not in CONTINUABLE
-                   else "it was stopped before any weights were saved (while queued or paused)")
+                   else "it was stopped before it trained a step: nothing was saved")
             raise CannotContinue(f"run {parent_id} is {meta['status']}: {why}")
         parent = self.config(parent_id)
         errors = {name: message for config in configs
@@ -303,18 +303,32 @@ class Lab:
         return True
 
     def _control(self, run_id: str, action: str) -> None:
+        handed_on = False
         with self.store.transaction():
             job_id, job = self._job_of(run_id)
             status = self.get(run_id)["status"]
+            trained = self._checkpoint_step(job_id)
             if status == "running":
                 job["control"] = action
                 self.store.set(f"job/{job_id}", job)
+            elif status in ("queued", "paused", "interrupted") and action == "stop" and trained:
+                # its checkpoint is the only copy of what it learnt: a worker writes the run files from it (the
+                # stop a worker does), next in the queue, instead of the weights being thrown away
+                job["control"] = "stop"
+                self.store.set(f"job/{job_id}", job)
+                self._unqueue(job_id)
+                self.store.set("queue", [job_id] + self.store.get("queue", []))
+                self._set_status(job["runs"], "queued", finished=None,
+                                 note=f"stopping: the next free worker saves it from step {trained:,}, its checkpoint")
+                handed_on = True
             elif status in ("queued", "paused", "interrupted"):
                 self._unqueue(job_id)
                 target = "stopped" if action == "stop" else "paused"
                 self._set_status(job["runs"], target, finished=now() if target == "stopped" else None)
-                if target == "stopped":  # nothing can resume it
+                if target == "stopped":  # it never trained: nothing to keep
                     self.forget_checkpoint(job_id)
+        if handed_on:
+            self.dispatch(job_id)
 
     def stop(self, run_id: str) -> None:
         """Stop training (the whole job); the run keeps what it learnt so far."""
@@ -401,7 +415,8 @@ class Lab:
         self.store.set(f"job/{job_id}", job)
         step = self._checkpoint_step(job_id)
         # an earlier note (paused, shut down) is over; the step it goes on from explains a rewind
-        note = (f"resumed after its worker died, from step {step}" if orphaned
+        note = (None if job.get("control") == "stop"  # claimed only to be stopped: it trains no further
+                else f"resumed after its worker died, from step {step}" if orphaned
                 else f"resumed from step {step}" if step else None)
         for run_id in job["runs"]:
             meta = self.store.get(f"meta/{run_id}")

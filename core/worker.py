@@ -240,6 +240,9 @@ class JobRunner:
         steps_per_check = 1
         last_snapshot = time.monotonic()
         last_control = -math.inf  # look at once: a job handed on from a lost worker may carry its stop
+        job = self.lab.heartbeat(self.job_id, self.worker)
+        if job is not None and job["control"] == "stop" and trainer.step > 0:
+            return self._interrupt("stop", job)  # stopped while it waited: saved from its checkpoint, not a step on
         while trainer.step < trainer.steps:
             t0 = time.perf_counter()
             trainer.advance(min(steps_per_check, every - trainer.step % every))

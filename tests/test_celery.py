@@ -77,9 +77,14 @@ def test_stop_and_pause_across_processes(cluster):
     lab.resume(run_id)
     wait_until(lambda: lab.get(run_id)["step"] > paused_at + 200, timeout=60, message="retried training")
     assert lab.get(run_id)["error"] is None
+    # stopped while paused: a Celery worker saves its run file from the checkpoint, no step further
+    lab.pause(run_id)
+    wait_until(lambda: status(lab, run_id) == "paused", timeout=5, message="paused once more")
+    paused_at = lab.get(run_id)["step"]
     lab.stop(run_id)
-    wait_until(lambda: status(lab, run_id) == "stopped", timeout=5, message="stop")
-    assert np.array_equal(lab.history(run_id)["loss_steps"], np.arange(1, lab.get(run_id)["step"] + 1))
+    wait_until(lambda: status(lab, run_id) == "stopped", timeout=30, message="stop")
+    assert lab.get(run_id)["step"] == paused_at and lab.get(run_id)["has_file"]
+    assert np.array_equal(lab.history(run_id)["loss_steps"], np.arange(1, paused_at + 1))
 
 
 def test_killed_worker_process_does_not_lose_the_run(cluster):

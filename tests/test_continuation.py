@@ -8,7 +8,9 @@ import torch
 
 from core.config import RunConfig
 from core.continuation import CannotContinue
-from core.jobs import InvalidConfig
+from core.jobs import InvalidConfig, Lab
+from core.runfile import load_run_file
+from core.store import DiskStore
 from core.train import Trainer
 from tests.helpers import wait_until
 
@@ -140,15 +142,32 @@ def test_cli_trains_on_from_a_run_file(tmp_path):
     assert missing.returncode == 2 and "--continue-from: not a readable run file" in missing.stderr
 
 
-def test_a_run_stopped_while_paused_has_no_weights_to_continue_from(pool):
+def test_a_run_stopped_while_paused_keeps_what_it_learnt(pool):
+    """Its checkpoint is the only copy of its weights: Stop hands it to a worker, which saves its run file from it
+    (no step further); a run stopped before it trained has nothing to continue from."""
     lab = pool.lab
     run_id = lab.submit(LONG)
     wait_until(lambda: lab.get(run_id)["step"] > 0, message="training")
     lab.pause(run_id)
     wait_until(lambda: lab.get(run_id)["status"] == "paused", message="paused")
-    lab.stop(run_id)  # no worker holds it: stopped where it was, its checkpoint dropped, no run file written
-    assert lab.get(run_id)["status"] == "stopped" and lab.get(run_id)["step"] > 0
-    with pytest.raises(CannotContinue, match="stopped before any weights were saved"):
+    paused_at = lab.get(run_id)["step"]
+    lab.stop(run_id)
+    wait_until(lambda: lab.get(run_id)["status"] == "stopped", message="stopped by a worker")
+    meta = lab.get(run_id)
+    assert meta["has_file"] and meta["step"] == paused_at and meta["note"] is None
+    record = load_run_file(io.BytesIO(lab.run_file(run_id)))
+    assert record["metrics"]["steps_trained"] == paused_at
+    child = lab.continue_run(run_id, LONG.replace(steps=64, snapshot_every=16))
+    assert lab.get(child)["start"]["step"] == paused_at
+
+
+
+def test_a_run_stopped_before_it_trained_has_nothing_to_continue_from(tmp_path):
+    lab = Lab(DiskStore(tmp_path / "data"))  # no worker: the run waits in the queue
+    run_id = lab.submit(LONG)
+    lab.stop(run_id)
+    assert lab.get(run_id)["status"] == "stopped" and lab.get(run_id)["step"] == 0
+    with pytest.raises(CannotContinue, match="stopped before it trained a step"):
         lab.continue_run(run_id, LONG)
     assert not lab.get(run_id).get("has_file")  # so the run list offers no Continue
 

@@ -357,17 +357,33 @@ def test_notes_say_where_a_run_goes_on_from_and_end_with_what_they_explain(tmp_p
     assert status(lab, run_id) == "failed"  # a finished run of a requeued job is not marked running again
 
 
-def test_stopping_a_paused_run_frees_its_checkpoint(tmp_path):
+def test_stopping_a_paused_run_saves_it_from_its_checkpoint_and_then_frees_it(tmp_path):
+    """Stop on a paused run: its checkpoint is the only copy of what it learnt. The job goes to the front of the
+    queue marked stop; the worker that takes it saves the run file from the checkpoint, trains no step, and frees
+    the checkpoint."""
+    from core.worker import JobRunner
+
     lab = Lab(DiskStore(tmp_path / "data"))
     run_id = lab.submit(LONG)
-    job_id, _ = lab.claim(WorkerId("machine-a", 11))
-    lab.store.set(f"ckpt/{job_id}", b"state")
-    lab.store.set(f"ckpt_step/{job_id}", 30)
-    lab.release(job_id, "paused")
-    assert lab.store.get(f"ckpt/{job_id}") == b"state"  # paused: kept for resume
+    job_id, job = lab.claim(WorkerId("machine-a", 11))
+    runner = JobRunner(lab, job_id, job["runs"], threading.Event(), worker=WorkerId("machine-a", 11))
+    runner.trainer.advance(30)
+    runner._interrupt("pause", lab.heartbeat(job_id, WorkerId("machine-a", 11)))
+    assert status(lab, run_id) == "paused" and lab.store.get(f"ckpt/{job_id}") is not None  # kept for resume
+    other = lab.submit(SMALL)
     lab.stop(run_id)
-    assert status(lab, run_id) == "stopped" and lab.store.get(f"ckpt/{job_id}") is None
-    assert lab.store.get(f"ckpt_step/{job_id}") is None
+    meta = lab.get(run_id)
+    assert meta["status"] == "queued" and meta["note"].startswith("stopping: the next free worker saves it from "
+                                                                  "step 30")
+    assert lab.store.get("queue")[0] == job_id  # before the run queued earlier
+    claimed, job = lab.claim(WorkerId("machine-b", 22))
+    assert claimed == job_id
+    JobRunner(lab, job_id, job["runs"], threading.Event(), worker=WorkerId("machine-b", 22)).run()
+    meta = lab.get(run_id)
+    assert meta["status"] == "stopped" and meta["step"] == 30 and meta["has_file"] and meta["note"] is None
+    assert torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)["metrics"]["steps_trained"] == 30
+    assert lab.store.get(f"ckpt/{job_id}") is None and lab.store.get(f"ckpt_step/{job_id}") is None
+    assert status(lab, other) == "queued"
 
 
 def test_deleting_one_run_of_a_batched_job_leaves_the_others_their_own_numbers(tmp_path):
