@@ -278,6 +278,8 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     def check_sweep_form(name: str, scale: str, values_text: str | None, seeds: Any, share: bool,
                          field: str | None, settings_text: str | None) -> tuple[Any, ...]:
         sweep, errors = sweep_from_form(name, scale, values_text, seeds, share, field, settings_text)
+        if sweep is not None and (too_many := lab.too_many_runs(len(sweep.runs()))):
+            errors = {"seeds": too_many}
         problems = [html.Div(sentence(message)) for message in errors.values()]
         return ("field" in errors, "values" in errors, "seeds" in errors or "seed" in errors,
                 "settings" in errors, bool(errors), problems, sweep_cost(sweep))

@@ -153,6 +153,8 @@ class Lab:
                        starts: list[tuple[dict[str, Any], bytes] | None] | None = None) -> list[str]:
         """Queue runs in as few jobs as pay (core.train.batched_jobs), all or none if the queue lacks room for
         them; `sweeps` and `starts` as for submit_group. Returns the run ids in the order of `configs`."""
+        if too_many := self.too_many_runs(len(configs)):
+            raise InvalidConfig({"runs": too_many})
         if self.queued_run_count() + len(configs) > self.max_queued:
             raise QueueFull(f"the queue is full: {len(configs)} runs asked for, {self.queued_run_count()} are "
                             f"waiting (limit {self.max_queued}); wait for some to finish or stop queued runs")
@@ -208,9 +210,18 @@ class Lab:
         problem = device_problem(config.device) if self.local_workers else None
         return {**errors, "device": problem} if problem else errors
 
+    def too_many_runs(self, count: int) -> str | None:
+        """Why `count` runs asked for at once can never be queued here (a busy queue is QueueFull: it passes)."""
+        if count <= self.max_queued:
+            return None
+        return (f"{count} runs asked for at once, and this lab's queue takes at most {self.max_queued} "
+                f"(run_app.py --max-queued): fewer values or seeds")
+
     def submit_sweep(self, sweep: Any) -> list[str]:
         """Queue every run of a core.sweep.Sweep, one batched job per group of same-shaped runs."""
         errors = sweep.validate() or self.config_errors(sweep.base)
+        if not errors and (too_many := self.too_many_runs(len(sweep.runs()))):
+            errors = {"seeds": too_many}
         if errors:
             raise InvalidConfig(errors)
         runs = sweep.runs()

@@ -310,9 +310,15 @@ def test_a_bad_sweep_names_what_to_fix_and_queues_nothing(client, lab, body, key
 
 
 def test_a_sweep_over_the_queue_limit_is_refused_whole(client, lab):
-    response = client.post("/api/sweeps", json={"preset": "LR3"})  # 6 runs; the queue takes 3
-    assert response.status_code == 503 and "the queue is full" in response.get_json()["error"]
+    response = client.post("/api/sweeps", json={"preset": "LR3"})  # 6 runs; the queue takes 3: never, a 400
+    assert response.status_code == 400
+    assert response.get_json()["errors"]["seeds"] == ("6 runs asked for at once, and this lab's queue takes at most 3 "
+                                                      "(run_app.py --max-queued): fewer values or seeds")
     assert lab.list() == []
+    client.post("/api/runs", json=GOOD)
+    busy = client.post("/api/sweeps", json={"preset": "LR3", "values": [0.01, 0.02, 0.03]})  # fits, once one ends
+    assert busy.status_code == 503 and "the queue is full" in busy.get_json()["error"]
+    assert len(lab.list()) == 1
     assert client.post("/api/sweeps", data="{}", content_type="text/plain").status_code == 415
 
 

@@ -310,6 +310,13 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     dash_duo.wait_for_text_to_equal("#sweep-form-problems", "Seeds must be an integer from 1 to 16, got 0", timeout=10)
     assert "is-invalid" not in dash_duo.find_element("#sweep-values-input").get_attribute("class")
     assert not dash_duo.find_element("#sweep-start-button").is_enabled()
+    # more runs than the queue can ever take: said before Start, not "the queue is full, wait" after
+    set_input(dash_duo, "sweep-values-input", "0.001 0.002 0.003 0.004 0.005")
+    set_input(dash_duo, "sweep-seeds-input", "16")
+    dash_duo.wait_for_contains_text("#sweep-form-problems", "80 runs asked for at once, and this lab's queue takes "
+                                    "at most 64", timeout=10)
+    assert not dash_duo.find_element("#sweep-start-button").is_enabled()
+    set_input(dash_duo, "sweep-values-input", "0.01 0.02")
     set_input(dash_duo, "sweep-seeds-input", "2")
     wait_until(lambda: dash_duo.find_element("#sweep-start-button").is_enabled(), timeout=10, message="Start on")
     assert dash_duo.find_element("#sweep-form-problems").text == ""
