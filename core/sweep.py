@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.config import FIELDS, RunConfig, config_from_dict, parse_value
+from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, parse_value
 from core.presets import PAPER_BATCHES, PRESETS
 from core.train import Trainer, batched_jobs
 
@@ -67,6 +67,7 @@ class Sweep:
             errors["values"] = f"values must list 1 to {MAX_VALUES} values, got {len(self.values)}"
         if not 1 <= len(self.seeds) <= MAX_SEEDS:
             errors["seeds"] = f"seeds must list 1 to {MAX_SEEDS} seeds, got {len(self.seeds)}"
+        if errors:  # a pasted list of thousands: its count says enough, without validating every run
             return errors
         repeated = repeated_labels(self.values)
         if repeated:  # their runs would be indistinguishable in every figure, table and file name
@@ -79,8 +80,11 @@ class Sweep:
                 problems.setdefault(where, []).append(f"at {self.field}={value_label(value)}: {message}")
         for where, messages in problems.items():
             unique = list(dict.fromkeys(messages))
-            if where == "seed" and not self.shared_seed:
-                unique.append("(without a shared seed, the runs of the i-th value use seed + 1000 x i)")
+            if where == "seed":  # one message for the seeds the runs would use, not one per run
+                top = max(seed for _value, seed, _config in self.runs())
+                unique = [f"the runs' seeds would go up to {top}: seed must be {allowed_range(FIELDS['seed'])}"
+                          + ("" if self.shared_seed else
+                             " (without a shared seed, the runs of the i-th value use seed + 1000 x i)")]
             errors.setdefault(where, "; ".join(unique))
         return errors
 
@@ -104,6 +108,9 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
     problems = []  # every one at once; the number of values is Sweep.validate's to check
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         problems.append(f"seeds must be an integer from 1 to {MAX_SEEDS}, got {seeds!r}")
+    if values is not None and len(values) > MAX_VALUES:  # counted before thousands are parsed, each with its message
+        problems.append(f"values must list 1 to {MAX_VALUES} values, got {len(values)}")
+        values = None
     parsed = []
     for raw in values or ():
         try:

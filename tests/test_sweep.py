@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.presets import LR_VALUES, PAPER_BASE, PAPER_BATCHES
-from core.sweep import Sweep, preset_sweep, run_sweep, with_settings
+from core.sweep import Sweep, preset_sweep, run_sweep, seeds_from, with_settings
 from core.train import Trainer, max_runs_per_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +93,14 @@ def test_sweep_inputs_checked_before_anything_is_built():
         preset_sweep("demo-tiny", field_name="lr", values=["0.01", "nan"])
     out_of_range = preset_sweep("demo-tiny", field_name="lr", values=["0.01", "2", "3"]).validate()["values"]
     assert "lr=2" in out_of_range and "lr=3" in out_of_range
+    pasted = ["x"] * 5000  # counted first: one short message, not 5000 parse errors
+    with pytest.raises(ValueError, match=r"^values must list 1 to 32 values, got 5000$"):
+        preset_sweep("demo-tiny", field_name="lr", values=pasted)
+    lr3 = preset_sweep("LR3")
+    too_high = Sweep(lr3.base, "lr", lr3.values, seeds_from(2147483640, 16))
+    assert too_high.validate() == {"seed": "the runs' seeds would go up to 2147488655: seed must be an integer from 0 "
+                                           "to 2147483647 (without a shared seed, the runs of the i-th value use seed "
+                                           "+ 1000 x i)"}  # once, not once per run
 
 
 def test_cli_sweep_starts_its_seeds_from_the_given_seed(tmp_path):
