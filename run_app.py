@@ -12,31 +12,59 @@ import signal
 import sys
 from pathlib import Path
 
-DEFAULT_DATA_DIR = Path(os.environ.get("LAB_DATA_DIR", Path.home() / ".monosemanticity-lab"))
+BACKENDS = ("embedded", "celery")
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """An environment setting; set but empty counts as unset (`LAB_DATA_DIR=` must not mean this folder)."""
+    return os.environ.get(name) or default
+
+
+DEFAULT_DATA_DIR = Path(env("LAB_DATA_DIR") or Path.home() / ".monosemanticity-lab")
+
+
+def data_dir_problem(text: str) -> str | None:
+    """Why the run store cannot live at `text`, found before the app starts (not as a traceback)."""
+    if not text.strip():
+        return "--data-dir must name a folder, got ''"
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        return f"--data-dir {path}: not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"--data-dir {path}: cannot create it as the run store's folder ({err.strerror or err})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"--data-dir {path}: this user cannot write there"
+    return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Monosemanticity Lab dashboard")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1, this machine)")
     parser.add_argument("--port", type=int, default=8050)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                         help=f"where runs are stored (default {DEFAULT_DATA_DIR}; env LAB_DATA_DIR)")
-    parser.add_argument("--backend", choices=("embedded", "celery"), default=os.environ.get("LAB_BACKEND", "embedded"),
+    parser.add_argument("--backend", choices=BACKENDS, default=env("LAB_BACKEND", "embedded"),
                         help="embedded: diskcache + worker processes here (default); celery: Redis + Celery workers "
                              "(env LAB_BACKEND)")
-    parser.add_argument("--redis-url", default=os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    parser.add_argument("--redis-url", default=env("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
                         help="with --backend celery: Redis for the queue and the run store (env LAB_REDIS_URL)")
     parser.add_argument("--workers", type=int, default=1,
                         help="embedded training processes (default 1; with celery, start workers with celery)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per worker (default: leave one core to the web server)")
     parser.add_argument("--max-queued", type=int, default=64, help="runs allowed to wait in the queue")
-    parser.add_argument("--token", default=os.environ.get("LAB_TOKEN"),
+    parser.add_argument("--token", default=env("LAB_TOKEN"),
                         help="shared secret required to create, stop or delete runs (env LAB_TOKEN)")
     parser.add_argument("--access-log", action="store_true",
                         help="log every HTTP request (off by default: an open page makes several a second)")
     parser.add_argument("--debug", action="store_true", help="Dash debug mode (dev tools, reloading off)")
     args = parser.parse_args(argv)
+    if args.backend not in BACKENDS:  # argparse checks choices on the command line only, not a default from env
+        parser.error(f"LAB_BACKEND must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
+    if args.token is not None and not args.token.strip():
+        parser.error("--token must not be empty (leave it out for a lab without a token)")
     if args.workers < 0 or args.workers > 64:
         parser.error("--workers must be from 0 to 64")
     if args.threads is not None and not 1 <= args.threads <= 1024:
@@ -50,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget_problem = memory_budget_problem()
     if budget_problem:
         parser.error(budget_problem)
+    if args.backend == "embedded" and (problem := data_dir_problem(args.data_dir)):
+        parser.error(problem)
+    args.data_dir = Path(args.data_dir)
     if args.backend == "celery":
         from core.redis_store import redis_problem
 

@@ -81,3 +81,23 @@ def _up(url: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_start_up_settings_that_cannot_work_are_refused_naming_the_flag(tmp_path, monkeypatch, capsys):
+    import run_app
+
+    def refused(*argv: str) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            run_app.parse_args(list(argv))
+        assert exit_.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    (tmp_path / "file").write_text("")
+    assert refused("--data-dir", str(tmp_path / "file")).endswith(f"--data-dir {tmp_path / 'file'}: not a folder")
+    assert refused("--data-dir", "").endswith("--data-dir must name a folder, got ''")
+    assert refused("--token", " ").endswith("--token must not be empty (leave it out for a lab without a token)")
+    monkeypatch.setenv("LAB_BACKEND", "Celery")  # argparse checks choices given as flags only
+    assert refused().endswith("LAB_BACKEND must be one of embedded, celery, got 'Celery'")
+    monkeypatch.setenv("LAB_BACKEND", "")  # set but empty: unset, as LAB_DATA_DIR= must not mean this folder
+    assert run_app.parse_args(["--data-dir", str(tmp_path / "runs")]).backend == "embedded"
+    assert (tmp_path / "runs").is_dir()
