@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -143,18 +144,28 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     summary = {"preset": sweep.name, "settings": dict(sweep.settings), "field": sweep.field,
                "values": list(sweep.values), "jobs": len(jobs),
-               "seconds": seconds, "out": str(out), "runs": rows}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+               "seconds": seconds, "out": str(out), "runs": [json_safe(row) for row in rows]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     with open(out / "summary.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
     else:
         for row in rows:
-            print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()))
-    return 0
+            print(", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
+                            if k != "error" or v))
+    failed = [row for row in rows if row["error"]]
+    for row in failed:
+        print(f"error: {sweep.field}={value_label(row[sweep.field])}, seed {row['seed']}: {row['error']}",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """NaN and inf (a run that diverged) as null: JSON has no NaN, and strict readers refuse the file."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -79,7 +79,7 @@ def continued_label(parent_label: str, parent: RunConfig, config: RunConfig, ste
 
 def saved_steps(record: dict[str, Any]) -> list[int]:
     """The steps a run file keeps weights at besides its final ones: 1, 2, 4, ... (the paper's log2 models)."""
-    return [2**i for i in range(len(record["log2_spaced_models"]))]
+    return [2**i for i in range(len(record.get("log2_spaced_models", [])))]
 
 
 def start_weights(record: dict[str, Any], step: int | None = None) -> RunWeights:

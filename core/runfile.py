@@ -81,7 +81,34 @@ def load_run_file(path_or_buffer: Any) -> dict[str, Any]:
     missing = [k for k in ("final_model", "setup", "config") if not isinstance(record, dict) or k not in record]
     if missing:
         raise RunFileError(f"not a run file: missing {', '.join(missing)}")
+    check_weights(record)
     return record
+
+
+def check_weights(record: dict[str, Any]) -> None:
+    """Raise RunFileError unless every model the file keeps has the three tensors its config's shapes call for,
+    finite: a hand-made or foreign file must be refused on loading, not fail mid-training."""
+    config = record["config"]  # its sizes only: the whole config is config_of's to check (a budget may refuse it)
+    try:
+        k, m, n = (int(config[name]) for name in ("n_neurons", "embed_dim", "n_features"))
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFileError(f"not a run file: its config lacks its sizes ({err})") from err
+    out = m if config.get("task") == "random_proj" else n
+    shapes = {"0.weight": (k, m), "0.bias": (k,), "2.weight": (out, k)}
+    log2_models = record.get("log2_spaced_models", [])
+    if not isinstance(log2_models, list):
+        raise RunFileError("not a run file: log2_spaced_models is not a list")
+    for where, model in [("final_model", record["final_model"])] + [
+            (f"log2_spaced_models[{i}]", m) for i, m in enumerate(log2_models)]:
+        if not isinstance(model, dict):
+            raise RunFileError(f"not a run file: {where} is not a set of weights")
+        for name, shape in shapes.items():
+            tensor = model.get(name)
+            if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
+                got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "missing"
+                raise RunFileError(f"run file's {where} has no {name} of shape {shape} (its config's sizes), got {got}")
+            if not torch.isfinite(tensor).all():
+                raise RunFileError(f"run file's {where}: {name} is not finite (NaN or inf)")
 
 
 def config_of(record: dict[str, Any]) -> RunConfig:

@@ -163,7 +163,7 @@ class SweepResult:
         return {field_name: self.value, "seed": self.seed, "final_loss": m["final_loss"],
                 "mono_ratio": m["mono_ratio"], "mono_per_neuron": m["mono_neurons"] / self.config.n_neurons,
                 "nearly_mono_neurons": m["nearly_mono_neurons"], "mean_bias": m["mean_bias"],
-                "dead_neurons": m["dead_neurons"]}
+                "dead_neurons": m["dead_neurons"], "error": m.get("error")}
 
 
 def run_sweep(sweep: Sweep, on_progress: Callable[[int], None] | None = None, chunk: int = 256) -> list[SweepResult]:

@@ -44,3 +44,27 @@ def test_truncated_and_foreign_files_reported(tmp_path, tiny):
     torch.save({"hello": 1}, tmp_path / "other.pt")
     with pytest.raises(RunFileError, match="missing"):
         load_run_file(tmp_path / "other.pt")
+
+
+def test_a_file_whose_weights_do_not_fit_its_config_is_refused_on_loading(tmp_path, tiny):
+    """Hand-made or foreign files: refused with the reason, not a KeyError or a failure mid-training."""
+    trainer = Trainer([tiny])
+    trainer.advance(4)
+    good = build_run_file(trainer)
+
+    def refused(change) -> str:
+        record = build_run_file(trainer)
+        change(record)
+        torch.save(record, tmp_path / "bad.pt")
+        with pytest.raises(RunFileError) as err:
+            load_run_file(tmp_path / "bad.pt")
+        return str(err.value)
+
+    assert "final_model has no 0.weight of shape (24, 4) (its config's sizes), got missing" in refused(
+        lambda r: r["final_model"].pop("0.weight"))
+    assert "log2_spaced_models[1] has no 2.weight of shape (16, 24) (its config's sizes), got (16, 12)" in refused(
+        lambda r: r["log2_spaced_models"][1].update({"2.weight": torch.zeros(16, 12)}))
+    assert "final_model: 0.bias is not finite" in refused(lambda r: r["final_model"]["0.bias"].fill_(math.nan))
+    assert "its config lacks its sizes" in refused(lambda r: r["config"].pop("n_neurons"))
+    torch.save(good, tmp_path / "good.pt")
+    assert config_of(load_run_file(tmp_path / "good.pt")) == tiny

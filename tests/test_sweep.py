@@ -75,6 +75,23 @@ def test_cli_sweep_end_to_end(tmp_path):
     assert record["initial_bias"] == -1.0 and record["log2_training_steps"] == 6
 
 
+def test_cli_sweep_says_which_runs_diverged_and_writes_strict_json(tmp_path):
+    out = tmp_path / "sweep"
+    result = subprocess.run([sys.executable, "-m", "core.cli", "sweep", "--preset", "demo-tiny", "--field", "lr",
+                             "--values", "0.01", "1", "--nonlinearity", "solu", "--init-bias", "8", "--steps", "64",
+                             "--snapshot-every", "16", "--quiet", "--out", str(out)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert "error: lr=1, seed 1000: loss became inf at step" in result.stderr
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in summary.json")
+
+    runs = json.loads((out / "summary.json").read_text(), parse_constant=refuse)["runs"]
+    assert runs[0]["error"] is None and runs[1]["error"].startswith("loss became inf")
+    assert runs[1]["final_loss"] is None  # not NaN, which JSON does not have
+
+
 def test_cli_sweep_rejects_bad_values(tmp_path):
     result = subprocess.run([sys.executable, "-m", "core.cli", "sweep", "--preset", "LR1", "--values", "0.01", "5",
                              "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
