@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -32,11 +33,30 @@ def json_body(what: str) -> tuple[Any, tuple[Response, int] | None]:
     if len(raw) >= MAX_BODY_BYTES:  # a chunked body has no length to refuse it by: werkzeug cuts it at the limit
         return None, too_large()
     try:
-        return json.loads(raw or b"null"), None
+        # too long an integer or too large a number is the field's to name, with its range, not a malformed body
+        return json.loads(raw or b"null", parse_int=whole_number, parse_float=finite_number), None
     except (ValueError, UnicodeDecodeError) as err:
         return None, (jsonify({"errors": {"body": f"malformed JSON: {err}"}}), 400)
     except RecursionError:
         return None, (jsonify({"errors": {"body": "malformed JSON: nested too deeply"}}), 400)
+
+
+class NumberText(str):
+    """A JSON number Python cannot hold (5000 digits, 1e400), kept as written: not a number sent quoted."""
+
+
+def whole_number(text: str) -> int | str:
+    """An integer as JSON wrote it; past Python's digit limit, its text (config checks then name the field)."""
+    try:
+        return int(text)
+    except ValueError:
+        return NumberText(text)
+
+
+def finite_number(text: str) -> float | str:
+    """A JSON number; one that overflows to inf (1e400) is kept as its text, which the field then names."""
+    number = float(text)
+    return number if math.isfinite(number) else NumberText(text)
 
 
 def json_config(fields: dict[str, Any], base: RunConfig | None) -> tuple[RunConfig | None, dict[str, str]]:
@@ -51,4 +71,5 @@ def quoted_numbers(fields: dict[str, Any]) -> dict[str, str]:
     and CLI take text, and parse it)."""
     return {name: f"{name} must be {allowed_range(FIELDS[name])}, as a JSON number, got {shown(value)}"
             for name, value in fields.items()
-            if name in FIELDS and not FIELDS[name].metadata["choices"] and isinstance(value, str)}
+            if name in FIELDS and not FIELDS[name].metadata["choices"] and isinstance(value, str)
+            and not isinstance(value, NumberText)}

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from app.api_json import error, json_body, quoted_numbers
+from app.api_json import NumberText, error, json_body, quoted_numbers
 from core.config import shown
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.presets import PAPER_BATCHES, PRESETS
@@ -38,7 +38,7 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
     if field is not None and not isinstance(field, str):
         errors["field"] = f"field must be a config field's name, got {shown(field)}"
     if values is not None and not (isinstance(values, list) and 1 <= len(values) <= MAX_VALUES and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+            isinstance(v, (int, float, NumberText)) and not isinstance(v, bool) for v in values)):
         errors["values"] = f"values must be a list of 1 to {MAX_VALUES} JSON numbers, got {shown(values)}"
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
         errors["seeds"] = f"seeds must be an integer from 1 to {MAX_SEEDS}, got {shown(seeds)}"
@@ -51,7 +51,8 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
     if errors:
         return None, errors
     try:
-        sweep = preset_sweep(preset, scale, [repr(v) for v in values] if values else None, seeds, field, shared)
+        sweep = preset_sweep(preset, scale, [str(v) if isinstance(v, NumberText) else repr(v) for v in values]
+                             if values else None, seeds, field, shared)
     except ValueError as err:
         text = str(err)
         key = "field" if text.startswith(("field must", "preset ")) else "values"

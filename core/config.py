@@ -214,7 +214,12 @@ def shown(value: Any) -> str:
     """A value as a message quotes it, cut short when huge (a 400-digit number, a long string): text and
     numbers as Python writes them, anything else as JSON (what an API client sent: true, null, {"a": 1})."""
     plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
-    text = repr(value) if plain else json.dumps(value, default=repr)
+    try:
+        text = repr(value) if plain else json.dumps(value, default=repr)
+    except RecursionError:  # JSON nested just under the parser's own limit
+        text = "a value nested too deeply to quote"
+    except ValueError:  # an int past Python's digit limit for str()
+        text = f"an integer of about {int(value.bit_length() * 0.30103)} digits"
     if isinstance(value, float):
         text = text.removesuffix(".0")  # parsed from "-11": the message quotes what was typed
     return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"

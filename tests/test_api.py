@@ -63,6 +63,17 @@ def test_hostile_bodies_and_queries_get_4xx_not_500(client, lab):
 
     assert submit('{"steps": ' + "[" * 30_000) == 400  # nested past Python's recursion limit, under 64 KiB
     assert submit('{"lr": 1' + "0" * 400 + "}") == 400  # an integer too large for a float
+    assert submit('{"steps": ' + "[" * 981 + "]" * 981 + "}") == 400  # nested just under the parser's limit
+
+    def errors(text: str, path: str = "/api/runs") -> dict:
+        return client.post(path, data=text, content_type="application/json").get_json()["errors"]
+
+    # numbers Python cannot hold are the field's to name, not a malformed body
+    assert errors('{"steps": ' + "1" * 5000 + "}")["steps"].startswith("steps must be an integer from 2 to 1048576, "
+                                                                       "got '1111")
+    assert errors('{"lr": 1e400}') == {"lr": "lr must be a number in (0, 1], got '1e400'"}
+    assert errors('{"preset": "LR3", "values": [1e400, 0.01]}', "/api/sweeps") == {
+        "values": "lr must be a number in (0, 1], got '1e400'"}
     chunked = client.post("/api/runs", input_stream=io.BytesIO(b'{"label": "' + b"x" * 70_000 + b'"}'),
                           headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
                           environ_overrides={"wsgi.input_terminated": True})

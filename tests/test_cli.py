@@ -84,3 +84,13 @@ def test_environment_and_device_problems_exit_2_before_training():
         assert result.returncode == 2 and "device must be auto or cpu on this machine" in result.stderr
     result = cli("sweep", "--preset", "LR3", "--field", "", "--values", "0.01")
     assert result.returncode == 2 and "field must be one of" in result.stderr
+
+
+def test_negative_numbers_in_e_notation_are_values_not_options():
+    from core.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "--init-bias", "-1e-3"]).init_bias == "-1e-3"
+    assert parser.parse_args(["sweep", "--preset", "LR3", "--values", "-1e-1", "-2", "-.5"]).values == [
+        "-1e-1", "-2", "-.5"]
+    assert parser.parse_args(["train", "--init-bias", "-1"]).init_bias == "-1"
