@@ -81,7 +81,7 @@ def singular_values(linear: LinearMap) -> go.Figure:
                                hovertemplate="singular value %{x}: %{y:.3f}<extra></extra>"))
     fig.add_vline(x=linear.rank90, line_dash="dot", line_color="#d62728",
                   annotation_text=f"90% of the map by rank {linear.rank90}", annotation_position="top left")
-    cap = None if linear.rank_cap is None else (f"rank at most min(m = {linear.input_dims}, polysemantic neurons) "
+    cap = None if linear.rank_cap is None else (f"rank at most min(m = {linear.input_dims}, live polysemantic neurons) "
                                                  f"= {linear.rank_cap}; the rest are 0")
     return styled(fig, "Its singular values", "rank", "singular value (log)", log_y=True,
                   subtitle=cap).update_xaxes(range=[0.5, max(len(values), 1) + 0.5])

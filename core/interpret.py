@@ -119,7 +119,10 @@ def poly_linear_map(model: Model, sfa: np.ndarray) -> LinearMap:
 
     It is compared with the ideal map as far as the m-dim input carries it: the ideal A times the projection onto
     the embedder's rows, the closest any map M @ E gets to A. Compared with A itself, every model read near 1 (the
-    relative error to c I of a rank-m map is at least sqrt(1 - m / N): 0.94 at the presets' sizes)."""
+    relative error to c I of a rank-m map is at least sqrt(1 - m / N): 0.94 at the presets' sizes).
+
+    Neurons dead to every feature alone are left out: off at each single-feature input, their ReLU's linearisation
+    there is zero (the amplitude view, which sums actual activations, keeps them with the rest)."""
     poly = torch.as_tensor(mono_feature_of(sfa) < 0) & ~torch.as_tensor(dead_neurons(sfa))
     with torch.no_grad():
         directions = target_directions(model)
