@@ -44,7 +44,7 @@ def create_app(lab: Lab, token: str | None = None) -> dash.Dash:
     register_sweep_callbacks(app, lab)
     register_inspect_callbacks(app, lab)
     register_api(app.server, lab)
-    refuse_cross_site(app.server)
+    refuse_cross_site(app)
     if token:
-        require_token(app.server, token)
+        require_token(app, token)
     return app

@@ -44,6 +44,9 @@ def json_body(what: str) -> tuple[Any, tuple[Response, int] | None]:
 class NumberText(str):
     """A JSON number Python cannot hold (5000 digits, 1e400), kept as written: not a number sent quoted."""
 
+    def __repr__(self) -> str:  # messages quote it as the number it was sent as
+        return str(self)
+
 
 def whole_number(text: str) -> int | str:
     """An integer as JSON wrote it; past Python's digit limit, its text (config checks then name the field)."""

@@ -198,8 +198,9 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         except (UnknownRun, RunFileError) as err:
             return [alert(str(err), "warning")] + blank
         if record is None:
-            why = ("This run was stopped before it trained a step: there are no weights to inspect."
-                   if meta["status"] == "stopped" else "The inspector opens when the run is finished or stopped.")
+            why = ("The inspector opens when the run is finished or stopped." if meta["status"] != "stopped"
+                   else "This run was stopped before it trained a step: there are no weights to inspect."
+                   if meta["step"] == 0 else "This run was stopped before its first checkpoint: no weights were saved.")
             return [dbc.Alert(why, color="info", className="py-2")] + blank
         frames = meta["frames"]
         step = frames[slider] if isinstance(slider, int) and slider_max and 0 <= slider < slider_max else None

@@ -63,7 +63,7 @@ def sweep_layout() -> html.Div:
                                     md=2,
                                 ),
                                 labelled("Values", dbc.Input(id="sweep-values-input", placeholder="the batch's values",
-                                                                    debounce=0.3),
+                                                                    debounce=300),
                                          md=2),
                                 # no min/max, no step: the box would give None for 0 or 2.5 (as if empty), where
                                 # the check can name the value
@@ -75,7 +75,7 @@ def sweep_layout() -> html.Div:
                         dbc.Row(
                             [
                                 labelled("Also set, for every run",
-                                         dbc.Input(id="sweep-settings-input", debounce=0.3,  # checked as typed
+                                         dbc.Input(id="sweep-settings-input", debounce=300,  # ms: checked as typed
                                                    placeholder="e.g. init_bias=0 bias_decay=0 (LR3's learning "
                                                                "rates from zero bias)"),
                                          md=6),

@@ -42,7 +42,7 @@ def memory_budget_problem() -> str | None:
     """Why LAB_MEMORY_BUDGET_GIB is unusable, else None: checked when the app or the CLI starts, so that a
     typo is named there instead of refusing (or, as nan, crashing) every run's validation."""
     raw = os.environ.get("LAB_MEMORY_BUDGET_GIB")
-    if raw is None:
+    if not raw:  # unset, or set but empty: the default
         return None
     try:
         gib = float(raw)
@@ -59,7 +59,7 @@ def memory_budget_bytes() -> int:
     problem = memory_budget_problem()
     if problem:
         raise ValueError(problem)
-    return int(float(os.environ.get("LAB_MEMORY_BUDGET_GIB", DEFAULT_MEMORY_BUDGET_GIB)) * 2**30)
+    return int(float(os.environ.get("LAB_MEMORY_BUDGET_GIB") or DEFAULT_MEMORY_BUDGET_GIB) * 2**30)
 
 
 def knob(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
@@ -219,9 +219,7 @@ def shown(value: Any) -> str:
     except RecursionError:  # JSON nested just under the parser's own limit
         text = "a value nested too deeply to quote"
     except ValueError:  # an int past Python's digit limit for str()
-        text = f"an integer of about {int(value.bit_length() * 0.30103)} digits"
-    if isinstance(value, float):
-        text = text.removesuffix(".0")  # parsed from "-11": the message quotes what was typed
+        text = "a number too long to quote"
     return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"
 
 
@@ -231,7 +229,9 @@ def shown_value(value: Any) -> str:
 
 
 def _out_of_range(f: dataclasses.Field, value: Any) -> str:
-    return f"{f.name} must be {allowed_range(f)}, got {shown(value)}"
+    # a number field's -11 was parsed to -11.0: quoted as given (an int field's 3.0 is refused as not an integer)
+    whole = isinstance(value, float) and value.is_integer() and abs(value) < 1e15 and f.type in ("float", float)
+    return f"{f.name} must be {allowed_range(f)}, got {shown(int(value)) if whole else shown(value)}"
 
 
 def check_value(f: dataclasses.Field, value: Any) -> str | None:

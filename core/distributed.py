@@ -35,7 +35,30 @@ log = logging.getLogger(__name__)
 
 
 def redis_url() -> str:
-    return os.environ.get("LAB_REDIS_URL", DEFAULT_REDIS_URL)
+    return os.environ.get("LAB_REDIS_URL") or DEFAULT_REDIS_URL  # set but empty: the default, as run_app reads it
+
+
+def worker_settings() -> tuple[int, float]:
+    """A worker's torch threads and checkpoint interval (LAB_THREADS, LAB_CHECKPOINT_SECONDS; empty: the
+    defaults); a bad value raises ValueError naming the variable, at the worker's start."""
+    from core.worker import CHECKPOINT_EVERY_SECONDS, default_threads
+
+    threads_text = os.environ.get("LAB_THREADS") or str(default_threads(1))
+    seconds_text = os.environ.get("LAB_CHECKPOINT_SECONDS") or str(CHECKPOINT_EVERY_SECONDS)
+    try:
+        threads = int(threads_text)
+        if not 1 <= threads <= 1024:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"LAB_THREADS must be an integer from 1 to 1024, got {threads_text!r}") from None
+    try:
+        seconds = float(seconds_text)
+        if not 0 < seconds <= 3600:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"LAB_CHECKPOINT_SECONDS must be a number of seconds in (0, 3600], got {seconds_text!r}") \
+            from None
+    return threads, seconds
 
 
 app = Celery("monosemanticity_lab", broker=redis_url())
@@ -90,6 +113,7 @@ def _quick_store() -> RedisStore:
 
 @signals.worker_init.connect
 def _new_start_token(**_: Any) -> None:
+    worker_settings()  # a bad LAB_THREADS is named in the worker's log at its start (each task then refuses it)
     os.environ[START_TOKEN] = uuid.uuid4().hex
 
 
@@ -134,9 +158,10 @@ class WorkerShuttingDown:
 def train_job(job_id: str) -> str:
     import torch
 
-    from core.worker import CHECKPOINT_EVERY_SECONDS, JobRunner, default_threads
+    from core.worker import JobRunner
 
-    torch.set_num_threads(int(os.environ.get("LAB_THREADS", default_threads(1))))
+    threads, checkpoint_seconds = worker_settings()
+    torch.set_num_threads(threads)
     lab = lab_for()
     me = WorkerId.here()
     job = lab.claim_job(job_id, me, is_dead=is_dead_here)
@@ -144,7 +169,6 @@ def train_job(job_id: str) -> str:
         return f"job {job_id}: nothing to do (taken, finished or deleted)"
     log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
     try:
-        checkpoint_seconds = float(os.environ.get("LAB_CHECKPOINT_SECONDS", CHECKPOINT_EVERY_SECONDS))
         JobRunner(lab, job_id, job["runs"], WorkerShuttingDown(lab), checkpoint_seconds, worker=me).run()
     except Exception as err:  # a failing run must not take the worker down
         log.exception("job %s failed", job_id)

@@ -42,7 +42,7 @@ CONTROLS: dict[str, tuple[str, ...]] = {"pause": ("running", "queued"), "resume"
 
 
 def has_run_file(meta: dict[str, Any]) -> bool:
-    """Whether the run's file was written (a run stopped while queued or paused has none); runs stored before the
+    """Whether the run's file was written (a run stopped before its first checkpoint has none); runs stored before the
     flag was kept count as having one when done."""
     return meta.get("has_file", meta["status"] == "done")
 
@@ -129,7 +129,8 @@ class Lab:
         blob = self.run_file(parent_id) if meta["status"] in CONTINUABLE else None
         if blob is None:
             why = ("only a done or stopped run has weights to continue from" if meta["status"] not in CONTINUABLE
-                   else "it was stopped before it trained a step: nothing was saved")
+                   else "it was stopped before it trained a step: nothing was saved" if meta["step"] == 0
+                   else "it was stopped before its first checkpoint: no weights were saved")
             raise CannotContinue(f"run {parent_id} is {meta['status']}: {why}")
         parent = self.config(parent_id)
         errors = {name: message for config in configs
@@ -239,7 +240,9 @@ class Lab:
         return groups
 
     def queued_run_count(self) -> int:
-        return sum(len(self.store.get(f"job/{j}", {"runs": []})["runs"]) for j in self.store.get("queue", []))
+        """Runs waiting to train: a job queued only to be stopped (its files saved) takes no room."""
+        jobs = (self.store.get(f"job/{j}", {"runs": []}) for j in self.store.get("queue", []))
+        return sum(len(job["runs"]) for job in jobs if job.get("control") != "stop")
 
     # --- reading ---
     def list(self) -> list[dict[str, Any]]:
@@ -324,22 +327,32 @@ class Lab:
                 self.store.set(f"job/{job_id}", job)
             elif status in ("queued", "paused", "interrupted") and action == "stop" and trained:
                 # its checkpoint is the only copy of what it learnt: a worker writes the run files from it (the
-                # stop a worker does), next in the queue, instead of the weights being thrown away
+                # stop a worker does), first in this lab's queue, instead of the weights being thrown away
                 job["control"] = "stop"
                 self.store.set(f"job/{job_id}", job)
                 self._unqueue(job_id)
                 self.store.set("queue", [job_id] + self.store.get("queue", []))
-                self._set_status(job["runs"], "queued", finished=None,
-                                 note=f"stopping: the next free worker saves it from step {trained:,}, its checkpoint")
+                self._set_status(self._unfinished(job), "queued", finished=None,
+                                 note=f"stopping: a worker saves it from step {trained:,}, its last checkpoint, once "
+                                      "one is free")
                 handed_on = True
             elif status in ("queued", "paused", "interrupted"):
                 self._unqueue(job_id)
                 target = "stopped" if action == "stop" else "paused"
-                self._set_status(job["runs"], target, finished=now() if target == "stopped" else None)
+                waiting_to_stop = job.get("control") == "stop"
+                if waiting_to_stop:  # paused instead: it keeps its checkpoint, and resumes as any paused run
+                    job["control"] = None
+                    self.store.set(f"job/{job_id}", job)
+                self._set_status(self._unfinished(job), target, finished=now() if target == "stopped" else None,
+                                 **({"note": None} if waiting_to_stop else {}))
                 if target == "stopped":  # it never trained: nothing to keep
                     self.forget_checkpoint(job_id)
         if handed_on:
             self.dispatch(job_id)
+
+    def _unfinished(self, job: dict[str, Any]) -> list[str]:
+        """The job's runs a control acts on: not those done, stopped or failed (a run that diverged in it)."""
+        return [r for r in job["runs"] if self.store.get(f"meta/{r}", {"status": "done"})["status"] not in FINISHED]
 
     def stop(self, run_id: str) -> None:
         """Stop training (the whole job); the run keeps what it learnt so far."""

@@ -103,7 +103,13 @@ class JobRunner:
         self.log2_seen = [0] * len(self.run_ids)
         self.frame_every = frame_interval(self.configs[0])
         self.last_checkpoint = time.monotonic()
-        self._restore(state)
+        job = self.store.get(f"job/{job_id}")
+        self.stop_pending = job is not None and job.get("control") == "stop"
+        # stopped while it waited, with no weights to save: it is stopped as it stands, its history kept
+        self.unsaved: str | None = ("stopped before its first checkpoint" if self.stop_pending and state is None
+                                    else None)
+        if self.unsaved is None:
+            self._restore(state)
         self.speed = SpeedMeter(self.trainer.step, self.trainer.elapsed)
         self.where = self.trainer.where()
 
@@ -114,6 +120,9 @@ class JobRunner:
             try:
                 self.trainer.load_state_dict(state)
             except IncompatibleCheckpoint as err:  # an upgrade must not lose the run: train it again
+                if self.stop_pending:  # unless it was stopped: its history stays as it was
+                    self.unsaved = f"its checkpoint could not be read ({err})"
+                    return
                 log.warning("job %s restarts from step 0: %s", self.job_id, err)
                 note = f"restarted from step 0: its checkpoint was written by an earlier engine ({err})"
                 self.lab.forget_checkpoint(self.job_id)
@@ -240,8 +249,10 @@ class JobRunner:
         steps_per_check = 1
         last_snapshot = time.monotonic()
         last_control = -math.inf  # look at once: a job handed on from a lost worker may carry its stop
+        if self.unsaved:
+            return self._release("stopped", finished=now(), note=f"no run file: {self.unsaved}")
         job = self.lab.heartbeat(self.job_id, self.worker)
-        if job is not None and job["control"] == "stop" and trainer.step > 0:
+        if job is not None and job["control"] == "stop":
             return self._interrupt("stop", job)  # stopped while it waited: saved from its checkpoint, not a step on
         while trainer.step < trainer.steps:
             t0 = time.perf_counter()

@@ -70,10 +70,10 @@ def test_hostile_bodies_and_queries_get_4xx_not_500(client, lab):
 
     # numbers Python cannot hold are the field's to name, not a malformed body
     assert errors('{"steps": ' + "1" * 5000 + "}")["steps"].startswith("steps must be an integer from 2 to 1048576, "
-                                                                       "got '1111")
-    assert errors('{"lr": 1e400}') == {"lr": "lr must be a number in (0, 1], got '1e400'"}
+                                                                       "got 1111")
+    assert errors('{"lr": 1e400}') == {"lr": "lr must be a number in (0, 1], got 1e400"}
     assert errors('{"preset": "LR3", "values": [1e400, 0.01]}', "/api/sweeps") == {
-        "values": "lr must be a number in (0, 1], got '1e400'"}
+        "values": "lr must be a number in (0, 1], got 1e400"}
     chunked = client.post("/api/runs", input_stream=io.BytesIO(b'{"label": "' + b"x" * 70_000 + b'"}'),
                           headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
                           environ_overrides={"wsgi.input_terminated": True})
@@ -129,15 +129,31 @@ def test_token_guards_changes_not_reads(lab):
     assert client.post("/_dash-update-component", json=start).status_code != 401
     for wrong in ({"X-Lab-Token": "café"}, {"Authorization": "Bearer é"}):  # not ASCII: refused, not an error
         assert client.post("/api/runs", json=GOOD, headers=wrong).status_code == 401
-    no_cookie = create_app(lab, token="s3cret").server.test_client()
+    app = create_app(lab, token="s3cret")
+    no_cookie = app.server.test_client()
     for hostile in ([1], {"changedPropIds": 5}, {"changedPropIds": [None]}):  # not what Dash sends: a change
         assert no_cookie.post("/_dash-update-component", json=hostile).status_code == 401
+    # Dash runs the callback the body's output names, whatever changedPropIds claim: the check follows the output
+    output = next(o for o, cb in app.callback_map.items() if cb["inputs"] == [{"id": "start-button",
+                                                                                "property": "n_clicks"}])
+    sneaky = {"output": output, "outputs": [], "inputs": [{"id": "start-button", "property": "n_clicks", "value": 1}],
+              "changedPropIds": []}
+    assert no_cookie.post("/_dash-update-component", json=sneaky).status_code == 401
+    assert no_cookie.post("/_dash-update-component", json=sneaky,
+                          headers={"Origin": "http://evil.example"}).status_code == 403
+    assert lab.list() == [lab.get(run_id)]  # nothing queued
 
 
 def test_a_token_with_any_characters_works(lab):
     client = create_app(lab, token="clé-✓").server.test_client()
+    as_a_server_reads_it = "clé-✓".encode().decode("latin-1")  # WSGI decodes a header's UTF-8 bytes as latin-1
     assert client.post("/api/runs", json=GOOD, headers={"X-Lab-Token": "wrong"}).status_code == 401
-    assert client.post("/api/runs", json=GOOD, headers={"Authorization": "Bearer clé-✓"}).status_code == 201
+    assert client.post("/api/runs", json=GOOD, headers={"X-Lab-Token": "clé-✓"[:3]}).status_code == 401
+    assert client.post("/api/runs", json=GOOD,
+                       headers={"Authorization": f"Bearer {as_a_server_reads_it}"}).status_code == 201
+    client.get("/?token=cl%C3%A9-%E2%9C%93")  # the page opened once with the token: its cookie carries it on
+    start = {"output": "x", "outputs": [], "inputs": [], "changedPropIds": ["start-button.n_clicks"]}
+    assert client.post("/_dash-update-component", json=start).status_code != 401
 
 
 def test_history_endpoint_pages_with_since(client, lab, tmp_path):

@@ -154,3 +154,18 @@ def test_the_api_says_when_redis_is_gone(tmp_path):
     gone = client.get(f"/api/runs/{run_id}")
     assert gone.status_code == 503 and "cannot be reached" in gone.get_json()["error"]
     assert server.url in gone.get_json()["error"]
+
+
+def test_worker_settings_from_the_environment_are_checked_naming_the_variable(monkeypatch):
+    from core.distributed import worker_settings
+
+    monkeypatch.setenv("LAB_THREADS", "3")
+    monkeypatch.setenv("LAB_CHECKPOINT_SECONDS", "")  # set but empty: the default
+    assert worker_settings() == (3, 10.0)
+    monkeypatch.setenv("LAB_THREADS", "two")
+    with pytest.raises(ValueError, match="LAB_THREADS must be an integer from 1 to 1024, got 'two'"):
+        worker_settings()
+    monkeypatch.setenv("LAB_THREADS", "1")
+    monkeypatch.setenv("LAB_CHECKPOINT_SECONDS", "-5")
+    with pytest.raises(ValueError, match=r"LAB_CHECKPOINT_SECONDS must be a number of seconds in \(0, 3600\]"):
+        worker_settings()

@@ -373,8 +373,8 @@ def test_stopping_a_paused_run_saves_it_from_its_checkpoint_and_then_frees_it(tm
     other = lab.submit(SMALL)
     lab.stop(run_id)
     meta = lab.get(run_id)
-    assert meta["status"] == "queued" and meta["note"].startswith("stopping: the next free worker saves it from "
-                                                                  "step 30")
+    assert meta["status"] == "queued" and meta["note"] == ("stopping: a worker saves it from step 30, its last "
+                                                           "checkpoint, once one is free")
     assert lab.store.get("queue")[0] == job_id  # before the run queued earlier
     claimed, job = lab.claim(WorkerId("machine-b", 22))
     assert claimed == job_id
@@ -384,6 +384,60 @@ def test_stopping_a_paused_run_saves_it_from_its_checkpoint_and_then_frees_it(tm
     assert torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)["metrics"]["steps_trained"] == 30
     assert lab.store.get(f"ckpt/{job_id}") is None and lab.store.get(f"ckpt_step/{job_id}") is None
     assert status(lab, other) == "queued"
+
+
+def paused_after(lab: Lab, steps: int, configs: list[RunConfig]) -> tuple[str, list[str]]:
+    """A job of `configs` trained `steps` steps in this process, then paused (its checkpoint written)."""
+    from core.worker import JobRunner
+
+    run_ids = lab.submit_group(configs)
+    job_id, job = lab.claim(WorkerId("machine-a", 11))
+    runner = JobRunner(lab, job_id, job["runs"], threading.Event(), worker=WorkerId("machine-a", 11))
+    runner.trainer.advance(steps)
+    runner._interrupt("pause", lab.heartbeat(job_id, WorkerId("machine-a", 11)))
+    return job_id, run_ids
+
+
+def test_a_run_waiting_to_be_stopped_takes_no_queue_room_and_can_be_paused_instead(tmp_path):
+    lab = Lab(DiskStore(tmp_path / "data"), max_queued=2)
+    job_id, (first, second) = paused_after(lab, 30, [LONG, LONG.replace(lr=0.02)])
+    lab.stop(first)
+    assert status(lab, second) == "queued" and lab.queued_run_count() == 0  # only waits for its files
+    lab.submit_group([SMALL, SMALL.replace(lr=0.02)])  # the queue's room is all there
+    lab.pause(second)  # changed its mind: paused again, with its checkpoint, and resumable
+    meta = lab.get(second)
+    assert meta["status"] == "paused" and meta["note"] is None and lab.store.get(f"job/{job_id}")["control"] is None
+    assert "resume" in controls_of(meta) and lab.store.get(f"ckpt/{job_id}") is not None
+
+
+def test_stop_leaves_a_run_that_failed_in_the_job_as_it_was(tmp_path):
+    lab = Lab(DiskStore(tmp_path / "data"))
+    job_id, (diverged, paused) = paused_after(lab, 30, [LONG, LONG.replace(lr=0.02)])
+    meta = lab.get(diverged)
+    lab.store.set(f"meta/{diverged}", {**meta, "status": "failed", "error": "loss became nan at step 12"})
+    lab.stop(paused)
+    assert status(lab, diverged) == "failed" and status(lab, paused) == "queued"
+
+
+def test_a_run_stopped_while_its_checkpoint_cannot_be_read_keeps_its_history(tmp_path):
+    """A checkpoint this worker cannot load (written on a GPU, say): stopped as it stands, not trained again from 0
+    (which wiped its history and saved a one-step run)."""
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    job_id, (run_id,) = paused_after(lab, 30, [LONG])
+    state = torch.load(io.BytesIO(lab.store.get(f"ckpt/{job_id}")), weights_only=True)
+    buffer = io.BytesIO()
+    torch.save({**state, "device_type": "cuda"}, buffer)
+    lab.store.set(f"ckpt/{job_id}", buffer.getvalue())
+    history = lab.history(run_id)["loss_steps"]
+    lab.stop(run_id)
+    claimed, job = lab.claim(WorkerId("machine-b", 22))
+    JobRunner(lab, claimed, job["runs"], threading.Event(), worker=WorkerId("machine-b", 22)).run()
+    meta = lab.get(run_id)
+    assert meta["status"] == "stopped" and meta["step"] == 30 and not meta.get("has_file")
+    assert meta["note"].startswith("no run file: its checkpoint could not be read (it was written on the cuda")
+    assert np.array_equal(lab.history(run_id)["loss_steps"], history)
 
 
 def test_deleting_one_run_of_a_batched_job_leaves_the_others_their_own_numbers(tmp_path):
