@@ -51,7 +51,7 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
     if errors:
         return None, errors
     try:
-        sweep = preset_sweep(preset, scale, [str(v) if isinstance(v, NumberText) else repr(v) for v in values]
+        sweep = preset_sweep(preset, scale, [v if isinstance(v, NumberText) else repr(v) for v in values]
                              if values else None, seeds, field, shared)
     except ValueError as err:
         text = str(err)
