@@ -325,12 +325,14 @@ def test_a_stop_or_pause_asked_of_a_lost_worker_is_kept(tmp_path, control, ends)
     if control == "pause":
         assert status(lab, run_id) == "paused" and "paused at step 0" in lab.get(run_id)["note"]
         return
-    assert status(lab, run_id) == "queued"  # the stop goes to the next worker, which has the checkpoint
+    assert status(lab, run_id) == "queued"  # the stop goes to the next worker, which would have the checkpoint
     successor = WorkerId("machine-b", 22)
     assert lab.claim(successor)[0] == job_id
     JobRunner(lab, job_id, [run_id], threading.Event(), worker=successor).run()
     meta = lab.get(run_id)
-    assert meta["status"] == ends and meta["step"] < 1000 and lab.run_file(run_id) is not None
+    # none was written: stopped as it stands, not trained a step from scratch to have a file
+    assert meta["status"] == ends and meta["step"] == 0 and lab.run_file(run_id) is None
+    assert meta["note"] == "no run file: stopped before its first checkpoint"
     # a stopped run cannot be resumed: its checkpoint (megabytes at paper scale) is not kept
     assert lab.store.get(f"ckpt/{job_id}") is None and lab.store.get(f"ckpt_step/{job_id}") is None
 
