@@ -1,7 +1,7 @@
 """What publishing a live snapshot costs a training worker, against the training it interrupts.
 
 A worker publishes every `snapshot_every` steps and at most once a second in between: the SFA matrix
-and metrics (`Trainer.snapshot`), then the store writes (loss chunk, float16 SFA, frames, metadata).
+and metrics (`Trainer.snapshot`), then the store writes (loss chunk, float32 latest SFA, float16 frames, metadata).
 This times the worker's own `JobRunner._publish` on a diskcache store, after one more training step each.
 
     .venv/bin/python -m benchmarks.bench_snapshot
