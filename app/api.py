@@ -12,7 +12,17 @@ from app.api_continue import register_continue_api
 from app.api_json import MAX_BODY_BYTES, MAX_PAGE_BODY_BYTES, error, json_body, json_config, too_large
 from app.api_sweeps import register_sweep_api
 from core.config import FIELDS, RunConfig, allowed_range, shown
-from core.jobs import CONTROLS, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, failed_with_its_job
+from core.jobs import (
+    CONTROLS,
+    STOPPING_NOTE,
+    InvalidConfig,
+    Lab,
+    QueueFull,
+    UnknownRun,
+    controls_of,
+    failed_with_its_job,
+    waiting_to_stop,
+)
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 
@@ -191,6 +201,9 @@ def register_api(server: Flask, lab: Lab) -> None:
             meta = lab.get(run_id)
             status = meta["status"]
             if action not in controls_of(meta):  # a 200 for a control that did nothing would read as done
+                if action == "stop" and waiting_to_stop(meta):
+                    return error(409, f"run {run_id} is already stopping: {meta['note'].removeprefix(STOPPING_NOTE)}",
+                                 status=status)
                 if action == "resume" and status == "failed":
                     return error(409, f"cannot resume run {run_id}: it failed on its own ({meta['error']}), not with "
                                       "its job: a retry would fail the same way", status=status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import Counter
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -31,7 +32,7 @@ from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
 from core.config import RunConfig
 from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, total_bias_hint
-from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, has_run_file
+from core.jobs import CONTROLS, FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, has_run_file
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 
@@ -47,6 +48,13 @@ def available_actions(meta: dict[str, Any]) -> list[str]:
     status = meta["status"]
     return (controls_of(meta) + (["continue"] if status in CONTINUABLE and has_run_file(meta) else [])
             + ([] if meta.get("start") else ["duplicate"]) + ["delete"])
+
+
+def duplicate_label(label: str | None, seed: int) -> str:
+    """A duplicate's name: its original's with the new seed, told apart in the list (a sweep run's ", seed 0" or a
+    duplicate's " (seed 7)" replaced, not followed by a second seed)."""
+    base = re.sub(r"(, seed \d+| \(seed \d+\))$", "", label or "run")
+    return f"{base} (seed {seed})"
 
 
 def action_label(action: str, status: str) -> str:
@@ -96,12 +104,14 @@ def run_list_update(runs: list[dict[str, Any]], selected: str | None, shown: lis
     labels, statuses (hence buttons) or the selection change. Progress and facts change in place
     (`row_updates`): a rebuilt list is new elements, and a click landing on one being replaced is lost."""
     newest_first = list(reversed(runs))
-    structure = [selected] + [[m["id"], m["label"], m["status"]] for m in newest_first]
+    # Stop, Pause and Resume act on the whole job: its buttons say so when it trains several runs (a sweep's)
+    together = Counter(m.get("job") for m in runs if m["status"] not in FINISHED)
+    structure = [selected] + [[m["id"], m["label"], m["status"], together[m.get("job")]] for m in newest_first]
     if structure == shown:
         return no_update, structure
     if not runs:
         return html.Div("No runs yet.", className="text-muted small"), structure
-    return dbc.ListGroup([run_row(m, m["id"] == selected) for m in newest_first]), structure
+    return dbc.ListGroup([run_row(m, m["id"] == selected, together[m.get("job")]) for m in newest_first]), structure
 
 
 def row_updates(run_ids: list[str], metas: dict[str, dict[str, Any]], progress_now: list[Any],
@@ -116,11 +126,20 @@ def row_updates(run_ids: list[str], metas: dict[str, dict[str, Any]], progress_n
     return progress, facts
 
 
-def run_row(meta: dict[str, Any], selected: bool) -> dbc.ListGroupItem:
+def run_row(meta: dict[str, Any], selected: bool, together: int = 1) -> dbc.ListGroupItem:
+    """A run's row; `together`: the unfinished runs of its job, which Stop, Pause and Resume act on as one."""
     status = meta["status"]
-    buttons = [dbc.Button(action_label(a, status), id={"type": "run-action", "action": a, "run": meta["id"]},
+    whole_job = together > 1 and status not in FINISHED
+
+    def label(action: str) -> str:
+        text = action_label(action, status)
+        return f"{text} all {together}" if whole_job and action in CONTROLS else text
+
+    buttons = [dbc.Button(label(a), id={"type": "run-action", "action": a, "run": meta["id"]},
                           size="sm", color="danger" if a == "delete" else "secondary", outline=True,
-                          className="me-1 mt-1")
+                          className="me-1 mt-1",
+                          title=(f"Acts on the {together} runs trained together in this job" if whole_job
+                                 and a in CONTROLS else None))
                for a in available_actions(meta)]
     # Only the upper part selects: a click on a button inside it would have selected its run too (Delete on
     # another run swapped the run on show for the one being deleted).
@@ -316,8 +335,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             if action == "duplicate":
                 meta = lab.get(run_id)
                 config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))
-                base_label = re.sub(r" \(seed \d+\)$", "", meta["label"] or "run")
-                new_id = lab.submit(config, label=f"{base_label} (seed {config.seed})")  # told apart in the list
+                new_id = lab.submit(config, label=duplicate_label(meta["label"], config.seed))
                 return dbc.Alert(f"Queued {new_id}: same config, seed {config.seed}.", color="success",
                                  dismissable=True, duration=4000), new_id, *nothing
             if action == "delete":  # nothing to undo it with: ask first

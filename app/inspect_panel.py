@@ -195,7 +195,9 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         try:
             meta = lab.get(run_id)
             record = record_of(run_id)
-        except (UnknownRun, RunFileError) as err:
+        except UnknownRun:  # deleted elsewhere (another tab, the API): a KeyError's text is only the quoted id
+            return [alert(f"Run {run_id} was deleted.", "info")] + blank
+        except RunFileError as err:
             return [alert(str(err), "warning")] + blank
         if record is None:
             why = ("The inspector opens when the run is finished or stopped." if meta["status"] != "stopped"

@@ -14,7 +14,7 @@ from dash import Patch, html
 from app import figures
 from app.components import run_name
 from core.continuation import push_text
-from core.jobs import Lab, failed_with_its_job, has_run_file
+from core.jobs import FINISHED, Lab, failed_with_its_job, has_run_file
 from core.metrics import heatmap_order
 from core.train import schedule_steps, scheduled_lr
 
@@ -199,14 +199,19 @@ def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int |
             history_epoch(meta)]
 
 
+def index_order(sfa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Neurons and features by index: the heatmap's order with Paper ordering off."""
+    return np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
+
+
 def heatmap_source(lab: Lab, run_id: str, frames: list[int], frame: int | None, latest_sfa: np.ndarray | None,
-                   latest_step: int | None) -> tuple[np.ndarray | None, str]:
+                   latest_step: int | None, status: str = "running") -> tuple[np.ndarray | None, str]:
     """The SFA matrix to draw: a stored checkpoint (slider position) or the latest snapshot (read once by
     the caller, so that the heatmap and the bias bars share one snapshot and its ordering)."""
     if frame is not None and 0 <= frame < len(frames):
         return lab.frame(run_id, frames[frame]), f"checkpoint at step {frames[frame]}"
     if latest_sfa is None:
-        return None, "waiting for the first snapshot"
+        return None, "no snapshot" if status in FINISHED else "waiting for the first snapshot"
     return latest_sfa, f"live: step {latest_step}"
 
 
@@ -217,10 +222,12 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     latest = lab.latest_snapshot(run_id)
     latest_sfa = np.asarray(latest["sfa"], dtype=np.float32) if latest else None
     order = heatmap_order(latest_sfa) if latest_sfa is not None else None  # shared by heatmap and bias bars
-    sfa, label = heatmap_source(lab, run_id, meta["frames"], frame, latest_sfa, latest and latest["step"])
+    sfa, label = heatmap_source(lab, run_id, meta["frames"], frame, latest_sfa, latest and latest["step"],
+                                meta["status"])
     replaying = frame is not None and 0 <= frame < len(meta["frames"])
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
-    status = meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
+    status = (meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
+              + (f" ({meta['note']})" if meta.get("note") and not meta["error"] else ""))
     if failed_with_its_job(meta):
         status += (" (Retry, in the run list, trains it on from its last checkpoint, or from its start if none "
                    "was written)")
@@ -239,11 +246,12 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
         bias_history=metrics["bias_history"],
         lr=metrics["lr"],
         metrics_state=metrics_state,
+        # a run with no snapshot yet gets the empty figure: no_update would leave the previous run's picture up
         heatmap=(figures.sfa_heatmap(sfa, ordered=ordered, order=order if frame is None else None)
-                 if sfa is not None else None),
+                 if sfa is not None or latest is None else None),
         heatmap_label=label,
         frame_steps=list(meta["frames"]),
-        final_bias=(figures.bias_figure(latest["bias"], latest_sfa, order,
+        final_bias=(figures.bias_figure(latest["bias"], latest_sfa, order if ordered else index_order(latest_sfa),
                                         replaying=latest["step"] if replaying else None)
                     if latest else figures.bias_figure(None)),
         # r needs the SFA alone: the replayed checkpoint's when replaying

@@ -53,10 +53,18 @@ def failed_with_its_job(meta: dict[str, Any]) -> bool:
     return meta["status"] == "failed" and bool(meta.get("job_failed"))
 
 
+STOPPING_NOTE = "stopping: "  # a queued run waiting for a worker to save it from its checkpoint (Lab.stop)
+
+
+def waiting_to_stop(meta: dict[str, Any]) -> bool:
+    return meta["status"] == "queued" and (meta.get("note") or "").startswith(STOPPING_NOTE)
+
+
 def controls_of(meta: dict[str, Any]) -> list[str]:
-    """The controls that act on this run, in the order the app shows them: those of its status, and resume (a
-    retry) for a run that failed with its job."""
-    return ([action for action, statuses in CONTROLS.items() if meta["status"] in statuses]
+    """The controls that act on this run, in the order the app shows them: those of its status (not Stop again for
+    a run already waiting to stop), and resume (a retry) for a run that failed with its job."""
+    return ([action for action, statuses in CONTROLS.items()
+             if meta["status"] in statuses and not (action == "stop" and waiting_to_stop(meta))]
             + (["resume"] if failed_with_its_job(meta) else []))
 
 
@@ -333,8 +341,8 @@ class Lab:
                 self._unqueue(job_id)
                 self.store.set("queue", [job_id] + self.store.get("queue", []))
                 self._set_status(self._unfinished(job), "queued", finished=None,
-                                 note=f"stopping: a worker saves it from step {trained:,}, its last checkpoint, once "
-                                      "one is free")
+                                 note=f"{STOPPING_NOTE}a worker saves it from step {trained:,}, its last checkpoint, "
+                                      "once one is free")
                 handed_on = True
             elif status in ("queued", "paused", "interrupted"):
                 self._unqueue(job_id)

@@ -230,6 +230,12 @@ def test_controls_that_would_do_nothing_say_why(client, lab):
     assert response.status_code == 409 and response.get_json()["error"] == (
         f"cannot resume run {failed}: it failed on its own (diverged at step 9), not with its job: a retry would "
         "fail the same way")
+    stopping = client.post("/api/runs", json=GOOD).get_json()["id"]
+    lab.store.set(f"meta/{stopping}", {**lab.get(stopping), "note": "stopping: a worker saves it from step 8, its "
+                                                                    "last checkpoint, once one is free"})
+    again = client.post(f"/api/runs/{stopping}/stop")
+    assert again.status_code == 409 and again.get_json()["error"] == (
+        f"run {stopping} is already stopping: a worker saves it from step 8, its last checkpoint, once one is free")
 
 
 def test_long_input_is_quoted_short_and_errors_are_json(client):

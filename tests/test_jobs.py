@@ -378,6 +378,7 @@ def test_stopping_a_paused_run_saves_it_from_its_checkpoint_and_then_frees_it(tm
     assert meta["status"] == "queued" and meta["note"] == ("stopping: a worker saves it from step 30, its last "
                                                            "checkpoint, once one is free")
     assert lab.store.get("queue")[0] == job_id  # before the run queued earlier
+    assert controls_of(meta) == ["pause"]  # not Stop again: it would do nothing
     claimed, job = lab.claim(WorkerId("machine-b", 22))
     assert claimed == job_id
     JobRunner(lab, job_id, job["runs"], threading.Event(), worker=WorkerId("machine-b", 22)).run()

@@ -137,3 +137,37 @@ def test_replaying_a_checkpoint_says_which_step_the_bias_bars_show(lab_run):
     assert replay.histogram.layout.title.text.startswith(f"r = max/sum per neuron: 0 of {k} above")
     assert replay.final_bias.layout.title.text == "First-layer bias per neuron (latest snapshot, step 2,048)"
     assert "not the replayed one" in replay.final_bias.layout.xaxis.title.text
+
+
+def test_a_run_with_no_snapshot_clears_the_heatmap_and_says_why(lab_run):
+    """Switching to it used to leave the previous run's heatmap up (the callback sent no update)."""
+    lab, run_id = lab_run
+    view = live_view(lab, run_id)
+    assert view.heatmap is not None and view.heatmap_label == "waiting for the first snapshot"
+    assert "Waiting for the first snapshot" in str(view.heatmap.layout.annotations[0].text)
+    lab.stop(run_id)  # stopped before it trained: it never gets one
+    assert live_view(lab, run_id).heatmap_label == "no snapshot"
+
+
+def test_bias_bars_follow_the_heatmap_s_order_with_paper_ordering_off(lab_run):
+    lab, run_id = lab_run
+    k, n = 256, 128
+    sfa = np.zeros((k, n), dtype=np.float32)
+    sfa[np.arange(k), (7 * np.arange(k)) % n] = 1.0
+    sfa[np.arange(k), (7 * np.arange(k) + 1) % n] = 0.3 * (np.arange(k) % 3)  # the paper order is not the index order
+    lab.store.set(f"sfa/{run_id}", {"step": 64, "sfa": sfa, "bias": -np.arange(k, dtype=np.float32)})
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "step": 64})
+    by_index = live_view(lab, run_id, ordered=False).final_bias
+    neurons = np.concatenate([np.asarray(bar.customdata) for bar in by_index.data])
+    positions = np.concatenate([np.asarray(bar.x) for bar in by_index.data])
+    assert np.array_equal(neurons[np.argsort(positions)], np.arange(k))  # neuron i at position i, as the heatmap
+    paper = live_view(lab, run_id, ordered=True).final_bias
+    neurons = np.concatenate([np.asarray(bar.customdata) for bar in paper.data])
+    positions = np.concatenate([np.asarray(bar.x) for bar in paper.data])
+    assert not np.array_equal(neurons[np.argsort(positions)], np.arange(k))
+
+
+def test_the_status_line_carries_the_run_s_note(lab_run):
+    lab, run_id = lab_run
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "note": "resumed from step 512"})
+    assert "queued (resumed from step 512)" in str(live_view(lab, run_id).subtitle)

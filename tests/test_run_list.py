@@ -2,7 +2,7 @@
 
 from dash import no_update
 
-from app.callbacks import row_updates, run_facts, run_list_update
+from app.callbacks import duplicate_label, row_updates, run_facts, run_list_update
 
 
 def meta(run_id: str, step: int, status: str = "running") -> dict:
@@ -36,3 +36,23 @@ def test_a_run_handed_on_after_its_worker_was_lost_says_so_in_its_row():
     requeued = {**meta("a", 2560, "queued"), "note": "interrupted; resumed from step 2560"}
     assert run_facts(requeued).endswith(" · interrupted; resumed from step 2560")
     assert "·" not in run_facts({**meta("a", 0, "queued"), "loss": None, "device": None, "note": None})
+
+
+def test_a_duplicate_is_named_for_its_original_with_one_seed():
+    assert duplicate_label("quick-zero-bias", 7) == "quick-zero-bias (seed 7)"
+    assert duplicate_label("quick-zero-bias (seed 7)", 9) == "quick-zero-bias (seed 9)"
+    assert duplicate_label("LR3: lr=0.01, seed 0", 9) == "LR3: lr=0.01 (seed 9)"
+    assert duplicate_label(None, 3) == "run (seed 3)"
+
+
+def test_controls_of_a_job_of_several_runs_say_they_act_on_all_of_them():
+    def buttons(update) -> dict[str, list[str]]:
+        return {row.key: [b.children for b in row.children[1].children] for row in update.children}
+
+    sweep = [{**meta(run_id, 100), "job": "j1"} for run_id in ("a", "b", "c")]
+    alone = {**meta("d", 100), "job": "j2"}
+    done = {**meta("e", 8192, "done"), "job": "j1"}  # finished in the job: not counted, and offers no Stop
+    shown = buttons(run_list_update(sweep + [alone, done], None, None)[0])
+    assert shown["a"] == ["Pause all 3", "Stop all 3", "Duplicate", "Delete"]
+    assert shown["d"] == ["Pause", "Stop", "Duplicate", "Delete"]
+    assert shown["e"] == ["Continue", "Duplicate", "Delete"]
