@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
 from app.components import alert, checkpoint_marks
@@ -409,6 +410,9 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         heatmap = view.heatmap if view.heatmap is not None else no_update
         curves = [no_update if figure is None else figure
                   for figure in (view.loss, view.mono, view.bias_history, view.lr)]
+        for figure in (heatmap, *curves, view.final_bias, view.histogram):
+            if isinstance(figure, go.Figure):  # zoom and legend clicks hold while a run trains, not onto the next
+                figure.update_layout(uirevision=run_id)
         return [view.title, view.subtitle, view.progress, view.stats["step"], view.stats["loss"],
                 view.stats["mono"], view.stats["bias"], view.stats["lr"], *curves, heatmap, view.heatmap_label,
                 n_frames, marks, n_frames if following else slider, view.final_bias, view.histogram, download,

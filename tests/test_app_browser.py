@@ -114,6 +114,10 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     wait_until(lambda: trace_lengths(dash_duo, "loss-graph")[0] > first[0], timeout=20, message="the loss to update")
     heatmap_rows = wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap"), timeout=20, message="the heatmap")
     assert heatmap_rows[0] == 48
+    # a zoom holds while this run trains, and is not carried onto the next run shown
+    for graph_id in ("loss-graph", "sfa-heatmap"):
+        assert dash_duo.driver.execute_script(
+            f"return document.querySelector('#{graph_id} .js-plotly-plot').layout.uirevision") == run["id"]
     dash_duo.wait_for_contains_text("#stat-step", "/ 3,000", timeout=5)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     dash_duo.driver.set_window_size(1500, 1400)
