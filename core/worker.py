@@ -128,11 +128,13 @@ class JobRunner:
                 self.lab.forget_checkpoint(self.job_id)
             self.log2_seen = [len(m) for m in self.trainer.log2_models]
         step = self.trainer.step
+        sfa = None
         with self.store.transaction():
-            for run_id in self.run_ids:
+            for r, run_id in enumerate(self.run_ids):
                 meta = self.store.get(f"meta/{run_id}")
                 if meta is None:
                     continue
+                rewound = meta["step"] > step
                 chunks_before = meta["chunks"]
                 while meta["chunks"] > 0:
                     chunk = self.store.get(f"chunk/{run_id}/{meta['chunks'] - 1}")
@@ -146,9 +148,26 @@ class JobRunner:
                     self.store.delete(f"frame/{run_id}/{frame_step}")
                 meta["frames"] = [s for s in meta["frames"] if s <= step]
                 meta["step"] = step
+                if rewound:  # to its checkpoint: what it shows goes back with it
+                    sfa = self.trainer.sfa() if sfa is None and step > 0 else sfa
+                    self._show_restored(r, run_id, meta, sfa)
                 if note:
                     meta["note"] = note
                 self.store.set(f"meta/{run_id}", meta)
+
+    def _show_restored(self, r: int, run_id: str, meta: dict[str, Any], sfa: Any) -> None:
+        """The latest snapshot and the run's figures as of the restored step (a worker lost after its last
+        checkpoint had published later ones): a run stopped while it waits keeps these, not the lost steps'."""
+        if sfa is None:  # back to step 0: nothing to show yet
+            self.store.delete(f"sfa/{run_id}")
+            meta.update(loss=None, mono_ratio=None, mean_bias=None, lr=None)
+            return
+        bias = self.trainer.weights[r].b1.detach().float().cpu().numpy()
+        self.store.set(f"sfa/{run_id}", {"step": self.trainer.step, "sfa": sfa[r].astype(np.float32), "bias": bias})
+        chunk = self.store.get(f"chunk/{run_id}/{meta['chunks'] - 1}") if meta["chunks"] else None
+        last = chunk["point"] if chunk else {}
+        meta.update(loss=self.trainer.final_loss(r), mono_ratio=last.get("mono_ratio"),
+                    mean_bias=last.get("mean_bias"), lr=last.get("lr"))
 
     def _checkpoint(self) -> None:
         buffer = io.BytesIO()

@@ -422,6 +422,25 @@ def test_stop_leaves_a_run_that_failed_in_the_job_as_it_was(tmp_path):
     assert status(lab, diverged) == "failed" and status(lab, paused) == "queued"
 
 
+def test_a_run_rewound_to_its_checkpoint_shows_that_step_s_snapshot_and_figures(tmp_path):
+    """A worker lost after its last checkpoint had published later steps: the run goes back to the checkpoint,
+    and so do its heatmap and stats (a run then stopped while it waits kept the lost steps' numbers)."""
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    job_id, (run_id,) = paused_after(lab, 30, [LONG])
+    at_checkpoint = lab.get(run_id)
+    lab.store.set(f"meta/{run_id}", {**at_checkpoint, "step": 50, "mono_ratio": 0.9, "loss": 9.0})  # the lost steps
+    lab.store.set(f"sfa/{run_id}", {"step": 50, "sfa": np.ones((24, 16), np.float32), "bias": np.ones(24, np.float32)})
+    lab.resume(run_id)
+    claimed, job = lab.claim(WorkerId("machine-b", 22))
+    runner = JobRunner(lab, claimed, job["runs"], threading.Event(), worker=WorkerId("machine-b", 22))
+    meta, snapshot = lab.get(run_id), lab.latest_snapshot(run_id)
+    assert meta["step"] == snapshot["step"] == 30
+    assert np.array_equal(snapshot["sfa"], runner.trainer.sfa()[0])
+    assert (meta["mono_ratio"], meta["loss"]) == (at_checkpoint["mono_ratio"], at_checkpoint["loss"])
+
+
 def test_a_run_stopped_while_its_checkpoint_cannot_be_read_keeps_its_history(tmp_path):
     """A checkpoint this worker cannot load (written on a GPU, say): stopped as it stands, not trained again from 0
     (which wiped its history and saved a one-step run)."""
