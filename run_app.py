@@ -12,15 +12,12 @@ import signal
 import sys
 from pathlib import Path
 
+from core.config import env_setting
+
 BACKENDS = ("embedded", "celery")
 
 
-def env(name: str, default: str | None = None) -> str | None:
-    """An environment setting; set but empty counts as unset (`LAB_DATA_DIR=` must not mean this folder)."""
-    return os.environ.get(name) or default
-
-
-DEFAULT_DATA_DIR = Path(env("LAB_DATA_DIR") or Path.home() / ".monosemanticity-lab")
+DEFAULT_DATA_DIR = Path(env_setting("LAB_DATA_DIR") or Path.home() / ".monosemanticity-lab")
 
 
 def data_dir_problem(text: str) -> str | None:
@@ -45,17 +42,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8050)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                         help=f"where runs are stored (default {DEFAULT_DATA_DIR}; env LAB_DATA_DIR)")
-    parser.add_argument("--backend", choices=BACKENDS, default=env("LAB_BACKEND", "embedded"),
+    parser.add_argument("--backend", choices=BACKENDS, default=env_setting("LAB_BACKEND", "embedded"),
                         help="embedded: diskcache + worker processes here (default); celery: Redis + Celery workers "
                              "(env LAB_BACKEND)")
-    parser.add_argument("--redis-url", default=env("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    parser.add_argument("--redis-url", default=env_setting("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
                         help="with --backend celery: Redis for the queue and the run store (env LAB_REDIS_URL)")
     parser.add_argument("--workers", type=int, default=1,
                         help="embedded training processes (default 1; with celery, start workers with celery)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per worker (default: leave one core to the web server)")
     parser.add_argument("--max-queued", type=int, default=64, help="runs allowed to wait in the queue")
-    parser.add_argument("--token", default=env("LAB_TOKEN"),
+    parser.add_argument("--token", default=env_setting("LAB_TOKEN"),
                         help="shared secret required to create, stop or delete runs (env LAB_TOKEN)")
     parser.add_argument("--access-log", action="store_true",
                         help="log every HTTP request (off by default: an open page makes several a second)")

@@ -38,11 +38,16 @@ MEMORY_DRIVERS = {"parameters": "n_neurons or n_features", "activations": "batch
 MAX_MEMORY_BUDGET_GIB = 2.0**20
 
 
+def env_setting(name: str, default: str | None = None) -> str | None:
+    """An environment setting; set but empty counts as unset (`LAB_DATA_DIR=` must not mean this folder)."""
+    return os.environ.get(name) or default
+
+
 def memory_budget_problem() -> str | None:
     """Why LAB_MEMORY_BUDGET_GIB is unusable, else None: checked when the app or the CLI starts, so that a
     typo is named there instead of refusing (or, as nan, crashing) every run's validation."""
-    raw = os.environ.get("LAB_MEMORY_BUDGET_GIB")
-    if not raw:  # unset, or set but empty: the default
+    raw = env_setting("LAB_MEMORY_BUDGET_GIB")
+    if raw is None:
         return None
     try:
         gib = float(raw)
@@ -59,7 +64,7 @@ def memory_budget_bytes() -> int:
     problem = memory_budget_problem()
     if problem:
         raise ValueError(problem)
-    return int(float(os.environ.get("LAB_MEMORY_BUDGET_GIB") or DEFAULT_MEMORY_BUDGET_GIB) * 2**30)
+    return int(float(env_setting("LAB_MEMORY_BUDGET_GIB", str(DEFAULT_MEMORY_BUDGET_GIB))) * 2**30)
 
 
 def knob(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,

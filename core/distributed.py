@@ -26,6 +26,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from core.config import env_setting
 from core.jobs import Lab, WorkerId
 from core.redis_store import RedisStore
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def redis_url() -> str:
-    return os.environ.get("LAB_REDIS_URL") or DEFAULT_REDIS_URL  # set but empty: the default, as run_app reads it
+    return env_setting("LAB_REDIS_URL", DEFAULT_REDIS_URL)
 
 
 def worker_settings() -> tuple[int, float]:
@@ -43,8 +44,8 @@ def worker_settings() -> tuple[int, float]:
     defaults); a bad value raises ValueError naming the variable, at the worker's start."""
     from core.worker import CHECKPOINT_EVERY_SECONDS, default_threads
 
-    threads_text = os.environ.get("LAB_THREADS") or str(default_threads(1))
-    seconds_text = os.environ.get("LAB_CHECKPOINT_SECONDS") or str(CHECKPOINT_EVERY_SECONDS)
+    threads_text = env_setting("LAB_THREADS", str(default_threads(1)))
+    seconds_text = env_setting("LAB_CHECKPOINT_SECONDS", str(CHECKPOINT_EVERY_SECONDS))
     try:
         threads = int(threads_text)
         if not 1 <= threads <= 1024:

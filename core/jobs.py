@@ -347,12 +347,12 @@ class Lab:
             elif status in ("queued", "paused", "interrupted"):
                 self._unqueue(job_id)
                 target = "stopped" if action == "stop" else "paused"
-                waiting_to_stop = job.get("control") == "stop"
-                if waiting_to_stop:  # paused instead: it keeps its checkpoint, and resumes as any paused run
+                was_stopping = job.get("control") == "stop"
+                if was_stopping:  # paused instead: it keeps its checkpoint, and resumes as any paused run
                     job["control"] = None
                     self.store.set(f"job/{job_id}", job)
                 self._set_status(self._unfinished(job), target, finished=now() if target == "stopped" else None,
-                                 **({"note": None} if waiting_to_stop else {}))
+                                 **({"note": None} if was_stopping else {}))
                 if target == "stopped":  # it never trained: nothing to keep
                     self.forget_checkpoint(job_id)
         if handed_on:
