@@ -8,23 +8,47 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from core.config import env_setting
 
 BACKENDS = ("embedded", "celery")
 
 
-DEFAULT_DATA_DIR = Path(env_setting("LAB_DATA_DIR") or Path.home() / ".monosemanticity-lab")
+# expanded here too: a quoted "~/runs" in LAB_DATA_DIR (an env file, a service unit) reaches us unexpanded
+DEFAULT_DATA_DIR = Path(env_setting("LAB_DATA_DIR") or Path.home() / ".monosemanticity-lab").expanduser()
+
+
+def masked_url(url: str) -> str:
+    """The Redis URL with its password as *** (redis://:***@host:6379/0), to print or log: a terminal's scrollback
+    and a service's log are read by more people than may reach Redis."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # not a URL at all: its parts cannot be told apart, so none of it is shown
+        return "(the --redis-url given)"
+    user_info, at, host = netloc.rpartition("@")
+    if at and ":" in user_info:
+        url = url.replace(netloc, f"{user_info.partition(':')[0]}:***@{host}", 1)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)  # redis-py reads ?password= too
+
+
+def celery_where(redis_url: str) -> str:
+    """Where runs are kept and how to start workers, for the start-up line: the password masked."""
+    shown_url = masked_url(redis_url)
+    password_note = " (put the password in for ***)" if shown_url != redis_url else ""
+    return (f"Redis {shown_url}; start workers with: LAB_REDIS_URL='{shown_url}' "
+            f".venv/bin/celery -A core.distributed worker --concurrency 1 -Q lab{password_note}")
 
 
 def data_dir_problem(text: str) -> str | None:
     """Why the run store cannot live at `text`, found before the app starts (not as a traceback)."""
     if not text.strip():
         return "--data-dir must name a folder, got ''"
-    path = Path(text)
+    path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         return f"--data-dir {path}: not a folder"
     try:
@@ -77,13 +101,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(budget_problem)
     if args.backend == "embedded" and (problem := data_dir_problem(args.data_dir)):
         parser.error(problem)
-    args.data_dir = Path(args.data_dir)
+    args.data_dir = Path(args.data_dir).expanduser()  # "--data-dir=~/runs" is not expanded by the shell
     if args.backend == "celery":
         from core.redis_store import redis_problem
 
         problem = redis_problem(args.redis_url)
         if problem:
-            parser.error(problem)
+            parser.error(problem.replace(args.redis_url, masked_url(args.redis_url)))
     return args
 
 
@@ -112,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
         lab = lab_for(args.redis_url, max_queued=args.max_queued)
         supervisor = Supervisor(lab).start()
-        where = (f"Redis {args.redis_url}; start workers with: LAB_REDIS_URL={args.redis_url} "
-                 ".venv/bin/celery -A core.distributed worker --concurrency 1 -Q lab")
+        where = celery_where(args.redis_url)
     else:
         pool = WorkerPool(args.data_dir, workers=args.workers, threads=args.threads) if args.workers else None
         lab = Lab(DiskStore(args.data_dir), max_queued=args.max_queued, local_workers=True)

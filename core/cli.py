@@ -13,16 +13,17 @@ import math
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from core.config import FIELDS, allowed_range, config_from_dict, memory_budget_problem
+from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, memory_budget_problem, parse_value
 from core.continuation import bias_push, continuation_errors, pushed, start_weights, total_bias_hint
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import RunFileError, build_run_file, config_of, load_run_file, save_run_file
-from core.sweep import preset_sweep, run_sweep, total_run_steps, value_label, with_settings
+from core.sweep import Sweep, preset_sweep, run_sweep, total_run_steps, value_label, with_settings
 from core.train import Trainer, device_problem, iterate_training
 
 EXIT_USAGE = 2
@@ -54,15 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name, f in FIELDS.items():
         # Values stay strings here so that config_from_dict reports every bad field together.
         train.add_argument("--" + name.replace("_", "-"), dest=name, metavar="VALUE",
-                           help=f"{f.metadata['help']} Allowed: {allowed_range(f)}. Default: {f.default}.")
+                           help=f"{f.metadata['help']} Allowed: {allowed_range(f)}. Default: the preset's or run "
+                                f"file's, else {f.default}{SNAPSHOT_CAP_NOTE if name == 'snapshot_every' else ''}.")
     train.add_argument("--out", help="path of the run file to write (torch.save; load with weights_only=True)")
     train.add_argument("--json", action="store_true", help="print a JSON summary as the last line of stdout")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep = commands.add_parser("sweep", help="train a sweep (batched where shapes allow); one run file per run")
     sweep.add_argument("--preset", required=True, help="a paper batch (" + ", ".join(PAPER_BATCHES) + ") or any "
                        "preset with --field and --values")
-    sweep.add_argument("--scale", choices=("quick", "paper"), default="quick",
-                       help="paper batches: their quick-scale twin (default) or paper scale")
+    sweep.add_argument("--scale", choices=("quick", "paper"),
+                       help="paper batches only: their quick-scale twin (default) or paper scale")
     sweep.add_argument("--field", help="the field to sweep (default: the paper batch's)")
     sweep.add_argument("--values", nargs="+", metavar="VALUE", help="values of the field (default: the batch's)")
     sweep.add_argument("--seeds", type=int, default=1, help="repeats per value (1 to 16)")
@@ -70,12 +72,46 @@ def build_parser() -> argparse.ArgumentParser:
                        help="give every value the same seeds (same world and init); default: each its own")
     for name, f in FIELDS.items():
         sweep.add_argument("--" + name.replace("_", "-"), dest=name, metavar="VALUE",
-                           help=f"override the base config: {allowed_range(f)}")
+                           help=f"override the base config: {allowed_range(f)}. Default: the preset's"
+                                f"{SNAPSHOT_CAP_NOTE if name == 'snapshot_every' else ''}")
     sweep.add_argument("--out", default="sweep-out", help="folder for run files and summary.json / summary.csv")
     sweep.add_argument("--json", action="store_true", help="print the summary as JSON on the last stdout line")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     commands.add_parser("presets", help="list the presets")
     return parser
+
+
+SNAPSHOT_CAP_NOTE = " (at most steps, when not given)"
+
+
+def snapshot_cap(given: dict[str, Any], base: RunConfig | None, swept_steps: tuple[Any, ...] = ()) -> int | None:
+    """The snapshot_every to use instead of the preset's (or run file's, or the default) when the steps asked for are
+    fewer, else None: `--steps 100` on a preset that snapshots every 256 must not be refused over a flag never passed.
+    `given` holds the flags as typed; `swept_steps` the values of a sweep over steps."""
+    if "snapshot_every" in given:  # the user's own value: validated as given
+        return None
+    asked = (*swept_steps, given["steps"]) if "steps" in given else swept_steps
+    try:
+        fewest = min(parse_value(FIELDS["steps"], raw) for raw in asked) if asked else None
+    except ValueError:  # a steps message says it; a second one about snapshot_every would only confuse
+        return None
+    every = (base or RunConfig()).snapshot_every
+    return fewest if fewest is not None and 1 <= fewest < every else None
+
+
+def scale_problem(preset: str, scale: str | None) -> str | None:
+    """--scale picks a paper batch's size; any other preset has its own (the API refuses it alike)."""
+    if scale is not None and preset in PRESETS and preset not in PAPER_BATCHES:
+        return f"--scale is for the paper batches ({', '.join(PAPER_BATCHES)}); {preset} has its own sizes (leave " \
+               "--scale out)"
+    return None
+
+
+def capped_sweep(sweep: Sweep, given: dict[str, Any]) -> Sweep:
+    """The sweep with its base's snapshot_every capped at the fewest steps any run trains (snapshot_cap)."""
+    swept = sweep.values if sweep.field == "steps" else ()
+    cap = snapshot_cap(given, sweep.base, swept)
+    return sweep if cap is None else replace(sweep, base=sweep.base.replace(snapshot_every=cap))
 
 
 def output_path_problem(path: str, folder: bool) -> str | None:
@@ -114,13 +150,16 @@ PROBE_NAME = ".monosemanticity-lab-write-check"
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    if problem := scale_problem(args.preset, args.scale):
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        sweep = preset_sweep(args.preset, args.scale, args.values, args.seeds, args.field, args.share_seed)
+        sweep = preset_sweep(args.preset, args.scale or "quick", args.values, args.seeds, args.field, args.share_seed)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     settings = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
-    sweep, errors = with_settings(sweep, settings)
+    sweep, errors = with_settings(capped_sweep(sweep, settings), settings)
     if sweep is None:
         for message in errors.values():  # each names its field (or says what of the whole config is wrong)
             print(f"error: {message}", file=sys.stderr)
@@ -192,6 +231,8 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"error: --continue-from: {err}", file=sys.stderr)
             return EXIT_USAGE
     overrides = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    if (cap := snapshot_cap(overrides, base)) is not None:
+        overrides["snapshot_every"] = cap
     config, errors = config_from_dict(overrides, base)
     if parent is not None and "init_bias" in errors and base is not None:
         errors["init_bias"] += total_bias_hint(str(args.continue_from), base)

@@ -4,6 +4,9 @@ paper code's key names, so notebooks written for the paper's runs can read ours.
 from __future__ import annotations
 
 import math
+import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +79,38 @@ def load_run_file(path_or_buffer: Any) -> dict[str, Any]:
     """Load without pickle (weights_only=True); raise RunFileError with a clear reason if unreadable."""
     try:
         record = torch.load(path_or_buffer, weights_only=True, map_location="cpu")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:  # never opened
+        raise RunFileError(f"not a readable run file: {source_name(path_or_buffer)}: {err.strerror or err}") from err
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise RunFileError(f"not a readable run file: {type(err).__name__}: {err}") from err
+        raise RunFileError(f"{source_name(path_or_buffer)} is not a run file: {load_failure(err)}") from err
     missing = [k for k in ("final_model", "setup", "config") if not isinstance(record, dict) or k not in record]
     if missing:
         raise RunFileError(f"not a run file: missing {', '.join(missing)}")
     check_weights(record)
     return record
+
+
+def source_name(path_or_buffer: Any) -> str:
+    return str(path_or_buffer) if isinstance(path_or_buffer, (str, os.PathLike)) else "the file"
+
+
+def load_failure(err: Exception) -> str:
+    """Why torch.load refused a file, in a line. Torch's own text is pages long and advises weights_only=False,
+    which would run whatever code a foreign file carries: never pass that advice on."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError):
+        if found := re.search(r"GLOBAL (\S+)", text):
+            return (f"it holds a Python object ({found.group(1)}), which no run file has; not loaded, since loading "
+                    "it could run code")
+        return "it is not a file that torch.save wrote"
+    if isinstance(err, EOFError):
+        return "it is empty or cut short"
+    if "zip archive" in text or isinstance(err, OSError):  # a cut zip reads past its end: "Invalid argument"
+        return "it is truncated or corrupt (not a whole zip archive)"
+    first_line = text.strip().splitlines()[0][:200] if text.strip() else ""
+    if not first_line or "weights_only" in text:
+        return f"torch.load could not read it ({type(err).__name__})"
+    return f"{type(err).__name__}: {first_line}"
 
 
 def check_weights(record: dict[str, Any]) -> None:

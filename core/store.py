@@ -43,7 +43,7 @@ class DiskStore:
     """Key-value operations the jobs layer needs, on a diskcache directory."""
 
     def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
+        self.directory = Path(directory).expanduser()  # "~/..." from a script or env var: the home, not a "~" folder
         self.directory.mkdir(parents=True, exist_ok=True)
         # A generous timeout: workers and the web server write concurrently.
         self.cache = diskcache.Cache(str(self.directory), timeout=60, size_limit=2**40, eviction_policy="none")

@@ -100,7 +100,8 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
             raise ValueError(f"preset {name!r} is a single run: name the field to sweep")
         base, swept, default_values = PRESETS[name].config, field_name, ()
     else:
-        raise ValueError(f"unknown preset {name!r}; paper batches: {', '.join(PAPER_BATCHES)}")
+        raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)} (a paper batch sweeps its own field "
+                         "and values; any preset sweeps the field and values you name)")
     if field_name is not None and field_name != swept:  # "" is a mistake to name, not the batch's field
         swept, default_values = field_name, ()  # the batch's values belong to its own field
     if swept not in SWEEPABLE:

@@ -94,3 +94,51 @@ def test_negative_numbers_in_e_notation_are_values_not_options():
     assert parser.parse_args(["sweep", "--preset", "LR3", "--values", "-1e-1", "-2", "-.5"]).values == [
         "-1e-1", "-2", "-.5"]
     assert parser.parse_args(["train", "--init-bias", "-1"]).init_bias == "-1"
+
+
+def test_fewer_steps_than_the_presets_snapshot_interval_train_without_a_flag_never_passed(tmp_path):
+    """demo-tiny snapshots every 64 steps: `--steps 32` alone used to exit 2 over snapshot_every."""
+    parent = tmp_path / "parent.pt"
+    result = cli("train", "--preset", "demo-tiny", "--steps", "32", "--quiet", "--out", str(parent))
+    assert result.returncode == 0, result.stderr
+    assert torch.load(parent, weights_only=True)["config"]["snapshot_every"] == 32
+    child = tmp_path / "child.pt"  # continuing: the run file's 32 is the one capped
+    result = cli("train", "--continue-from", str(parent), "--steps", "8", "--quiet", "--out", str(child))
+    assert result.returncode == 0, result.stderr
+    assert torch.load(child, weights_only=True)["config"]["snapshot_every"] == 8
+    result = cli("sweep", "--preset", "demo-tiny", "--field", "steps", "--values", "16", "32", "--quiet", "--out",
+                 str(tmp_path / "sweep"), "--json")
+    assert result.returncode == 0, result.stderr
+    files = [row["file"] for row in json.loads(result.stdout.strip().splitlines()[-1])["runs"]]
+    configs = [torch.load(tmp_path / "sweep" / f, weights_only=True)["config"] for f in files]
+    assert [c["snapshot_every"] for c in configs] == [16, 16]
+    given = cli("train", "--preset", "demo-tiny", "--steps", "32", "--snapshot-every", "64")  # the user's own: kept
+    assert given.returncode == 2 and "snapshot_every must be between 1 and steps (32), got 64" in given.stderr
+
+
+def test_sweep_settings_of_fewer_steps_cap_snapshots_without_naming_them(tmp_path):
+    result = cli("sweep", "--preset", "demo-tiny", "--field", "lr", "--values", "0.01", "--steps", "32", "--quiet",
+                 "--out", str(tmp_path / "sweep"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["settings"] == {"steps": 32}
+
+
+def test_scale_is_refused_for_a_preset_that_is_not_a_paper_batch(tmp_path):
+    """The API refuses it too: quick-zero-bias has one size, and --scale paper silently trained it at that size."""
+    for scale in ("paper", "quick"):
+        result = cli("sweep", "--preset", "demo-tiny", "--scale", scale, "--field", "lr", "--values", "0.01",
+                     "--out", str(tmp_path / "x"))
+        assert result.returncode == 2
+        assert "error: --scale is for the paper batches (LR1, LR2," in result.stderr
+        assert "demo-tiny has its own sizes (leave --scale out)" in result.stderr
+    assert not (tmp_path / "x").exists()
+    unknown = cli("sweep", "--preset", "nope", "--field", "lr", "--values", "0.01")
+    assert unknown.returncode == 2 and "unknown preset 'nope'; allowed: quick-zero-bias," in unknown.stderr
+    assert "demo-tiny" in unknown.stderr and "LR3" in unknown.stderr
+
+
+def test_help_says_a_preset_or_run_file_gives_the_default():
+    result = cli("train", "--help")
+    text = " ".join(result.stdout.split())
+    assert "Default: the preset's or run file's, else 0.01." in text  # --lr
+    assert "else 256 (at most steps, when not given)." in text  # --snapshot-every

@@ -101,3 +101,45 @@ def test_start_up_settings_that_cannot_work_are_refused_naming_the_flag(tmp_path
     monkeypatch.setenv("LAB_BACKEND", "")  # set but empty: unset, as LAB_DATA_DIR= must not mean this folder
     assert run_app.parse_args(["--data-dir", str(tmp_path / "runs")]).backend == "embedded"
     assert (tmp_path / "runs").is_dir()
+
+
+def test_a_redis_password_is_never_printed(capsys):
+    """The start-up line, the worker command it suggests and a refusal all show the URL with *** for the password."""
+    import run_app
+
+    with pytest.raises(SystemExit):  # nothing listens on port 1: refused, naming the URL
+        run_app.parse_args(["--backend", "celery", "--redis-url", "redis://:S3CRET@127.0.0.1:1/0"])
+    refusal = capsys.readouterr().err
+    assert "redis://:***@127.0.0.1:1/0" in refusal and "S3CRET" not in refusal
+    where = run_app.celery_where("redis://:S3CRET@10.0.0.5:6379/0")
+    assert "LAB_REDIS_URL='redis://:***@10.0.0.5:6379/0'" in where and "S3CRET" not in where
+    assert "put the password in for ***" in where
+    assert run_app.masked_url("rediss://lab:S3CRET@h:6380/2") == "rediss://lab:***@h:6380/2"
+    assert run_app.masked_url("redis://h:6379/0?password=S3CRET&db=1") == "redis://h:6379/0?password=***&db=1"
+    plain = "redis://127.0.0.1:6379/0"  # nothing to hide: shown as given, with no note about a password
+    assert run_app.masked_url(plain) == plain and "***" not in run_app.celery_where(plain)
+
+
+def test_a_data_dir_under_home_is_the_home_not_a_folder_named_tilde(tmp_path, monkeypatch):
+    """`--data-dir=~/runs`, a quoted LAB_DATA_DIR="~/runs" and DiskStore("~/...") reach us with `~` unexpanded."""
+    import importlib
+
+    import run_app
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert run_app.parse_args(["--data-dir=~/runs"]).data_dir == home / "runs"
+    store = DiskStore("~/.monosemanticity-lab")
+    store.close()
+    assert store.directory == home / ".monosemanticity-lab"
+    monkeypatch.setenv("LAB_DATA_DIR", "~/from-env")
+    try:
+        assert importlib.reload(run_app).parse_args([]).data_dir == home / "from-env"
+    finally:
+        monkeypatch.delenv("LAB_DATA_DIR")
+        importlib.reload(run_app)
+    assert sorted(p.name for p in home.iterdir()) == [".monosemanticity-lab", "from-env", "runs"]
+    assert list(work.iterdir()) == []  # no folder named "~" where the app was started

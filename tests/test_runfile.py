@@ -39,11 +39,35 @@ def test_truncated_and_foreign_files_reported(tmp_path, tiny):
     path = save_run_file(build_run_file(trainer), tmp_path / "run.pt")
     data = path.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(RunFileError, match="not a readable run file"):
+    with pytest.raises(RunFileError, match=r"cut.pt is not a run file: it is truncated or corrupt"):
         load_run_file(tmp_path / "cut.pt")
     torch.save({"hello": 1}, tmp_path / "other.pt")
     with pytest.raises(RunFileError, match="missing"):
         load_run_file(tmp_path / "other.pt")
+
+
+class NotAWeight:
+    """Stands for any Python object a foreign pickle might carry."""
+
+
+@pytest.mark.parametrize("name, content, says", [
+    ("summary.csv", b"lr,seed,final_loss\n0.01,0,0.27\n", "it is not a file that torch.save wrote"),
+    ("empty.pt", b"", "it is empty or cut short"),
+    ("object.pt", None, "it holds a Python object (tests.test_runfile.NotAWeight), which no run file has"),
+])
+def test_a_file_that_is_no_run_file_is_named_in_one_short_line(tmp_path, name, content, says):
+    """Torch's own text is a page that advises weights_only=False (which runs a foreign file's code): not passed on."""
+    path = tmp_path / name
+    if content is None:
+        torch.save({"model": NotAWeight}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(RunFileError) as err:
+        load_run_file(path)
+    assert str(err.value).startswith(f"{path} is not a run file: {says}")
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(RunFileError, match=r"^not a readable run file: .*nope.pt: No such file or directory$"):
+        load_run_file(tmp_path / "nope.pt")
 
 
 def test_a_file_whose_weights_do_not_fit_its_config_is_refused_on_loading(tmp_path, tiny):

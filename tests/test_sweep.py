@@ -173,3 +173,12 @@ def test_cli_sweep_settings_are_refused_for_the_swept_field(tmp_path):
                              "--out", str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "error: lr is the swept field" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_an_unknown_preset_lists_every_preset_a_field_can_be_swept_on():
+    from core.presets import PRESETS
+
+    with pytest.raises(ValueError) as err:
+        preset_sweep("quick-zero-bais", field_name="lr", values=["0.01"])
+    assert str(err.value).startswith(f"unknown preset 'quick-zero-bais'; allowed: {', '.join(PRESETS)} (")
+    assert "quick-zero-bias" in str(err.value) and "LR3" in str(err.value)
