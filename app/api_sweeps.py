@@ -28,12 +28,13 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
     preset, scale = body.get("preset"), body.get("scale", "quick")
     field, values = body.get("field"), body.get("values")
     seeds, shared, settings = body.get("seeds", 1), body.get("shared_seed", False), body.get("set", {})
-    if not isinstance(preset, str) or preset not in PRESETS:
+    known = isinstance(preset, str) and preset in PRESETS  # a list or object is unhashable: no `in` on it
+    if not known:
         errors["preset"] = (f"preset must be a paper batch ({', '.join(PAPER_BATCHES)}) or a preset with a field "
                             f"to sweep, got {shown(preset)}")
     if scale not in SCALES:
         errors["scale"] = f"scale must be one of {', '.join(SCALES)}, got {shown(scale)}"
-    elif "scale" in body and preset in PRESETS and preset not in PAPER_BATCHES:
+    elif "scale" in body and known and preset not in PAPER_BATCHES:
         errors["scale"] = f"scale is for the paper batches; {preset} has its own sizes (leave scale out)"
     if field is not None and not isinstance(field, str):
         errors["field"] = f"field must be a config field's name, got {shown(field)}"

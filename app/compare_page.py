@@ -9,12 +9,14 @@ from urllib.parse import parse_qs, urlencode
 
 import dash_bootstrap_components as dbc
 import numpy as np
+import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
 from app.components import alert, checkpoint_marks, graph, run_name
 from app.continue_controls import continued_run
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
+from app.live import history_epoch
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
 from core.config import FIELDS, parse_value, shown_value
 from core.continuation import CannotContinue, continuation_errors, push_text
@@ -31,6 +33,7 @@ MAX_TITLE_LABEL = 34  # characters of a run's label in a heatmap title, at four 
 
 OVERLAY_TITLES = ("Loss", "Mono neurons per feature", "Mean bias")
 INTERP_PROMPT = "Press the button above"
+POSITIVE_PART = "positive part, not the paper's"  # GeLU/SoLU: max/sum of the activations' positive part
 
 
 def heatmap_slot(i: int) -> dbc.Col:
@@ -48,6 +51,8 @@ def compare_layout() -> html.Div:
         dbc.Label("Checkpoint step shared by all heatmaps (right end = latest)", html_for="compare-slider",
                   className="small mb-0"),
         dcc.Slider(id="compare-slider", min=0, max=0, step=1, value=0, marks=None, allow_direct_input=False),
+        # {"key": what the figures show, "wanted": the step chosen (None: latest), "common": the slider's steps}
+        dcc.Store(id="compare-state"),
         dbc.Row([
             *[dbc.Col(graph(graph_id, 300, title, "Choose two or more runs"), md=4)
               for graph_id, title in zip(("compare-loss", "compare-mono", "compare-bias"), OVERLAY_TITLES)],
@@ -70,7 +75,8 @@ def compare_layout() -> html.Div:
             dbc.Col(dbc.Button("Compute the loss along the line", id="interp-button", size="sm",
                                color="primary"), width="auto"),
         ], align="center", className="g-2"),
-        dcc.Loading(html.Div([html.Div(id="interp-message", className="mt-2"),
+        # the result comes through a store tagged with its pair: shown only if A and B are still that pair
+        dcc.Loading(html.Div([dcc.Store(id="interp-result"), html.Div(id="interp-message", className="mt-2"),
                               graph("interp-graph", 320, "Basin connectivity", INTERP_PROMPT)])),
     ])
 
@@ -138,8 +144,69 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
 
 
 def selected_runs(search: str | None) -> list[str]:
+    """The runs a link names, each once, all of them (the caller keeps MAX_COMPARED and says so)."""
     runs = parse_qs((search or "").lstrip("?")).get("runs", [""])[0]
-    return [r for r in runs.split(",") if r][:MAX_COMPARED]
+    return list(dict.fromkeys(r for r in runs.split(",") if r))
+
+
+def too_many_note(why: str) -> dbc.Alert:
+    return alert(f"Compare shows up to {MAX_COMPARED} runs side by side: {why}", "info", dismissable=True,
+                 className="small py-2")
+
+
+def common_steps(metas: list[dict[str, Any]]) -> list[int]:
+    """The checkpoint steps every run has a frame at: the shared slider's positions."""
+    return sorted(set.intersection(*(set(m["frames"]) for m in metas))) if metas else []
+
+
+def shown_step(common: list[int], wanted: int | None) -> int | None:
+    """The checkpoint to show for the step chosen: that step, else the nearest common one below it (another run
+    set has other common steps), else the first; None (the latest snapshots) when none is chosen or shared."""
+    if wanted is None or not common:
+        return None
+    below = [step for step in common if step <= wanted]
+    return below[-1] if below else common[0]
+
+
+def comparison_key(metas: list[dict[str, Any]], step: int | None) -> list[Any]:
+    """What the comparison shows depends on, as JSON (the browser keeps it): an unchanged key needs no redraw."""
+    return [[[m["id"], m["label"], m["step"], m["status"], len(m["frames"]), history_epoch(m)] for m in metas],
+            step]
+
+
+def mono_overlay(labels: list[str], histories: list[dict[str, Any]], offsets: list[int],
+                 nonlinearities: list[str], x_title: str) -> go.Figure:
+    """Mono neurons per feature, one line per run; a GeLU or SoLU run's ratio on the positive part dashed beside
+    it in its colour (ALGORITHM.md: negatives shrink the paper's sum, which can pass 0.999 by accident)."""
+    def curve(history: dict[str, Any], key: str, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        points = history["points"]
+        return np.asarray(points.get("step", []), dtype=np.int64) + offset, np.asarray(points.get(key, []))
+
+    fig = figures.overlay_figure([(label, *curve(h, "mono_ratio", offset))
+                                  for label, h, offset in zip(labels, histories, offsets)],
+                                 "Mono neurons per feature", "mono / N", reference=1.0, x_title=x_title)
+    if not fig.data:  # the "no data yet" figure
+        return fig
+    for i, (label, history, offset, nonlinearity) in enumerate(zip(labels, histories, offsets, nonlinearities)):
+        steps, values = curve(history, "positive_mono_ratio", offset)
+        if nonlinearity == "relu" or not len(values) or len(values) != len(steps):
+            continue
+        keep = figures.log_thin(steps, 2000)
+        fig.add_trace(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
+                                   name=f"{label} ({POSITIVE_PART})",
+                                   line={"color": figures.RUN_COLOURS[i % len(figures.RUN_COLOURS)], "width": 2,
+                                         "dash": "dash"}))
+    return fig
+
+
+def connectivity_shown(result: dict[str, Any] | None, a_id: str | None, b_id: str | None) -> tuple[Any, Any]:
+    """The figure and message of a connectivity result, or no_update for one computed for another pair (the user
+    changed A or B while it ran: it must not show as theirs)."""
+    if not result or result["pair"] != [a_id, b_id]:
+        return no_update, no_update
+    message = (alert(result["text"], result["level"]) if result["level"]
+               else html.Div(result["text"], className="small"))
+    return (no_update if result["figure"] is None else result["figure"]), message
 
 
 def register_compare_callbacks(app: Any, lab: Lab) -> None:
@@ -168,15 +235,17 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             kept = (chosen or [])[:MAX_COMPARED]
             wanted = "?" + urlencode({"runs": ",".join(kept)})
             too_many = len(chosen or []) > MAX_COMPARED
-            note = alert(f"Compare shows up to {MAX_COMPARED} runs side by side: remove one to add another.", "info",
-                         dismissable=True, className="small py-2") if too_many else no_update
+            note = too_many_note("remove one to add another.") if too_many else no_update
             return (kept if too_many else no_update, (wanted if wanted != (search or "?runs=") else no_update),
                     no_update, note)
         linked = selected_runs(search)
         missing = [r for r in linked if not lab.exists(r)]  # the dropdown would drop them without a word
-        note = alert(f"Not in this lab (deleted, or from another lab): {', '.join(missing)}.", "warning",
-                     dismissable=True, className="small py-2") if missing else ""
-        return [r for r in linked if r not in missing], no_update, run_choices(), note
+        present = [r for r in linked if r not in missing]
+        notes = [alert(f"Not in this lab (deleted, or from another lab): {', '.join(missing)}.", "warning",
+                       dismissable=True, className="small py-2")] if missing else []
+        if len(present) > MAX_COMPARED:
+            notes.append(too_many_note(f"this link names {len(present)}; the first {MAX_COMPARED} are shown."))
+        return present[:MAX_COMPARED], no_update, run_choices(), notes or ""
 
     @app.callback(Output("nav-compare", "href"), Input("compare-runs", "value"))
     def compare_link(chosen: list[str] | None) -> str:
@@ -195,32 +264,48 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         + [Output(f"compare-slot-{i}", "xl") for i in range(MAX_COMPARED)]
         + [Output("compare-loss", "figure"), Output("compare-mono", "figure"), Output("compare-bias", "figure"),
            Output("compare-table", "children"), Output("compare-message", "children"),
-           Output("compare-slider", "max"), Output("compare-slider", "marks"), Output("compare-slider", "value")],
+           Output("compare-slider", "max"), Output("compare-slider", "marks"), Output("compare-slider", "value"),
+           Output("compare-state", "data")],
         Input("tick", "n_intervals"), Input("compare-runs", "value"), Input("compare-slider", "value"),
-        State("compare-slider", "max"), State("url", "pathname"),
+        State("url", "pathname"), State("compare-state", "data"),
     )
-    def update_comparison(_tick: int, chosen: list[str] | None, slider: int | None, slider_max: int | None,
-                          pathname: str | None) -> list[Any]:
-        n_out = 3 * MAX_COMPARED + 8
+    def update_comparison(_tick: int, chosen: list[str] | None, slider: int | None, pathname: str | None,
+                          last: dict[str, Any] | None) -> list[Any]:
+        n_out = 3 * MAX_COMPARED + 9
         if not (pathname or "").rstrip("/").endswith("/compare"):
             return [no_update] * n_out
+        last = last or {}
+        metas = metas_of(chosen)[:MAX_COMPARED]
+        common = common_steps(metas)
+        wanted = last.get("wanted")
+        if ctx.triggered_id == "compare-slider" and slider is not None:
+            # a position on the slider as last drawn: its steps, not the ones a tick may have added since
+            drawn = last.get("common", common)
+            wanted = drawn[int(slider)] if 0 <= int(slider) < len(drawn) else None
+        step = shown_step(common, wanted)
+        key = comparison_key(metas, step) if len(metas) >= 2 else ["fewer than two", [m["id"] for m in metas]]
+        state = {"key": key, "wanted": wanted, "common": common}
+        if key == last.get("key"):  # every second, 1-4 runs' figures: resent only when something changed
+            return [no_update] * n_out if state == last else [no_update] * (n_out - 1) + [state]
         try:
-            return comparison_view(chosen, slider, slider_max)
+            view = comparison_view(metas, common, step)
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
             return [no_update] * n_out
+        return view + [state]
 
     def metas_of(run_ids: list[str] | None) -> list[dict[str, Any]]:
-        """The runs named that still exist (one deleted meanwhile is left out: the link message names it)."""
+        """The runs named that still exist, each once (one deleted meanwhile is left out: the link message names
+        it)."""
         metas = []
-        for run_id in run_ids or []:
+        for run_id in dict.fromkeys(run_ids or []):
             try:
                 metas.append(lab.get(run_id))
             except UnknownRun:
                 continue
         return metas
 
-    def comparison_view(chosen: list[str] | None, slider: int | None, slider_max: int | None) -> list[Any]:
-        metas = metas_of(chosen)[:MAX_COMPARED]
+    def comparison_view(metas: list[dict[str, Any]], common: list[int], step: int | None) -> list[Any]:
+        """Every output but the state, showing the checkpoint `step` of `common` (None: the latest snapshots)."""
         hidden = [{"display": "none"}] * MAX_COMPARED
         # no runs to compare: the overlays go blank (runs no longer chosen, or deleted, must not stay drawn)
         blanks = [figures.empty_figure(title, "Choose two or more runs") for title in OVERLAY_TITLES]
@@ -234,9 +319,6 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                             "heatmap shows its own run's features, and mono neurons per feature divides by each run's "
                             "N.", color="info", className="py-2 small") if len(sizes) > 1 else ""
         labels = run_labels(metas)
-        common = sorted(set.intersection(*(set(m["frames"]) for m in metas)))
-        following = slider is None or slider_max is None or slider >= slider_max
-        step = None if following or slider >= len(common) else common[int(slider)]
         heatmaps = []
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
         offsets = [m["start"]["step"] if m.get("start") else 0 for m in metas]
@@ -260,9 +342,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
 
         loss = figures.overlay_figure(curves(lambda h: h["loss_steps"], lambda h: h["losses"]),
                                       "Loss (smoothed 0.9)", "loss", smoothing=0.9, x_title=x_title)
-        mono = figures.overlay_figure(curves(lambda h: h["points"].get("step", []),
-                                             lambda h: h["points"].get("mono_ratio", [])),
-                                      "Mono neurons per feature", "mono / N", reference=1.0, x_title=x_title)
+        mono = mono_overlay(labels, histories, offsets, [m["config"]["nonlinearity"] for m in metas], x_title)
         bias = figures.overlay_figure(curves(lambda h: h["points"].get("step", []),
                                              lambda h: h["points"].get("mean_bias", [])),
                                       "Mean bias", "mean bias", x_title=x_title)
@@ -272,7 +352,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         widths = [12 // len(metas)] * MAX_COMPARED
         table = results_table(lab, metas, labels, histories)
         return padded + shown + widths + [loss, mono, bias, table, message, len(common), marks,
-                                          len(common) if following else slider]
+                                          len(common) if step is None else common.index(step)]
 
     @app.callback(Output("interp-graph", "figure", allow_duplicate=True),
                   Output("interp-message", "children", allow_duplicate=True),
@@ -298,30 +378,44 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         b = b if b in chosen and b != a else next((r for r in chosen if r != a), None)
         return options, a, options, b
 
-    @app.callback(Output("interp-graph", "figure"), Output("interp-message", "children"),
-                  Input("interp-button", "n_clicks"), State("interp-a", "value"), State("interp-b", "value"),
-                  State("interp-align", "value"), prevent_initial_call=True)
-    def basin_connectivity(_clicks: int, a_id: str | None, b_id: str | None, align: bool) -> tuple[Any, Any]:
+    @app.callback(Output("interp-result", "data"), Input("interp-button", "n_clicks"), State("interp-a", "value"),
+                  State("interp-b", "value"), State("interp-align", "value"), prevent_initial_call=True)
+    def basin_connectivity(_clicks: int, a_id: str | None, b_id: str | None, align: bool) -> dict[str, Any]:
+        """The loss along the line, tagged with the pair it is for: A or B may change while it runs."""
+        def result(text: str, level: str | None = "info", figure: go.Figure | None = None) -> dict[str, Any]:
+            return {"pair": [a_id, b_id], "figure": figure, "text": text, "level": level}
+
+        try:
+            return connectivity(a_id, b_id, bool(align), result)
+        except UnknownRun as err:  # deleted between the choice and the reading
+            return result(f"Run {err.args[0] if err.args else a_id} no longer exists.", "warning",
+                          figures.empty_figure("Basin connectivity", "Not computed"))
+
+    def connectivity(a_id: str | None, b_id: str | None, align: bool, result: Any) -> dict[str, Any]:
         chosen = [r for r in (a_id, b_id) if r and lab.exists(r)]
         if len(chosen) < 2:
-            return no_update, dbc.Alert("Choose two runs first.", color="info")
+            return result("Choose two runs first.")
         if a_id == b_id:
-            return no_update, dbc.Alert("A and B are the same run: choose two different runs.", color="info")
+            return result("A and B are the same run: choose two different runs.")
         blobs = [lab.run_file(r) for r in chosen[:2]]
         if any(b is None for b in blobs):
-            return no_update, dbc.Alert("Both runs must be finished (or stopped) to have final weights.",
-                                        color="info")
+            return result("Both runs must be finished (or stopped) to have final weights.")
         try:
             a, b = (Model.from_record(load_run_file(io.BytesIO(blob))) for blob in blobs)
-            result = interpolate(a, b, points=21, align=bool(align))
+            line = interpolate(a, b, points=21, align=align)
         except (IncompatibleRuns, RunFileError) as err:
-            return figures.empty_figure("Basin connectivity", "Not computed"), alert(str(err), "warning")
-        metas = [lab.get(r) for r in chosen[:2]]
-        labels = run_labels(metas)
-        text = (f"Barrier: {result.barrier:.4f} above the worse end (ends {result.losses[0]:.4f} and "
-                f"{result.losses[-1]:.4f}).")
-        return (figures.interpolation_figure(result.alphas, result.losses, "A: " + labels[0], "B: " + labels[1],
-                                             result.aligned), html.Div(text, className="small"))
+            return result(str(err), "warning", figures.empty_figure("Basin connectivity", "Not computed"))
+        labels = run_labels([lab.get(r) for r in chosen[:2]])
+        text = (f"Barrier: {line.barrier:.4f} above the worse end (ends {line.losses[0]:.4f} and "
+                f"{line.losses[-1]:.4f}).")
+        return result(text, None, figures.interpolation_figure(line.alphas, line.losses, "A: " + labels[0],
+                                                               "B: " + labels[1], line.aligned))
+
+    @app.callback(Output("interp-graph", "figure"), Output("interp-message", "children"),
+                  Input("interp-result", "data"), State("interp-a", "value"), State("interp-b", "value"),
+                  prevent_initial_call=True)
+    def show_connectivity(result: dict[str, Any] | None, a_id: str | None, b_id: str | None) -> tuple[Any, Any]:
+        return connectivity_shown(result, a_id, b_id)
 
     @app.callback(Output("url", "pathname"), Output("url", "search", allow_duplicate=True),
                   Output("submit-message", "children", allow_duplicate=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,13 @@ from plotly.subplots import make_subplots
 from app.figures import AXIS_STYLE, LAYOUT_STYLE, ema, empty_figure, log_thin
 from core.metrics import SfaSummary, monosemantic_neurons
 
-LOG_SCALED = ("lr", "eps", "l1_reg", "bias_decay")
+# Scale knobs and the sizes the paper doubles (K_VALUES, the quick presets' N, m, batch): evenly spread on a log axis.
+LOG_SCALED = ("lr", "eps", "l1_reg", "bias_decay", "n_features", "embed_dim", "n_neurons", "batch_size", "steps")
+# The statuses whose last snapshot is a result; a failed (diverged) run's and an unfinished run's are not.
+RESULT_STATUSES = ("done", "stopped")
+# Why a run is left out of the results, in the order the note lists them.
+LEFT_OUT_AS = {"failed": "failed", "running": "still training", "paused": "paused", "interrupted": "paused",
+               "queued": "queued"}
 
 
 @dataclass
@@ -34,15 +41,20 @@ class SweepRun:
     bias: np.ndarray | None = None  # final first-layer biases
     sfa: np.ndarray | None = None
     nearly_mono_per_feature: float | None = None  # neurons with r > 0.9 / N: the signal short runs show first
+    status: str = "done"
+    positive_mono_per_feature: float | None = None  # GeLU/SoLU only: max/sum on the positive part (ALGORITHM.md)
 
 
 def value_colours(values: list[float], field: str) -> dict[float, str]:
-    """A colour per swept value along Viridis; log-spaced for learning rates and other scale knobs."""
+    """A colour per swept value along Viridis, spaced as `value_axis` spaces them: log for scale knobs, by rank
+    where that axis is categorical (0 among them: 0 and 1e-5 had one colour on a linear scale)."""
     distinct = sorted(set(values))
     if len(distinct) == 1:
         return {distinct[0]: sample_colorscale("Viridis", [0.5])[0]}
-    use_log = field in LOG_SCALED and all(v > 0 for v in distinct)
-    keys = [math.log(v) if use_log else v for v in distinct]
+    if value_axis(field, distinct)[1]:
+        keys = list(range(len(distinct)))
+    else:
+        keys = [math.log(v) if field in LOG_SCALED else v for v in distinct]
     lo, hi = min(keys), max(keys)
     positions = [0.9 * (k - lo) / (hi - lo) for k in keys]
     return dict(zip(distinct, sample_colorscale("Viridis", positions)))
@@ -100,7 +112,18 @@ SWEEP_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
 RESULT_SERIES = (("final loss", "final_loss", 1, "#2a3f5f", "solid"),
                  ("mono neurons / N (per feature)", "mono_per_feature", 2, "#1f77b4", "solid"),
                  ("mono neurons / k (per neuron)", "mono_per_neuron", 2, "#ff7f0e", "dash"),
-                 ("nearly mono (r > 0.9) / N", "nearly_mono_per_feature", 2, "#2ca02c", "dot"))
+                 ("nearly mono (r > 0.9) / N", "nearly_mono_per_feature", 2, "#2ca02c", "dot"),
+                 # GeLU/SoLU: negatives shrink the paper's sum (ALGORITHM.md); None, so not drawn, for ReLU
+                 ("mono on positive part / N (not the paper's)", "positive_mono_per_feature", 2, "#9467bd",
+                  "dashdot"))
+
+
+def left_out(runs: list[SweepRun]) -> str:
+    """Why runs are missing from the results, e.g. "1 failed, 2 still training" ("" when none is)."""
+    counts = Counter(LEFT_OUT_AS.get(r.status, r.status) for r in runs if r.status not in RESULT_STATUSES)
+    order = list(dict.fromkeys(LEFT_OUT_AS.values()))
+    return ", ".join(f"{counts[why]} {why}"
+                     for why in sorted(counts, key=lambda w: order.index(w) if w in order else len(order)))
 
 
 def value_axis(field: str, values: list[float]) -> tuple[dict, bool]:
@@ -118,14 +141,19 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
                     others: list[tuple[str, list[SweepRun]]] = ()) -> go.Figure:
     """The final loss and the mono ratios (per feature, per neuron, and neurons with r > 0.9 per feature) against the
     swept value: the paper's claims pair them ("more monosemantic, at slightly lower loss"). Mean over seeds,
-    min-max band where a value is repeated.
+    min-max band where a value is repeated. Finished runs only (done or stopped), as the parallel coordinates: a
+    diverged run's or a half-trained one's numbers are no result; the subtitle counts those left out.
 
     `others`: further sweeps of the same field, (label, runs) each, drawn over it in their own colours (the
     paper's key figure sets LR1, zero bias, beside LR3, bias -1 with decay)."""
-    groups = [(name, [r for r in group if r.mono_per_feature is not None]) for name, group in [(label, runs), *others]]
+    every = [(label, runs), *others]
+    note = left_out([r for _, group in every for r in group])
+    groups = [(name, [r for r in group if r.status in RESULT_STATUSES and r.mono_per_feature is not None])
+              for name, group in every]
     groups = [(name, group) for name, group in groups if group]
     if not groups:
-        return empty_figure("Results against the swept value", "Available once runs have snapshots")
+        return empty_figure("Results against the swept value",
+                            f"Available once runs finish ({note})" if note else "Available once runs have snapshots")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Final loss (last 5% of steps)", "Monosemanticity"))
     overlaid = len(groups) > 1
     x_axis, categorical = value_axis(field, [r.value for _, group in groups for r in group])
@@ -152,8 +180,9 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
     repeats = any(len(group) > len({r.value for r in group}) for _, group in groups)
     title = (f"Results against {field}: " + " vs ".join(name for name, _ in groups) if overlaid
              else f"Results against {field}") + (" (mean, min-max over seeds)" if repeats else "")
-    fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
-                      title={"text": title, "font": {"size": 14}},
+    subtitle = {"subtitle": {"text": f"not shown: {note}", "font": {"size": 11, "color": "#6c757d"}}} if note else {}
+    fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 90 if note else 70}},
+                      title={"text": title, "font": {"size": 14}, **subtitle},
                       # beside the mono panel it names: inside, its entries (eight with two sweeps) hid the curves
                       legend={"x": 1.02, "y": 1.0, "xanchor": "left", "yanchor": "top", "groupclick": "toggleitem"})
     fig.update_xaxes(**AXIS_STYLE, **x_axis, title_text=field)
@@ -209,9 +238,23 @@ def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.
     return fig
 
 
-def mono_counts(sfa: np.ndarray) -> tuple[float, float, float]:
-    """(mono neurons / N, mono neurons / k, neurons with r > 0.9 / N, as the Train page plots it) of an SFA matrix."""
+def mono_counts(sfa: np.ndarray) -> tuple[float, float, float, float]:
+    """(mono neurons / N, mono neurons / k, neurons with r > 0.9 / N, as the Train page plots it, and mono neurons on
+    the positive part / N, as SfaSummary counts it) of an SFA matrix."""
     count = float(monosemantic_neurons(sfa).sum())
-    nearly = float(SfaSummary.of(sfa).nearly_mono_neurons)
-    return count / sfa.shape[1], count / sfa.shape[0], nearly / sfa.shape[1]
+    summary = SfaSummary.of(sfa)
+    return (count / sfa.shape[1], count / sfa.shape[0], summary.nearly_mono_neurons / sfa.shape[1],
+            summary.positive_mono_ratio)
+
+
+def heatmap_run(runs: list[SweepRun], value: float) -> SweepRun:
+    """The run whose heatmap stands for a value: the first seed with a snapshot (another may still be queued),
+    one that did not fail where there is one."""
+    return min((r for r in runs if r.value == value), key=lambda r: (r.sfa is None, r.status == "failed"))
+
+
+def heatmap_title(field: str, run: SweepRun, several_seeds: bool) -> str:
+    """E.g. "lr=0.03 (seed 1) (failed)": a diverged run's heatmap must not read as a result."""
+    return (f"{field}={run.value:g}" + (f" (seed {run.seed})" if several_seeds else "")
+            + (" (failed)" if run.status == "failed" else ""))
 

@@ -204,7 +204,8 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]], histories: bool = True) ->
         history = lab.history(meta["id"]) if histories else EMPTY_HISTORY
         points = history["points"]
         snapshot = lab.latest_snapshot(meta["id"])
-        per_feature, per_neuron, nearly = sweep_figures.mono_counts(snapshot["sfa"]) if snapshot else (None,) * 3
+        per_feature, per_neuron, nearly, positive = (sweep_figures.mono_counts(snapshot["sfa"]) if snapshot
+                                                     else (None,) * 4)
         runs.append(
             sweep_figures.SweepRun(
                 value=float(meta["sweep"]["value"]),
@@ -221,6 +222,9 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]], histories: bool = True) ->
                 bias=snapshot["bias"] if snapshot else None,
                 sfa=snapshot["sfa"] if snapshot else None,
                 nearly_mono_per_feature=nearly,
+                status=meta["status"],
+                # the paper's max/sum can pass 0.999 by accident where GeLU/SoLU go negative: shown beside it
+                positive_mono_per_feature=positive if meta["config"]["nonlinearity"] != "relu" else None,
             )
         )
     return runs
@@ -424,21 +428,22 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         heatmaps = []
         for i in range(HEATMAPS):
             if i < len(chosen):
-                run = next(r for r in runs if r.value == chosen[i])
+                run = sweep_figures.heatmap_run(runs, chosen[i])
                 several_seeds = len({r.seed for r in runs if r.value == chosen[i]}) > 1
-                title = f"{field}={chosen[i]:g}" + (f" (seed {run.seed})" if several_seeds else "")
-                heatmaps.append(figures.sfa_heatmap(run.sfa, title=title))
+                heatmaps.append(figures.sfa_heatmap(run.sfa, title=sweep_figures.heatmap_title(field, run,
+                                                                                               several_seeds)))
             else:
                 heatmaps.append(figures.empty_figure("", "Fewer than three values"))
-        finished = {m["id"] for m in metas if m["status"] in ("done", "stopped")}  # results, not work in progress
         rows = [{field: r.value, "seed": r.seed, "final_loss": r.final_loss, "mono_ratio": r.mono_per_feature,
                  "mean_bias": None if r.bias is None else float(np.mean(r.bias))}
-                for r, meta in zip(runs, metas) if meta["id"] in finished]
-        return [
+                for r in runs if r.status in sweep_figures.RESULT_STATUSES]  # results, not work in progress
+        shown = [
             sweep_figures.training_panels(runs, field),
             sweep_figures.metric_vs_value(runs, field, sweep_label(sweep_id, sweeps), others),
             sweep_figures.sorted_biases(runs, field),
             *heatmaps,
             sweep_figures.parallel_coordinates(rows, [field, "seed"]),
-            key,
         ]
+        for fig in shown:  # zoom and hidden traces are kept while this sweep is shown, not carried to another
+            fig.layout.uirevision = sweep_id
+        return [*shown, key]

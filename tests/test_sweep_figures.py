@@ -95,3 +95,51 @@ def test_training_panels_of_queued_runs_say_they_are_queued():
     queued = [dataclasses.replace(run(v), loss_steps=np.zeros(0), losses=np.zeros(0)) for v in (0.0, -1.0)]
     fig = sf.training_panels(queued, "init_bias")
     assert fig.data == () and "2 runs queued" in fig.layout.annotations[0].text
+
+
+def test_results_show_finished_runs_only_and_count_those_left_out():
+    runs = [run(0.003, mono=0.1), dataclasses.replace(run(0.01, mono=0.9), status="failed"),
+            dataclasses.replace(run(0.03, mono=0.8), status="running"), run(0.001, mono=0.2),
+            dataclasses.replace(run(0.001, seed=1, mono=0.6), status="stopped")]
+    fig = sf.metric_vs_value(runs, "lr")
+    mono = next(t for t in fig.data if t.name == "mono neurons / N (per feature)")
+    assert list(mono.x) == [0.001, 0.003] and list(mono.y) == [0.4, 0.1]  # a stopped run is a result too
+    assert fig.layout.title.subtitle.text == "not shown: 1 failed, 1 still training"
+    assert sf.metric_vs_value([run(0.001), run(0.003)], "lr").layout.title.subtitle.text is None
+    training = [dataclasses.replace(run(v), status="running") for v in (0.001, 0.003)]
+    waiting = sf.metric_vs_value(training, "lr")
+    assert waiting.data == () and waiting.layout.annotations[0].text == "Available once runs finish (2 still training)"
+
+
+def test_zero_and_the_smallest_value_get_colours_as_far_apart_as_their_places_on_the_axis():
+    colours = sf.value_colours([0.0, 1e-5, 1e-4, 1e-3, 1e-2], "l1_reg")  # RG1: a categorical axis, by rank
+    assert colours[1e-5] == sf.sample_colorscale("Viridis", [0.225])[0]
+    assert len(set(colours.values())) == 5
+    neurons = sf.value_colours([128, 256, 512, 1024], "n_neurons")  # K batches double k: log-spaced
+    assert neurons[256] == sf.sample_colorscale("Viridis", [0.3])[0]
+    assert sf.metric_vs_value([run(v) for v in (128, 256, 512)], "n_neurons").layout.xaxis.type == "log"
+
+
+def test_a_value_s_heatmap_is_a_seed_with_a_snapshot_and_a_failed_run_says_so():
+    queued = dataclasses.replace(run(0.01, seed=0), sfa=None, status="queued")
+    failed = dataclasses.replace(run(0.01, seed=1), status="failed")
+    chosen = sf.heatmap_run([queued, failed, run(0.03)], 0.01)
+    assert chosen is failed
+    assert sf.heatmap_run([queued, failed, run(0.01, seed=2)], 0.01).seed == 2  # a finished seed rather
+    assert sf.heatmap_title("lr", chosen, several_seeds=True) == "lr=0.01 (seed 1) (failed)"
+    assert sf.heatmap_title("lr", run(0.03), several_seeds=False) == "lr=0.03"
+
+
+def test_gelu_sweeps_show_the_positive_part_ratio_beside_the_paper_s():
+    relu = sf.metric_vs_value([run(0.0), run(-1.0)], "init_bias")
+    assert not any("positive part" in t.name for t in relu.data)
+    gelu = [dataclasses.replace(run(v), positive_mono_per_feature=p) for v, p in ((0.0, 0.05), (-1.0, 0.25))]
+    fig = sf.metric_vs_value(gelu, "init_bias")
+    positive = next(t for t in fig.data if t.name == "mono on positive part / N (not the paper's)")
+    assert positive.xaxis == "x2" and list(positive.y) == [0.25, 0.05]
+
+
+def test_mono_counts_include_the_positive_part_ratio():
+    sfa = np.array([[1.0, 0.5, -0.5], [0.2, 0.2, 0.2]])  # neuron 0: max/sum = 1 only because of the negative
+    per_feature, _, _, positive = sf.mono_counts(sfa)
+    assert per_feature == 1 / 3 and positive == 0.0  # on the positive part, 1 / 1.5

@@ -1,0 +1,201 @@
+"""The Compare and Sweeps pages' callbacks and the sweeps API, through Dash's and Flask's endpoints (no browser, no
+worker: runs are written into the store as a worker would leave them)."""
+
+import base64
+from typing import Any
+
+import numpy as np
+import pytest
+from dash import no_update
+
+from app import create_app
+from app.compare_page import connectivity_shown, mono_overlay, selected_runs, shown_step
+from core.config import RunConfig
+from core.jobs import Lab, UnknownRun
+from core.store import DiskStore
+from core.sweep import preset_sweep
+
+TINY = RunConfig(n_features=4, embed_dim=2, n_neurons=3, eps=1 / 8, batch_size=32, steps=64, snapshot_every=16,
+                 lr=0.01, device="cpu")
+
+
+@pytest.fixture
+def lab(tmp_path):
+    return Lab(DiskStore(tmp_path / "data"))
+
+
+@pytest.fixture
+def app(lab):
+    return create_app(lab)
+
+
+def trained(lab: Lab, run_id: str, frames: list[int], status: str = "done") -> str:
+    """Give a run the checkpoints `frames` and a latest snapshot, as a worker leaves them."""
+    for step in frames:
+        lab.store.set(f"frame/{run_id}/{step}", np.eye(3, 4, dtype=np.float32))
+    lab.store.set(f"sfa/{run_id}", {"step": frames[-1], "sfa": np.eye(3, 4, dtype=np.float32),
+                                    "bias": np.zeros(3, dtype=np.float32)})
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "status": status, "frames": frames, "step": frames[-1]})
+    return run_id
+
+
+def call(app: Any, output_part: str, values: dict[str, Any], changed: list[str]) -> tuple[int, dict[str, Any]]:
+    """Run the callback whose outputs include `output_part` and whose inputs the first of `changed`, as the browser
+    would, with `values` by "id.property"; returns (status, {id: {property: value}} of what it sent: {} for
+    nothing)."""
+    output = next(o for o, spec in app.callback_map.items() if output_part in o and changed[0] in
+                  [f"{i['id']}.{i['property']}" for i in spec["inputs"]])
+    spec = app.callback_map[output]
+    outputs = [{"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1].split("@")[0]}
+               for part in output.strip(".").split("...")]
+    given = [[{**item, "value": values.get(f"{item['id']}.{item['property']}")} for item in spec[kind]]
+             for kind in ("inputs", "state")]
+    answer = app.server.test_client().post("/_dash-update-component", json={
+        "output": output, "outputs": outputs if len(outputs) > 1 else outputs[0], "inputs": given[0],
+        "state": given[1], "changedPropIds": changed})
+    body = answer.get_json() if answer.status_code == 200 else {}
+    return answer.status_code, body.get("response", {})
+
+
+def numbers(sent: Any) -> list[float]:
+    """A figure's array as the browser gets it (a typed array: base64 of its bytes)."""
+    if isinstance(sent, dict):
+        return np.frombuffer(base64.b64decode(sent["bdata"]), dtype=sent["dtype"]).tolist()
+    return list(sent)
+
+
+def titles(sent: dict[str, Any], prefix: str, count: int) -> list[str]:
+    return [sent[f"{prefix}-{i}"]["figure"]["layout"]["title"]["text"] for i in range(count)]
+
+
+# --- Compare ---------------------------------------------------------------------------------------------------
+
+
+def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_changing_nothing_sends_nothing(lab, app):
+    a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32, 48, 64]) for v in (0.0, -1.0))
+    c = trained(lab, lab.submit(TINY.replace(init_bias=-2.0)), [16, 32])
+    page = {"url.pathname": "/compare", "compare-runs.value": [a, b], "tick.n_intervals": 1}
+    status, sent = call(app, "compare-state.data", page, ["compare-runs.value"])
+    assert status == 200 and sent["compare-slider"] == {"max": 4, "marks": sent["compare-slider"]["marks"],
+                                                        "value": 4}  # latest
+    state = sent["compare-state"]["data"]
+    # the user picks step 48 (position 2)
+    _, sent = call(app, "compare-state.data", {**page, "compare-slider.value": 2, "compare-state.data": state},
+                   ["compare-slider.value"])
+    assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
+    state = sent["compare-state"]["data"]
+    # nothing changed: nothing is sent (the figures were ~900 KB a second for four long runs)
+    assert call(app, "compare-state.data", {**page, "compare-slider.value": 2, "compare-state.data": state},
+                ["tick.n_intervals"])[1] == {}
+    # a run with checkpoints up to 32 joins: position 2 would now be beyond its steps; 32 is the nearest below 48
+    _, sent = call(app, "compare-state.data", {**page, "compare-runs.value": [a, b, c], "compare-slider.value": 2,
+                                               "compare-state.data": state}, ["compare-runs.value"])
+    assert sent["compare-slider"]["value"] == 1 and sent["compare-slider"]["max"] == 2
+    assert all(t.endswith("step 32") for t in titles(sent, "compare-heatmap", 3))
+    state = sent["compare-state"]["data"]
+    # and it leaves: back to the step chosen
+    _, sent = call(app, "compare-state.data", {**page, "compare-slider.value": 1, "compare-state.data": state},
+                   ["compare-runs.value"])
+    assert sent["compare-slider"]["value"] == 2
+    assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
+    # a run that trains on is redrawn
+    lab.store.set(f"meta/{a}", {**lab.get(a), "step": 65})
+    assert "compare-loss" in call(app, "compare-state.data", {**page, "compare-slider.value": 2,
+                                                              "compare-state.data": sent["compare-state"]["data"]},
+                                  ["tick.n_intervals"])[1]
+
+
+def test_nearest_common_step_at_or_below_the_chosen_one():
+    assert shown_step([16, 32], 48) == 32 and shown_step([16, 32, 48], 48) == 48
+    assert shown_step([64, 128], 48) == 64  # none below: the first
+    assert shown_step([16, 32], None) is None and shown_step([], 48) is None  # the latest snapshots
+
+
+def test_a_link_names_each_run_once_and_says_when_it_names_more_than_four(lab, app):
+    ids = [lab.submit(TINY.replace(seed=s)) for s in range(6)]
+    assert selected_runs(f"?runs={ids[0]},{ids[0]},{ids[1]}") == [ids[0], ids[1]]
+    page = {"url.pathname": "/compare"}
+    _, sent = call(app, "compare-link-message.children", {**page, "url.search": f"?runs={ids[0]},{ids[0]}"},
+                   ["url.search"])
+    assert sent["compare-runs"]["value"] == [ids[0]]
+    _, sent = call(app, "compare-link-message.children", {**page, "url.search": "?runs=" + ",".join(ids)},
+                   ["url.search"])
+    assert sent["compare-runs"]["value"] == ids[:4]
+    assert "up to 4 runs" in str(sent["compare-link-message"]["children"])
+    assert "the first 4 are shown" in str(sent["compare-link-message"]["children"])
+
+
+def test_a_connectivity_result_for_another_pair_is_not_shown():
+    result = {"pair": ["a", "b"], "figure": {"data": []}, "text": "Barrier: 0.0100 above the worse end.",
+              "level": None}
+    figure, message = connectivity_shown(result, "a", "b")
+    assert figure == {"data": []} and "Barrier" in str(message)
+    for a, b in (("a", "c"), ("b", "a")):  # A or B changed while it ran: what the page shows stays
+        assert connectivity_shown(result, a, b) == (no_update, no_update)
+
+
+def test_a_gelu_run_s_mono_curve_has_its_positive_part_beside_it():
+    points = {"step": np.array([16, 32]), "mono_ratio": np.array([0.5, 0.6]),
+              "positive_mono_ratio": np.array([0.25, 0.3])}
+    fig = mono_overlay(["gelu run", "relu run"], [{"points": points}] * 2, [0, 0], ["gelu", "relu"], "step")
+    assert [t.name for t in fig.data] == ["gelu run", "relu run", "gelu run (positive part, not the paper's)"]
+    assert list(fig.data[2].y) == pytest.approx([0.25, 0.3]) and fig.data[2].line.color == fig.data[0].line.color
+
+
+def test_connectivity_of_a_run_deleted_meanwhile_names_it(lab, app, monkeypatch):
+    a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16]) for v in (0.0, -1.0))
+
+    def deleted(run_id: str) -> bytes:
+        raise UnknownRun(b)
+
+    monkeypatch.setattr(lab, "run_file", deleted)
+    status, sent = call(app, "interp-result.data", {"interp-a.value": a, "interp-b.value": b,
+                                                    "interp-button.n_clicks": 1}, ["interp-button.n_clicks"])
+    result = sent["interp-result"]["data"]
+    assert status == 200 and result["pair"] == [a, b] and result["text"] == f"Run {b} no longer exists."
+    _, shown = call(app, "interp-message.children", {"interp-result.data": result, "interp-a.value": a,
+                                                     "interp-b.value": b}, ["interp-result.data"])
+    assert f"Run {b} no longer exists." in str(shown["interp-message"]["children"])
+    assert call(app, "interp-message.children", {"interp-result.data": result, "interp-a.value": a,
+                                                 "interp-b.value": "other"}, ["interp-result.data"])[1] == {}
+
+
+# --- Sweeps ----------------------------------------------------------------------------------------------------
+
+
+def test_sweep_figures_leave_out_a_failed_run_name_it_on_its_heatmap_and_keep_zoom_per_sweep(lab, app):
+    sweep = preset_sweep("quick-zero-bias", "quick", ["0.003", "0.01", "0.03"], 2, "lr")
+    ids = lab.submit_sweep(sweep)
+    seeds: dict[float, list[tuple[int, str]]] = {}  # each value's (seed, run), first seed first
+    for meta in sorted(map(lab.get, ids), key=lambda m: m["config"]["seed"]):
+        seeds.setdefault(meta["sweep"]["value"], []).append((meta["config"]["seed"], meta["id"]))
+    for value, runs in seeds.items():
+        for n, (_seed, run_id) in enumerate(runs):
+            # 0.003's first seed still queued: the second's heatmap stands for it; both of 0.01's failed; 0.03's
+            # second failed and its first is still training
+            status = {(0.003, 0): None, (0.01, 0): "failed", (0.01, 1): "failed", (0.03, 0): "running",
+                      (0.03, 1): "failed"}.get((value, n), "done")
+            if status:
+                trained(lab, run_id, [256], status)
+    sweep_id = lab.get(ids[0])["sweep"]["id"]
+    status, sent = call(app, "sweep-state.data", {"url.pathname": "/sweeps", "sweep-select.value": sweep_id},
+                        ["sweep-select.value"])
+    assert status == 200
+    heatmaps = titles(sent, "sweep-heatmap", 3)
+    assert heatmaps[0] == f"lr=0.003 (seed {seeds[0.003][1][0]})"
+    assert heatmaps[1] == f"lr=0.01 (seed {seeds[0.01][0][0]}) (failed)"
+    assert heatmaps[2] == f"lr=0.03 (seed {seeds[0.03][0][0]})"  # a run training rather than a failed one
+    results = sent["sweep-mono-vs-value"]["figure"]
+    assert results["layout"]["title"]["subtitle"]["text"] == "not shown: 3 failed, 1 still training, 1 queued"
+    mono = next(t for t in results["data"] if t.get("name") == "mono neurons / N (per feature)")
+    assert numbers(mono["x"]) == [0.003]  # the only value with a finished seed
+    assert {sent[graph]["figure"]["layout"]["uirevision"] for graph in sent if graph != "sweep-state"} == {sweep_id}
+
+
+# --- API -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", [["LR1"], {"name": "LR1"}])
+def test_a_sweep_preset_that_is_not_a_name_is_refused_naming_it(app, preset):
+    answer = app.server.test_client().post("/api/sweeps", json={"preset": preset, "scale": "quick"})
+    assert answer.status_code == 400 and "preset must be a paper batch" in answer.get_json()["errors"]["preset"]
