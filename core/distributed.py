@@ -27,7 +27,7 @@ from typing import Any
 from celery import Celery, signals
 
 from core.config import env_setting
-from core.jobs import Lab, WorkerId
+from core.jobs import JobLost, Lab, WorkerId
 from core.redis_store import RedisStore
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -161,8 +161,6 @@ def train_job(job_id: str) -> str:
 
     from core.worker import JobRunner
 
-    threads, checkpoint_seconds = worker_settings()
-    torch.set_num_threads(threads)
     lab = lab_for()
     me = WorkerId.here()
     job = lab.claim_job(job_id, me, is_dead=is_dead_here)
@@ -170,7 +168,13 @@ def train_job(job_id: str) -> str:
         return f"job {job_id}: nothing to do (taken, finished or deleted)"
     log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
     try:
+        # read after the claim: a bad LAB_THREADS then fails the runs with its message in the app (a task that
+        # refused before claiming left them queued, with nothing said)
+        threads, checkpoint_seconds = worker_settings()
+        torch.set_num_threads(threads)
         JobRunner(lab, job_id, job["runs"], WorkerShuttingDown(lab), checkpoint_seconds, worker=me).run()
+    except JobLost as lost:  # handed on, or its runs deleted, before it started training
+        log.warning("%s: this worker lets it go", lost)
     except Exception as err:  # a failing run must not take the worker down
         log.exception("job %s failed", job_id)
         from core.store import now

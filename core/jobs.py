@@ -86,6 +86,9 @@ class InvalidConfig(ValueError):
         super().__init__("; ".join(errors.values()))
         self.errors = errors
 
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, it reaches its parent whole
+        return InvalidConfig, (self.errors,)
+
 
 @dataclass(frozen=True)
 class WorkerId:
@@ -164,13 +167,24 @@ class Lab:
         them; `sweeps` and `starts` as for submit_group. Returns the run ids in the order of `configs`."""
         if too_many := self.too_many_runs(len(configs)):
             raise InvalidConfig({"runs": too_many})
-        if self.queued_run_count() + len(configs) > self.max_queued:
-            raise QueueFull(f"the queue is full: {len(configs)} runs asked for, {self.queued_run_count()} are "
-                            f"waiting (limit {self.max_queued}); wait for some to finish or stop queued runs")
+        jobs = batched_jobs(configs)
+        for job in jobs:
+            self._check_group([configs[i] for i in job])
         ids: dict[int, str] = {}
-        for job in batched_jobs(configs):
-            ids.update(zip(job, self.submit_group(*(None if items is None else [items[i] for i in job]
-                                                    for items in (configs, labels, sweeps, starts)))))
+        queued: list[str] = []
+        # one transaction for every job: another client's submit in between must not leave half a sweep queued
+        with self.store.transaction():
+            waiting = self.queued_run_count()
+            if waiting + len(configs) > self.max_queued:
+                raise QueueFull(f"the queue is full: {len(configs)} runs asked for, {waiting} are waiting (limit "
+                                f"{self.max_queued}); wait for some to finish or stop queued runs")
+            for job in jobs:
+                job_id, run_ids = self._queue_group(*(None if items is None else [items[i] for i in job]
+                                                      for items in (configs, labels, sweeps, starts)))
+                ids.update(zip(job, run_ids))
+                queued.append(job_id)
+        for job_id in queued:  # after the commit: a Celery task must find its job queued
+            self.dispatch(job_id)
         return [ids[i] for i in range(len(configs))]
 
     def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,
@@ -180,6 +194,17 @@ class Lab:
 
         `sweeps` optionally tags each run with its sweep ({"id", "name", "field", "value"}); `starts` gives a
         continued run where it came from ({"run", "label", "step"}) and its starting weights."""
+        self._check_group(configs)
+        with self.store.transaction():
+            waiting = self.queued_run_count()
+            if waiting + len(configs) > self.max_queued:
+                raise QueueFull(f"the queue is full: {waiting} runs are waiting (limit {self.max_queued}); "
+                                "wait for some to finish or stop queued runs")
+            job_id, run_ids = self._queue_group(configs, labels, sweeps, starts)
+        self.dispatch(job_id)
+        return run_ids
+
+    def _check_group(self, configs: list[RunConfig]) -> None:
         if not configs:
             raise ValueError("nothing to submit")
         for config in configs:
@@ -188,30 +213,29 @@ class Lab:
                 raise InvalidConfig(errors)
         if len({batch_key(c) for c in configs}) != 1:
             raise ValueError("runs submitted together must share all array shapes; submit them separately")
+
+    def _queue_group(self, configs: list[RunConfig], labels: list[str] | None,
+                     sweeps: list[dict[str, Any]] | None,
+                     starts: list[tuple[dict[str, Any], bytes] | None] | None) -> tuple[str, list[str]]:
+        """Write one job and its runs to the queue (inside the caller's transaction); returns (job id, run ids)."""
         labels = labels or [""] * len(configs)
         job_id = new_id()
         run_ids = [new_id() for _ in configs]
-        with self.store.transaction():
-            waiting = self.queued_run_count()
-            if waiting + len(configs) > self.max_queued:
-                raise QueueFull(f"the queue is full: {waiting} runs are waiting (limit {self.max_queued}); "
-                                "wait for some to finish or stop queued runs")
-            for i, (run_id, config, label) in enumerate(zip(run_ids, configs, labels)):
-                self.store.set(f"meta/{run_id}", {
-                    "sweep": sweeps[i] if sweeps else None,
-                    "id": run_id, "job": job_id, "label": label, "config": config.to_dict(), "status": "queued",
-                    "created": now(), "started": None, "finished": None, "step": 0, "steps": config.steps,
-                    "eta_seconds": None, "steps_per_second": None, "loss": None, "mono_ratio": None,
-                    "mean_bias": None, "lr": config.lr, "error": None, "chunks": 0, "frames": [], "note": None,
-                    "start": starts[i][0] if starts and starts[i] else None,
-                })
-                if starts and starts[i]:
-                    self.store.set(f"start/{run_id}", starts[i][1])
-            self.store.set(f"job/{job_id}", {"runs": run_ids, "control": None, "worker": None, "heartbeat": None})
-            self.store.set("index", self.store.get("index", []) + run_ids)
-            self.store.set("queue", self.store.get("queue", []) + [job_id])
-        self.dispatch(job_id)
-        return run_ids
+        for i, (run_id, config, label) in enumerate(zip(run_ids, configs, labels)):
+            self.store.set(f"meta/{run_id}", {
+                "sweep": sweeps[i] if sweeps else None,
+                "id": run_id, "job": job_id, "label": label, "config": config.to_dict(), "status": "queued",
+                "created": now(), "started": None, "finished": None, "step": 0, "steps": config.steps,
+                "eta_seconds": None, "steps_per_second": None, "loss": None, "mono_ratio": None,
+                "mean_bias": None, "lr": config.lr, "error": None, "chunks": 0, "frames": [], "note": None,
+                "start": starts[i][0] if starts and starts[i] else None,
+            })
+            if starts and starts[i]:
+                self.store.set(f"start/{run_id}", starts[i][1])
+        self.store.set(f"job/{job_id}", {"runs": run_ids, "control": None, "worker": None, "heartbeat": None})
+        self.store.set("index", self.store.get("index", []) + run_ids)
+        self.store.set("queue", self.store.get("queue", []) + [job_id])
+        return job_id, run_ids
 
     def config_errors(self, config: RunConfig) -> dict[str, str]:
         """The config's own problems, and a device this lab's workers lack."""
@@ -351,12 +375,31 @@ class Lab:
                 if was_stopping:  # paused instead: it keeps its checkpoint, and resumes as any paused run
                     job["control"] = None
                     self.store.set(f"job/{job_id}", job)
-                self._set_status(self._unfinished(job), target, finished=now() if target == "stopped" else None,
+                unfinished = self._unfinished(job)
+                self._set_status(unfinished, target, finished=now() if target == "stopped" else None,
                                  **({"note": None} if was_stopping else {}))
-                if target == "stopped":  # it never trained: nothing to keep
+                if target == "stopped":  # no checkpoint: nothing it learnt was kept
                     self.forget_checkpoint(job_id)
+                    self._rewind_to_start(unfinished)
         if handed_on:
             self.dispatch(job_id)
+
+    def _rewind_to_start(self, run_ids: list[str]) -> None:
+        """Runs stopped with no checkpoint (their worker was lost before its first): the steps they showed were not
+        saved, so they show none, as a run stopped before it trained (Continue and the inspector then agree)."""
+        for run_id in dict.fromkeys(run_ids):
+            meta = self.store.get(f"meta/{run_id}")
+            if meta is None or meta["step"] == 0:
+                continue
+            for n in range(meta["chunks"]):
+                self.store.delete(f"chunk/{run_id}/{n}")
+            for frame_step in meta["frames"]:
+                self.store.delete(f"frame/{run_id}/{frame_step}")
+            self.store.delete(f"sfa/{run_id}")
+            meta.update(step=0, chunks=0, frames=[], loss=None, mono_ratio=None, mean_bias=None, eta_seconds=None,
+                        steps_per_second=None, history_epoch=meta.get("history_epoch", 0) + 1,
+                        note=f"its {meta['step']:,} steps were lost with its worker, before their first checkpoint")
+            self.store.set(f"meta/{run_id}", meta)
 
     def _unfinished(self, job: dict[str, Any]) -> list[str]:
         """The job's runs a control acts on: not those done, stopped or failed (a run that diverged in it)."""
@@ -398,9 +441,10 @@ class Lab:
                 if self._unqueue(job_id) or job["worker"] is None:
                     self.store.delete(f"job/{job_id}")
                     self.forget_checkpoint(job_id)
-                else:
+                else:  # its worker stops it; if that worker is gone, recover() removes it
                     job["control"] = "stop"
                     self.store.set(f"job/{job_id}", job)
+                    self.store.set("emptied", self.store.get("emptied", []) + [job_id])
             else:
                 self.store.set(f"job/{job_id}", job)
             self.store.delete(f"meta/{run_id}")
@@ -515,18 +559,41 @@ class Lab:
             if job is None:
                 self._set_status([meta["id"]], "failed", error="its job record was lost", finished=now())
                 continue
-            worker, beat = job.get("worker"), job.get("heartbeat") or 0
-            dead = worker is None or (is_alive is not None and not is_alive(worker))
-            if dead or now() - beat > HEARTBEAT_TIMEOUT:
+            if self._lost(job, is_alive):
                 with self.store.transaction():
                     job = self.store.get(f"job/{meta['job']}")
-                    if job is None or job.get("worker") != worker:
+                    if job is None or not self._lost(job, is_alive):  # a heartbeat came while it waited
                         continue
                     lost += job["runs"]
                     status = "queued" if auto_resume else "interrupted"
                     step = self._checkpoint_step(meta["job"])
                     self.release(meta["job"], status, note=f"interrupted; resumed from step {step}")
+        self._remove_emptied(is_alive)
         return lost
+
+    @staticmethod
+    def _lost(job: dict[str, Any], is_alive: Any) -> bool:
+        worker, beat = job.get("worker"), job.get("heartbeat") or 0
+        return (worker is None or (is_alive is not None and not is_alive(worker))
+                or now() - beat > HEARTBEAT_TIMEOUT)
+
+    def _remove_emptied(self, is_alive: Any) -> None:
+        """Jobs whose every run was deleted while a worker held them: gone once that worker is (else their record
+        and checkpoint stayed forever, as no run leads to them)."""
+        if not self.store.get("emptied"):
+            return
+        with self.store.transaction():
+            kept = []
+            for job_id in self.store.get("emptied", []):
+                job = self.store.get(f"job/{job_id}")
+                if job is None or job["runs"]:  # released by its worker, or (never) given runs again
+                    continue
+                if job.get("worker") is not None and not self._lost(job, is_alive):
+                    kept.append(job_id)
+                    continue
+                self.store.delete(f"job/{job_id}")
+                self.forget_checkpoint(job_id)
+            self.store.set("emptied", kept)
 
     def forget_checkpoint(self, job_id: str) -> None:
         self.store.delete(f"ckpt/{job_id}")

@@ -151,6 +151,9 @@ class RedisStore:
                     pipe.delete(PREFIX + key)
                 else:
                     pipe.set(PREFIX + key, encode(value))
+            # the lock may have expired while the values were encoded (large checkpoints), and another process
+            # written since: then nothing is written (LockNotOwnedError) rather than its writes overwritten
+            lock.reacquire()
             pipe.execute()
         finally:
             self._local.depth, self._local.buffer = 0, None

@@ -28,7 +28,7 @@ import torch
 
 from core.config import RunConfig
 from core.continuation import weights_from_bytes
-from core.jobs import JobLost, Lab, WorkerId
+from core.jobs import HEARTBEAT_TIMEOUT, JobLost, Lab, WorkerId, current
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
 from core.store import DiskStore, now
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 CONTROL_EVERY = 0.25  # seconds between checks of stop / pause / delete
 SNAPSHOT_EVERY_SECONDS = 1.0
 CHECKPOINT_EVERY_SECONDS = 10.0
+HEARTBEAT_EVERY = HEARTBEAT_TIMEOUT / 4  # seconds between the heartbeat thread's beats
 MAX_PERIODIC_FRAMES = 32
 FLOAT16_MAX = 65504.0
 
@@ -96,8 +97,13 @@ class JobRunner:
             self.run_ids = list(saved_ids)
             self.configs = [RunConfig(**config) for config in state["configs"]]
         else:
-            self.run_ids = list(run_ids)
-            self.configs = [RunConfig(**lab.get(r)["config"]) for r in run_ids]
+            metas = [self.store.get(f"meta/{r}") for r in run_ids]
+            # runs deleted since the claim are left out: the rest still train (no run would have weights to keep)
+            self.run_ids = [r for r, meta in zip(run_ids, metas) if meta is not None]
+            self.configs = [RunConfig(**current(meta)["config"]) for meta in metas if meta is not None]
+            if not self.run_ids:
+                self.lab.release(job_id, "stopped", worker=self.worker)
+                raise JobLost(f"job {job_id}: every run was deleted before it started")
         blobs = [self.store.get(f"start/{run_id}") for run_id in self.run_ids]  # continued runs' starts
         self.trainer = Trainer(self.configs, starts=[None if b is None else weights_from_bytes(b) for b in blobs])
         self.log2_seen = [0] * len(self.run_ids)
@@ -125,11 +131,14 @@ class JobRunner:
                     return
                 log.warning("job %s restarts from step 0: %s", self.job_id, err)
                 note = f"restarted from step 0: its checkpoint was written by an earlier engine ({err})"
-                self.lab.forget_checkpoint(self.job_id)
             self.log2_seen = [len(m) for m in self.trainer.log2_models]
         step = self.trainer.step
         sfa = None
         with self.store.transaction():
+            # a runner slow to start may find its job handed on: it must not rewind the new owner's history
+            self.lab.check_owner(self.job_id, self.worker)
+            if note:
+                self.lab.forget_checkpoint(self.job_id)
             for r, run_id in enumerate(self.run_ids):
                 meta = self.store.get(f"meta/{run_id}")
                 if meta is None:
@@ -254,10 +263,27 @@ class JobRunner:
     # --- the loop ---
     def run(self) -> None:
         """Train to the end or to a control; a worker that finds its job handed on (JobLost) just lets go."""
+        finished = threading.Event()
+        beating = threading.Thread(target=self._beat, args=(finished,), name="lab-heartbeat", daemon=True)
+        beating.start()
         try:
             self._train()
         except JobLost as lost:
             log.warning("%s: this worker stops training it", lost)
+        finally:
+            finished.set()
+            beating.join()
+
+    def _beat(self, finished: threading.Event) -> None:
+        """Heartbeats while a step, a checkpoint or a run file takes long (a large config's step can take a minute
+        on a CPU): the training loop beats only between steps, and a live worker must not be judged lost."""
+        while not finished.wait(HEARTBEAT_EVERY):
+            try:
+                self.lab.heartbeat(self.job_id, self.worker)
+            except JobLost:
+                return  # the training loop finds it out at its next look
+            except Exception:  # the store away for a moment: the next beat tries again
+                log.exception("heartbeat of job %s failed", self.job_id)
 
     def _release(self, status: str, **fields: Any) -> None:
         self.lab.release(self.job_id, status, worker=self.worker, **fields)
@@ -352,6 +378,8 @@ def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPO
         log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
         try:
             JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds, worker=me).run()
+        except JobLost as lost:  # handed on, or its runs deleted, before it started training
+            log.warning("%s: this worker lets it go", lost)
         except Exception as err:  # a failing run must not take the worker down
             log.error("job %s failed: %s", job_id, traceback.format_exc())
             lab.release(job_id, "failed", worker=me, error=f"{type(err).__name__}: {err}", finished=now())

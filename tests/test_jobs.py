@@ -490,3 +490,139 @@ def test_deleting_one_run_of_a_batched_job_leaves_the_others_their_own_numbers(t
         assert status(lab, run_id) == "done"
         assert_continuous_history(lab, run_id, SMALL.steps)
     assert not lab.exists(middle)
+
+
+def test_a_worker_busy_on_a_long_step_keeps_its_job(tmp_path, monkeypatch):
+    """A large config's step can outlast the heartbeat timeout on a CPU: its live worker used to be judged lost,
+    its job requeued from step 0 before any checkpoint, and the run never finished."""
+    import core.worker
+    from core.jobs import HEARTBEAT_TIMEOUT
+    from core.store import now
+    from core.worker import JobRunner
+
+    monkeypatch.setattr(core.worker, "HEARTBEAT_EVERY", 0.05)
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(SMALL.replace(steps=4, snapshot_every=2))
+    job_id, _ = lab.claim(WorkerId.here())
+    runner = JobRunner(lab, job_id, [run_id], threading.Event())
+    advance, judged_lost = runner.trainer.advance, []
+
+    def slow_step(steps: int) -> None:
+        job = lab.store.get(f"job/{job_id}")  # as if its last beat was a timeout ago when the step began
+        lab.store.set(f"job/{job_id}", {**job, "heartbeat": now() - 2 * HEARTBEAT_TIMEOUT})
+        wait_until(lambda: now() - lab.store.get(f"job/{job_id}")["heartbeat"] < 1.0, timeout=5,
+                   message="a heartbeat while the step trains")
+        judged_lost.extend(lab.recover())
+        advance(steps)
+
+    runner.trainer.advance = slow_step
+    runner.run()
+    assert judged_lost == [] and status(lab, run_id) == "done"
+
+
+def test_a_runner_whose_job_was_handed_on_before_it_started_leaves_the_history_alone(tmp_path):
+    """A runner slow to build (a large checkpoint to read) used to rewind the new owner's published steps to its
+    checkpoint: a gap in the history for good."""
+    from core.jobs import JobLost
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(SMALL)
+    first, successor = WorkerId("machine-a", 11), WorkerId("machine-b", 22)
+    job_id, _ = lab.claim(first)
+    runner = JobRunner(lab, job_id, [run_id], threading.Event(), worker=first)
+    runner.trainer.advance(50)
+    runner._publish()
+    runner._checkpoint()
+    hand_on_after_silence(lab, job_id)
+    assert lab.claim(successor)[0] == job_id
+    successor_runner = JobRunner(lab, job_id, [run_id], threading.Event(), worker=successor)
+    successor_runner.trainer.advance(100)
+    successor_runner._publish()
+    before = lab.get(run_id)
+    assert before["step"] == 150
+
+    with pytest.raises(JobLost):
+        JobRunner(lab, job_id, [run_id], threading.Event(), worker=first)  # the first worker, late
+    after = lab.get(run_id)
+    assert (after["step"], after["chunks"], after["frames"]) == (150, before["chunks"], before["frames"])
+
+
+def test_runs_deleted_between_the_claim_and_the_start_leave_the_rest_training(tmp_path):
+    from core.jobs import JobLost
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    a, b, c = lab.submit_group([SMALL.replace(lr=lr) for lr in (0.003, 0.01, 0.03)])
+    job_id, job = lab.claim(WorkerId.here())
+    lab.delete(b)
+    JobRunner(lab, job_id, job["runs"], threading.Event()).run()
+    assert [status(lab, r) for r in (a, c)] == ["done", "done"]
+    assert lab.config(c).lr == 0.03  # each run trained with its own config, not its neighbour's
+
+    only = lab.submit(SMALL)
+    job_id, job = lab.claim(WorkerId.here())
+    lab.delete(only)
+    with pytest.raises(JobLost, match="every run was deleted"):
+        JobRunner(lab, job_id, job["runs"], threading.Event())
+    assert lab.store.get(f"job/{job_id}") is None
+
+
+def test_stopping_a_requeued_run_whose_steps_were_never_checkpointed_shows_none(tmp_path):
+    """Its worker died before its first checkpoint: the steps it had shown were not saved, and Stop used to keep
+    their loss, snapshot and curves on a run with no weights."""
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(LONG)
+    job_id, _ = lab.claim(WorkerId("machine-a", 11))
+    runner = JobRunner(lab, job_id, [run_id], threading.Event(), worker=WorkerId("machine-a", 11))
+    runner.trainer.advance(1000)
+    runner._publish()
+    assert lab.get(run_id)["step"] == 1000 and lab.latest_snapshot(run_id) is not None
+    assert lab.recover(is_alive=lambda worker: False) == [run_id]
+
+    lab.stop(run_id)
+    meta = lab.get(run_id)
+    assert (meta["status"], meta["step"], meta["loss"], meta["chunks"], meta["frames"]) == ("stopped", 0, None, 0, [])
+    assert "1,000 steps were lost with its worker" in meta["note"]
+    assert lab.latest_snapshot(run_id) is None and len(lab.history(run_id)["losses"]) == 0
+
+
+def test_a_sweep_is_queued_whole_even_when_another_client_submits_meanwhile(tmp_path):
+    """Its jobs were queued one transaction each: a submit in between could fill the queue, and the user was told
+    "queue full" with half the sweep queued (a retry then doubled it)."""
+    paper = RunConfig(n_features=512, embed_dim=64, n_neurons=1024, batch_size=1024, steps=64, snapshot_every=8,
+                      device="cpu")  # shapes not worth stacking: one job per run
+    other_client = []
+
+    def dispatch(_job_id: str) -> None:  # where the other client gets in, once the first job is queued
+        if not other_client:
+            other_client.append("asked")
+            try:
+                other_client.append(lab.submit(SMALL))
+            except QueueFull:
+                other_client.append("queue full")
+
+    lab = Lab(DiskStore(tmp_path / "data"), max_queued=3, dispatch=dispatch)
+    ids = lab.submit_batched([paper.replace(lr=lr) for lr in (0.003, 0.01, 0.03)])
+    assert [status(lab, r) for r in ids] == ["queued"] * 3
+    assert other_client == ["asked", "queue full"]
+
+
+def test_a_job_emptied_by_deletes_while_its_worker_died_is_removed(tmp_path):
+    """Its record and checkpoint stayed forever: no run led recover() to it."""
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(LONG)
+    worker = WorkerId("machine-a", 11)
+    job_id, _ = lab.claim(worker)
+    runner = JobRunner(lab, job_id, [run_id], threading.Event(), worker=worker)
+    runner.trainer.advance(10)
+    runner._checkpoint()
+    lab.delete(run_id)  # its worker, busy, would stop it at its next look
+    assert lab.recover(is_alive=lambda w: True) == [] and lab.store.get(f"job/{job_id}") is not None
+    lab.recover(is_alive=lambda w: False)  # it died first
+    assert lab.store.get(f"job/{job_id}") is None and lab.store.get(f"ckpt/{job_id}") is None
+    assert lab.store.get("emptied") == []
