@@ -157,15 +157,20 @@ class RunConfig:
     def memory_estimate(self) -> dict[str, int]:
         """Bytes a run needs, by part: parameters with their gradients and LAMB state, one batch's
         activations (samples, inputs, hidden and outputs with their gradients), SFA snapshots, log2
-        checkpoints and the per-step loss record."""
+        checkpoints with one being saved, and the per-step loss record (benchmarks/bench_memory.py
+        measures it against a worker's peak)."""
         n, m, k, b, out = self.n_features, self.embed_dim, self.n_neurons, self.batch_size, self.output_dim
         params = k * m + k + out * k
         draws = 2 if self.task == "abs" else 1
+        log2_copies = int(math.log2(self.steps)) + 1
         return {
             "parameters": 4 * 4 * params,  # weights, gradients, two LAMB moments
             "activations": 4 * b * (3 * n * draws + 2 * m + 3 * k + 3 * out),
             "sfa": 4 * 3 * k * n,
-            "checkpoints": 4 * params * (int(math.log2(self.steps)) + 1),
+            # the log2 copies, and while a checkpoint is written: the weights copied, then all of it serialised
+            # in memory (weights, LAMB moments, the log2 copies, losses) before the store takes it; x1.5 for the
+            # allocator's slack after one such buffer every few seconds (bench_memory measured up to 1.4x without)
+            "checkpoints": 4 * params * log2_copies + 6 * params * (4 + log2_copies) + 4 * self.steps,
             "losses": 4 * self.steps,
         }
 

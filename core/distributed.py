@@ -114,7 +114,11 @@ def _quick_store() -> RedisStore:
 
 @signals.worker_init.connect
 def _new_start_token(**_: Any) -> None:
-    worker_settings()  # a bad LAB_THREADS is named in the worker's log at its start (each task then refuses it)
+    try:
+        worker_settings()
+    except ValueError as err:  # refused at the start: a worker that took tasks would fail every run it took
+        log.critical("%s", err)
+        raise SystemExit(f"error: {err}") from err  # Celery's signal dispatch swallows an Exception, not this
     os.environ[START_TOKEN] = uuid.uuid4().hex
 
 
@@ -159,7 +163,7 @@ class WorkerShuttingDown:
 def train_job(job_id: str) -> str:
     import torch
 
-    from core.worker import JobRunner
+    from core.worker import Heartbeat, JobRunner
 
     lab = lab_for()
     me = WorkerId.here()
@@ -172,7 +176,9 @@ def train_job(job_id: str) -> str:
         # refused before claiming left them queued, with nothing said)
         threads, checkpoint_seconds = worker_settings()
         torch.set_num_threads(threads)
-        JobRunner(lab, job_id, job["runs"], WorkerShuttingDown(lab), checkpoint_seconds, worker=me).run()
+        with Heartbeat(lab, job_id, me) as beat:
+            JobRunner(lab, job_id, job["runs"], WorkerShuttingDown(lab), checkpoint_seconds, worker=me,
+                      beat=beat).run()
     except JobLost as lost:  # handed on, or its runs deleted, before it started training
         log.warning("%s: this worker lets it go", lost)
     except Exception as err:  # a failing run must not take the worker down

@@ -396,9 +396,10 @@ class Lab:
             for frame_step in meta["frames"]:
                 self.store.delete(f"frame/{run_id}/{frame_step}")
             self.store.delete(f"sfa/{run_id}")
-            meta.update(step=0, chunks=0, frames=[], loss=None, mono_ratio=None, mean_bias=None, eta_seconds=None,
-                        steps_per_second=None, history_epoch=meta.get("history_epoch", 0) + 1,
-                        note=f"its {meta['step']:,} steps were lost with its worker, before their first checkpoint")
+            meta.update(step=0, chunks=0, frames=[], loss=None, mono_ratio=None, mean_bias=None, lr=None,
+                        eta_seconds=None, steps_per_second=None, history_epoch=meta.get("history_epoch", 0) + 1,
+                        note=f"the {meta['step']:,} steps it showed were not saved: its worker stopped before its "
+                             "first checkpoint")
             self.store.set(f"meta/{run_id}", meta)
 
     def _unfinished(self, job: dict[str, Any]) -> list[str]:
@@ -447,12 +448,15 @@ class Lab:
                     self.store.set("emptied", self.store.get("emptied", []) + [job_id])
             else:
                 self.store.set(f"job/{job_id}", job)
+            meta = self.store.get(f"meta/{run_id}")
             self.store.delete(f"meta/{run_id}")
-        self.store.delete_prefix(f"chunk/{run_id}/")
-        self.store.delete_prefix(f"frame/{run_id}/")
-        self.store.delete(f"sfa/{run_id}")
-        self.store.delete(f"file/{run_id}")
-        self.store.delete(f"start/{run_id}")
+            # its keys, named from its record: one transaction, and no walk over every key of a large lab
+            for n in range(meta["chunks"]):
+                self.store.delete(f"chunk/{run_id}/{n}")
+            for frame_step in meta["frames"]:
+                self.store.delete(f"frame/{run_id}/{frame_step}")
+            for key in ("sfa", "file", "start"):
+                self.store.delete(f"{key}/{run_id}")
 
     # --- worker side ---
     def claim(self, worker: WorkerId) -> tuple[str, dict[str, Any]] | None:

@@ -121,11 +121,6 @@ class RedisStore:
         else:
             self.client.delete(PREFIX + key)
 
-    def delete_prefix(self, prefix: str) -> None:
-        keys = list(self.client.scan_iter(match=PREFIX + prefix + "*", count=500))
-        for start in range(0, len(keys), 500):
-            self.client.delete(*keys[start:start + 500])
-
     def keys(self) -> list[str]:
         return [k.decode()[len(PREFIX):] for k in self.client.scan_iter(match=PREFIX + "*", count=500)]
 

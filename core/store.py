@@ -65,11 +65,6 @@ class DiskStore:
     def delete(self, key: str) -> None:
         self.cache.delete(key)
 
-    def delete_prefix(self, prefix: str) -> None:
-        for key in list(self.cache.iterkeys()):
-            if isinstance(key, str) and key.startswith(prefix):
-                self.cache.delete(key)
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self.cache.transact():

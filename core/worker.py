@@ -40,6 +40,7 @@ CONTROL_EVERY = 0.25  # seconds between checks of stop / pause / delete
 SNAPSHOT_EVERY_SECONDS = 1.0
 CHECKPOINT_EVERY_SECONDS = 10.0
 HEARTBEAT_EVERY = HEARTBEAT_TIMEOUT / 4  # seconds between the heartbeat thread's beats
+STUCK_AFTER = 600.0  # seconds without a look from the training loop before a worker counts as stuck, not slow
 MAX_PERIODIC_FRAMES = 32
 FLOAT16_MAX = 65504.0
 
@@ -78,11 +79,57 @@ class SpeedMeter:
         return self.rate
 
 
+class Heartbeat:
+    """Beats for a claimed job from a thread of its own, from the claim to the end: a large config's step (a minute
+    on a CPU), a checkpoint or a slow start (a large checkpoint to read) must not pass for a lost worker. Only while
+    the training loop keeps looking in (`progressed`): a worker stuck for `stuck_after` goes silent, and its job
+    is handed on."""
+
+    def __init__(self, lab: Lab | None, job_id: str, worker: WorkerId, every: float = HEARTBEAT_EVERY,
+                 stuck_after: float = STUCK_AFTER):
+        self.lab, self.job_id, self.worker = lab, job_id, worker
+        self.every, self.stuck_after = every, stuck_after
+        self._progress = time.monotonic()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lab-heartbeat", daemon=True)
+
+    @staticmethod
+    def none() -> Heartbeat:
+        """No thread: the training loop's own beats between steps only."""
+        return Heartbeat(None, "", WorkerId("", 0))
+
+    def progressed(self) -> None:
+        self._progress = time.monotonic()
+
+    def __enter__(self) -> Heartbeat:
+        if self.lab is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._finished.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._finished.wait(self.every):
+            if time.monotonic() - self._progress > self.stuck_after:
+                continue  # stuck, not slow: silence hands the job on
+            try:
+                self.lab.heartbeat(self.job_id, self.worker)
+            except JobLost:
+                return  # the training loop finds it out at its next look
+            except Exception:  # the store away for a moment: the next beat tries again
+                log.exception("heartbeat of job %s failed", self.job_id)
+
+
 class JobRunner:
     """Trains one claimed job, publishing snapshots and honouring control flags between steps."""
 
     def __init__(self, lab: Lab, job_id: str, run_ids: list[str], shutdown: Any,
-                 checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS, worker: WorkerId | None = None):
+                 checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS, worker: WorkerId | None = None,
+                 beat: Heartbeat | None = None):
+        self.beat = beat or Heartbeat.none()  # the worker's beat from the claim on, told of each look
         self.checkpoint_seconds = checkpoint_seconds
         self.worker = worker or WorkerId.here()  # who claimed the job: every write checks it still holds it
         self.lab, self.store = lab, lab.store
@@ -182,7 +229,8 @@ class JobRunner:
         buffer = io.BytesIO()
         torch.save({**self.trainer.state_dict(), "run_ids": self.run_ids}, buffer)
         with self.store.transaction():
-            self.lab.check_owner(self.job_id, self.worker)
+            if self.lab.check_owner(self.job_id, self.worker) is None:
+                return  # deleted meanwhile: a checkpoint now would be kept by nothing, for good
             self.store.set(f"ckpt/{self.job_id}", buffer.getvalue())
             self.store.set(f"ckpt_step/{self.job_id}", self.trainer.step)
         self.last_checkpoint = time.monotonic()
@@ -263,27 +311,10 @@ class JobRunner:
     # --- the loop ---
     def run(self) -> None:
         """Train to the end or to a control; a worker that finds its job handed on (JobLost) just lets go."""
-        finished = threading.Event()
-        beating = threading.Thread(target=self._beat, args=(finished,), name="lab-heartbeat", daemon=True)
-        beating.start()
         try:
             self._train()
         except JobLost as lost:
             log.warning("%s: this worker stops training it", lost)
-        finally:
-            finished.set()
-            beating.join()
-
-    def _beat(self, finished: threading.Event) -> None:
-        """Heartbeats while a step, a checkpoint or a run file takes long (a large config's step can take a minute
-        on a CPU): the training loop beats only between steps, and a live worker must not be judged lost."""
-        while not finished.wait(HEARTBEAT_EVERY):
-            try:
-                self.lab.heartbeat(self.job_id, self.worker)
-            except JobLost:
-                return  # the training loop finds it out at its next look
-            except Exception:  # the store away for a moment: the next beat tries again
-                log.exception("heartbeat of job %s failed", self.job_id)
 
     def _release(self, status: str, **fields: Any) -> None:
         self.lab.release(self.job_id, status, worker=self.worker, **fields)
@@ -316,6 +347,7 @@ class JobRunner:
                     self._checkpoint()
             if clock - last_control >= CONTROL_EVERY:
                 last_control = clock
+                self.beat.progressed()
                 job = self.lab.heartbeat(self.job_id, self.worker)
                 action = "stop" if job is None or not job["runs"] else job["control"]
                 if not action and self.shutdown.is_set():  # a stop or pause asked first is done, not put off
@@ -377,7 +409,8 @@ def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPO
         job_id, job = claimed
         log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
         try:
-            JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds, worker=me).run()
+            with Heartbeat(lab, job_id, me) as beat:
+                JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds, worker=me, beat=beat).run()
         except JobLost as lost:  # handed on, or its runs deleted, before it started training
             log.warning("%s: this worker lets it go", lost)
         except Exception as err:  # a failing run must not take the worker down

@@ -62,8 +62,9 @@ class RedisServer:
 class CeleryWorker:
     """`celery -A core.distributed worker` in its own process group."""
 
-    def __init__(self, redis_url: str, name: str, log: Path):
-        env = {**os.environ, "LAB_REDIS_URL": redis_url, "LAB_THREADS": "1", "LAB_CHECKPOINT_SECONDS": "0.5"}
+    def __init__(self, redis_url: str, name: str, log: Path, **settings: str):
+        env = {**os.environ, "LAB_REDIS_URL": redis_url, "LAB_THREADS": "1", "LAB_CHECKPOINT_SECONDS": "0.5",
+               **settings}
         self.log = open(log, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "core.distributed", "worker", "--pool", "prefork",

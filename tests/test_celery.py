@@ -169,3 +169,15 @@ def test_worker_settings_from_the_environment_are_checked_naming_the_variable(mo
     monkeypatch.setenv("LAB_CHECKPOINT_SECONDS", "-5")
     with pytest.raises(ValueError, match=r"LAB_CHECKPOINT_SECONDS must be a number of seconds in \(0, 3600\]"):
         worker_settings()
+
+
+def test_a_worker_with_a_bad_setting_refuses_to_start_naming_it(tmp_path):
+    """It used to start and take tasks, failing (or, before, silently leaving queued) every run it was sent."""
+    server = RedisServer(tmp_path)
+    worker = CeleryWorker(server.url, "bad", tmp_path / "bad.log", LAB_THREADS="two")
+    try:
+        assert worker.process.wait(timeout=60) != 0
+        assert "LAB_THREADS must be an integer from 1 to 1024, got 'two'" in (tmp_path / "bad.log").read_text()
+    finally:
+        worker.stop()
+        server.stop()

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -500,11 +501,11 @@ def test_a_worker_busy_on_a_long_step_keeps_its_job(tmp_path, monkeypatch):
     from core.store import now
     from core.worker import JobRunner
 
-    monkeypatch.setattr(core.worker, "HEARTBEAT_EVERY", 0.05)
     lab = Lab(DiskStore(tmp_path / "data"))
     run_id = lab.submit(SMALL.replace(steps=4, snapshot_every=2))
     job_id, _ = lab.claim(WorkerId.here())
-    runner = JobRunner(lab, job_id, [run_id], threading.Event())
+    beat = core.worker.Heartbeat(lab, job_id, WorkerId.here(), every=0.05).__enter__()  # as a worker does
+    runner = JobRunner(lab, job_id, [run_id], threading.Event(), beat=beat)
     advance, judged_lost = runner.trainer.advance, []
 
     def slow_step(steps: int) -> None:
@@ -517,7 +518,28 @@ def test_a_worker_busy_on_a_long_step_keeps_its_job(tmp_path, monkeypatch):
 
     runner.trainer.advance = slow_step
     runner.run()
+    beat.__exit__()
     assert judged_lost == [] and status(lab, run_id) == "done"
+
+
+def test_a_stuck_worker_goes_silent_and_its_job_is_handed_on(tmp_path):
+    """The heartbeat thread beats only while the training loop looks in: a hung step must not hold a job forever."""
+    from core.worker import Heartbeat
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(SMALL)
+    worker = WorkerId.here()
+    job_id, _ = lab.claim(worker)
+    with Heartbeat(lab, job_id, worker, every=0.05, stuck_after=0.2) as beat:
+        wait_until(lambda: lab.store.get(f"job/{job_id}")["heartbeat"] is not None)
+        beat.progressed()
+        first = lab.store.get(f"job/{job_id}")["heartbeat"]
+        wait_until(lambda: lab.store.get(f"job/{job_id}")["heartbeat"] > first, timeout=5, message="a beat")
+        stopped_at = wait_until(lambda: (lambda b: b if time.monotonic() - beat._progress > 0.5 else None)(
+            lab.store.get(f"job/{job_id}")["heartbeat"]), timeout=5, message="the loop to count as stuck")
+        time.sleep(0.3)
+        assert lab.store.get(f"job/{job_id}")["heartbeat"] == stopped_at  # no beat since it stopped looking in
+    assert status(lab, run_id) == "running"
 
 
 def test_a_runner_whose_job_was_handed_on_before_it_started_leaves_the_history_alone(tmp_path):
@@ -585,7 +607,7 @@ def test_stopping_a_requeued_run_whose_steps_were_never_checkpointed_shows_none(
     lab.stop(run_id)
     meta = lab.get(run_id)
     assert (meta["status"], meta["step"], meta["loss"], meta["chunks"], meta["frames"]) == ("stopped", 0, None, 0, [])
-    assert "1,000 steps were lost with its worker" in meta["note"]
+    assert "the 1,000 steps it showed were not saved" in meta["note"]
     assert lab.latest_snapshot(run_id) is None and len(lab.history(run_id)["losses"]) == 0
 
 
