@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,27 @@ import redis
 
 PREFIX = "lab:"
 _DELETED = object()
+# Redis refuses a string over 512 MB (proto-max-bulk-len): a larger value (a large config's checkpoint, as base64) is
+# kept in parts under keys of their own, which a short manifest at its key names
+PART_BYTES = 128 * 2**20
+_PARTS_TAG = b'{"__parts__":'
+_MANIFEST_BYTES = 64  # a manifest is shorter: reading this much of a key tells whether it is one
+
+
+def _part_keys(key: str, manifest: bytes) -> list[str]:
+    info = json.loads(manifest)
+    return [f"{PREFIX}{key}#{info['id']}/{i}" for i in range(info["__parts__"])]
+
+
+def _encoded(key: str, value: Any) -> list[tuple[str, bytes]]:
+    """The Redis keys and strings that hold `value` at `key`: one, or a manifest and its parts."""
+    raw = encode(value)
+    if len(raw) <= PART_BYTES:
+        return [(PREFIX + key, raw)]
+    manifest = json.dumps({"__parts__": -(-len(raw) // PART_BYTES), "id": uuid.uuid4().hex[:12]},
+                          separators=(",", ":")).encode()
+    parts = [raw[start:start + PART_BYTES] for start in range(0, len(raw), PART_BYTES)]
+    return [(PREFIX + key, manifest), *zip(_part_keys(key, manifest), parts)]
 
 
 def encode(value: Any) -> bytes:
@@ -104,25 +126,47 @@ class RedisStore:
         if buffer is not None and key in buffer:
             value = buffer[key]
             return default if value is _DELETED else value
-        raw = self.client.get(PREFIX + key)
-        return default if raw is None else decode(raw)
+        for _ in range(5):
+            raw = self.client.get(PREFIX + key)
+            if raw is None or not raw.startswith(_PARTS_TAG):
+                return default if raw is None else decode(raw)
+            parts = self.client.mget(_part_keys(key, raw))
+            if all(part is not None for part in parts):
+                return decode(b"".join(parts))
+            # rewritten between the manifest and its parts: read the new one
+        raise redis.exceptions.ConnectionError(f"{key} kept changing while it was read")
 
     def set(self, key: str, value: Any) -> None:
         buffer = self._buffer()
         if buffer is not None:
             buffer[key] = value
         else:
-            self.client.set(PREFIX + key, encode(value))
+            self._apply({key: value})
 
     def delete(self, key: str) -> None:
         buffer = self._buffer()
         if buffer is not None:
             buffer[key] = _DELETED
         else:
-            self.client.delete(PREFIX + key)
+            self._apply({key: _DELETED})
 
-    def keys(self) -> list[str]:
-        return [k.decode()[len(PREFIX):] for k in self.client.scan_iter(match=PREFIX + "*", count=500)]
+    def _apply(self, writes: dict[str, Any], before_execute: Any = None) -> None:
+        """Write and delete in one MULTI/EXEC, with the parts of values kept in parts, old and new."""
+        heads = self.client.pipeline(transaction=False)
+        for key in writes:
+            heads.getrange(PREFIX + key, 0, _MANIFEST_BYTES - 1)
+        pipe = self.client.pipeline(transaction=True)
+        for (key, value), head in zip(writes.items(), heads.execute()):
+            if head and head.startswith(_PARTS_TAG):  # the parts of the value it replaces
+                pipe.delete(*_part_keys(key, head))
+            if value is _DELETED:
+                pipe.delete(PREFIX + key)
+            else:
+                for redis_key, raw in _encoded(key, value):
+                    pipe.set(redis_key, raw)
+        if before_execute is not None:
+            before_execute()
+        pipe.execute()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -140,16 +184,9 @@ class RedisStore:
         self._local.depth, self._local.buffer = 1, {}
         try:
             yield
-            pipe = self.client.pipeline(transaction=True)
-            for key, value in self._local.buffer.items():
-                if value is _DELETED:
-                    pipe.delete(PREFIX + key)
-                else:
-                    pipe.set(PREFIX + key, encode(value))
             # the lock may have expired while the values were encoded (large checkpoints), and another process
             # written since: then nothing is written (LockNotOwnedError) rather than its writes overwritten
-            lock.reacquire()
-            pipe.execute()
+            self._apply(self._local.buffer, before_execute=lock.reacquire)
         finally:
             self._local.depth, self._local.buffer = 0, None
             lock.release()

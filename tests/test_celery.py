@@ -181,3 +181,35 @@ def test_a_worker_with_a_bad_setting_refuses_to_start_naming_it(tmp_path):
     finally:
         worker.stop()
         server.stop()
+
+
+def test_a_value_over_the_redis_string_limit_is_kept_in_parts(tmp_path, monkeypatch):
+    """Redis refuses a string over 512 MB: a large config's checkpoint (base64 in JSON) failed its job, and Retry
+    failed alike. Parts here of 1 KB stand in for those of 128 MiB."""
+    import core.redis_store
+    from core.redis_store import PREFIX, RedisStore
+
+    monkeypatch.setattr(core.redis_store, "PART_BYTES", 1024)
+    server = RedisServer(tmp_path)
+    store = RedisStore(server.url)
+    try:
+        def redis_keys() -> set[str]:
+            return {k.decode() for k in store.client.scan_iter(match=PREFIX + "*")}
+
+        big, bigger = os.urandom(5000), os.urandom(9000)
+        store.set("ckpt/a", big)
+        assert store.get("ckpt/a") == big and len(redis_keys()) == 1 + 7  # 5000 bytes as base64 JSON: 7 parts
+        with store.transaction():
+            store.set("ckpt/a", bigger)
+            store.set("ckpt_step/a", 64)
+            assert store.get("ckpt/a") == bigger  # a transaction reads its own writes
+        assert store.get("ckpt/a") == bigger and store.get("ckpt_step/a") == 64
+        assert len(redis_keys()) == 2 + 12  # the first value's parts are gone with it
+        store.set("ckpt/a", b"small")
+        assert store.get("ckpt/a") == b"small" and len(redis_keys()) == 2
+        store.set("ckpt/a", big)
+        store.delete("ckpt/a")
+        assert store.get("ckpt/a") is None and redis_keys() == {PREFIX + "ckpt_step/a"}
+    finally:
+        store.close()
+        server.stop()
