@@ -196,8 +196,9 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
 
 
 def sorted_biases(runs: list[SweepRun], field: str) -> go.Figure:
-    """Final first-layer biases sorted ascending, one line per run coloured by value."""
-    done = [r for r in runs if r.bias is not None]
+    """Final first-layer biases sorted ascending, one line per run coloured by value (a diverged run's last biases are
+    no result, and would stretch the axis)."""
+    done = [r for r in runs if r.bias is not None and r.status != "failed"]
     if not done:
         return empty_figure("Final biases, sorted", "Available once runs have snapshots")
     colours = value_colours([r.value for r in done], field)

@@ -73,11 +73,16 @@ class Sweep:
         if repeated:  # their runs would be indistinguishable in every figure, table and file name
             errors["values"] = (f"values must differ (to 6 significant digits): {', '.join(repeated)} is given more "
                                 "than once; for repeats of a value use seeds")
+        found = [(value, config.validate()) for value, _seed, config in self.runs()]
+        failing = {name: {value for value, errs in found if name in errs} for _, errs in found for name in errs}
         problems: dict[str, list[str]] = {}
-        for value, _seed, config in self.runs():
-            for name, message in config.validate().items():
-                where = "values" if name == self.field else name
-                problems.setdefault(where, []).append(f"at {self.field}={value_label(value)}: {message}")
+        for value, errs in found:
+            for name, message in errs.items():
+                # the swept field's own, or another's that only some values meet (n_features values below embed_dim):
+                # the values are what to change (not the seeds each value's runs use: said once, below)
+                by_value = name == self.field or (name != "seed" and failing[name] != set(self.values))
+                problems.setdefault("values" if by_value else name, []).append(
+                    f"at {self.field}={value_label(value)}: {message}")
         for where, messages in problems.items():
             unique = list(dict.fromkeys(messages))
             if where == "seed":  # one message for the seeds the runs would use, not one per run

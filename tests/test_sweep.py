@@ -182,3 +182,12 @@ def test_an_unknown_preset_lists_every_preset_a_field_can_be_swept_on():
         preset_sweep("quick-zero-bais", field_name="lr", values=["0.01"])
     assert str(err.value).startswith(f"unknown preset 'quick-zero-bais'; allowed: {', '.join(PRESETS)} (")
     assert "quick-zero-bias" in str(err.value) and "LR3" in str(err.value)
+
+
+def test_a_problem_only_some_values_have_is_filed_under_values():
+    """n_features values below embed_dim: the Values box is what to fix (the message was filed under embed_dim, and
+    no box of the form was marked)."""
+    errors = preset_sweep("quick-zero-bias", values=["8", "32"], field_name="n_features").validate()
+    assert list(errors) == ["values"] and "at n_features=8: embed_dim (m) must be below n_features" in errors["values"]
+    every = preset_sweep("quick-zero-bias", values=["8", "12"], field_name="n_features").validate()
+    assert list(every) == ["embed_dim"]  # every value: the base config's embed_dim, as much as the values

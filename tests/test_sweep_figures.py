@@ -79,8 +79,9 @@ def test_mono_against_value_before_any_snapshot_says_so():
 
 
 def test_sorted_biases_and_parallel_coordinates():
-    fig = sf.sorted_biases([run(0.0)], "init_bias")
-    assert list(fig.data[0].y) == [-0.2, 0.1, 0.3]
+    diverged = dataclasses.replace(run(-1.0), bias=np.array([40.0, -90.0, 3.0]), status="failed")
+    fig = sf.sorted_biases([run(0.0), diverged], "init_bias")
+    assert [list(trace.y) for trace in fig.data] == [[-0.2, 0.1, 0.3]]  # the diverged run's are no result
     rows = [{"lr": 0.01, "seed": 0, "final_loss": 0.3, "mono_ratio": 0.1},
             {"lr": 0.03, "seed": 0, "final_loss": 0.25, "mono_ratio": 0.2}]
     labels = [d.label for d in sf.parallel_coordinates(rows, ["lr", "seed"]).data[0].dimensions]
