@@ -190,7 +190,8 @@ def train_job(job_id: str) -> str:
 
 
 class Supervisor:
-    """Runs beside the app: queues again the jobs whose worker stopped sending heartbeats."""
+    """Runs beside the app: queues again the jobs whose worker stopped sending heartbeats, and sends again the tasks
+    of queued jobs that did not reach the broker."""
 
     def __init__(self, lab: Lab, every: float = 3.0):
         self.lab, self.every = lab, every
@@ -202,11 +203,15 @@ class Supervisor:
         return self
 
     def _loop(self) -> None:
+        every_queued = True  # at the start: tasks sent as the app last stopped may never have reached the broker
         while not self._stop.wait(self.every):
             try:
                 lost = self.lab.recover(is_alive=lambda w: not is_dead_here(w))
                 if lost:
                     log.warning("requeued runs of lost workers: %s", ", ".join(lost))
+                if sent := self.lab.resend(every_queued):
+                    log.info("sent the tasks of queued jobs again: %s", ", ".join(sent))
+                every_queued = False
             except Exception:  # Redis away for a moment: try again next round
                 log.exception("recovery check failed")
                 time.sleep(self.every)

@@ -7,6 +7,7 @@ Stop and pause act on the whole job; delete acts on one run.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from core.continuation import (
 from core.runfile import load_run_file
 from core.store import DiskStore, new_id, now, valid_id
 from core.train import batch_key, batched_jobs, device_problem
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUED = 64
 HEARTBEAT_TIMEOUT = 20.0  # seconds without a heartbeat before a running job counts as lost
@@ -184,7 +187,7 @@ class Lab:
                 ids.update(zip(job, run_ids))
                 queued.append(job_id)
         for job_id in queued:  # after the commit: a Celery task must find its job queued
-            self.dispatch(job_id)
+            self._send(job_id)
         return [ids[i] for i in range(len(configs))]
 
     def submit_group(self, configs: list[RunConfig], labels: list[str] | None = None,
@@ -201,7 +204,7 @@ class Lab:
                 raise QueueFull(f"the queue is full: {waiting} runs are waiting (limit {self.max_queued}); "
                                 "wait for some to finish or stop queued runs")
             job_id, run_ids = self._queue_group(configs, labels, sweeps, starts)
-        self.dispatch(job_id)
+        self._send(job_id)
         return run_ids
 
     def _check_group(self, configs: list[RunConfig]) -> None:
@@ -236,6 +239,36 @@ class Lab:
         self.store.set("index", self.store.get("index", []) + run_ids)
         self.store.set("queue", self.store.get("queue", []) + [job_id])
         return job_id, run_ids
+
+    def _send(self, job_id: str) -> None:
+        """Hand a queued job to the workers (Celery: a task). One the broker did not take stays queued and is kept to
+        be sent again (resend): the user's runs are queued either way."""
+        try:
+            self.dispatch(job_id)
+        except Exception as err:
+            log.warning("job %s is queued, but its task was not sent (%s); it is sent again later", job_id, err)
+            with self.store.transaction():
+                self.store.set("unsent", [*self.store.get("unsent", []), job_id])
+
+    def resend(self, every_queued: bool = False) -> list[str]:
+        """Send again the queued jobs whose task did not reach the broker, or (at the app's start) every queued job:
+        one whose task was sent as the app was killed, or purged from the broker, would wait forever. A job sent
+        twice is trained once: only the first task finds it queued (Lab.claim_job). Returns the jobs sent."""
+        queue = self.store.get("queue", [])
+        unsent = self.store.get("unsent", [])
+        sent = []
+        for job_id in dict.fromkeys(queue if every_queued else [j for j in unsent if j in queue]):
+            try:
+                self.dispatch(job_id)
+            except Exception as err:  # the broker still away: the next round tries again
+                log.warning("job %s: its task could not be sent again (%s)", job_id, err)
+                continue
+            sent.append(job_id)
+        if unsent:
+            with self.store.transaction():  # and those no longer queued (taken, stopped, deleted) need none
+                queue = self.store.get("queue", [])
+                self.store.set("unsent", [j for j in self.store.get("unsent", []) if j in queue and j not in sent])
+        return sent
 
     def config_errors(self, config: RunConfig) -> dict[str, str]:
         """The config's own problems, and a device this lab's workers lack."""
@@ -382,7 +415,7 @@ class Lab:
                     self.forget_checkpoint(job_id)
                     self._rewind_to_start(unfinished)
         if handed_on:
-            self.dispatch(job_id)
+            self._send(job_id)
 
     def _rewind_to_start(self, run_ids: list[str]) -> None:
         """Runs stopped with no checkpoint (their worker was lost before its first): the steps they showed were not
@@ -430,7 +463,7 @@ class Lab:
             resumable = [r for r in job["runs"] if "resume" in controls_of(self.store.get(f"meta/{r}", {"status": ""}))]
             self._set_status(resumable, "queued", note=None, error=None, job_failed=False, finished=None)
             self.store.set("queue", self.store.get("queue", []) + [job_id])
-        self.dispatch(job_id)
+        self._send(job_id)
 
     def delete(self, run_id: str) -> None:
         """Remove a run and everything stored for it (a running job stops when none of its runs is left)."""
@@ -549,7 +582,7 @@ class Lab:
             if not job["runs"]:
                 self.store.delete(f"job/{job_id}")
         if status == "queued":
-            self.dispatch(job_id)
+            self._send(job_id)
 
     def recover(self, is_alive: Any = None, auto_resume: bool = True) -> list[str]:
         """Requeue (or mark interrupted) running jobs whose worker died; returns their run ids.

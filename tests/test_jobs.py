@@ -648,3 +648,25 @@ def test_a_job_emptied_by_deletes_while_its_worker_died_is_removed(tmp_path):
     lab.recover(is_alive=lambda w: False)  # it died first
     assert lab.store.get(f"job/{job_id}") is None and lab.store.get(f"ckpt/{job_id}") is None
     assert lab.store.get("emptied") == []
+
+
+def test_a_job_whose_task_did_not_reach_the_broker_is_sent_again(tmp_path):
+    """The runs were queued, the task never sent (a broker blip): nothing ever sent it again, and the runs waited
+    forever. A job sent twice is trained once."""
+    sent, broker_up = [], [False]
+
+    def dispatch(job_id: str) -> None:
+        if not broker_up[0]:
+            raise ConnectionError("broker away")
+        sent.append(job_id)
+
+    lab = Lab(DiskStore(tmp_path / "data"), dispatch=dispatch)
+    run_id = lab.submit(SMALL)  # the user's runs are queued all the same
+    job_id = lab.get(run_id)["job"]
+    assert status(lab, run_id) == "queued" and lab.resend() == [] and sent == []
+    broker_up[0] = True
+    assert lab.resend() == [job_id] and sent == [job_id]
+    assert lab.resend() == []  # sent once it reached the broker
+    assert lab.resend(every_queued=True) == [job_id]  # at an app's start: every queued job, in case
+    assert lab.claim_job(job_id, WorkerId("machine-a", 11)) is not None
+    assert lab.claim_job(job_id, WorkerId("machine-b", 22)) is None  # the second task finds it taken
