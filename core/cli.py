@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, memory_budget_problem, parse_value
-from core.continuation import bias_push, continuation_errors, pushed, start_weights, total_bias_hint
+from core.continuation import bias_push, continuation_errors, pushed, start_weights, total_bias_hint, world_of
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import RunFileError, build_run_file, config_of, load_run_file, save_run_file
 from core.sweep import Sweep, preset_sweep, run_sweep, total_run_steps, value_label, with_settings
@@ -253,7 +253,7 @@ def run_train(args: argparse.Namespace) -> int:
         for message in errors.values():
             print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    trainer = Trainer([config], starts=[start])
+    trainer = Trainer([config], starts=[start], worlds=[world_of(parent) if parent is not None else None])
     started = time.perf_counter()
     with tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr) as bar:
         for snap in iterate_training(trainer, max_seconds=0.5):

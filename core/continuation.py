@@ -1,9 +1,11 @@
 """Continuing a finished run: a new run that starts from its final weights with settings changed.
 
 The authors suggest moving a model between basins by changing its training (regularisation, a bias push): a
-continued run trains a zero-bias run's polysemantic model on with L1 or bias decay, say, and shows whether it
-leaves its basin. It keeps what the weights mean: their shapes and the world they were trained in (the seed draws
-the embedder); the schedule, the optimiser's state and the samples start afresh.
+continued run trains a zero-bias run's polysemantic model on with L1 or bias decay, say, and shows whether it leaves
+its basin. It keeps what the weights mean: their shapes and the world they were trained in (the parent's own
+embedders, copied with its weights). The schedule and the optimiser's state start afresh, and so does the sample
+stream: the seed's, from its beginning, as a fresh run of that seed draws it (the same batches, in order, that the
+parent was trained on first; a run continued from step 64 sees its first 64 batches again).
 
 `init_bias` is the constant added to every first-layer bias at the start (ALGORITHM.md, "Model"). A continued run
 that changes it gets the difference added to its start's trained biases, so its `init_bias` stays the total
@@ -18,7 +20,7 @@ from typing import Any
 import torch
 
 from core.config import RunConfig, shown, shown_value
-from core.model import RunWeights
+from core.model import RunWeights, World
 
 # Fields that fix the weights' shapes or the world (the embedder is drawn from the seed): the weights mean nothing
 # without them.
@@ -95,14 +97,29 @@ def start_weights(record: dict[str, Any], step: int | None = None) -> RunWeights
     return RunWeights(model["0.weight"], model["0.bias"], model["2.weight"])
 
 
-def weights_to_bytes(weights: RunWeights) -> bytes:
+def world_of(record: dict[str, Any]) -> World:
+    """The embedders a run file's weights learnt with. A continued run trains in them, not in ones drawn again
+    from the seed: a CUDA generator draws other numbers than a CPU one, so a run trained on a GPU and continued
+    on a CPU would otherwise be fed inputs its weights never saw."""
+    setup = record["setup"]
+    return setup["fixed_embedder"], setup.get("output_embedder")
+
+
+def weights_to_bytes(weights: RunWeights, world: World | None = None) -> bytes:
     """A continued run's start as the store keeps it (torch.save of the tensors: loads with weights_only)."""
     buffer = io.BytesIO()
-    torch.save({"w1": weights.w1, "b1": weights.b1, "w2": weights.w2}, buffer)
+    tensors = {"w1": weights.w1, "b1": weights.b1, "w2": weights.w2}
+    if world is not None:
+        tensors["embedder"] = world[0]
+        if world[1] is not None:
+            tensors["output_embedder"] = world[1]
+    torch.save(tensors, buffer)
     return buffer.getvalue()
 
 
-def weights_from_bytes(blob: bytes) -> RunWeights:
-    """The start a worker trains a continued run from (weights_to_bytes's inverse)."""
+def start_from_bytes(blob: bytes) -> tuple[RunWeights, World | None]:
+    """The start a worker trains a continued run from (weights_to_bytes's inverse), and the embedders it trains in:
+    None for a start stored before they were kept (drawn from the seed, as then)."""
     state = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
-    return RunWeights(state["w1"], state["b1"], state["w2"])
+    world = (state["embedder"], state.get("output_embedder")) if "embedder" in state else None
+    return RunWeights(state["w1"], state["b1"], state["w2"]), world

@@ -26,6 +26,7 @@ from core.continuation import (
     pushed,
     start_weights,
     weights_to_bytes,
+    world_of,
 )
 from core.runfile import load_run_file
 from core.store import DiskStore, new_id, now, valid_id
@@ -149,15 +150,16 @@ class Lab:
         parent = self.config(parent_id)
         errors = {name: message for config in configs
                   for name, message in continuation_errors(parent_id, parent, config).items()}
+        record = load_run_file(io.BytesIO(blob))
         try:
-            weights = start_weights(load_run_file(io.BytesIO(blob)), step)
+            weights = start_weights(record, step)
         except ValueError as err:
             errors["from_step"] = f"from_step {err}"
         if errors:
             raise InvalidConfig(errors)
         start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
         pushes = [bias_push(parent, config) for config in configs]
-        blobs = {push: weights_to_bytes(pushed(weights, push)) for push in set(pushes)}
+        blobs = {push: weights_to_bytes(pushed(weights, push), world_of(record)) for push in set(pushes)}
         starts = [({**start, "bias_push": push}, blobs[push]) for push in pushes]
         labels = [label or continued_label(meta["label"], parent, config, step)
                   for config, label in zip(configs, labels or [None] * len(configs))]

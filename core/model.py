@@ -23,6 +23,10 @@ ACTIVATIONS = {
 }
 
 
+# A run's world: the input embedder E (m, N), and random_proj's output embedder (None for the other tasks).
+World = tuple[torch.Tensor, torch.Tensor | None]
+
+
 @dataclass
 class RunWeights:
     """One run's parameters, in the paper code's layout: w1 (k, m), b1 (k), w2 (out, k)."""

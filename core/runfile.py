@@ -137,6 +137,16 @@ def check_weights(record: dict[str, Any]) -> None:
                 raise RunFileError(f"run file's {where} has no {name} of shape {shape} (its config's sizes), got {got}")
             if not torch.isfinite(tensor).all():
                 raise RunFileError(f"run file's {where}: {name} is not finite (NaN or inf)")
+    setup = record.get("setup")
+    # the world its weights learnt in, which a continued run trains in (core.continuation.world_of)
+    for name, shape in (("fixed_embedder", (m, n)), ("output_embedder", (m, n))):
+        tensor = setup.get(name) if isinstance(setup, dict) else None
+        if name == "output_embedder" and tensor is None:
+            continue  # only random_proj has one
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape or not torch.isfinite(tensor).all():
+            got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "missing"
+            raise RunFileError(f"run file's setup has no finite {name} of shape {shape} (its config's sizes), "
+                               f"got {got}")
 
 
 def config_of(record: dict[str, Any]) -> RunConfig:

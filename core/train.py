@@ -19,7 +19,7 @@ from core.config import RunConfig, memory_budget_bytes
 from core.cuda_graph import WARMUP_STEPS, StepGraph, graphs_wanted, on_side_stream
 from core.data import make_embedder, sample_task_batch, task_sampler
 from core.metrics import SfaSummary, final_loss, single_feature_activations
-from core.model import RunWeights, init_weights
+from core.model import RunWeights, World, init_weights
 from core.stacked_lamb import PAPER_LAMB_OPTIONS, StackedLamb, paper_lamb
 from core.step import Gradients, Workspace, squared_error_and_gradients
 
@@ -185,8 +185,10 @@ class Trainer:
     """
 
     def __init__(self, configs: list[RunConfig], cuda_graph: bool | None = None,
-                 starts: list[RunWeights | None] | None = None, dtype: torch.dtype | None = None):
-        """`starts` gives a continued run its starting weights (core.continuation); None draws them. `dtype`
+                 starts: list[RunWeights | None] | None = None, dtype: torch.dtype | None = None,
+                 worlds: list[World | None] | None = None):
+        """`starts` gives a continued run its starting weights (core.continuation), `worlds` the embedders they learnt
+        with; None draws them from the seed. `dtype`
         overrides what the step computes in (`compute_dtype`), e.g. to test the GPU's bf16 path on a CPU."""
         if not configs:
             raise ValueError("at least one run config is needed")
@@ -218,6 +220,11 @@ class Trainer:
         for r, start in enumerate(starts or []):
             if start is not None:
                 initial[r] = RunWeights(*(t.to(self.device, torch.float32) for t in start.tensors()))
+        for r, world in enumerate(worlds or []):  # a continued run's parent's embedders, as its weights learnt them
+            if world is not None:
+                self.embedders[r] = world[0].to(self.device, torch.float32).T.contiguous().T
+                if world[1] is not None and self.output_embedders[r] is not None:
+                    self.output_embedders[r] = world[1].to(self.device, torch.float32).T.contiguous().T
         # One stacked tensor per parameter, each run's parameters views into it: the step reads all runs
         # without copying. A single run trains with the library's LAMB on its views; batched runs with
         # StackedLamb, which takes the trust ratio per run, and so do graphed runs (the library's step size is

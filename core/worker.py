@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from core.config import RunConfig
-from core.continuation import weights_from_bytes
+from core.continuation import start_from_bytes
 from core.jobs import HEARTBEAT_TIMEOUT, JobLost, Lab, WorkerId, current
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
@@ -152,7 +152,8 @@ class JobRunner:
                 self.lab.release(job_id, "stopped", worker=self.worker)
                 raise JobLost(f"job {job_id}: every run was deleted before it started")
         blobs = [self.store.get(f"start/{run_id}") for run_id in self.run_ids]  # continued runs' starts
-        self.trainer = Trainer(self.configs, starts=[None if b is None else weights_from_bytes(b) for b in blobs])
+        starts = [None if b is None else start_from_bytes(b) for b in blobs]
+        self.trainer = Trainer(self.configs, starts=[s and s[0] for s in starts], worlds=[s and s[1] for s in starts])
         self.log2_seen = [0] * len(self.run_ids)
         self.frame_every = frame_interval(self.configs[0])
         self.last_checkpoint = time.monotonic()

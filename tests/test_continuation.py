@@ -134,6 +134,14 @@ def test_cli_trains_on_from_a_run_file(tmp_path):
     assert record["started_from"]["bias_push"] == -1.0
     parent_biases = torch.load(tmp_path / "parent.pt", weights_only=True)["final_model"]["0.bias"]
     torch.testing.assert_close(record["log2_spaced_models"][0]["0.bias"], parent_biases - 1, atol=1e-6, rtol=0)
+    # it trains in its parent's world, as the file keeps it (a GPU's generator draws another from the same seed)
+    record = torch.load(tmp_path / "parent.pt", weights_only=True)
+    record["setup"]["fixed_embedder"] = -record["setup"]["fixed_embedder"]
+    torch.save(record, tmp_path / "elsewhere.pt")
+    assert cli("--continue-from", str(tmp_path / "elsewhere.pt"), "--steps", "2", "--snapshot-every", "1", "--out",
+               str(tmp_path / "world.pt")).returncode == 0
+    assert torch.equal(torch.load(tmp_path / "world.pt", weights_only=True)["setup"]["fixed_embedder"],
+                       record["setup"]["fixed_embedder"])
     refused = cli("--continue-from", str(tmp_path / "parent.pt"), "--n-neurons", "32")
     assert refused.returncode == 2 and "n_neurons must stay 24 when continuing run" in refused.stderr
     too_far = cli("--continue-from", str(tmp_path / "parent.pt"), "--init-bias", "-11")

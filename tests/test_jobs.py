@@ -670,3 +670,30 @@ def test_a_job_whose_task_did_not_reach_the_broker_is_sent_again(tmp_path):
     assert lab.resend(every_queued=True) == [job_id]  # at an app's start: every queued job, in case
     assert lab.claim_job(job_id, WorkerId("machine-a", 11)) is not None
     assert lab.claim_job(job_id, WorkerId("machine-b", 22)) is None  # the second task finds it taken
+
+
+def test_a_continued_run_trains_in_its_parents_world_not_one_drawn_again(tmp_path):
+    """The embedders were drawn again from the seed: a run trained on a GPU (whose generator draws other numbers)
+    and continued on a CPU was fed inputs its weights never saw. A parent file's own embedders stand in for that."""
+    from core.runfile import load_run_file
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    for task in ("decoder", "random_proj"):
+        parent = lab.submit(SMALL.replace(task=task, steps=64, snapshot_every=32))
+        job_id, job = lab.claim(WorkerId.here())
+        JobRunner(lab, job_id, job["runs"], threading.Event()).run()
+        record = load_run_file(io.BytesIO(lab.run_file(parent)))
+        other_world = {name: -record["setup"][name] for name in ("fixed_embedder", "output_embedder")
+                       if name in record["setup"]}
+        record["setup"].update(other_world)
+        buffer = io.BytesIO()
+        torch.save(record, buffer)
+        lab.store.set(f"file/{parent}", buffer.getvalue())
+
+        child = lab.continue_run(parent, lab.config(parent))
+        job_id, job = lab.claim(WorkerId.here())
+        JobRunner(lab, job_id, job["runs"], threading.Event()).run()
+        setup = load_run_file(io.BytesIO(lab.run_file(child)))["setup"]
+        for name, embedder in other_world.items():
+            assert torch.equal(setup[name], embedder), name
