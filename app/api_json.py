@@ -63,7 +63,13 @@ def finite_number(text: str) -> float | str:
 
 
 def json_config(fields: dict[str, Any], base: RunConfig | None) -> tuple[RunConfig | None, dict[str, str]]:
-    """`base` with a JSON body's config fields set, or the problems by field."""
+    """`base` with a JSON body's config fields set, or the problems by field. Fewer steps than the snapshot
+    interval `base` (or the default) has lower it too, unless it is given: `{"steps": 8}` must not be refused over a
+    field the client never sent (the CLI does the same)."""
+    steps, every = fields.get("steps"), (base or RunConfig()).snapshot_every
+    if ("snapshot_every" not in fields and isinstance(steps, int) and not isinstance(steps, bool)
+            and 1 <= steps < every):
+        fields = {**fields, "snapshot_every": steps}
     quoted = quoted_numbers(fields)
     config, errors = config_from_dict({n: v for n, v in fields.items() if n not in quoted}, base)
     return (None, {**errors, **quoted}) if quoted or errors else (config, {})

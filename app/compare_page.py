@@ -19,7 +19,7 @@ from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from app.live import history_epoch
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
 from core.config import FIELDS, parse_value, shown_value
-from core.continuation import CannotContinue, continuation_errors, push_text
+from core.continuation import CannotContinue, continuation_errors, push_text, steps_before, total_bias_hint
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.runfile import RunFileError, load_run_file
@@ -321,7 +321,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         labels = run_labels(metas)
         heatmaps = []
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
-        offsets = [m["start"]["step"] if m.get("start") else 0 for m in metas]
+        offsets = [steps_before(m.get("start")) for m in metas]
         for meta, label, offset in zip(metas, labels, offsets):
             if step is None:
                 snapshot = lab.latest_snapshot(meta["id"])
@@ -429,10 +429,12 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                                                    color="danger", dismissable=True)
         chosen, problem = parse_comparison(field, text)
         configs = [config.replace(**{field: v}) for v in chosen]
-        problems = {e for c in configs for e in lab.config_errors(c).values()}  # a device this lab lacks, too
         parent_id, step = continued_run(continuing)
-        if parent_id and lab.exists(parent_id):  # each value continues the run the form continues
-            parent = lab.config(parent_id)
+        parent = lab.config(parent_id) if parent_id and lab.exists(parent_id) else None
+        # a device this lab lacks, too; continuing, the init_bias range bounds the total (the push and the parent's)
+        problems = {e + (total_bias_hint(parent_id, parent) if name == "init_bias" and parent else "")
+                    for c in configs for name, e in lab.config_errors(c).items()}
+        if parent is not None:  # each value continues the run the form continues
             problems |= {e for c in configs for e in continuation_errors(parent_id, parent, c).values()}
         if problem or problems:
             message = problem or "; ".join(sorted(problems))

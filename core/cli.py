@@ -20,7 +20,15 @@ from typing import Any
 from tqdm import tqdm
 
 from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, memory_budget_problem, parse_value
-from core.continuation import bias_push, continuation_errors, pushed, start_weights, total_bias_hint, world_of
+from core.continuation import (
+    bias_push,
+    continuation_errors,
+    pushed,
+    start_weights,
+    steps_before,
+    total_bias_hint,
+    world_of,
+)
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import RunFileError, build_run_file, config_of, load_run_file, save_run_file
 from core.sweep import Sweep, preset_sweep, run_sweep, total_run_steps, value_label, with_settings
@@ -267,9 +275,9 @@ def run_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     record = build_run_file(trainer)
     if parent is not None:
-        record["started_from"] = {"file": str(args.continue_from),
-                                  "step": args.continue_step or parent.get("metrics", {}).get("steps_trained"),
-                                  "bias_push": bias_push(base, config)}
+        step = args.continue_step or parent.get("metrics", {}).get("steps_trained")
+        record["started_from"] = {"file": str(args.continue_from), "step": step, "bias_push": bias_push(base, config),
+                                  "offset": steps_before(parent.get("started_from")) + (step or 0)}
     out = str(save_run_file(record, args.out)) if args.out else None
     metrics = record["metrics"]
     summary: dict[str, Any] = {

@@ -97,6 +97,12 @@ def start_weights(record: dict[str, Any], step: int | None = None) -> RunWeights
     return RunWeights(model["0.weight"], model["0.bias"], model["2.weight"])
 
 
+def steps_before(start: dict[str, Any] | None) -> int:
+    """The steps trained before a run's first, along its whole chain (a continued run's parent may itself be one):
+    where its curves go on from, beside its ancestors. Starts stored before the chain was counted give their step."""
+    return 0 if not start else int(start.get("offset", start["step"]))
+
+
 def world_of(record: dict[str, Any]) -> World:
     """The embedders a run file's weights learnt with. A continued run trains in them, not in ones drawn again
     from the seed: a CUDA generator draws other numbers than a CPU one, so a run trained on a GPU and continued

@@ -25,6 +25,7 @@ from core.continuation import (
     continued_label,
     pushed,
     start_weights,
+    steps_before,
     weights_to_bytes,
     world_of,
 )
@@ -158,6 +159,7 @@ class Lab:
         if errors:
             raise InvalidConfig(errors)
         start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
+        start["offset"] = steps_before(meta.get("start")) + start["step"]  # kept: the parent may be deleted
         pushes = [bias_push(parent, config) for config in configs]
         blobs = {push: weights_to_bytes(pushed(weights, push), world_of(record)) for push in set(pushes)}
         starts = [({**start, "bias_push": push}, blobs[push]) for push in pushes]

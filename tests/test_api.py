@@ -245,7 +245,7 @@ def test_long_input_is_quoted_short_and_errors_are_json(client):
     response = client.get("/api/runs/" + "a" * 5000)
     assert response.status_code == 404 and len(response.data) < 500
     # A body shorter than its Content-Length: werkzeug's HTML 400 page before
-    short = client.post("/api/runs", input_stream=io.BytesIO(b'{"steps": 64}'),
+    short = client.post("/api/runs", input_stream=io.BytesIO(b'{"steps": 6'),
                         headers={"Content-Type": "application/json", "Content-Length": "100"})
     assert short.status_code == 400 and short.is_json
 
@@ -374,8 +374,13 @@ def test_continue_a_finished_run_with_settings_changed(client, lab):
     response = client.post(f"/api/runs/{parent}/continue", json={"l1_reg": 0.01, "steps": 64})
     assert response.status_code == 201
     child = client.get(f"/api/runs/{response.get_json()['id']}").get_json()
-    assert child["start"] == {"run": parent, "label": "api", "step": 32, "bias_push": 0.0}
+    assert child["start"] == {"run": parent, "label": "api", "step": 32, "bias_push": 0.0, "offset": 32}
     assert child["label"] == "api → l1_reg=0.01, steps=64" and child["config"]["l1_reg"] == 0.01
+    # fewer steps than the parent's snapshot interval (16) lower it too: not refused over a field never sent
+    assert lab.config(parent).snapshot_every == 16
+    fewer = client.post(f"/api/runs/{parent}/continue", json={"steps": 8})
+    assert fewer.status_code == 201 and lab.config(fewer.get_json()["id"]).snapshot_every == 8
+    client.delete(f"/api/runs/{fewer.get_json()['id']}")
     refused = client.post(f"/api/runs/{parent}/continue", json={"n_neurons": 32, "lr": "0.1"})
     assert refused.status_code == 400
     assert set(refused.get_json()["errors"]) == {"lr"}  # the JSON-type problem first, as for POST /api/runs

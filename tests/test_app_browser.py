@@ -587,7 +587,8 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
 
     wait_until(lambda: len(lab.list()) == 2, timeout=10, message="the continued run queued")
     child = lab.list()[1]
-    assert child["start"] == {"run": parent, "label": "zero bias", "step": 256, "bias_push": 0.0}
+    assert child["start"] == {"run": parent, "label": "zero bias", "step": 256, "bias_push": 0.0,
+                              "offset": 256}
     assert child["label"] == "zero bias → l1_reg=0.01" and child["config"]["l1_reg"] == 0.01
     dash_duo.wait_for_contains_text("#live-subtitle", f"continued from zero bias ({parent}) at step 256", timeout=10)
     # read in one call: the subtitle is redrawn at every tick while the run trains

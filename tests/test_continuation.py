@@ -35,7 +35,8 @@ def test_a_continued_run_starts_where_its_parent_ended_and_keeps_its_start_when_
     # L1 on the hidden activations from the parent's weights: the authors' way to push a model out of its basin
     with_l1 = PARENT.replace(l1_reg=0.01, steps=200, snapshot_every=50)
     child = lab.continue_run(parent, with_l1, label="zero bias + L1")
-    assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0}
+    assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0,
+                                   "offset": PARENT.steps}
     lab.delete(parent)  # its start was copied: the child loses nothing
     wait_until(lambda: lab.get(child)["status"] == "done", message="the continued run")
     fresh = lab.submit(with_l1, label="fresh")
@@ -45,7 +46,8 @@ def test_a_continued_run_starts_where_its_parent_ended_and_keeps_its_start_when_
     parent_final = parent_file["metrics"]["final_loss"]
     assert first_losses(lab, child) < 1.5 * parent_final < first_losses(lab, fresh)
     record = torch.load(io.BytesIO(lab.run_file(child)), weights_only=True)
-    assert record["started_from"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0}
+    assert record["started_from"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0,
+                                   "offset": PARENT.steps}
     assert record["config"]["l1_reg"] == 0.01
 
 
@@ -123,7 +125,8 @@ def test_cli_trains_on_from_a_run_file(tmp_path):
                 "--snapshot-every", "16", "--out", str(tmp_path / "child.pt"))
     assert child.returncode == 0, child.stderr
     record = torch.load(tmp_path / "child.pt", weights_only=True)
-    assert record["started_from"] == {"file": str(tmp_path / "parent.pt"), "step": 600, "bias_push": 0.0}
+    assert record["started_from"] == {"file": str(tmp_path / "parent.pt"), "step": 600, "bias_push": 0.0,
+                                     "offset": 600}
     assert record["config"]["l1_reg"] == 0.01 and record["config"]["n_neurons"] == 24  # the file's config, changed
     # it starts in its parent's basin
     assert np.mean(record["loss_history"][:16].numpy()) < 1.5 * json.loads(parent.stdout.splitlines()[-1])["final_loss"]
@@ -193,4 +196,5 @@ def test_continuing_at_several_values_trains_them_as_one_batched_job(pool):
     wait_until(lambda: all(lab.get(c)["status"] == "done" for c in children), message="the continued runs")
     for child in children:  # each from the parent's weights
         assert first_losses(lab, child) < 1.5 * parent_final
-        assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0}
+        assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0,
+                                   "offset": PARENT.steps}

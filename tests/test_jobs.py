@@ -697,3 +697,24 @@ def test_a_continued_run_trains_in_its_parents_world_not_one_drawn_again(tmp_pat
         setup = load_run_file(io.BytesIO(lab.run_file(child)))["setup"]
         for name, embedder in other_world.items():
             assert torch.equal(setup[name], embedder), name
+
+
+def test_a_chain_of_continued_runs_counts_on_from_every_ancestor(tmp_path):
+    """Compare drew a continued run's continuation on top of its parent's curve (from the parent's start), not after
+    it; the count is kept in the start, so it stands when the ancestors are deleted."""
+    from core.continuation import steps_before
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    config = SMALL.replace(steps=64, snapshot_every=32)
+
+    def trained(run_id: str) -> str:
+        job_id, job = lab.claim(WorkerId.here())
+        JobRunner(lab, job_id, job["runs"], threading.Event()).run()
+        return run_id
+
+    parent = trained(lab.submit(config))
+    child = trained(lab.continue_run(parent, config))
+    grandchild = lab.continue_run(child, config, step=32)
+    lab.delete(parent)
+    assert [steps_before(lab.get(r).get("start")) for r in (child, grandchild)] == [64, 96]
