@@ -27,7 +27,7 @@ from typing import Any
 from celery import Celery, signals
 
 from core.config import env_setting
-from core.jobs import JobLost, Lab, WorkerId
+from core.jobs import JobLost, Lab, WorkerId, process_exists
 from core.redis_store import RedisStore
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -87,15 +87,7 @@ def lab_for(url: str | None = None, max_queued: int = 64) -> Lab:
 
 def is_dead_here(worker: dict[str, Any]) -> bool:
     """A worker process on this machine that no longer exists (its job may be taken over at once)."""
-    if worker.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(worker["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (OSError, ValueError, KeyError):
-        return False
-    return False
+    return worker.get("host") == socket.gethostname() and "pid" in worker and not process_exists(worker["pid"])
 
 
 # Set in the worker's main process at start, before the pool forks: its children inherit it. Keying the shutdown mark

@@ -108,6 +108,19 @@ class WorkerId:
         return {"host": self.host, "pid": self.pid}
 
 
+def process_exists(pid: Any) -> bool:
+    """Whether a process with this pid runs on this machine (a worker's, or one that reused its pid)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
 def current(meta: dict[str, Any]) -> dict[str, Any]:
     """A run's metadata as this version reads it: a run stored before a config field existed has its default."""
     return {**meta, "config": with_defaults(meta["config"])}

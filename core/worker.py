@@ -28,7 +28,7 @@ import torch
 
 from core.config import RunConfig
 from core.continuation import start_from_bytes
-from core.jobs import HEARTBEAT_TIMEOUT, JobLost, Lab, WorkerId, current
+from core.jobs import HEARTBEAT_TIMEOUT, JobLost, Lab, WorkerId, current, process_exists
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
 from core.store import DiskStore, now
@@ -452,7 +452,11 @@ class WorkerPool:
     def _is_alive(self, worker: dict[str, Any]) -> bool:
         if worker.get("host") != WorkerId.here().host:
             return True  # another machine's worker: judged by its heartbeat
-        return worker.get("pid") in self.alive_pids()
+        if worker.get("pid") in {p.pid for p in self.processes}:
+            return worker["pid"] in self.alive_pids()
+        # another app's worker on this data dir, or one left running by an app killed hard: each pool took the
+        # other's jobs every second. A reused pid passes, and the heartbeat's age then decides.
+        return process_exists(worker.get("pid"))
 
     def start(self) -> WorkerPool:
         self.lab.recover(is_alive=self._is_alive)

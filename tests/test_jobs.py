@@ -718,3 +718,18 @@ def test_a_chain_of_continued_runs_counts_on_from_every_ancestor(tmp_path):
     grandchild = lab.continue_run(child, config, step=32)
     lab.delete(parent)
     assert [steps_before(lab.get(r).get("start")) for r in (child, grandchild)] == [64, 96]
+
+
+def test_a_pool_does_not_take_the_jobs_of_another_apps_live_workers(tmp_path):
+    """Two apps on one data dir (or workers left running by an app killed hard) judged each other's workers dead
+    every second, and kept taking their jobs."""
+    import multiprocessing as mp
+
+    pool = WorkerPool(tmp_path / "data")
+    here = WorkerId.here().host
+    assert pool._is_alive({"host": here, "pid": os.getpid()})  # not one of its own, but alive
+    gone = mp.get_context("spawn").Process(target=os.getpid)
+    gone.start()
+    gone.join()
+    assert not pool._is_alive({"host": here, "pid": gone.pid})
+    assert pool._is_alive({"host": "another-machine", "pid": gone.pid})  # judged by its heartbeat
