@@ -264,19 +264,30 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
 
 
 def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRESHOLD) -> go.Figure:
-    """Distribution of r = max/sum over alive neurons: near-monosemantic neurons show before they pass 0.999."""
+    """Distribution of r = max/sum over alive neurons: near-monosemantic neurons show before they pass 0.999.
+
+    GeLU and SoLU go negative, which puts r above 1 or below 0: those neurons get bars of their own, labelled, past
+    the ends of the axis (in the end bins they read as monosemantic, or as dead)."""
     if sfa is None or sfa.size == 0:
         return empty_figure("r = max/sum per neuron", "Available after the first snapshot")
     dead = dead_neurons(sfa)
     above = int((monosemantic_neurons(sfa, threshold)).sum())
     title = f"r = max/sum per neuron: {above} of {len(dead)} above {threshold:g} ({int(dead.sum())} dead)"
     # Binned here (20 bins, r = 1 in the last one): in float32, r of a perfectly monosemantic neuron is exactly 1.
-    counts, edges = score_histogram(mono_scores(sfa)[~dead])
-    bar = go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0],
-                 customdata=np.stack([edges[:-1], edges[1:]], axis=1),
-                 marker={"color": "#1f77b4", "line": {"color": "white", "width": 1}},
-                 hovertemplate="r %{customdata[0]:.2f}–%{customdata[1]:.2f}<br>%{y} neurons<extra></extra>")
-    return styled(bar, title, "r", "neurons", shapes=[vline(threshold, "#d62728")], xaxis={"range": [0, 1]})
+    hist = score_histogram(mono_scores(sfa)[~dead])
+    edges = hist.edges
+    bars = [go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=hist.counts, width=edges[1] - edges[0], showlegend=False,
+                   customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+                   marker={"color": "#1f77b4", "line": {"color": "white", "width": 1}},
+                   hovertemplate="r %{customdata[0]:.2f}–%{customdata[1]:.2f}<br>%{y} neurons<extra></extra>")]
+    outside = [(x, label, n) for x, label, n in ((-0.1, "r < 0", hist.below), (1.1, "r > 1", hist.above)) if n]
+    if outside:
+        xs, labels, counts = zip(*outside)
+        bars.append(go.Bar(x=list(xs), y=list(counts), width=0.08, text=list(labels), textposition="outside",
+                           cliponaxis=False, marker_color="#ff7f0e", showlegend=False,
+                           hovertemplate="%{text}: %{y} neurons (negative activations)<extra></extra>"))
+    x_range = [-0.15 if hist.below else 0, 1.15 if hist.above else 1]
+    return styled(bars, title, "r", "neurons", shapes=[vline(threshold, "#d62728")], xaxis={"range": x_range})
 
 
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")

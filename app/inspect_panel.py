@@ -10,7 +10,8 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 import numpy as np
-from dash import Input, Output, State, html, no_update
+import plotly.graph_objects as go
+from dash import Input, Output, State, ctx, html, no_update
 
 from app import interpret_figures as figs
 from app.components import alert, graph
@@ -26,6 +27,7 @@ from core.interpret import (
     neuron_view,
     pair_interference,
     poly_linear_map,
+    uses_positive_part,
 )
 from core.jobs import Lab, UnknownRun
 from core.metrics import heatmap_order
@@ -123,17 +125,55 @@ def neurons_table(view: Any) -> Any:
     return dbc.Table([header, html.Tbody(rows)], size="sm", bordered=True, className="bg-white w-auto")
 
 
+def replayed_step(frames: list[int], slider: Any, slider_max: Any, run_changed: bool) -> int | None:
+    """The step the checkpoint slider replays; None at its live end (the final weights). Bounded by the run's own
+    frames: the slider's max can still be the last run's (a run just picked is shown at its final weights until
+    the live view moves the slider)."""
+    if run_changed or not isinstance(slider, int) or isinstance(slider, bool):
+        return None
+    live_end = len(frames) if not isinstance(slider_max, int) else min(slider_max, len(frames))
+    return frames[slider] if 0 <= slider < live_end else None
+
+
+def model_views(model: Model, sfa: np.ndarray) -> list[go.Figure]:
+    """The views of the whole model, for the (run, step) callback: the N x N map with its SVD and the loss split
+    cost seconds at N = 2048, too slow to redo on every feature or neuron picked."""
+    linear = poly_linear_map(model, sfa)
+    positive = uses_positive_part(model.config.nonlinearity)
+    return [figs.linear_map_heatmap(linear), figs.singular_values(linear),
+            figs.mono_histogram(mono_summary(model, sfa)),
+            figs.mono_by_feature(mono_neurons_per_feature(sfa, positive), model.config.sample_kind == "power_law",
+                                 positive)]
+
+
+def pair_figure(model: Model, feature: int, pair: int) -> go.Figure:
+    if pair == feature:  # a feature "with itself" is the feature at the summed amplitude: no interference to see
+        return empty_figure("Two-feature interference",
+                            f"Pick a second feature other than feature {feature}")
+    return figs.pair_grid(*pair_interference(model, feature, pair), feature, pair)
+
+
+ABS_NOTE = ("abs task: the single-feature activations are taken at amplitude +1, as in the paper, so here \"dead\" "
+            "means silent at +1 and \"monosemantic\" is judged at +1: a neuron silent there may serve negative "
+            "amplitudes (the neuron inspector shows -1 too). The linear map is not compared with the identity.")
+
+
 def register_inspect_callbacks(app: Any, lab: Lab) -> None:
     cache: dict[str, tuple[int, dict[str, Any]]] = {}
 
-    def record_of(run_id: str) -> dict[str, Any] | None:
+    views: dict[tuple[str, int, int | None], list[go.Figure]] = {}
+
+    def record_of(run_id: str) -> tuple[int, dict[str, Any]] | None:
+        """(its size, which tells a rewritten file apart, and the run file's record); None before it exists."""
         blob = lab.run_file(run_id)
         if blob is None:
             return None
-        if run_id not in cache or cache[run_id][0] != len(blob):
+        entry = cache.get(run_id)  # read once: another request may clear the cache between a check and a read
+        if entry is None or entry[0] != len(blob):
+            entry = (len(blob), load_run_file(io.BytesIO(blob)))
             cache.clear()  # one run at a time: run files of paper-scale runs are large
-            cache[run_id] = (len(blob), load_run_file(io.BytesIO(blob)))
-        return cache[run_id][1]
+            cache[run_id] = entry
+        return entry
 
     @app.callback(
         Output("inspect-feature-input", "value"),
@@ -168,16 +208,57 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         cell = pooled_block_cell(sfa, bool(ordered), order, y, x)
         return (cell[1], cell[0]) if cell else (no_update, no_update)
 
+    def load(run_id: str, slider: Any, slider_max: Any) -> tuple[Any, tuple[dict, int, Model, str, int | None] | None]:
+        """(None, (meta, run file size, model, which, saved)), or (why there is nothing to inspect, None)."""
+        try:
+            meta = lab.get(run_id)
+            file = record_of(run_id)
+        except UnknownRun:  # deleted elsewhere (another tab, the API): a KeyError's text is only the quoted id
+            return alert(f"Run {run_id} was deleted.", "info"), None
+        except RunFileError as err:
+            return alert(str(err), "warning"), None
+        if file is None:
+            why = ("The inspector opens when the run is finished or stopped." if meta["status"] != "stopped"
+                   else "This run was stopped before it trained a step: there are no weights to inspect."
+                   if meta["step"] == 0 else "This run was stopped before its first checkpoint: no weights were saved.")
+            return dbc.Alert(why, color="info", className="py-2"), None
+        step = replayed_step(meta["frames"], slider, slider_max, ctx.triggered_id == "selected-run")
+        return None, (meta, file[0], *model_at(file[1], step))
+
+    @app.callback(
+        Output("poly-map", "figure"),
+        Output("poly-singular", "figure"),
+        Output("mono-histogram", "figure"),
+        Output("mono-by-feature", "figure"),
+        Input("selected-run", "data"),
+        Input("checkpoint-slider", "value"),
+        Input("download-area", "children"),
+        State("checkpoint-slider", "max"),
+    )
+    def inspect_model(run_id: str | None, slider: Any, _download: Any, slider_max: Any) -> list[Any]:
+        blank = [empty_figure("", "")] * 4
+        if not run_id:
+            return blank
+        _, loaded = load(run_id, slider, slider_max)
+        if loaded is None:  # the index callback says why
+            return blank
+        _, size, model, _, saved = loaded
+        # the slider's reset after a run is picked, or the download link's arrival, fire this again for the same
+        # weights: drawn once
+        key = (run_id, size, saved)
+        figures = views.get(key)
+        if figures is None:
+            figures = model_views(model, model.sfa())
+            views.clear()
+            views[key] = figures
+        return figures
+
     @app.callback(
         Output("inspect-message", "children"),
         Output("feature-curves", "figure"),
         Output("neuron-profile", "figure"),
         Output("feature-neurons", "children"),
-        Output("poly-map", "figure"),
-        Output("poly-singular", "figure"),
-        Output("mono-histogram", "figure"),
         Output("pair-grid", "figure"),
-        Output("mono-by-feature", "figure"),
         Input("selected-run", "data"),
         Input("inspect-feature-input", "value"),
         Input("inspect-neuron-input", "value"),
@@ -189,24 +270,13 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
     def inspect(
         run_id: str | None, feature: Any, neuron: Any, pair: Any, slider: Any, _download: Any, slider_max: Any
     ) -> list[Any]:
-        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + [""] + [empty_figure("", "")] * 5
+        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + ["", empty_figure("", "")]
         if not run_id:
             return [""] + blank
-        try:
-            meta = lab.get(run_id)
-            record = record_of(run_id)
-        except UnknownRun:  # deleted elsewhere (another tab, the API): a KeyError's text is only the quoted id
-            return [alert(f"Run {run_id} was deleted.", "info")] + blank
-        except RunFileError as err:
-            return [alert(str(err), "warning")] + blank
-        if record is None:
-            why = ("The inspector opens when the run is finished or stopped." if meta["status"] != "stopped"
-                   else "This run was stopped before it trained a step: there are no weights to inspect."
-                   if meta["step"] == 0 else "This run was stopped before its first checkpoint: no weights were saved.")
-            return [dbc.Alert(why, color="info", className="py-2")] + blank
-        frames = meta["frames"]
-        step = frames[slider] if isinstance(slider, int) and slider_max and 0 <= slider < slider_max else None
-        model, which, saved = model_at(record, step)
+        why, loaded = load(run_id, slider, slider_max)
+        if loaded is None:
+            return [why] + blank
+        meta, _, model, which, saved = loaded
         sfa = model.sfa()
         n, k = model.config.n_features, model.config.n_neurons
         problems = {}
@@ -219,11 +289,12 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
 
         # each view waits only for its own inputs: a bad feature index leaves the neuron and the maps drawn
         fview = None if unless("Feature") else feature_view(model, sfa, feature)
-        linear = poly_linear_map(model, sfa)
         # the weights shown, continued with settings changed: from a checkpoint, before the run chose its basin
         message = [html.Div([f"Inspecting {which} of run {run_id}.",
                              continue_button(run_id, saved) if meta["status"] in CONTINUABLE else ""],
                             className="small text-muted")]
+        if model.config.task == "abs":
+            message.append(html.Div(ABS_NOTE, className="small text-muted"))
         if problems:
             message.append(alert("; ".join(problems.values()), "danger", className="py-2"))
         return [
@@ -232,11 +303,6 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             empty_figure("Neuron inspector", unless("Neuron")) if unless("Neuron")
             else figs.neuron_profile(neuron_view(model, sfa, neuron)),
             "" if fview is None else neurons_table(fview),
-            figs.linear_map_heatmap(linear),
-            figs.singular_values(linear),
-            figs.mono_histogram(mono_summary(model, sfa)),
             empty_figure("Two-feature interference", unless("Feature", "Second feature"))
-            if unless("Feature", "Second feature")
-            else figs.pair_grid(*pair_interference(model, feature, pair), feature, pair),
-            figs.mono_by_feature(mono_neurons_per_feature(sfa), model.config.sample_kind == "power_law"),
+            if unless("Feature", "Second feature") else pair_figure(model, feature, pair),
         ]

@@ -36,6 +36,12 @@ def positive_mono_scores(sfa: np.ndarray) -> np.ndarray:
     return mono_scores(np.clip(sfa, 0.0, None))
 
 
+def positive_monosemantic_neurons(sfa: np.ndarray, threshold: float = MONO_THRESHOLD) -> np.ndarray:
+    """Boolean mask of neurons with r on the positive part above the threshold (for GeLU and SoLU; not the paper's
+    figure); dead neurons never count."""
+    return (positive_mono_scores(sfa) > threshold) & ~dead_neurons(sfa)
+
+
 def dead_neurons(sfa: np.ndarray) -> np.ndarray:
     """Neurons that output (numerically) zero for every single feature."""
     return np.abs(sfa).max(axis=1) <= DEAD_TOLERANCE
@@ -61,9 +67,20 @@ def heatmap_order(sfa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return neuron_order, feature_order
 
 
-def score_histogram(scores: np.ndarray, bins: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of r over [0, 1] in equal bins (r of dead neurons is 0; r can exceed 1 with negatives)."""
-    return np.histogram(np.clip(scores, 0.0, 1.0), bins=bins, range=(0.0, 1.0))
+@dataclass(frozen=True)
+class ScoreHistogram:
+    counts: np.ndarray  # r in [0, 1], in equal bins (r = 1 in the last)
+    edges: np.ndarray
+    below: int  # r < 0 and r > 1: only GeLU and SoLU, whose negative outputs shrink the sum (or turn it negative)
+    above: int
+
+
+def score_histogram(scores: np.ndarray, bins: int = 20) -> ScoreHistogram:
+    """Counts of r over [0, 1] in equal bins, and apart from them those below 0 and above 1: clipped into the end
+    bins, an r of 20 read as monosemantic and a negative one as dead."""
+    scores = np.asarray(scores)
+    counts, edges = np.histogram(scores[(scores >= 0.0) & (scores <= 1.0)], bins=bins, range=(0.0, 1.0))
+    return ScoreHistogram(counts, edges, int((scores < 0.0).sum()), int((scores > 1.0).sum()))
 
 
 @dataclass(frozen=True)
@@ -82,11 +99,10 @@ class SfaSummary:
         scores = mono_scores(sfa)
         dead = dead_neurons(sfa)
         alive_scores = np.where(dead, 0.0, scores)
-        positive = positive_mono_scores(sfa)
         return SfaSummary(
             mono_ratio=mono_ratio(sfa),
             mono_neurons=int(monosemantic_neurons(sfa).sum()),
-            positive_mono_ratio=float(((positive > MONO_THRESHOLD) & ~dead).sum()) / sfa.shape[1],
+            positive_mono_ratio=float(positive_monosemantic_neurons(sfa).sum()) / sfa.shape[1],
             dead_neurons=int(dead.sum()),
             nearly_mono_neurons=int((alive_scores > 0.9).sum()),
             mean_score=float(np.clip(alive_scores, 0.0, 1.0).mean()),

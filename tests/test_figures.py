@@ -202,13 +202,28 @@ def test_score_histogram_counts_alive_neurons_in_20_bins_over_0_1():
     sfa = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 0.0], [0.0, 2.0]], dtype=np.float32)
     fig = figures.score_histogram_figure(sfa)
     assert "2 of 4 above 0.999 (1 dead)" in fig.layout.title.text
-    bars = fig.data[0]
+    (bars,) = fig.data  # no bars for r outside [0, 1]: ReLU never puts it there
     counts = np.asarray(bars.y)
     assert len(counts) == 20 and counts.sum() == 3  # the dead neuron is left out
     assert counts[-1] == 2 and counts[10] == 1  # r = 1 (exactly, in float32) falls in the last bin
     assert list(fig.layout.xaxis.range) == [0, 1]
     (line,) = fig.layout.shapes
     assert line.x0 == line.x1 == 0.999 and line.line.dash == "dot"
+
+
+def test_score_histogram_gives_r_above_1_and_below_0_bars_of_their_own():
+    # GeLU-like rows: negatives shrink the sum (r = 2) or turn it negative (r = -0.5); before, they were clipped
+    # into the end bins, where r = 2 read as monosemantic and r = -0.5 as r = 0
+    sfa = np.array([[1.0, -0.5], [0.5, -1.5], [0.5, 0.5], [1.0, 0.0]], dtype=np.float32)
+    fig = figures.score_histogram_figure(sfa)
+    inside, outside = fig.data
+    assert np.asarray(inside.y).sum() == 2 and np.asarray(inside.y)[-1] == 1 and np.asarray(inside.y)[10] == 1
+    assert list(outside.text) == ["r < 0", "r > 1"] and list(outside.y) == [1, 1]
+    assert outside.x[0] < 0 < 1 < outside.x[1]
+    lo, hi = fig.layout.xaxis.range
+    assert lo < outside.x[0] and outside.x[1] < hi
+    only_above = figures.score_histogram_figure(sfa[[0, 2]])
+    assert list(only_above.data[1].text) == ["r > 1"] and only_above.layout.xaxis.range[0] == 0
 
 
 # --- empty inputs and live updates -------------------------------------------------------------

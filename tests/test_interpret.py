@@ -17,9 +17,9 @@ from core.interpret import (
 )
 
 
-def identity_model(n: int = 4, task: str = "decoder") -> Model:
+def identity_model(n: int = 4, task: str = "decoder", nonlinearity: str = "relu") -> Model:
     """m = N (only for hand-built checks): E = I, W1 = I, b = 0, W2 = I, so the model is ReLU(v)."""
-    config = RunConfig(n_features=n, embed_dim=n, n_neurons=n, task=task)  # hand-built, never trained
+    config = RunConfig(n_features=n, embed_dim=n, n_neurons=n, task=task, nonlinearity=nonlinearity)  # never trained
     eye = torch.eye(n)
     return Model(config, eye.clone(), torch.zeros(n), eye.clone(), eye.clone(), None)
 
@@ -36,7 +36,7 @@ def test_identity_model_every_neuron_is_mono_for_its_feature():
     assert list(view.neurons) == [2]
     assert view.input_weights[0] == pytest.approx(1.0) and view.output_weights[0] == pytest.approx(1.0)
     assert np.allclose(view.total, view.ideal) and np.allclose(view.mono_part, view.ideal)
-    assert np.allclose(view.poly_part, 0)
+    assert np.allclose(view.rest_part, 0)
     summary = mono_summary(model, sfa, samples=512)
     assert summary.counts == {"0": 0, "1": 4, "2": 0, "3+": 0}
     assert summary.group_losses["1"] == pytest.approx(0.0, abs=1e-7)  # ReLU(v) = v for v >= 0
@@ -163,3 +163,259 @@ def test_mono_neurons_per_feature_and_its_figure_by_frequency():
     assert fig.layout.title.subtitle.text == ("2 of 4 features have a monosemantic neuron: 2 of the 2 most frequent, "
                                               "0 of the 2 rarest")
     assert mono_by_feature(counts, power_law=False).layout.xaxis.title.text == "feature"
+
+
+# --- GeLU / SoLU: the inspector splits on the positive part ------------------------------------------------------
+
+
+def gelu_model() -> Model:
+    """Neurons 0-2 read features 0-2 alone; neuron 3 reads 0.3 of feature 0, 0.2 of feature 1 and -0.75 of
+    feature 2: GeLU gives 0.1854, 0.1159 and -0.1700, so the paper's max/sum is 0.1854 / 0.1313 = 1.412
+    (monosemantic by accident) and r on the positive part 0.1854 / 0.3013 = 0.615."""
+    model = identity_model(nonlinearity="gelu")
+    w1 = model.w1.clone()
+    w1[3] = torch.tensor([0.3, 0.2, -0.75, 0.0])
+    return Model(model.config, w1, model.b1, model.w2, model.embedder, None)
+
+
+def test_gelu_neuron_mono_only_by_the_papers_accident_is_polysemantic_in_the_inspector():
+    from app.interpret_figures import feature_curves, mono_by_feature, mono_histogram, neuron_profile
+    from core.interpret import mono_neurons_per_feature
+    from core.metrics import SfaSummary
+
+    model = gelu_model()
+    sfa = model.sfa()
+    assert list(mono_feature_of(sfa)) == [0, 1, 2, 0]  # the paper's r: neuron 3 "serves" feature 0
+    assert list(mono_feature_of(sfa, positive_part=True)) == [0, 1, 2, -1]
+    view = feature_view(model, sfa, 0)
+    assert list(view.neurons) == [0]
+    assert "mono on the positive part" in feature_curves(view).layout.title.subtitle.text
+    neuron = neuron_profile(neuron_view(model, sfa, 3))
+    assert neuron.layout.title.text == "Neuron 3: not monosemantic on the positive part"
+    assert neuron.layout.title.subtitle.text.startswith("r = 1.412 (paper's max/sum), 0.615 on the positive part")
+    assert neuron_profile(neuron_view(model, sfa, 0)).layout.title.text == "Neuron 0: monosemantic on the positive part"
+    assert poly_linear_map(model, sfa).poly_neurons == 1  # neuron 3 joins the polysemantic part
+    summary = mono_summary(model, sfa, samples=64)
+    assert summary.counts == {"0": 1, "1": 3, "2": 0, "3+": 0}
+    assert mono_histogram(summary).layout.title.subtitle.text.startswith("mono on the positive part")
+    counts = mono_neurons_per_feature(sfa, positive_part=True)
+    assert "monosemantic neuron on the positive part" in mono_by_feature(counts, False, True).layout.title.subtitle.text
+    # the headline figures stay the paper's: 4 mono neurons for 4 features, 3 on the positive part
+    assert SfaSummary.of(sfa).mono_ratio == 1.0 and SfaSummary.of(sfa).positive_mono_ratio == 0.75
+
+
+def test_relu_neuron_view_shows_the_papers_r_alone():
+    from app.interpret_figures import neuron_profile
+
+    model = identity_model()
+    fig = neuron_profile(neuron_view(model, model.sfa(), 1))
+    assert fig.layout.title.text == "Neuron 1: monosemantic"
+    assert fig.layout.title.subtitle.text.startswith("r = 1.000; bias 0.000")
+
+
+# --- the feature view's parts ------------------------------------------------------------------------------------
+
+
+def test_feature_curves_count_only_this_features_mono_neurons():
+    # abs: neuron 1 is monosemantic for feature 1 (it reads -1 x feature 0, silent at +1) and writes to feature 0
+    # too, so it adds to feature 0's output at negative amplitudes
+    from app.interpret_figures import feature_curves
+
+    model = identity_model(task="abs")
+    w1, w2 = model.w1.clone(), model.w2.clone()
+    w1[1, 0] = -1.0
+    w2[0, 1] = 1.0
+    model = Model(model.config, w1, model.b1, w2, model.embedder, None)
+    sfa = model.sfa()
+    assert list(mono_feature_of(sfa)) == [0, 1, 2, 3]
+    view = feature_view(model, sfa, 0, points=5)  # amplitudes -1, -0.5, 0, 0.5, 1
+    assert np.allclose(view.mono_part, [0, 0, 0, 0.5, 1])  # neuron 0 alone: ReLU(a)
+    assert np.allclose(view.other_mono_part, [1, 0.5, 0, 0, 0]) and np.allclose(view.rest_part, view.other_mono_part)
+    assert np.allclose(view.total, view.mono_part + view.rest_part)
+    fig = feature_curves(view)
+    names = [trace.name for trace in fig.data]
+    assert names[2] == "this feature's mono neurons (1)" and "other features' mono" in names[3]
+    assert fig.layout.title.subtitle.text == "other features' mono neurons: up to 1.000 of the rest"
+
+
+# --- the linear map ----------------------------------------------------------------------------------------------
+
+
+def test_no_live_polysemantic_neuron_shows_a_message_not_an_error_of_zero():
+    from app.interpret_figures import linear_map_heatmap, singular_values
+
+    model = identity_model()  # every neuron monosemantic
+    linear = poly_linear_map(model, model.sfa())
+    assert linear.poly_neurons == 0
+    for fig in (linear_map_heatmap(linear), singular_values(linear)):
+        assert fig.data == () and fig.layout.annotations[0].text.startswith("No live polysemantic neurons")
+        assert "error" not in fig.to_json()
+
+
+def test_factorised_singular_values_match_the_maps_svd():
+    for task in ("decoder", "random_proj"):
+        model = random_model(task, n=12, m=4, k=30)
+        linear = poly_linear_map(model, model.sfa())
+        full = np.linalg.svd(linear.matrix, compute_uv=False)
+        assert np.allclose(linear.singular_values, full[:len(linear.singular_values)], atol=1e-6)
+        assert np.allclose(full[len(linear.singular_values):], 0, atol=1e-6)  # rank <= m
+
+
+def test_large_linear_map_is_pooled_keeping_the_sign_of_each_blocks_largest_entry():
+    from app.interpret_figures import linear_map_heatmap
+
+    matrix = np.full((512, 512), 0.1)
+    matrix[3, 400] = -2.0  # a strong negative entry: a plain max-pool would hide it
+    fig = linear_map_heatmap(linear_map_summary(matrix))
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (256, 256) and "max |value| over 2x2 blocks" in fig.layout.title.text
+    assert z[1, 200] == pytest.approx(-2.0) and z.max() == pytest.approx(0.1)
+    assert fig.data[0].x0 == 0.5 and fig.data[0].dx == 2  # the axes still count features
+    small = linear_map_heatmap(linear_map_summary(np.eye(256)))
+    assert np.asarray(small.data[0].z).shape == (256, 256) and small.data[0].dx is None
+
+
+# --- abs ---------------------------------------------------------------------------------------------------------
+
+
+def test_abs_linear_map_is_not_compared_with_the_identity():
+    from app.interpret_figures import linear_map_heatmap
+
+    model = random_model("abs")
+    linear = poly_linear_map(model, model.sfa())
+    assert linear.ideal is None and linear.ideal_error is None
+    subtitle = linear_map_heatmap(linear).layout.title.subtitle.text
+    assert "no linear map is its ideal" in subtitle and "error" not in subtitle
+
+
+def test_abs_neuron_silent_at_plus_one_is_shown_at_minus_one():
+    from app.interpret_figures import neuron_profile
+
+    model = identity_model(task="abs")
+    w1, b1 = model.w1.clone(), model.b1.clone()
+    w1[1] = torch.tensor([-1.0, 0.0, 0.0, 0.0])  # fires for feature 0 at -1 only
+    w1[2], b1[2] = 0.0, -1.0  # silent everywhere
+    model = Model(model.config, w1, b1, model.w2, model.embedder, None)
+    sfa = model.sfa()
+    fires = neuron_profile(neuron_view(model, sfa, 1))
+    assert fires.layout.title.text == "Neuron 1: silent at +1 (the SFA's amplitude), fires at -1"
+    assert [t.name for t in fires.data] == ["at amplitude +1", "at amplitude -1"]
+    assert list(fires.data[1].y) == [1.0, 0.0, 0.0, 0.0]
+    assert neuron_profile(neuron_view(model, sfa, 2)).layout.title.text == "Neuron 2: dead (silent at +1 and -1)"
+
+
+# --- small things a user reads -----------------------------------------------------------------------------------
+
+
+def test_r_just_above_the_threshold_is_not_shown_as_the_threshold():
+    from app.interpret_figures import format_r, neuron_profile
+
+    assert format_r(0.99904) == "0.99904" and format_r(0.9994) == "0.9994" and format_r(0.9989) == "0.9989"
+    assert format_r(0.5) == "0.500" and format_r(1.0) == "1.000" and format_r(0.99996) == "0.99996"
+    assert format_r(20.7) == "20.700" and format_r(1.0000002) == "1.0000002"
+    model = identity_model()
+    w1 = model.w1.clone()
+    w1[3] = torch.tensor([0.0, 0.0, 0.0004, 1.0])  # r = 1 / 1.0004 = 0.9996: monosemantic
+    model = Model(model.config, w1, model.b1, model.w2, model.embedder, None)
+    fig = neuron_profile(neuron_view(model, model.sfa(), 3))
+    assert fig.layout.title.text == "Neuron 3: monosemantic"
+    assert fig.layout.title.subtitle.text.startswith("r = 0.9996;")
+
+
+def test_dead_neuron_is_called_dead():
+    from app.interpret_figures import neuron_profile
+
+    model = identity_model()
+    b1 = model.b1.clone()
+    b1[2] = -5.0
+    model = Model(model.config, model.w1, b1, model.w2, model.embedder, None)
+    fig = neuron_profile(neuron_view(model, model.sfa(), 2))
+    assert fig.layout.title.text == "Neuron 2: dead"
+    assert fig.layout.title.subtitle.text.startswith("no activation;") and "r =" not in fig.layout.title.subtitle.text
+
+
+def test_pair_grid_with_the_same_feature_twice_says_so():
+    from app.inspect_panel import pair_figure
+
+    model = identity_model()
+    same = pair_figure(model, 2, 2)
+    assert same.data == () and same.layout.annotations[0].text == "Pick a second feature other than feature 2"
+    assert len(pair_figure(model, 2, 1).data) == 1
+
+
+def test_replayed_step_is_bounded_by_the_runs_own_frames():
+    from app.inspect_panel import replayed_step
+
+    frames = [1, 2, 4]
+    assert replayed_step(frames, 1, 3, False) == 2
+    assert replayed_step(frames, 3, 3, False) is None  # the slider's live end: the final weights
+    # the last run's slider (max 10) on a run with 3 frames: was frames[5], an IndexError
+    assert replayed_step(frames, 5, 10, False) is None
+    assert replayed_step(frames, 1, 3, True) is None  # a run just picked: its final weights, whatever the slider
+    assert replayed_step(frames, None, None, False) is None
+
+
+def test_model_views_draw_the_whole_model_views():
+    from app.inspect_panel import model_views
+
+    figures = model_views(*(lambda m: (m, m.sfa()))(random_model("decoder")))
+    titles = [f.layout.title.text for f in figures]
+    assert titles[0].startswith("Polysemantic part's linear map") and titles[1] == "Its singular values"
+    assert titles[2] == "Features by number of monosemantic neurons" and titles[3] == "Monosemantic neurons per feature"
+
+
+# --- the panel's callbacks, through Dash's endpoint -------------------------------------------------------------
+
+
+def dash_call(app, output_part: str, values: dict, changed: list[str]) -> tuple[int, dict]:
+    """Run the callback with `output_part` among its outputs and `changed[0]` among its inputs, as the browser does;
+    returns (status, {id: {property: value}} sent)."""
+    output = next(o for o, spec in app.callback_map.items() if output_part in o and changed[0] in
+                  [f"{i['id']}.{i['property']}" for i in spec["inputs"]])
+    spec = app.callback_map[output]
+    outputs = [{"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1].split("@")[0]}
+               for part in output.strip(".").split("...")]
+    given = [[{**item, "value": values.get(f"{item['id']}.{item['property']}")} for item in spec[kind]]
+             for kind in ("inputs", "state")]
+    answer = app.server.test_client().post("/_dash-update-component", json={
+        "output": output, "outputs": outputs if len(outputs) > 1 else outputs[0], "inputs": given[0],
+        "state": given[1], "changedPropIds": changed})
+    return answer.status_code, (answer.get_json() or {}).get("response", {}) if answer.status_code == 200 else {}
+
+
+def test_picking_an_index_redraws_only_its_views_and_a_stale_slider_cannot_break_a_run_just_picked(tmp_path):
+    import io
+
+    from app import create_app
+    from core.jobs import Lab
+    from core.runfile import build_run_file
+    from core.store import DiskStore
+    from core.train import Trainer
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    config = RunConfig(n_features=8, embed_dim=2, n_neurons=4, batch_size=8, steps=16, snapshot_every=4, device="cpu")
+    run_id = lab.submit(config)
+    trainer = Trainer([config])
+    trainer.advance(16)
+    buffer = io.BytesIO()
+    torch.save(build_run_file(trainer), buffer)
+    lab.store.set(f"file/{run_id}", buffer.getvalue())
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "status": "done", "frames": [1, 2, 4, 8, 16], "step": 16})
+    app = create_app(lab)
+    page = {"selected-run.data": run_id, "inspect-feature-input.value": 0, "inspect-neuron-input.value": 0,
+            "inspect-pair-input.value": 1, "checkpoint-slider.value": 5, "checkpoint-slider.max": 5}
+
+    status, sent = dash_call(app, "feature-curves", page, ["inspect-feature-input.value"])
+    assert status == 200 and "Inspecting final weights" in str(sent["inspect-message"])
+    assert "poly-map" not in sent and "mono-histogram" not in sent  # the N x N map waits for a new run or step
+    status, sent = dash_call(app, "poly-map", page, ["checkpoint-slider.value"])
+    assert status == 200 and set(sent) == {"poly-map", "poly-singular", "mono-histogram", "mono-by-feature"}
+    # the last run's slider (position 7 of 10) on this run of 5 frames: frames[7] failed the callback
+    stale = {**page, "checkpoint-slider.value": 7, "checkpoint-slider.max": 10}
+    for changed in ("selected-run.data", "checkpoint-slider.value"):
+        status, sent = dash_call(app, "feature-curves", stale, [changed])
+        assert status == 200 and "Inspecting final weights" in str(sent["inspect-message"])
+    status, sent = dash_call(app, "feature-curves", {**page, "inspect-pair-input.value": 0},
+                             ["inspect-pair-input.value"])
+    message = sent["pair-grid"]["figure"]["layout"]["annotations"][0]["text"]
+    assert message == "Pick a second feature other than feature 0"

@@ -9,6 +9,8 @@ from core.metrics import (
     mono_scores,
     monosemantic_neurons,
     positive_mono_scores,
+    positive_monosemantic_neurons,
+    score_histogram,
     single_feature_activations,
 )
 
@@ -58,3 +60,19 @@ def test_sfa_is_hidden_activation_of_each_embedded_feature():
         for f in range(4):
             expected = torch.relu(w1[r] @ e[r][:, f] + b1[r])
             assert torch.allclose(sfa[r, :, f], expected, atol=1e-6)
+
+
+def test_positive_part_mono_mask_is_the_summarys_definition():
+    sfa = np.array([[1.0, -0.5, 0.0],   # r = 2, positive part 1: mono both ways
+                    [0.6, 0.5, -0.8],   # r = 2 by accident; positive part 0.55: not
+                    [0.0, 0.0, 0.0]])   # dead: never
+    assert monosemantic_neurons(sfa).tolist() == [True, True, False]
+    assert positive_monosemantic_neurons(sfa).tolist() == [True, False, False]
+    assert SfaSummary.of(sfa).positive_mono_ratio == 1 / 3
+
+
+def test_score_histogram_counts_r_outside_0_1_apart():
+    hist = score_histogram(np.array([-0.5, 0.0, 0.5, 1.0, 1.0001, 20.7]))
+    assert hist.below == 1 and hist.above == 2
+    assert hist.counts.sum() == 3 and hist.counts[0] == 1 and hist.counts[10] == 1 and hist.counts[-1] == 1
+    assert len(hist.edges) == 21 and hist.edges[0] == 0 and hist.edges[-1] == 1
