@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from core.config import env_setting
 
@@ -23,21 +21,10 @@ BACKENDS = ("embedded", "celery")
 DEFAULT_DATA_DIR = Path(env_setting("LAB_DATA_DIR") or Path.home() / ".monosemanticity-lab").expanduser()
 
 
-def masked_url(url: str) -> str:
-    """The Redis URL with its password as *** (redis://:***@host:6379/0), to print or log: a terminal's scrollback
-    and a service's log are read by more people than may reach Redis."""
-    try:
-        netloc = urlsplit(url).netloc
-    except ValueError:  # not a URL at all: its parts cannot be told apart, so none of it is shown
-        return "(the --redis-url given)"
-    user_info, at, host = netloc.rpartition("@")
-    if at and ":" in user_info:
-        url = url.replace(netloc, f"{user_info.partition(':')[0]}:***@{host}", 1)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)  # redis-py reads ?password= too
-
-
 def celery_where(redis_url: str) -> str:
     """Where runs are kept and how to start workers, for the start-up line: the password masked."""
+    from core.redis_store import masked_url
+
     shown_url = masked_url(redis_url)
     password_note = " (put the password in for ***)" if shown_url != redis_url else ""
     return (f"Redis {shown_url}; start workers with: LAB_REDIS_URL='{shown_url}' "
@@ -103,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(problem)
     args.data_dir = Path(args.data_dir).expanduser()  # "--data-dir=~/runs" is not expanded by the shell
     if args.backend == "celery":
-        from core.redis_store import redis_problem
+        from core.redis_store import masked_url, redis_problem
 
         problem = redis_problem(args.redis_url)
         if problem:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown
+from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown, snapshot_cap
 
 MAX_BODY_BYTES = 64 * 1024
 # the page's own callbacks send a value per run on the page (the run list's buttons and rows): ~350 bytes each
@@ -66,10 +66,8 @@ def json_config(fields: dict[str, Any], base: RunConfig | None) -> tuple[RunConf
     """`base` with a JSON body's config fields set, or the problems by field. Fewer steps than the snapshot
     interval `base` (or the default) has lower it too, unless it is given: `{"steps": 8}` must not be refused over a
     field the client never sent (the CLI does the same)."""
-    steps, every = fields.get("steps"), (base or RunConfig()).snapshot_every
-    if ("snapshot_every" not in fields and isinstance(steps, int) and not isinstance(steps, bool)
-            and 1 <= steps < every):
-        fields = {**fields, "snapshot_every": steps}
+    if (cap := snapshot_cap(fields, base)) is not None:
+        fields = {**fields, "snapshot_every": cap}
     quoted = quoted_numbers(fields)
     config, errors = config_from_dict({n: v for n, v in fields.items() if n not in quoted}, base)
     return (None, {**errors, **quoted}) if quoted or errors else (config, {})

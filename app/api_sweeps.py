@@ -11,7 +11,7 @@ from app.api_json import NumberText, error, json_body, quoted_numbers
 from core.config import shown
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.presets import PAPER_BATCHES, PRESETS
-from core.sweep import MAX_SEEDS, MAX_VALUES, Sweep, preset_sweep, with_settings
+from core.sweep import MAX_SEEDS, MAX_VALUES, Sweep, capped_sweep, preset_sweep, with_settings
 
 SWEEP_KEYS = ("preset", "scale", "field", "values", "seeds", "shared_seed", "set")
 SCALES = ("quick", "paper")
@@ -58,7 +58,7 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
         text = str(err)
         key = "field" if text.startswith(("field must", "preset ")) else "values"
         return None, {key: text}
-    sweep, setting_errors = with_settings(sweep, settings)
+    sweep, setting_errors = with_settings(capped_sweep(sweep, settings), settings)
     if sweep is None:
         return None, {"set": "; ".join(setting_errors.values())}
     problems = sweep.validate()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -162,17 +163,19 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
     cache: dict[str, tuple[int, dict[str, Any]]] = {}
 
     views: dict[tuple[str, int, int | None], list[go.Figure]] = {}
+    loading = threading.Lock()
 
     def record_of(run_id: str) -> tuple[int, dict[str, Any]] | None:
         """(its size, which tells a rewritten file apart, and the run file's record); None before it exists."""
         blob = lab.run_file(run_id)
         if blob is None:
             return None
-        entry = cache.get(run_id)  # read once: another request may clear the cache between a check and a read
-        if entry is None or entry[0] != len(blob):
-            entry = (len(blob), load_run_file(io.BytesIO(blob)))
-            cache.clear()  # one run at a time: run files of paper-scale runs are large
-            cache[run_id] = entry
+        with loading:  # the two inspector callbacks ask at once: one loads (a paper-scale file is large), one waits
+            entry = cache.get(run_id)
+            if entry is None or entry[0] != len(blob):
+                entry = (len(blob), load_run_file(io.BytesIO(blob)))
+                cache.clear()  # one run at a time: run files of paper-scale runs are large
+                cache[run_id] = entry
         return entry
 
     @app.callback(

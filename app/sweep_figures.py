@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -45,6 +46,12 @@ class SweepRun:
     positive_mono_per_feature: float | None = None  # GeLU/SoLU only: max/sum on the positive part (ALGORITHM.md)
 
 
+def trace_uid(*parts: object) -> str:
+    """A trace's identity across redraws: with a uirevision, plotly keeps a user's edits (a hidden trace) by uid, and
+    by index without one. Hex: plotly puts it in CSS selectors, where "=" or "." break the figure."""
+    return "t" + hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
 def value_colours(values: list[float], field: str) -> dict[float, str]:
     """A colour per swept value along Viridis, spaced as `value_axis` spaces them: log for scale knobs, by rank
     where that axis is categorical (0 among them: 0 and 1e-5 had one colour on a linear scale)."""
@@ -82,11 +89,12 @@ def training_panels(runs: list[SweepRun], field: str, smoothing: float = 0.9) ->
             keep = log_thin(np.asarray(run.loss_steps), 1500)
             fig.add_trace(go.Scattergl(x=np.log2(run.loss_steps[keep]), y=ema(run.losses, smoothing)[keep],
                                        mode="lines", line={"color": colour}, name=name, legendgroup=name,
-                                       showlegend=legend), row=1, col=1)
+                                       showlegend=legend, uid=trace_uid(name, run.seed, "loss")), row=1, col=1)
         for col, series in ((2, run.mono), (3, run.mean_bias)):
             if len(run.point_steps):
                 fig.add_trace(go.Scatter(x=np.log2(run.point_steps), y=series, mode="lines", name=name,
-                                         legendgroup=name, showlegend=False, line={"color": colour}), row=1, col=col)
+                                         legendgroup=name, showlegend=False, line={"color": colour},
+                                         uid=trace_uid(name, run.seed, col)), row=1, col=col)
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888", row=1, col=2)
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
                       title={"text": f"Training, coloured by {field}", "font": {"size": 14}})
@@ -170,13 +178,15 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
             if banded:
                 fig.add_trace(go.Scatter(x=[*at, *at[::-1]], y=np.concatenate([hi, lo[::-1]]),
                                          fill="toself", fillcolor=colour, opacity=0.15 if overlaid else 0.2,
-                                         line={"width": 0}, hoverinfo="skip", showlegend=False), row=1, col=col)
+                                         line={"width": 0}, hoverinfo="skip", showlegend=False,
+                                         uid=trace_uid(name, attr, "band")), row=1, col=col)
             # the loss's colour is its sweep's (overlaid) or explained by the panel's title: no legend entry. Overlaid,
             # each sweep's entries sit under its name (a group title), and hover names the sweep
             grouped = {"legendgroup": name, "legendgrouptitle": {"text": name},
                        "hovertemplate": f"%{{x}}, %{{y:.4g}}<extra>{name}: {series}</extra>"} if overlaid else {}
             fig.add_trace(go.Scatter(x=at, y=mean, mode="lines+markers", showlegend=col == 2, name=series,
-                                     line={"color": colour, "dash": dash}, **grouped), row=1, col=col)
+                                     line={"color": colour, "dash": dash}, uid=trace_uid(name, attr), **grouped),
+                          row=1, col=col)
     repeats = any(len(group) > len({r.value for r in group}) for _, group in groups)
     title = (f"Results against {field}: " + " vs ".join(name for name, _ in groups) if overlaid
              else f"Results against {field}") + (" (mean, min-max over seeds)" if repeats else "")
@@ -200,11 +210,14 @@ def sorted_biases(runs: list[SweepRun], field: str) -> go.Figure:
     no result, and would stretch the axis)."""
     done = [r for r in runs if r.bias is not None and r.status != "failed"]
     if not done:
-        return empty_figure("Final biases, sorted", "Available once runs have snapshots")
+        failed = sum(r.bias is not None for r in runs)
+        return empty_figure("Final biases, sorted", f"{failed} failed runs: not shown" if failed
+                            else "Available once runs have snapshots")
     colours = value_colours([r.value for r in done], field)
     fig = go.Figure()
     for run in done:
         fig.add_trace(go.Scatter(y=np.sort(run.bias), mode="lines", line={"color": colours[run.value]},
+                                 uid=trace_uid(run.value, run.seed),
                                  name=f"{field}={fmt(run.value)} (seed {run.seed})"))
     fig.update_layout(**LAYOUT_STYLE, title={"text": "Final biases, sorted", "font": {"size": 14}},
                       xaxis={**AXIS_STYLE, "title": {"text": "neuron (sorted by bias)"}},
@@ -251,11 +264,12 @@ def mono_counts(sfa: np.ndarray) -> tuple[float, float, float, float]:
 def heatmap_run(runs: list[SweepRun], value: float) -> SweepRun:
     """The run whose heatmap stands for a value: the first seed with a snapshot (another may still be queued),
     one that did not fail where there is one."""
-    return min((r for r in runs if r.value == value), key=lambda r: (r.sfa is None, r.status == "failed"))
+    return min((r for r in runs if r.value == value),
+               key=lambda r: (r.sfa is None, r.status not in RESULT_STATUSES, r.status == "failed"))
 
 
 def heatmap_title(field: str, run: SweepRun, several_seeds: bool) -> str:
     """E.g. "lr=0.03 (seed 1) (failed)": a diverged run's heatmap must not read as a result."""
     return (f"{field}={run.value:g}" + (f" (seed {run.seed})" if several_seeds else "")
-            + (" (failed)" if run.status == "failed" else ""))
+            + (f" ({LEFT_OUT_AS.get(run.status, run.status)})" if run.status not in RESULT_STATUSES else ""))
 

@@ -446,4 +446,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         ]
         for fig in shown:  # zoom and hidden traces are kept while this sweep is shown, not carried to another
             fig.layout.uirevision = sweep_id
+        parcoords = shown[-1]
+        if parcoords.data:  # its brushes are kept by axis position: a new set of axes starts afresh
+            parcoords.layout.uirevision = f"{sweep_id}:" + ",".join(d.label for d in parcoords.data[0].dimensions)
         return [*shown, key]

@@ -13,13 +13,12 @@ import math
 import re
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, memory_budget_problem, parse_value
+from core.config import FIELDS, allowed_range, config_from_dict, memory_budget_problem, snapshot_cap
 from core.continuation import (
     bias_push,
     continuation_errors,
@@ -31,7 +30,7 @@ from core.continuation import (
 )
 from core.presets import PAPER_BATCHES, PRESETS
 from core.runfile import RunFileError, build_run_file, config_of, load_run_file, save_run_file
-from core.sweep import Sweep, preset_sweep, run_sweep, total_run_steps, value_label, with_settings
+from core.sweep import capped_sweep, preset_sweep, run_sweep, total_run_steps, value_label, with_settings
 from core.train import Trainer, device_problem, iterate_training
 
 EXIT_USAGE = 2
@@ -92,34 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 SNAPSHOT_CAP_NOTE = " (at most steps, when not given)"
 
 
-def snapshot_cap(given: dict[str, Any], base: RunConfig | None, swept_steps: tuple[Any, ...] = ()) -> int | None:
-    """The snapshot_every to use instead of the preset's (or run file's, or the default) when the steps asked for are
-    fewer, else None: `--steps 100` on a preset that snapshots every 256 must not be refused over a flag never passed.
-    `given` holds the flags as typed; `swept_steps` the values of a sweep over steps."""
-    if "snapshot_every" in given:  # the user's own value: validated as given
-        return None
-    asked = (*swept_steps, given["steps"]) if "steps" in given else swept_steps
-    try:
-        fewest = min(parse_value(FIELDS["steps"], raw) for raw in asked) if asked else None
-    except ValueError:  # a steps message says it; a second one about snapshot_every would only confuse
-        return None
-    every = (base or RunConfig()).snapshot_every
-    return fewest if fewest is not None and 1 <= fewest < every else None
-
-
 def scale_problem(preset: str, scale: str | None) -> str | None:
     """--scale picks a paper batch's size; any other preset has its own (the API refuses it alike)."""
     if scale is not None and preset in PRESETS and preset not in PAPER_BATCHES:
         return f"--scale is for the paper batches ({', '.join(PAPER_BATCHES)}); {preset} has its own sizes (leave " \
                "--scale out)"
     return None
-
-
-def capped_sweep(sweep: Sweep, given: dict[str, Any]) -> Sweep:
-    """The sweep with its base's snapshot_every capped at the fewest steps any run trains (snapshot_cap)."""
-    swept = sweep.values if sweep.field == "steps" else ()
-    cap = snapshot_cap(given, sweep.base, swept)
-    return sweep if cap is None else replace(sweep, base=sweep.base.replace(snapshot_every=cap))
 
 
 def output_path_problem(path: str, folder: bool) -> str | None:

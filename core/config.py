@@ -316,3 +316,18 @@ def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tup
     config = dataclasses.replace(base or RunConfig(), **values)
     errors = {**config.validate(), **errors}
     return (None, errors) if errors else (config, {})
+
+
+def snapshot_cap(given: dict[str, Any], base: RunConfig | None, swept_steps: tuple[Any, ...] = ()) -> int | None:
+    """The snapshot_every to use instead of the preset's (or run file's, or the default) when the steps asked for are
+    fewer, else None: `steps 100` on a preset that snapshots every 256 must not be refused over a field never given.
+    `given` holds the fields as given (flags as typed, or JSON); `swept_steps` the values of a sweep over steps."""
+    if "snapshot_every" in given:  # the user's own value: validated as given
+        return None
+    asked = (*swept_steps, given["steps"]) if "steps" in given else swept_steps
+    try:
+        fewest = min(parse_value(FIELDS["steps"], raw) for raw in asked) if asked else None
+    except ValueError:  # a steps message says it; a second one about snapshot_every would only confuse
+        return None
+    every = (base or RunConfig()).snapshot_every
+    return fewest if fewest is not None and 1 <= fewest < every else None

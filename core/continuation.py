@@ -22,8 +22,8 @@ import torch
 from core.config import RunConfig, shown, shown_value
 from core.model import RunWeights, World
 
-# Fields that fix the weights' shapes or the world (the embedder is drawn from the seed): the weights mean nothing
-# without them.
+# Fields that fix the weights' shapes or the world (the seed's; its embedders are copied from the parent): the weights
+# mean nothing without them.
 KEPT_WITH_THE_WEIGHTS = ("task", "n_features", "embed_dim", "n_neurons", "seed")
 # Fields that describe a fresh start, which a continued run does not have.
 KEPT_AS_THE_START = ("init_variant",)
@@ -100,7 +100,7 @@ def start_weights(record: dict[str, Any], step: int | None = None) -> RunWeights
 def steps_before(start: dict[str, Any] | None) -> int:
     """The steps trained before a run's first, along its whole chain (a continued run's parent may itself be one):
     where its curves go on from, beside its ancestors. Starts stored before the chain was counted give their step."""
-    return 0 if not start else int(start.get("offset", start["step"]))
+    return 0 if not start else int(start.get("offset") or start.get("step") or 0)  # an old CLI file: step None
 
 
 def world_of(record: dict[str, Any]) -> World:

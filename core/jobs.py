@@ -29,7 +29,7 @@ from core.continuation import (
     weights_to_bytes,
     world_of,
 )
-from core.runfile import load_run_file
+from core.runfile import RunFileError, load_run_file
 from core.store import DiskStore, new_id, now, valid_id
 from core.train import batch_key, batched_jobs, device_problem
 
@@ -164,7 +164,10 @@ class Lab:
         parent = self.config(parent_id)
         errors = {name: message for config in configs
                   for name, message in continuation_errors(parent_id, parent, config).items()}
-        record = load_run_file(io.BytesIO(blob))
+        try:
+            record = load_run_file(io.BytesIO(blob))
+        except RunFileError as err:
+            raise CannotContinue(f"run {parent_id}'s run file cannot be read: {err}") from err
         try:
             weights = start_weights(record, step)
         except ValueError as err:
@@ -264,8 +267,11 @@ class Lab:
             self.dispatch(job_id)
         except Exception as err:
             log.warning("job %s is queued, but its task was not sent (%s); it is sent again later", job_id, err)
-            with self.store.transaction():
-                self.store.set("unsent", [*self.store.get("unsent", []), job_id])
+            try:
+                with self.store.transaction():
+                    self.store.set("unsent", [*self.store.get("unsent", []), job_id])
+            except Exception:  # the store away too (one Redis): the app's next start sends every queued job
+                log.exception("job %s: could not note its task as unsent", job_id)
 
     def resend(self, every_queued: bool = False) -> list[str]:
         """Send again the queued jobs whose task did not reach the broker, or (at the app's start) every queued job:
@@ -273,18 +279,21 @@ class Lab:
         twice is trained once: only the first task finds it queued (Lab.claim_job). Returns the jobs sent."""
         queue = self.store.get("queue", [])
         unsent = self.store.get("unsent", [])
-        sent = []
+        sent, failed = [], []
         for job_id in dict.fromkeys(queue if every_queued else [j for j in unsent if j in queue]):
             try:
                 self.dispatch(job_id)
             except Exception as err:  # the broker still away: the next round tries again
                 log.warning("job %s: its task could not be sent again (%s)", job_id, err)
+                failed.append(job_id)
                 continue
             sent.append(job_id)
-        if unsent:
+        if unsent or failed:
             with self.store.transaction():  # and those no longer queued (taken, stopped, deleted) need none
                 queue = self.store.get("queue", [])
-                self.store.set("unsent", [j for j in self.store.get("unsent", []) if j in queue and j not in sent])
+                waiting = dict.fromkeys([*self.store.get("unsent", []), *failed])
+                kept = [j for j in waiting if j in queue and j not in sent]
+                self.store.set("unsent", kept)
         return sent
 
     def config_errors(self, config: RunConfig) -> dict[str, str]:
@@ -614,9 +623,13 @@ class Lab:
                 self._set_status([meta["id"]], "failed", error="its job record was lost", finished=now())
                 continue
             if self._lost(job, is_alive):
+                seen = job.get("worker")
                 with self.store.transaction():
                     job = self.store.get(f"job/{meta['job']}")
-                    if job is None or not self._lost(job, is_alive):  # a heartbeat came while it waited
+                    still = self.store.get(f"meta/{meta['id']}")
+                    # a heartbeat came while it waited, or its worker let go (paused, done): not lost
+                    if (job is None or job.get("worker") != seen or not self._lost(job, is_alive)
+                            or still is None or still["status"] != "running"):
                         continue
                     lost += job["runs"]
                     status = "queued" if auto_resume else "interrupted"

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import redis
@@ -88,8 +90,22 @@ def _from_json(value: Any) -> Any:
 UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+def masked_url(url: str) -> str:
+    """The Redis URL with its password as *** (redis://:***@host:6379/0), to print, log or show: a terminal's
+    scrollback, a service's log and the page are read by more people than may reach Redis."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # not a URL at all: its parts cannot be told apart, so none of it is shown
+        return "(the --redis-url given)"
+    user_info, at, host = netloc.rpartition("@")
+    if at and ":" in user_info:
+        url = url.replace(netloc, f"{user_info.partition(':')[0]}:***@{host}", 1)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)  # redis-py reads ?password= too
+
+
 def unreachable_message(url: str, err: Exception) -> str:
-    reason = str(err).rstrip(". ")
+    reason = str(err).rstrip(". ").replace(url, masked_url(url))
+    url = masked_url(url)
     return (f"the run store (Redis at {url}) cannot be reached: {reason}. Runs are kept in Redis; once it is back "
             "the page and the workers go on")
 

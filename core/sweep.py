@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, parse_value
+from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, parse_value, snapshot_cap
 from core.presets import PAPER_BATCHES, PRESETS
 from core.train import Trainer, batched_jobs
 
@@ -90,7 +90,7 @@ class Sweep:
                 unique = [f"the runs' seeds would go up to {top}: seed must be {allowed_range(FIELDS['seed'])}"
                           + ("" if self.shared_seed else
                              " (without a shared seed, the runs of the i-th value use seed + 1000 x i)")]
-            errors.setdefault(where, "; ".join(unique))
+            errors[where] = "; ".join([errors[where], *unique] if where in errors else unique)
         return errors
 
 
@@ -211,3 +211,10 @@ def value_label(value: Any) -> str:
         return f"{value + 0.0:g}"
     text = str(value)
     return text if len(text) <= 24 else f"{text[:16]}... ({len(text)} characters)"
+
+
+def capped_sweep(sweep: Sweep, given: dict[str, Any]) -> Sweep:
+    """The sweep with its base's snapshot_every capped at the fewest steps any run trains (snapshot_cap)."""
+    swept = sweep.values if sweep.field == "steps" else ()
+    cap = snapshot_cap(given, sweep.base, swept)
+    return sweep if cap is None else replace(sweep, base=sweep.base.replace(snapshot_every=cap))

@@ -231,6 +231,7 @@ class JobRunner:
         torch.save({**self.trainer.state_dict(), "run_ids": self.run_ids}, buffer)
         with self.store.transaction():
             if self.lab.check_owner(self.job_id, self.worker) is None:
+                self.last_checkpoint = time.monotonic()
                 return  # deleted meanwhile: a checkpoint now would be kept by nothing, for good
             self.store.set(f"ckpt/{self.job_id}", buffer.getvalue())
             self.store.set(f"ckpt_step/{self.job_id}", self.trainer.step)

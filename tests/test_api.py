@@ -402,3 +402,19 @@ def test_continue_a_finished_run_with_settings_changed(client, lab):
     client.delete(f"/api/runs/{early}")
     assert client.post("/api/runs/nope/continue", json={}).status_code == 404
     assert len(lab.list()) == 2  # nothing more was queued
+
+
+def test_fewer_steps_than_the_snapshot_interval_lower_it_in_every_api_path():
+    """As the CLI: `{"steps": 8}` (or 8.0) is not refused over a snapshot_every the client never sent."""
+    from app.api_json import json_config
+    from app.api_sweeps import parse_sweep
+
+    for steps in (8, 8.0):
+        config, errors = json_config({"steps": steps}, None)
+        assert errors == {} and config.snapshot_every == 8
+    sweep, errors = parse_sweep({"preset": "LR3", "set": {"steps": 8}})
+    assert errors == {} and sweep.base.snapshot_every == 8
+    sweep, errors = parse_sweep({"preset": "quick-negative-bias", "field": "steps", "values": [8, 16]})
+    assert errors == {} and sweep.base.snapshot_every == 8
+    _, errors = parse_sweep({"preset": "LR3", "set": {"steps": 8, "snapshot_every": 16}})
+    assert "snapshot_every must be between 1 and steps (8), got 16" in errors["set"]  # given: checked as given

@@ -733,3 +733,40 @@ def test_a_pool_does_not_take_the_jobs_of_another_apps_live_workers(tmp_path):
     gone.join()
     assert not pool._is_alive({"host": here, "pid": gone.pid})
     assert pool._is_alive({"host": "another-machine", "pid": gone.pid})  # judged by its heartbeat
+
+
+def test_a_job_its_worker_let_go_of_while_recover_looked_is_not_queued_again(tmp_path):
+    """recover() read the job as silent, then its worker paused it: the job was queued again and the paused run
+    trained on without a click."""
+    from core.jobs import HEARTBEAT_TIMEOUT
+    from core.store import now
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(SMALL)
+    worker = WorkerId("machine-a", 11)
+    job_id, _ = lab.claim(worker)
+    job = lab.store.get(f"job/{job_id}")
+    lab.store.set(f"job/{job_id}", {**job, "heartbeat": now() - 2 * HEARTBEAT_TIMEOUT})
+
+    def pauses_meanwhile(_worker: dict) -> bool:  # the worker lets go as recover() looks
+        lab.release(job_id, "paused", worker=worker)
+        return False
+
+    assert lab.recover(is_alive=pauses_meanwhile) == []
+    assert status(lab, run_id) == "paused" and job_id not in lab.store.get("queue", [])
+
+
+def test_a_task_that_could_not_be_sent_again_at_start_is_kept_to_send(tmp_path):
+    sent, broker_up = [], [True]
+
+    def dispatch(job_id: str) -> None:
+        if not broker_up[0]:
+            raise ConnectionError("broker away")
+        sent.append(job_id)
+
+    lab = Lab(DiskStore(tmp_path / "data"), dispatch=dispatch)
+    job_id = lab.get(lab.submit(SMALL))["job"]
+    broker_up[0] = False
+    assert lab.resend(every_queued=True) == []  # the app's start, the broker away
+    broker_up[0] = True
+    assert lab.resend() == [job_id]  # the next round sends it

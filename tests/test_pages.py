@@ -184,12 +184,15 @@ def test_sweep_figures_leave_out_a_failed_run_name_it_on_its_heatmap_and_keep_zo
     heatmaps = titles(sent, "sweep-heatmap", 3)
     assert heatmaps[0] == f"lr=0.003 (seed {seeds[0.003][1][0]})"
     assert heatmaps[1] == f"lr=0.01 (seed {seeds[0.01][0][0]}) (failed)"
-    assert heatmaps[2] == f"lr=0.03 (seed {seeds[0.03][0][0]})"  # a run training rather than a failed one
+    # a run training rather than a failed one, and said to be
+    assert heatmaps[2] == f"lr=0.03 (seed {seeds[0.03][0][0]}) (still training)"
     results = sent["sweep-mono-vs-value"]["figure"]
     assert results["layout"]["title"]["subtitle"]["text"] == "not shown: 3 failed, 1 still training, 1 queued"
     mono = next(t for t in results["data"] if t.get("name") == "mono neurons / N (per feature)")
     assert numbers(mono["x"]) == [0.003]  # the only value with a finished seed
-    assert {sent[graph]["figure"]["layout"]["uirevision"] for graph in sent if graph != "sweep-state"} == {sweep_id}
+    # the parallel coordinates' brushes are kept per set of axes too
+    assert {sent[graph]["figure"]["layout"]["uirevision"].split(":")[0] for graph in sent
+            if graph != "sweep-state"} == {sweep_id}
 
 
 # --- API -------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from core.jobs import Lab
+from core.redis_store import masked_url, unreachable_message
 from core.store import DiskStore
 from tests.helpers import wait_until
 from tests.servers import free_port, http_json
@@ -114,10 +115,13 @@ def test_a_redis_password_is_never_printed(capsys):
     where = run_app.celery_where("redis://:S3CRET@10.0.0.5:6379/0")
     assert "LAB_REDIS_URL='redis://:***@10.0.0.5:6379/0'" in where and "S3CRET" not in where
     assert "put the password in for ***" in where
-    assert run_app.masked_url("rediss://lab:S3CRET@h:6380/2") == "rediss://lab:***@h:6380/2"
-    assert run_app.masked_url("redis://h:6379/0?password=S3CRET&db=1") == "redis://h:6379/0?password=***&db=1"
+    assert masked_url("rediss://lab:S3CRET@h:6380/2") == "rediss://lab:***@h:6380/2"
+    assert masked_url("redis://h:6379/0?password=S3CRET&db=1") == "redis://h:6379/0?password=***&db=1"
     plain = "redis://127.0.0.1:6379/0"  # nothing to hide: shown as given, with no note about a password
-    assert run_app.masked_url(plain) == plain and "***" not in run_app.celery_where(plain)
+    assert masked_url(plain) == plain and "***" not in run_app.celery_where(plain)
+    # nor on the page or in the API's 503 when Redis goes away (the reason may quote the URL too)
+    gone = unreachable_message("redis://:S3CRET@h:1/0", ConnectionError("Error connecting to redis://:S3CRET@h:1/0."))
+    assert "S3CRET" not in gone and "redis://:***@h:1/0" in gone
 
 
 def test_a_data_dir_under_home_is_the_home_not_a_folder_named_tilde(tmp_path, monkeypatch):

@@ -144,3 +144,24 @@ def test_mono_counts_include_the_positive_part_ratio():
     sfa = np.array([[1.0, 0.5, -0.5], [0.2, 0.2, 0.2]])  # neuron 0: max/sum = 1 only because of the negative
     per_feature, _, _, positive = sf.mono_counts(sfa)
     assert per_feature == 1 / 3 and positive == 0.0  # on the positive part, 1 / 1.5
+
+
+def test_traces_keep_their_identity_as_runs_gain_points():
+    """A hidden trace stays hidden: with a uirevision, plotly matches a user's edits to traces by uid (by index
+    without one, so a run's first snapshot moved them onto other runs)."""
+    queued = dataclasses.replace(run(0.01, seed=1), point_steps=np.zeros(0), mono=np.zeros(0),
+                                 mean_bias=np.zeros(0))
+    before = {t.uid for t in sf.training_panels([queued, run(0.03)], "lr").data}
+    after = sf.training_panels([run(0.01, seed=1), run(0.03)], "lr").data
+    assert None not in before and len({t.uid for t in after}) == len(after) and before < {t.uid for t in after}
+
+
+def test_a_values_heatmap_is_a_finished_seeds_and_says_when_it_is_not():
+    training = dataclasses.replace(run(0.1, seed=0), status="running")
+    assert sf.heatmap_run([training, run(0.1, seed=1)], 0.1).seed == 1
+    assert sf.heatmap_title("lr", sf.heatmap_run([training], 0.1), False) == "lr=0.1 (still training)"
+
+
+def test_sorted_biases_of_failed_runs_only_say_so():
+    failed = dataclasses.replace(run(0.1), status="failed")
+    assert "1 failed runs: not shown" in sf.sorted_biases([failed], "lr").layout.annotations[0].text
