@@ -43,6 +43,7 @@ class SweepRun:
     sfa: np.ndarray | None = None
     nearly_mono_per_feature: float | None = None  # neurons with r > 0.9 / N: the signal short runs show first
     status: str = "done"
+    complete: bool = True  # trained all its steps (a stopped run may not have)
     positive_mono_per_feature: float | None = None  # GeLU/SoLU only: max/sum on the positive part (ALGORITHM.md)
 
 
@@ -190,8 +191,11 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
     repeats = any(len(group) > len({r.value for r in group}) for _, group in groups)
     title = (f"Results against {field}: " + " vs ".join(name for name, _ in groups) if overlaid
              else f"Results against {field}") + (" (mean, min-max over seeds)" if repeats else "")
-    subtitle = {"subtitle": {"text": f"not shown: {note}", "font": {"size": 11, "color": "#6c757d"}}} if note else {}
-    fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 90 if note else 70}},
+    early = sum(r.status == "stopped" and not r.complete for _, group in groups for r in group)
+    said = "; ".join(filter(None, (f"not shown: {note}" if note else "",
+                                   f"{early} stopped early, shown as they stood" if early else "")))
+    subtitle = {"subtitle": {"text": said, "font": {"size": 11, "color": "#6c757d"}}} if said else {}
+    fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 90 if said else 70}},
                       title={"text": title, "font": {"size": 14}, **subtitle},
                       # beside the mono panel it names: inside, its entries (eight with two sweeps) hid the curves
                       legend={"x": 1.02, "y": 1.0, "xanchor": "left", "yanchor": "top", "groupclick": "toggleitem"})
@@ -271,5 +275,6 @@ def heatmap_run(runs: list[SweepRun], value: float) -> SweepRun:
 def heatmap_title(field: str, run: SweepRun, several_seeds: bool) -> str:
     """E.g. "lr=0.03 (seed 1) (failed)": a diverged run's heatmap must not read as a result."""
     return (f"{field}={run.value:g}" + (f" (seed {run.seed})" if several_seeds else "")
-            + (f" ({LEFT_OUT_AS.get(run.status, run.status)})" if run.status not in RESULT_STATUSES else ""))
+            + (f" ({LEFT_OUT_AS.get(run.status, run.status)})" if run.status not in RESULT_STATUSES
+               else " (stopped early)" if run.status == "stopped" and not run.complete else ""))
 

@@ -223,6 +223,7 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]], histories: bool = True) ->
                 sfa=snapshot["sfa"] if snapshot else None,
                 nearly_mono_per_feature=nearly,
                 status=meta["status"],
+                complete=meta["step"] >= meta["steps"],
                 # the paper's max/sum can pass 0.999 by accident where GeLU/SoLU go negative: shown beside it
                 positive_mono_per_feature=positive if meta["config"]["nonlinearity"] != "relu" else None,
             )

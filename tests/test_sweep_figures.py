@@ -165,3 +165,12 @@ def test_a_values_heatmap_is_a_finished_seeds_and_says_when_it_is_not():
 def test_sorted_biases_of_failed_runs_only_say_so():
     failed = dataclasses.replace(run(0.1), status="failed")
     assert "1 failed runs: not shown" in sf.sorted_biases([failed], "lr").layout.annotations[0].text
+
+
+def test_runs_stopped_early_are_shown_as_they_stood_and_said_to_be():
+    """Stop on a sweep's job stops all its runs: their numbers are half-trained ones, and say so."""
+    early = dataclasses.replace(run(0.03), status="stopped", complete=False)
+    fig = sf.metric_vs_value([run(0.01), early], "lr")
+    assert fig.layout.title.subtitle.text == "1 stopped early, shown as they stood"
+    assert sf.heatmap_title("lr", early, False) == "lr=0.03 (stopped early)"
+    assert sf.heatmap_title("lr", run(0.01), False) == "lr=0.01"
