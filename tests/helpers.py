@@ -16,3 +16,19 @@ def wait_until(condition: Callable[[], Any], timeout: float = 60.0, interval: fl
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def dash_call(app: Any, output_part: str, values: dict[str, Any], changed: list[str]) -> tuple[int, dict[str, Any]]:
+    """Run the callback with `output_part` among its outputs and `changed[0]` among its inputs, as the browser does;
+    returns (status, {id: {property: value}} sent)."""
+    output = next(o for o, spec in app.callback_map.items() if output_part in o and changed[0] in
+                  [f"{i['id']}.{i['property']}" for i in spec["inputs"]])
+    spec = app.callback_map[output]
+    outputs = [{"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1].split("@")[0]}
+               for part in output.strip(".").split("...")]
+    given = [[{**item, "value": values.get(f"{item['id']}.{item['property']}")} for item in spec[kind]]
+             for kind in ("inputs", "state")]
+    answer = app.server.test_client().post("/_dash-update-component", json={
+        "output": output, "outputs": outputs if len(outputs) > 1 else outputs[0], "inputs": given[0],
+        "state": given[1], "changedPropIds": changed})
+    return answer.status_code, (answer.get_json() or {}).get("response", {}) if answer.status_code == 200 else {}

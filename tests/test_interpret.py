@@ -15,6 +15,7 @@ from core.interpret import (
     pair_interference,
     poly_linear_map,
 )
+from tests.helpers import dash_call
 
 
 def identity_model(n: int = 4, task: str = "decoder", nonlinearity: str = "relu") -> Model:
@@ -365,22 +366,6 @@ def test_model_views_draw_the_whole_model_views():
 
 
 # --- the panel's callbacks, through Dash's endpoint -------------------------------------------------------------
-
-
-def dash_call(app, output_part: str, values: dict, changed: list[str]) -> tuple[int, dict]:
-    """Run the callback with `output_part` among its outputs and `changed[0]` among its inputs, as the browser does;
-    returns (status, {id: {property: value}} sent)."""
-    output = next(o for o, spec in app.callback_map.items() if output_part in o and changed[0] in
-                  [f"{i['id']}.{i['property']}" for i in spec["inputs"]])
-    spec = app.callback_map[output]
-    outputs = [{"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1].split("@")[0]}
-               for part in output.strip(".").split("...")]
-    given = [[{**item, "value": values.get(f"{item['id']}.{item['property']}")} for item in spec[kind]]
-             for kind in ("inputs", "state")]
-    answer = app.server.test_client().post("/_dash-update-component", json={
-        "output": output, "outputs": outputs if len(outputs) > 1 else outputs[0], "inputs": given[0],
-        "state": given[1], "changedPropIds": changed})
-    return answer.status_code, (answer.get_json() or {}).get("response", {}) if answer.status_code == 200 else {}
 
 
 def test_picking_an_index_redraws_only_its_views_and_a_stale_slider_cannot_break_a_run_just_picked(tmp_path):

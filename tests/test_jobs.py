@@ -650,22 +650,28 @@ def test_a_job_emptied_by_deletes_while_its_worker_died_is_removed(tmp_path):
     assert lab.store.get("emptied") == []
 
 
+class Broker:
+    """A Celery broker that may be away: the tasks it took, by job."""
+
+    def __init__(self, up: bool):
+        self.up, self.sent = up, []
+
+    def send(self, job_id: str) -> None:
+        if not self.up:
+            raise ConnectionError("broker away")
+        self.sent.append(job_id)
+
+
 def test_a_job_whose_task_did_not_reach_the_broker_is_sent_again(tmp_path):
     """The runs were queued, the task never sent (a broker blip): nothing ever sent it again, and the runs waited
     forever. A job sent twice is trained once."""
-    sent, broker_up = [], [False]
-
-    def dispatch(job_id: str) -> None:
-        if not broker_up[0]:
-            raise ConnectionError("broker away")
-        sent.append(job_id)
-
-    lab = Lab(DiskStore(tmp_path / "data"), dispatch=dispatch)
+    broker = Broker(up=False)
+    lab = Lab(DiskStore(tmp_path / "data"), dispatch=broker.send)
     run_id = lab.submit(SMALL)  # the user's runs are queued all the same
     job_id = lab.get(run_id)["job"]
-    assert status(lab, run_id) == "queued" and lab.resend() == [] and sent == []
-    broker_up[0] = True
-    assert lab.resend() == [job_id] and sent == [job_id]
+    assert status(lab, run_id) == "queued" and lab.resend() == [] and broker.sent == []
+    broker.up = True
+    assert lab.resend() == [job_id] and broker.sent == [job_id]
     assert lab.resend() == []  # sent once it reached the broker
     assert lab.resend(every_queued=True) == [job_id]  # at an app's start: every queued job, in case
     assert lab.claim_job(job_id, WorkerId("machine-a", 11)) is not None
@@ -757,16 +763,10 @@ def test_a_job_its_worker_let_go_of_while_recover_looked_is_not_queued_again(tmp
 
 
 def test_a_task_that_could_not_be_sent_again_at_start_is_kept_to_send(tmp_path):
-    sent, broker_up = [], [True]
-
-    def dispatch(job_id: str) -> None:
-        if not broker_up[0]:
-            raise ConnectionError("broker away")
-        sent.append(job_id)
-
-    lab = Lab(DiskStore(tmp_path / "data"), dispatch=dispatch)
+    broker = Broker(up=True)
+    lab = Lab(DiskStore(tmp_path / "data"), dispatch=broker.send)
     job_id = lab.get(lab.submit(SMALL))["job"]
-    broker_up[0] = False
+    broker.up = False
     assert lab.resend(every_queued=True) == []  # the app's start, the broker away
-    broker_up[0] = True
+    broker.up = True
     assert lab.resend() == [job_id]  # the next round sends it

@@ -14,6 +14,7 @@ from core.config import RunConfig
 from core.jobs import Lab, UnknownRun
 from core.store import DiskStore
 from core.sweep import preset_sweep
+from tests.helpers import dash_call
 
 TINY = RunConfig(n_features=4, embed_dim=2, n_neurons=3, eps=1 / 8, batch_size=32, steps=64, snapshot_every=16,
                  lr=0.01, device="cpu")
@@ -39,24 +40,6 @@ def trained(lab: Lab, run_id: str, frames: list[int], status: str = "done") -> s
     return run_id
 
 
-def call(app: Any, output_part: str, values: dict[str, Any], changed: list[str]) -> tuple[int, dict[str, Any]]:
-    """Run the callback whose outputs include `output_part` and whose inputs the first of `changed`, as the browser
-    would, with `values` by "id.property"; returns (status, {id: {property: value}} of what it sent: {} for
-    nothing)."""
-    output = next(o for o, spec in app.callback_map.items() if output_part in o and changed[0] in
-                  [f"{i['id']}.{i['property']}" for i in spec["inputs"]])
-    spec = app.callback_map[output]
-    outputs = [{"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1].split("@")[0]}
-               for part in output.strip(".").split("...")]
-    given = [[{**item, "value": values.get(f"{item['id']}.{item['property']}")} for item in spec[kind]]
-             for kind in ("inputs", "state")]
-    answer = app.server.test_client().post("/_dash-update-component", json={
-        "output": output, "outputs": outputs if len(outputs) > 1 else outputs[0], "inputs": given[0],
-        "state": given[1], "changedPropIds": changed})
-    body = answer.get_json() if answer.status_code == 200 else {}
-    return answer.status_code, body.get("response", {})
-
-
 def numbers(sent: Any) -> list[float]:
     """A figure's array as the browser gets it (a typed array: base64 of its bytes)."""
     if isinstance(sent, dict):
@@ -75,32 +58,32 @@ def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_chang
     a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32, 48, 64]) for v in (0.0, -1.0))
     c = trained(lab, lab.submit(TINY.replace(init_bias=-2.0)), [16, 32])
     page = {"url.pathname": "/compare", "compare-runs.value": [a, b], "tick.n_intervals": 1}
-    status, sent = call(app, "compare-state.data", page, ["compare-runs.value"])
+    status, sent = dash_call(app, "compare-state.data", page, ["compare-runs.value"])
     assert status == 200 and sent["compare-slider"] == {"max": 4, "marks": sent["compare-slider"]["marks"],
                                                         "value": 4}  # latest
     state = sent["compare-state"]["data"]
     # the user picks step 48 (position 2)
-    _, sent = call(app, "compare-state.data", {**page, "compare-slider.value": 2, "compare-state.data": state},
+    _, sent = dash_call(app, "compare-state.data", {**page, "compare-slider.value": 2, "compare-state.data": state},
                    ["compare-slider.value"])
     assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
     state = sent["compare-state"]["data"]
     # nothing changed: nothing is sent (the figures were ~900 KB a second for four long runs)
-    assert call(app, "compare-state.data", {**page, "compare-slider.value": 2, "compare-state.data": state},
+    assert dash_call(app, "compare-state.data", {**page, "compare-slider.value": 2, "compare-state.data": state},
                 ["tick.n_intervals"])[1] == {}
     # a run with checkpoints up to 32 joins: position 2 would now be beyond its steps; 32 is the nearest below 48
-    _, sent = call(app, "compare-state.data", {**page, "compare-runs.value": [a, b, c], "compare-slider.value": 2,
+    _, sent = dash_call(app, "compare-state.data", {**page, "compare-runs.value": [a, b, c], "compare-slider.value": 2,
                                                "compare-state.data": state}, ["compare-runs.value"])
     assert sent["compare-slider"]["value"] == 1 and sent["compare-slider"]["max"] == 2
     assert all(t.endswith("step 32") for t in titles(sent, "compare-heatmap", 3))
     state = sent["compare-state"]["data"]
     # and it leaves: back to the step chosen
-    _, sent = call(app, "compare-state.data", {**page, "compare-slider.value": 1, "compare-state.data": state},
+    _, sent = dash_call(app, "compare-state.data", {**page, "compare-slider.value": 1, "compare-state.data": state},
                    ["compare-runs.value"])
     assert sent["compare-slider"]["value"] == 2
     assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
     # a run that trains on is redrawn
     lab.store.set(f"meta/{a}", {**lab.get(a), "step": 65})
-    assert "compare-loss" in call(app, "compare-state.data", {**page, "compare-slider.value": 2,
+    assert "compare-loss" in dash_call(app, "compare-state.data", {**page, "compare-slider.value": 2,
                                                               "compare-state.data": sent["compare-state"]["data"]},
                                   ["tick.n_intervals"])[1]
 
@@ -115,10 +98,10 @@ def test_a_link_names_each_run_once_and_says_when_it_names_more_than_four(lab, a
     ids = [lab.submit(TINY.replace(seed=s)) for s in range(6)]
     assert selected_runs(f"?runs={ids[0]},{ids[0]},{ids[1]}") == [ids[0], ids[1]]
     page = {"url.pathname": "/compare"}
-    _, sent = call(app, "compare-link-message.children", {**page, "url.search": f"?runs={ids[0]},{ids[0]}"},
+    _, sent = dash_call(app, "compare-link-message.children", {**page, "url.search": f"?runs={ids[0]},{ids[0]}"},
                    ["url.search"])
     assert sent["compare-runs"]["value"] == [ids[0]]
-    _, sent = call(app, "compare-link-message.children", {**page, "url.search": "?runs=" + ",".join(ids)},
+    _, sent = dash_call(app, "compare-link-message.children", {**page, "url.search": "?runs=" + ",".join(ids)},
                    ["url.search"])
     assert sent["compare-runs"]["value"] == ids[:4]
     assert "up to 4 runs" in str(sent["compare-link-message"]["children"])
@@ -149,14 +132,14 @@ def test_connectivity_of_a_run_deleted_meanwhile_names_it(lab, app, monkeypatch)
         raise UnknownRun(b)
 
     monkeypatch.setattr(lab, "run_file", deleted)
-    status, sent = call(app, "interp-result.data", {"interp-a.value": a, "interp-b.value": b,
+    status, sent = dash_call(app, "interp-result.data", {"interp-a.value": a, "interp-b.value": b,
                                                     "interp-button.n_clicks": 1}, ["interp-button.n_clicks"])
     result = sent["interp-result"]["data"]
     assert status == 200 and result["pair"] == [a, b] and result["text"] == f"Run {b} no longer exists."
-    _, shown = call(app, "interp-message.children", {"interp-result.data": result, "interp-a.value": a,
+    _, shown = dash_call(app, "interp-message.children", {"interp-result.data": result, "interp-a.value": a,
                                                      "interp-b.value": b}, ["interp-result.data"])
     assert f"Run {b} no longer exists." in str(shown["interp-message"]["children"])
-    assert call(app, "interp-message.children", {"interp-result.data": result, "interp-a.value": a,
+    assert dash_call(app, "interp-message.children", {"interp-result.data": result, "interp-a.value": a,
                                                  "interp-b.value": "other"}, ["interp-result.data"])[1] == {}
 
 
@@ -178,7 +161,7 @@ def test_sweep_figures_leave_out_a_failed_run_name_it_on_its_heatmap_and_keep_zo
             if status:
                 trained(lab, run_id, [256], status)
     sweep_id = lab.get(ids[0])["sweep"]["id"]
-    status, sent = call(app, "sweep-state.data", {"url.pathname": "/sweeps", "sweep-select.value": sweep_id},
+    status, sent = dash_call(app, "sweep-state.data", {"url.pathname": "/sweeps", "sweep-select.value": sweep_id},
                         ["sweep-select.value"])
     assert status == 200
     heatmaps = titles(sent, "sweep-heatmap", 3)
