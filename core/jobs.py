@@ -533,6 +533,23 @@ class Lab:
             self.store.set("queue", queue)
         return None
 
+    def claim_stopping(self, worker: WorkerId) -> tuple[str, dict[str, Any]] | None:
+        """Take the oldest queued job waiting only to be stopped (its run files saved from its checkpoint), or None."""
+        with self.store.transaction():
+            queue = self.store.get("queue", [])
+            for job_id in queue:
+                job = self.store.get(f"job/{job_id}")
+                if job is not None and job["runs"] and job.get("control") == "stop":
+                    self.store.set("queue", [j for j in queue if j != job_id])
+                    self._hand_to(job_id, job, worker)
+                    return job_id, job
+        return None
+
+    def waiting_to_be_saved(self) -> list[str]:
+        """Queued jobs that only wait for a worker to save their run files (stopped while paused or interrupted)."""
+        jobs = [(job_id, self.store.get(f"job/{job_id}")) for job_id in self.store.get("queue", [])]
+        return [job_id for job_id, job in jobs if job is not None and job["runs"] and job.get("control") == "stop"]
+
     def claim_job(self, job_id: str, worker: WorkerId,
                   is_dead: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
         """Take one named job (a Celery task's): if it waits in the queue, or its worker is known dead."""

@@ -40,6 +40,7 @@ CONTROL_EVERY = 0.25  # seconds between checks of stop / pause / delete
 SNAPSHOT_EVERY_SECONDS = 1.0
 CHECKPOINT_EVERY_SECONDS = 10.0
 HEARTBEAT_EVERY = HEARTBEAT_TIMEOUT / 4  # seconds between the heartbeat thread's beats
+SAVER_AFTER = 2.0  # seconds a stop waits for a free worker before a saver is started (idle workers poll at 0.2 s)
 STUCK_AFTER = 600.0  # seconds without a look from the training loop before a worker counts as stuck, not slow
 MAX_PERIODIC_FRAMES = 32
 FLOAT16_MAX = 65504.0
@@ -392,15 +393,33 @@ class StopRequest:
         return self._requested
 
 
-def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,
-                poll_seconds: float = 0.2) -> None:
-    """Entry point of a worker process: claim jobs until SIGTERM."""
+def _start_process(threads: int) -> StopRequest:
     # Ctrl-C reaches the whole process group; the app then stops the workers with SIGTERM, which they
     # answer by checkpointing first instead of dying mid-step.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = StopRequest().install()
     torch.set_num_threads(max(1, threads))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
+    return stop
+
+
+def _work_on(lab: Lab, job_id: str, job: dict[str, Any], stop: StopRequest, checkpoint_seconds: float,
+             me: WorkerId) -> None:
+    log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
+    try:
+        with Heartbeat(lab, job_id, me) as beat:
+            JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds, worker=me, beat=beat).run()
+    except JobLost as lost:  # handed on, or its runs deleted, before it started training
+        log.warning("%s: this worker lets it go", lost)
+    except Exception as err:  # a failing run must not take the worker down
+        log.error("job %s failed: %s", job_id, traceback.format_exc())
+        lab.release(job_id, "failed", worker=me, error=f"{type(err).__name__}: {err}", finished=now())
+
+
+def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,
+                poll_seconds: float = 0.2) -> None:
+    """Entry point of a worker process: claim jobs until SIGTERM."""
+    stop = _start_process(threads)
     lab = Lab(DiskStore(data_dir))
     me = WorkerId.here()
     while not stop.is_set():
@@ -408,16 +427,17 @@ def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPO
         if claimed is None:
             time.sleep(poll_seconds)
             continue
-        job_id, job = claimed
-        log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
-        try:
-            with Heartbeat(lab, job_id, me) as beat:
-                JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds, worker=me, beat=beat).run()
-        except JobLost as lost:  # handed on, or its runs deleted, before it started training
-            log.warning("%s: this worker lets it go", lost)
-        except Exception as err:  # a failing run must not take the worker down
-            log.error("job %s failed: %s", job_id, traceback.format_exc())
-            lab.release(job_id, "failed", worker=me, error=f"{type(err).__name__}: {err}", finished=now())
+        _work_on(lab, *claimed, stop, checkpoint_seconds, me)
+
+
+def saver_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS) -> None:
+    """Entry point of a short-lived process the pool starts while every worker is busy training: it saves the run
+    files of jobs stopped while paused from their checkpoints, trains nothing, and exits when none is left."""
+    stop = _start_process(threads)
+    lab = Lab(DiskStore(data_dir))
+    me = WorkerId.here()
+    while not stop.is_set() and (claimed := lab.claim_stopping(me)) is not None:
+        _work_on(lab, *claimed, stop, checkpoint_seconds, me)
 
 
 def default_threads(workers: int) -> int:
@@ -437,6 +457,8 @@ class WorkerPool:
         self.threads = threads or default_threads(self.n_workers)
         self.context = mp.get_context("spawn")
         self.processes: list[Any] = []
+        self.savers: list[Any] = []  # at most one: a saver saves every waiting stop before it exits
+        self._stops_seen: dict[str, float] = {}  # job waiting to be saved -> when the supervisor first saw it
         self.lab = Lab(DiskStore(self.data_dir))
         self._supervisor: threading.Thread | None = None
         self._closing = threading.Event()
@@ -448,12 +470,12 @@ class WorkerPool:
         return process
 
     def alive_pids(self) -> set[int]:
-        return {p.pid for p in self.processes if p.is_alive()}
+        return {p.pid for p in self.processes + self.savers if p.is_alive()}
 
     def _is_alive(self, worker: dict[str, Any]) -> bool:
         if worker.get("host") != WorkerId.here().host:
             return True  # another machine's worker: judged by its heartbeat
-        if worker.get("pid") in {p.pid for p in self.processes}:
+        if worker.get("pid") in {p.pid for p in self.processes + self.savers}:
             return worker["pid"] in self.alive_pids()
         # another app's worker on this data dir, or one left running by an app killed hard: each pool took the
         # other's jobs every second. A reused pid passes, and the heartbeat's age then decides.
@@ -474,23 +496,42 @@ class WorkerPool:
                     self.processes[i] = self._spawn()
             try:
                 self.lab.recover(is_alive=self._is_alive)
+                self._save_waiting_stops()
             except Exception:  # never let supervision die on a transient store error
                 log.exception("recovery check failed")
+
+    def _save_waiting_stops(self) -> None:
+        """Stop on a paused run needs a process to write its run files from its checkpoint: when that has waited
+        SAVER_AFTER seconds (every worker busy training), a saver does it, instead of the user waiting for a
+        training run to end."""
+        self.savers = [p for p in self.savers if p.is_alive()]
+        clock = time.monotonic()
+        waiting = self.lab.waiting_to_be_saved()
+        self._stops_seen = {job_id: self._stops_seen.get(job_id, clock) for job_id in waiting}
+        overdue = any(clock - seen >= SAVER_AFTER for seen in self._stops_seen.values())
+        if self.savers or self._closing.is_set() or not overdue:
+            return
+        args = (self.data_dir, self.threads, self.checkpoint_seconds)
+        saver = self.context.Process(target=saver_main, args=args, name="lab-saver", daemon=False)
+        saver.start()
+        self.savers.append(saver)
+        log.info("saver %s started for %d stopped job(s) while the workers are busy", saver.pid, len(waiting))
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask workers to checkpoint and exit (SIGTERM); kill any that have not within the timeout."""
         self._closing.set()
         if self._supervisor is not None:  # so that it starts no worker while they are being stopped
             self._supervisor.join(timeout=10)
-        for process in self.processes:
+        processes = self.processes + self.savers
+        for process in processes:
             if process.is_alive():
                 process.terminate()
         deadline = time.monotonic() + timeout
-        for process in self.processes:
+        for process in processes:
             process.join(max(0.1, deadline - time.monotonic()))
-        for process in self.processes:
+        for process in processes:
             if process.is_alive():
                 log.warning("worker %s did not stop in %.0f s; killing it", process.pid, timeout)
                 process.kill()
                 process.join(5)
-        self.processes = []
+        self.processes, self.savers = [], []

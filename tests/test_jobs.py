@@ -79,6 +79,28 @@ def test_pause_resume_and_stop_within_a_second(pool):
     assert lab.run_file(run_id) is not None  # a stopped run keeps what it learnt
 
 
+def test_stop_on_a_paused_run_does_not_wait_for_the_busy_worker(pool):
+    """The pool's only worker trains another run: a saver process writes the stopped run's files from its
+    checkpoint meanwhile, and exits."""
+    lab = pool.lab
+    paused = lab.submit(LONG)
+    wait_until(lambda: lab.get(paused)["step"] > 0, message="training to start")
+    lab.pause(paused)
+    wait_until(lambda: status(lab, paused) == "paused", message="pause")
+    paused_at = lab.get(paused)["step"]
+    busy = lab.submit(LONG.replace(lr=0.02))
+    wait_until(lambda: lab.get(busy)["step"] > 0, message="the other run to train")
+    lab.stop(paused)
+    wait_until(lambda: status(lab, paused) == "stopped", timeout=30, message="the stop, with the worker busy")
+    meta = lab.get(paused)
+    assert meta["step"] == paused_at and meta["has_file"] and meta["note"] is None
+    record = torch.load(io.BytesIO(lab.run_file(paused)), weights_only=True)
+    assert record["metrics"]["steps_trained"] == paused_at
+    assert status(lab, busy) == "running"  # not interrupted to make room
+    wait_until(lambda: not pool.alive_pids() - {p.pid for p in pool.processes}, message="the saver to exit")
+    assert lab.store.get(f"ckpt/{meta['job']}") is None
+
+
 def test_a_run_that_failed_with_its_job_is_retried_from_its_checkpoint(pool):
     """A job that fails (here its checkpoint could not be read) keeps its last good checkpoint: Retry (resume)
     trains its runs on from it, once what failed is fixed."""
