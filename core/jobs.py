@@ -450,16 +450,32 @@ class Lab:
             meta = self.store.get(f"meta/{run_id}")
             if meta is None or meta["step"] == 0:
                 continue
-            for n in range(meta["chunks"]):
-                self.store.delete(f"chunk/{run_id}/{n}")
-            for frame_step in meta["frames"]:
-                self.store.delete(f"frame/{run_id}/{frame_step}")
+            self.cut_history(run_id, meta)
             self.store.delete(f"sfa/{run_id}")
-            meta.update(step=0, chunks=0, frames=[], loss=None, mono_ratio=None, mean_bias=None, lr=None,
-                        eta_seconds=None, steps_per_second=None, history_epoch=meta.get("history_epoch", 0) + 1,
-                        note=f"the {meta['step']:,} steps it showed were not saved: its worker stopped before its "
-                             "first checkpoint")
+            note = f"the {meta['step']:,} steps it showed were not saved: its worker stopped before its first " \
+                   "checkpoint"
+            meta.update(step=0, loss=None, mono_ratio=None, mean_bias=None, lr=None, eta_seconds=None,
+                        steps_per_second=None, note=note)
             self.store.set(f"meta/{run_id}", meta)
+
+    def cut_history(self, run_id: str, meta: dict[str, Any], after: int = 0) -> None:
+        """Delete the run's history chunks and replay frames past step `after` (all of them by default) and note
+        it in `meta`, which the caller writes in its transaction; browsers then re-read the history
+        (app.live.history_epoch)."""
+        chunks = meta["chunks"]
+        while chunks > 0:
+            if after > 0:  # chunks end at steps >= 1: with `after` 0 none is kept, and none need be read
+                chunk = self.store.get(f"chunk/{run_id}/{chunks - 1}")
+                if chunk is not None and chunk["end"] <= after:
+                    break
+            chunks -= 1
+            self.store.delete(f"chunk/{run_id}/{chunks}")
+        if chunks < meta["chunks"]:
+            meta.update(chunks=chunks, history_epoch=meta.get("history_epoch", 0) + 1)
+        for frame_step in meta["frames"]:
+            if frame_step > after:
+                self.store.delete(f"frame/{run_id}/{frame_step}")
+        meta["frames"] = [s for s in meta["frames"] if s <= after]
 
     def _unfinished(self, job: dict[str, Any]) -> list[str]:
         """The job's runs a control acts on: not those done, stopped or failed (a run that diverged in it)."""
@@ -510,10 +526,7 @@ class Lab:
             meta = self.store.get(f"meta/{run_id}")
             self.store.delete(f"meta/{run_id}")
             # its keys, named from its record: one transaction, and no walk over every key of a large lab
-            for n in range(meta["chunks"]):
-                self.store.delete(f"chunk/{run_id}/{n}")
-            for frame_step in meta["frames"]:
-                self.store.delete(f"frame/{run_id}/{frame_step}")
+            self.cut_history(run_id, meta)
             for key in ("sfa", "file", "start"):
                 self.store.delete(f"{key}/{run_id}")
 

@@ -193,18 +193,7 @@ class JobRunner:
                 if meta is None:
                     continue
                 rewound = meta["step"] > step
-                chunks_before = meta["chunks"]
-                while meta["chunks"] > 0:
-                    chunk = self.store.get(f"chunk/{run_id}/{meta['chunks'] - 1}")
-                    if chunk is not None and chunk["end"] <= step:
-                        break
-                    self.store.delete(f"chunk/{run_id}/{meta['chunks'] - 1}")
-                    meta["chunks"] -= 1
-                if meta["chunks"] < chunks_before:  # browsers re-read the history (app.live.history_epoch)
-                    meta["history_epoch"] = meta.get("history_epoch", 0) + 1
-                for frame_step in [s for s in meta["frames"] if s > step]:
-                    self.store.delete(f"frame/{run_id}/{frame_step}")
-                meta["frames"] = [s for s in meta["frames"] if s <= step]
+                self.lab.cut_history(run_id, meta, after=step)
                 meta["step"] = step
                 if rewound:  # to its checkpoint: what it shows goes back with it
                     sfa = self.trainer.sfa() if sfa is None and step > 0 else sfa
