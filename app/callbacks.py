@@ -31,6 +31,7 @@ from app.form import (
 from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view
+from app.repeat_guard import RepeatGuard
 from core.config import RunConfig
 from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, total_bias_hint
 from core.jobs import CONTROLS, FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, has_run_file
@@ -160,6 +161,13 @@ def run_row(meta: dict[str, Any], selected: bool, together: int = 1) -> dbc.List
 
 
 def register_callbacks(app: Any, lab: Lab) -> None:
+    repeats = RepeatGuard()
+
+    def duplicate(run_id: str) -> str:
+        """Queue a copy of the run with a new seed, named so that the two can be told apart."""
+        config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))
+        return lab.submit(config, label=duplicate_label(lab.get(run_id)["label"], config.seed))
+
     def lab_form_errors(values: list[Any], parent_id: str | None = None) -> tuple[RunConfig | None, dict[str, str]]:
         """`form_errors`, plus what this lab cannot train (a device its workers lack) and what a run continued
         from `parent_id` must keep."""
@@ -257,6 +265,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         Input("start-button", "n_clicks"), State("preset-select", "value"), State("continue-from", "data"),
         *[State(field_id(n), "value") for n in FIELD_NAMES],
         prevent_initial_call=True,
+        running=[(Output("start-button", "disabled"), True, False)],  # a second click would queue a second run
     )
     def start_run(_clicks: int, preset: str | None, continuing: Any, *values: Any) -> tuple[Any, Any, Any]:
         parent_id, step = continued_run(continuing)
@@ -266,11 +275,12 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                                         color="danger", dismissable=True), no_update
         try:
             if parent_id:
-                run_id = lab.continue_run(parent_id, config, step=step)
+                run_id = repeats.once(repr(("continue", parent_id, step, config)),
+                                      lambda: lab.continue_run(parent_id, config, step=step))
             else:
                 label = (CUSTOM if preset not in PRESETS else
                          preset if PRESETS[preset].config == config else f"{preset} (edited)")
-                run_id = lab.submit(config, label=label)
+                run_id = repeats.once(repr(("start", label, config)), lambda: lab.submit(config, label=label))
         except UnknownRun:
             return no_update, alert(f"Run {parent_id} no longer exists: nothing to continue from. Start fresh "
                                     "instead, or continue another run.", "warning", dismissable=True), None
@@ -334,16 +344,16 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 query = config_to_query(lab.config(run_id), None)
                 return no_update, run_id, no_update, no_update, no_update, continue_from(run_id, None), query
             if action == "duplicate":
-                meta = lab.get(run_id)
-                config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))
-                new_id = lab.submit(config, label=duplicate_label(meta["label"], config.seed))
-                return dbc.Alert(f"Queued {new_id}: same config, seed {config.seed}.", color="success",
+                new_id = repeats.once(f"duplicate {run_id}", lambda: duplicate(run_id))
+                return dbc.Alert(f"Queued {new_id}: same config, seed {lab.config(new_id).seed}.", color="success",
                                  dismissable=True, duration=4000), new_id, *nothing
             if action == "delete":  # nothing to undo it with: ask first
                 meta = lab.get(run_id)
                 question = (f"Delete run {meta['label'] or 'run'} ({run_id}, {meta['status']})? Its history, "
                             "checkpoints and run file go with it; this cannot be undone.")
                 return no_update, no_update, True, question, run_id, no_update, no_update
+            if action not in CONTROLS:  # the browser names it: only a control is run by name
+                return no_update, no_update, *nothing
             getattr(lab, action)(run_id)
         except UnknownRun:
             return dbc.Alert(f"Run {run_id} no longer exists.", color="warning", dismissable=True), no_update, \

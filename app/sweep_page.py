@@ -13,6 +13,7 @@ from app import figures, sweep_figures
 from app.components import alert, graph, sentence
 from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
+from app.repeat_guard import RepeatGuard
 from core.config import FIELDS, config_from_dict, shown
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
@@ -232,6 +233,8 @@ def sweep_runs(lab: Lab, metas: list[dict[str, Any]], histories: bool = True) ->
 
 
 def register_sweep_callbacks(app: Any, lab: Lab) -> None:
+    repeats = RepeatGuard()
+
     @app.callback(Output("sweep-scale", "options"), Input("sweep-preset-select", "value"))
     def scale_choices(name: str) -> list[dict[str, Any]]:
         """Scale is a paper batch's choice; a quick preset has its own sizes."""
@@ -312,7 +315,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         try:
             if sweep is None:
                 raise InvalidConfig(errors)
-            run_ids = lab.submit_sweep(sweep)
+            run_ids = repeats.once(repr(sweep), lambda: lab.submit_sweep(sweep))
         except InvalidConfig as err:
             problem = "; ".join(f"{k}: {v}" for k, v in err.errors.items())
             return no_update, alert(problem, "danger"), no_update

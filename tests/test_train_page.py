@@ -1,0 +1,80 @@
+"""The Train page's run actions through Dash's endpoint (no browser, no worker), and the guard against repeats."""
+
+import json
+from typing import Any
+
+import pytest
+
+from app import create_app
+from app.repeat_guard import RepeatGuard
+from core.config import RunConfig
+from core.jobs import Lab
+from core.store import DiskStore
+
+TINY = RunConfig(n_features=4, embed_dim=2, n_neurons=3, eps=1 / 8, batch_size=32, steps=64, snapshot_every=16,
+                 lr=0.01, device="cpu")
+
+
+@pytest.fixture
+def lab(tmp_path):
+    return Lab(DiskStore(tmp_path / "data"))
+
+
+def click_run_action(app: Any, action: str, run_id: str) -> int:
+    """A click on a run row's button as the browser sends it (a pattern-matching id); returns the HTTP status."""
+    output = next(o for o in app.callback_map if "delete-confirm.displayed" in o)
+    spec = app.callback_map[output]
+    button = {"action": action, "run": run_id}
+    outputs = [{"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1].split("@")[0]}
+               for part in output.strip(".").split("...")]
+    answer = app.server.test_client().post("/_dash-update-component", json={
+        "output": output, "outputs": outputs, "state": [],
+        "inputs": [[{"id": button, "property": "n_clicks", "value": 1}] for _ in spec["inputs"]],
+        "changedPropIds": [json.dumps(button, sort_keys=True, separators=(",", ":")) + ".n_clicks"]})
+    return answer.status_code
+
+
+def test_a_double_click_on_duplicate_queues_one_copy(lab):
+    app = create_app(lab)
+    original = lab.submit(TINY, label="demo")
+    assert click_run_action(app, "duplicate", original) == 200
+    assert click_run_action(app, "duplicate", original) == 200  # the second click of a double click
+    assert len(lab.list()) == 2
+
+
+def test_a_run_button_runs_only_the_controls_by_name(lab):
+    """The browser names the action: a crafted one must not call any other method of the lab."""
+    app = create_app(lab)
+    run_id = lab.submit(TINY)
+    job_id = lab.get(run_id)["job"]
+    lab.store.set(f"ckpt/{job_id}", b"weights")
+    for action in ("forget_checkpoint", "claim", "store", "delete_everything"):
+        assert click_run_action(app, action, job_id if action == "forget_checkpoint" else run_id) == 200
+    assert lab.store.get(f"ckpt/{job_id}") == b"weights" and lab.get(run_id)["status"] == "queued"
+    assert click_run_action(app, "pause", run_id) == 200
+    assert lab.get(run_id)["status"] == "paused"
+
+
+def test_a_repeat_within_the_window_gets_the_first_result_and_a_later_one_runs_again():
+    clock = [0.0]
+    guard = RepeatGuard(window=1.0, clock=lambda: clock[0])
+    queued = []
+
+    def submit(name: str) -> str:
+        queued.append(name)
+        return f"run{len(queued)}"
+
+    assert guard.once("a", lambda: submit("a")) == "run1"
+    clock[0] = 0.4
+    assert guard.once("a", lambda: submit("a")) == "run1"  # a double click
+    assert guard.once("b", lambda: submit("b")) == "run2"  # another request is not a repeat
+    clock[0] = 1.5
+    assert guard.once("a", lambda: submit("a")) == "run3"  # asked again, later: a new run
+    assert queued == ["a", "b", "a"]
+
+
+def test_a_request_that_failed_is_not_taken_as_done():
+    guard = RepeatGuard()
+    with pytest.raises(RuntimeError):
+        guard.once("a", lambda: (_ for _ in ()).throw(RuntimeError("queue full")))
+    assert guard.once("a", lambda: "run1") == "run1"
