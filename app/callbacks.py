@@ -26,11 +26,12 @@ from app.form import (
     form_summary,
     in_form_words,
     run_cost,
+    snapshots_for_steps,
     values_from_config,
 )
 from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, triggered_by_url
-from app.live import STATUS_COLOURS, format_eta, live_key, live_view
+from app.live import STATUS_COLOURS, format_eta, live_key, live_view, parent_of
 from app.repeat_guard import RepeatGuard
 from core.config import RunConfig
 from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, total_bias_hint
@@ -209,6 +210,9 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         if trigger == "preset-select" and preset in PRESETS:
             config = PRESETS[preset].config
             return values_from_config(config) + [no_update, config_to_query(config, preset), no_update]
+        if trigger == field_id("steps") and (every := snapshots_for_steps(values, preset)) is not None:
+            at = FIELD_NAMES.index("snapshot_every")
+            keep[at] = values[at] = every
         config, _ = form_errors(list(values))
         if config is None:
             return keep + [no_update] * 3
@@ -406,7 +410,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         meta = lab.get(run_id)
         following = slider is None or slider_max is None or slider >= slider_max or ctx.triggered_id == "selected-run"
         frame = None if following else int(slider)
-        key = live_key(meta, smoothing, bool(ordered), frame)
+        parent = parent_of(meta)
+        key = live_key(meta, smoothing, bool(ordered), frame, bool(parent) and lab.exists(parent))
         if key == last.get("key"):
             return [no_update] * outputs
         try:

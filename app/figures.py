@@ -174,13 +174,15 @@ def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]
 
 def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = MAX_HEATMAP_CELLS,
                 title: str = "Single-feature activations",
-                order: tuple[np.ndarray, np.ndarray] | None = None) -> go.Figure:
-    """Neuron x feature activations for single features at amplitude 1, in the paper's order.
+                order: tuple[np.ndarray, np.ndarray] | None = None,
+                empty: str = "Waiting for the first snapshot") -> go.Figure:
+    """Neuron x feature activations for single features at amplitude 1, in the paper's order; `empty` says why
+    there are none.
 
     Hover shows the original neuron and feature indices. Large matrices are max-pooled in blocks
     (a cell then covers a range of neurons and features) to keep the update small."""
     if sfa is None or sfa.size == 0:
-        return empty_figure(title, "Waiting for the first snapshot")
+        return empty_figure(title, empty)
     sfa = np.asarray(sfa, dtype=np.float32)
     if ordered:
         neurons, features = order if order is not None else heatmap_order(sfa)

@@ -11,7 +11,16 @@ from urllib.parse import parse_qsl, urlencode
 import dash_bootstrap_components as dbc
 from dash import html
 
-from core.config import FIELDS, RunConfig, allowed_range, check_value, config_from_dict, parse_value, shown
+from core.config import (
+    FIELDS,
+    RunConfig,
+    allowed_range,
+    check_value,
+    config_from_dict,
+    parse_value,
+    shown,
+    snapshot_cap,
+)
 from core.presets import PAPER_BATCHES, PRESETS, QUICK_PRESETS
 from core.train import batch_key
 
@@ -88,9 +97,30 @@ def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
     raw = dict(zip(FIELD_NAMES, values))
     missing = {n: f"{n} is required: {allowed_range(FIELDS[n])}" for n, v in raw.items() if v is None or v == ""}
     present = {n: v for n, v in raw.items() if n not in missing}
-    config, errors = config_from_dict(present)
-    errors = {n: in_form_words(m) for n, m in {**missing, **errors}.items()}
+    if missing:  # checks across fields would judge the blanks' defaults, values the user never typed
+        config, errors = None, {n: problem for n, v in present.items() if (problem := value_problem(n, v))}
+    else:
+        config, errors = config_from_dict(present)
+    errors = {n: in_form_words(m) for n, m in {**errors, **missing}.items()}
     return (None if errors else config), errors
+
+
+def value_problem(name: str, raw: Any) -> str | None:
+    """What is wrong with one field's value on its own (its type and range), else None."""
+    try:
+        return check_value(FIELDS[name], parse_value(FIELDS[name], raw))
+    except ValueError as err:
+        return str(err)
+
+
+def snapshots_for_steps(values: list[Any], preset: str | None) -> int | None:
+    """After Steps was typed: the snapshot interval to show instead, when the steps are fewer than the preset's
+    interval (as the API and CLI do) and the user has not set one; else None."""
+    raw = dict(zip(FIELD_NAMES, values))
+    base = PRESETS[preset].config if preset in PRESETS else RunConfig()
+    if raw["snapshot_every"] != base.snapshot_every or value_problem("steps", raw["steps"]) is not None:
+        return None
+    return snapshot_cap({"steps": raw["steps"]}, base)
 
 
 # Sustained rates measured at paper shapes (benchmarks/RESULTS.md), as FLOP/s of the step's matmuls (28.45 GFLOP a
@@ -181,6 +211,8 @@ def config_from_query(search: str | None) -> LinkedConfig:
         preset = None
     values = {}
     for name, raw in query.items():
+        if name == "token":  # the lab's token (app.security), not a field: a wrong one is told where it is needed
+            continue
         if name not in FIELDS:
             ignored.append(f"{shown(name)} is not a field")
             continue
@@ -196,4 +228,6 @@ def config_from_query(search: str | None) -> LinkedConfig:
     if preset is None and not custom and not values:  # nothing of a config (a tracking parameter): keep the form
         return LinkedConfig(None, None, ignored)
     base = PRESETS[preset].config if preset else RunConfig()
+    if (every := snapshot_cap(values, base)) is not None:  # `steps=100` on a preset that snapshots every 256
+        values["snapshot_every"] = every
     return LinkedConfig(preset, base.replace(**values), ignored)

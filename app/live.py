@@ -55,10 +55,10 @@ def describe(meta: dict[str, Any]) -> str:
 def subtitle(lab: Lab, meta: dict[str, Any], status: str) -> Any:
     """Status and config; a continued run links to the comparison with the run it started from, while that exists."""
     text = f"{status} · {describe(meta)}"
-    start = meta.get("start")
-    if not start or not lab.exists(start["run"]):
+    parent = parent_of(meta)
+    if not parent or not lab.exists(parent):
         return text
-    return [text, " · ", html.A("compare with the run it continues", href=f"/compare?runs={start['run']},{meta['id']}")]
+    return [text, " · ", html.A("compare with the run it continues", href=f"/compare?runs={parent},{meta['id']}")]
 
 
 @dataclass
@@ -193,10 +193,18 @@ def metric_curves(lab: Lab, meta: dict[str, Any], state: dict[str, Any] | None
     return patches, {**state, "sent": history["next"], "last": last}
 
 
-def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int | None) -> list[Any]:
-    """Changes whenever anything shown changes; equal keys mean nothing to send."""
+def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int | None,
+             parent_exists: bool = False) -> list[Any]:
+    """Changes whenever anything shown changes; equal keys mean nothing to send. `parent_exists`: the run it
+    continues is still here (the subtitle links to it)."""
     return [meta["id"], meta["step"], meta["status"], len(meta["frames"]), smoothing, ordered, frame,
-            history_epoch(meta)]
+            history_epoch(meta), parent_exists]
+
+
+def parent_of(meta: dict[str, Any]) -> str | None:
+    """The run a continued run started from."""
+    start = meta.get("start")
+    return start["run"] if start else None
 
 
 def index_order(sfa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +255,9 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
         lr=metrics["lr"],
         metrics_state=metrics_state,
         # a run with no snapshot yet gets the empty figure: no_update would leave the previous run's picture up
-        heatmap=(figures.sfa_heatmap(sfa, ordered=ordered, order=order if frame is None else None)
+        heatmap=(figures.sfa_heatmap(sfa, ordered=ordered, order=order if frame is None else None,
+                                     empty=("No snapshot: it ended before its first" if meta["status"] in FINISHED
+                                            else "Waiting for the first snapshot"))
                  if sfa is not None or latest is None else None),
         heatmap_label=label,
         frame_steps=list(meta["frames"]),

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from dash import Dash
-from flask import Response, jsonify, request
+from flask import Response, jsonify, redirect, request
 
 from core.config import shown
 
@@ -109,9 +109,16 @@ def require_token(app: Dash, token: str) -> None:
                                      "or open the page once as /?token=..."}), 401
         return None
 
-    @server.after_request
-    def remember_token(response: Response) -> Response:
+    @server.before_request
+    def take_token_from_link() -> Response | None:
+        """A page opened as /?token=...: the token goes into the cookie and out of the address bar, where a projector
+        shows it, the browser's history keeps it and the page's own links would carry it on."""
         given = request.args.get("token")
-        if given is not None and same_token(given.encode("utf-8"), token):
-            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+        if request.method != "GET" or given is None or request.path.startswith("/api/"):
+            return None
+        if not same_token(given.encode("utf-8"), token):
+            return None
+        rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
+        response = redirect(request.path + ("?" + urlencode(rest) if rest else ""))
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
         return response

@@ -125,8 +125,11 @@ def test_token_guards_changes_not_reads(lab):
     # The page's own "Start run" callback is guarded too; opening /?token=... once sets the cookie.
     start = {"output": "x", "outputs": [], "inputs": [], "changedPropIds": ["start-button.n_clicks"]}
     assert client.post("/_dash-update-component", json=start).status_code == 401
-    client.get("/?token=s3cret")
+    opened = client.get("/?preset=demo-tiny&token=s3cret&steps=100")
+    # the token goes into the cookie and out of the address bar (a projector shows it); the config stays
+    assert opened.status_code == 302 and opened.headers["Location"] == "/?preset=demo-tiny&steps=100"
     assert client.post("/_dash-update-component", json=start).status_code != 401
+    assert client.get("/?token=wrong").status_code == 200  # no cookie for it: a change then says it needs the token
     for wrong in ({"X-Lab-Token": "café"}, {"Authorization": "Bearer é"}):  # not ASCII: refused, not an error
         assert client.post("/api/runs", json=GOOD, headers=wrong).status_code == 401
     app = create_app(lab, token="s3cret")

@@ -1,6 +1,15 @@
 """The run form's link: the URL query that holds a config."""
 
-from app.form import LinkedConfig, config_from_query, config_to_query, form_errors, form_summary, values_from_config
+from app.form import (
+    FIELD_NAMES,
+    LinkedConfig,
+    config_from_query,
+    config_to_query,
+    form_errors,
+    form_summary,
+    snapshots_for_steps,
+    values_from_config,
+)
 from core.config import RunConfig
 from core.presets import PRESETS, preset_config
 
@@ -29,6 +38,7 @@ def test_a_link_names_blank_and_repeated_values_and_a_link_without_a_config_keep
     assert "'lr' is given 2 times: all but the last" in linked.ignored
     assert any(p.startswith("Steps must be an integer from 2 to 1048576, got ''") for p in linked.ignored)
     assert config_from_query("?utm_source=mail") == LinkedConfig(None, None, ["'utm_source' is not a field"])
+    assert config_from_query("?token=s3cret") == LinkedConfig(None, None, [])  # the lab's token: not a field
     custom = config_from_query("?preset=custom&n_neurons=48")  # no preset: against the defaults, nothing ignored
     assert custom == LinkedConfig(None, RunConfig(n_neurons=48), [])
     assert config_from_query(config_to_query(RunConfig(n_neurons=48), "custom")) == custom
@@ -115,3 +125,31 @@ def test_the_sweep_form_sweeps_any_preset_over_a_chosen_field():
     assert not errors and [c.init_bias for c in sweep.configs()] == [0.0, -2.0] and sweep.base.bias_decay == 0.12
     _, errors = sweep_from_form("LR3", "quick", "1", 1, False, "task")
     assert "field must be one of" in errors["field"]
+
+
+def blank(config: RunConfig, *names: str) -> list:
+    return [None if n in names else v for n, v in zip(FIELD_NAMES, values_from_config(config))]
+
+
+def test_a_blank_field_is_said_to_be_required_not_judged_by_a_default_never_typed():
+    config, errors = form_errors(blank(preset_config("demo-tiny").replace(steps=100), "snapshot_every"))
+    assert config is None and errors == {"snapshot_every": "Snapshot every is required: an integer from 1 to "
+                                                           "1048576"}
+    _, errors = form_errors(blank(RunConfig(n_features=8, embed_dim=4, lr=-1.0), "embed_dim"))
+    assert errors["embed_dim"].startswith("Embedding dim m is required")  # not "allowed 1 to 7, got 16"
+    assert errors["lr"].startswith("Learning rate must be")  # a value wrong on its own still says so
+
+
+def test_fewer_steps_than_the_preset_snapshots_lower_the_interval_in_links_and_as_typed():
+    preset = preset_config("quick-negative-bias")
+    assert preset.snapshot_every == 256
+    linked = config_from_query("?preset=quick-negative-bias&steps=100")
+    assert linked.config == preset.replace(steps=100, snapshot_every=100) and linked.ignored == []
+    assert form_errors(values_from_config(linked.config))[1] == {}
+    typed = values_from_config(preset.replace(steps=100))  # Steps typed; the interval still the preset's
+    assert snapshots_for_steps(typed, "quick-negative-bias") == 100
+    # the user's own interval is theirs to fix: the form marks it
+    assert snapshots_for_steps(values_from_config(preset.replace(steps=100, snapshot_every=300)),
+                               "quick-negative-bias") is None
+    assert config_from_query("?preset=quick-negative-bias&steps=100&snapshot_every=300").config.snapshot_every == 300
+    assert snapshots_for_steps(values_from_config(preset.replace(steps=5000)), "quick-negative-bias") is None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app import figures
-from app.live import live_view, loss_curve
+from app.live import describe, live_key, live_view, loss_curve, parent_of
 from core.config import RunConfig
 from core.jobs import Lab
 from core.store import DiskStore
@@ -146,7 +146,23 @@ def test_a_run_with_no_snapshot_clears_the_heatmap_and_says_why(lab_run):
     assert view.heatmap is not None and view.heatmap_label == "waiting for the first snapshot"
     assert "Waiting for the first snapshot" in str(view.heatmap.layout.annotations[0].text)
     lab.stop(run_id)  # stopped before it trained: it never gets one
-    assert live_view(lab, run_id).heatmap_label == "no snapshot"
+    stopped = live_view(lab, run_id)
+    assert stopped.heatmap_label == "no snapshot"
+    assert stopped.heatmap.layout.annotations[0].text == "No snapshot: it ended before its first"
+
+
+def test_the_link_to_the_run_continued_goes_when_that_run_is_deleted(lab_run):
+    lab, parent = lab_run
+    lab.store.set(f"meta/{parent}", {**lab.get(parent), "status": "done", "step": 4096})
+    child = lab.submit(RunConfig(steps=64, snapshot_every=16))
+    lab.store.set(f"meta/{child}", {**lab.get(child), "status": "done", "start": {"run": parent, "label": "first", "step": 4096}})
+    meta = lab.get(child)
+    assert parent_of(meta) == parent and "compare with the run it continues" in str(live_view(lab, child).subtitle)
+    before = live_key(meta, 0.6, True, None, lab.exists(parent))
+    lab.delete(parent)
+    # a finished run's view is redrawn only when its key changes: the parent's going must change it
+    assert live_key(meta, 0.6, True, None, lab.exists(parent)) != before
+    assert live_view(lab, child).subtitle == f"done · {describe(meta)}"
 
 
 def test_bias_bars_follow_the_heatmap_s_order_with_paper_ordering_off(lab_run):

@@ -6,10 +6,13 @@ from typing import Any
 import pytest
 
 from app import create_app
+from app.form import FIELD_NAMES, field_id, values_from_config
 from app.repeat_guard import RepeatGuard
 from core.config import RunConfig
 from core.jobs import Lab
+from core.presets import preset_config
 from core.store import DiskStore
+from tests.helpers import dash_call
 
 TINY = RunConfig(n_features=4, embed_dim=2, n_neurons=3, eps=1 / 8, batch_size=32, steps=64, snapshot_every=16,
                  lr=0.01, device="cpu")
@@ -78,3 +81,14 @@ def test_a_request_that_failed_is_not_taken_as_done():
     with pytest.raises(RuntimeError):
         guard.once("a", lambda: (_ for _ in ()).throw(RuntimeError("queue full")))
     assert guard.once("a", lambda: "run1") == "run1"
+
+
+def test_typing_fewer_steps_than_the_preset_snapshots_lowers_the_interval_in_the_form_and_link(lab):
+    app = create_app(lab)
+    typed = preset_config("quick-negative-bias").replace(steps=100)
+    values = {f"{field_id(n)}.value": v for n, v in zip(FIELD_NAMES, values_from_config(typed))}
+    status, sent = dash_call(app, "url.search", {**values, "preset-select.value": "quick-negative-bias",
+                                                 "url.pathname": "/"}, ["steps-input.value"])
+    assert status == 200
+    assert sent["snapshot-every-input"]["value"] == 100
+    assert sent["url"]["search"] == "?preset=quick-negative-bias&steps=100&snapshot_every=100"
