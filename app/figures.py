@@ -265,8 +265,9 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
     return styled(bars, title, f"neuron (ordered as in {where})", "bias", bargap=0, barmode="overlay")
 
 
-def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRESHOLD) -> go.Figure:
+def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRESHOLD, task: str = "") -> go.Figure:
     """Distribution of r = max/sum over alive neurons: near-monosemantic neurons show before they pass 0.999.
+    On the abs task "dead" is judged at amplitude +1 only (ALGORITHM.md), and the title says so.
 
     GeLU and SoLU go negative, which puts r above 1 or below 0: those neurons get bars of their own, labelled, past
     the ends of the axis (in the end bins they read as monosemantic, or as dead)."""
@@ -274,7 +275,8 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
         return empty_figure("r = max/sum per neuron", "Available after the first snapshot")
     dead = dead_neurons(sfa)
     above = int((monosemantic_neurons(sfa, threshold)).sum())
-    title = f"r = max/sum per neuron: {above} of {len(dead)} above {threshold:g} ({int(dead.sum())} dead)"
+    dead_at = " at +1" if task == "abs" else ""  # an abs neuron silent at +1 may fire at -1
+    title = f"r = max/sum per neuron: {above} of {len(dead)} above {threshold:g} ({int(dead.sum())} dead{dead_at})"
     # Binned here (20 bins, r = 1 in the last one): in float32, r of a perfectly monosemantic neuron is exactly 1.
     hist = score_histogram(mono_scores(sfa)[~dead])
     edges = hist.edges

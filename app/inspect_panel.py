@@ -88,7 +88,7 @@ def inspect_layout() -> html.Div:
                 ],
                 className="g-2",
             ),
-            graph("mono-by-feature", 260, "Monosemantic neurons per feature", DONE),
+            graph("mono-by-feature", 260, "Mono neurons of each feature", DONE),
         ],
         id="inspect-panel",
     )

@@ -118,7 +118,7 @@ def signed_block_extreme(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray
 
 
 def linear_map_heatmap(linear: LinearMap) -> go.Figure:
-    title = "Polysemantic part's linear map (N x N)"
+    title = "Polysemantic part's linear map (live neurons, N x N)"
     if linear.poly_neurons == 0:
         return empty_figure(title, NO_POLY)
     matrix, br, bc = signed_block_extreme(np.asarray(linear.matrix, dtype=np.float32), MAP_CELLS)
@@ -127,7 +127,7 @@ def linear_map_heatmap(linear: LinearMap) -> go.Figure:
         heat = go.Heatmap(z=matrix, colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
                           hovertemplate="to feature %{y}<br>from feature %{x}<br>%{z:.3f}<extra></extra>")
     else:  # cells centred on their blocks, so that the axes still count features
-        title = f"Polysemantic part's linear map (N x N, max |value| over {br}x{bc} blocks)"
+        title = f"Polysemantic part's linear map (live neurons, N x N, max |value| over {br}x{bc} blocks)"
         heat = go.Heatmap(z=matrix, x0=(bc - 1) / 2, dx=bc, y0=(br - 1) / 2, dy=br, colorscale="RdBu", zmid=0,
                           zmin=-limit, zmax=limit,
                           hovertemplate=f"to features ≈ %{{y:.0f}}<br>from features ≈ %{{x:.0f}}<br>largest |value| "
@@ -198,7 +198,7 @@ def mono_by_feature(counts: np.ndarray, power_law: bool, positive_part: bool = F
         subtitle += (f": {int((counts[:half] > 0).sum())} of the {half} most frequent, "
                      f"{int((counts[half:] > 0).sum())} of the {n - half} rarest")
     x_title = "feature (most frequent first)" if power_law else "feature"
-    return styled(fig, "Monosemantic neurons per feature", x_title, "mono neurons", subtitle=subtitle,
+    return styled(fig, "Mono neurons of each feature", x_title, "mono neurons", subtitle=subtitle,
                   yaxis={"rangemode": "tozero", "dtick": 1 if counts.max(initial=0) <= 5 else None})
 
 

@@ -265,6 +265,7 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
                                         replaying=latest["step"] if replaying else None)
                     if latest else figures.bias_figure(None)),
         # r needs the SFA alone: the replayed checkpoint's when replaying
-        histogram=figures.score_histogram_figure(None if sfa is None else np.asarray(sfa, dtype=np.float32)),
+        histogram=figures.score_histogram_figure(None if sfa is None else np.asarray(sfa, dtype=np.float32),
+                                                 task=meta["config"]["task"]),
         has_file=has_run_file(meta),
     )

@@ -91,7 +91,8 @@ class RunConfig:
                           label="Embedding dim m")
     n_neurons: int = knob(256, "k, number of hidden neurons.", lo=1, hi=MAX_NEURONS, label="Neurons k",
                           basic=True)
-    eps: float = knob(1 / 64, "Mean probability that a feature is present in a sample.", lo=0.0, hi=1.0,
+    eps: float = knob(1 / 64, "Mean probability that a feature is present in a sample (power_law: before each "
+                      "probability is clipped at 1, which lowers the mean where eps is large).", lo=0.0, hi=1.0,
                       lo_open=True, label="Feature density eps")
     lr: float = knob(0.01, "LAMB learning rate (cosine schedule, period 1024 steps).", lo=0.0, hi=1.0,
                      lo_open=True, label="Learning rate")

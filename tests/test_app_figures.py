@@ -50,6 +50,7 @@ def test_bias_figure_highlights_monosemantic_neurons():
 def test_score_histogram_title_counts():
     sfa = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 0.0]])
     assert "1 of 3 above 0.999 (1 dead)" in figures.score_histogram_figure(sfa).layout.title.text
+    assert "(1 dead at +1)" in figures.score_histogram_figure(sfa, task="abs").layout.title.text  # may fire at -1
 
 
 def test_empty_inputs_say_so():

@@ -155,7 +155,8 @@ def test_the_link_to_the_run_continued_goes_when_that_run_is_deleted(lab_run):
     lab, parent = lab_run
     lab.store.set(f"meta/{parent}", {**lab.get(parent), "status": "done", "step": 4096})
     child = lab.submit(RunConfig(steps=64, snapshot_every=16))
-    lab.store.set(f"meta/{child}", {**lab.get(child), "status": "done", "start": {"run": parent, "label": "first", "step": 4096}})
+    start = {"run": parent, "label": "first", "step": 4096}
+    lab.store.set(f"meta/{child}", {**lab.get(child), "status": "done", "start": start})
     meta = lab.get(child)
     assert parent_of(meta) == parent and "compare with the run it continues" in str(live_view(lab, child).subtitle)
     before = live_key(meta, 0.6, True, None, lab.exists(parent))
