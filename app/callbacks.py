@@ -38,6 +38,7 @@ from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, 
 from core.jobs import CONTROLS, FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, has_run_file
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
+from core.store import low_space_message
 
 FIELD_VALUES = [Input(field_id(n), "value") for n in FIELD_NAMES]
 ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "continue": "Continue", "duplicate": "Duplicate",
@@ -321,7 +322,12 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         progress, facts = row_updates(run_ids, metas, progress_now, facts_now)
         runs = f"{len(metas)} run" + ("" if len(metas) == 1 else "s")
         usage = f"{runs} · store {volume / 2**20:.1f} MiB" if metas else ""
-        return progress, facts, (no_update if usage == usage_now else usage), (None if problem_now else no_update)
+        low = low_space_message(lab.store)
+        if low is None:
+            problem = None if problem_now else no_update
+        else:
+            problem = no_update if low in str(problem_now) else alert(low, "warning")
+        return progress, facts, (no_update if usage == usage_now else usage), problem
 
     @app.callback(Output("selected-run", "data", allow_duplicate=True),
                   Input({"type": "run-select", "run": ALL}, "n_clicks"), prevent_initial_call=True)

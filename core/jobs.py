@@ -512,6 +512,7 @@ class Lab:
         with self.store.transaction():
             job_id, job = self._job_of(run_id)
             self.store.set("index", [r for r in self.store.get("index", []) if r != run_id])
+            job = job or {"runs": [], "worker": None}  # its record lost (recover() failed the run): nothing to stop
             job["runs"] = [r for r in job["runs"] if r != run_id]
             if not job["runs"]:
                 if self._unqueue(job_id) or job["worker"] is None:
@@ -650,7 +651,9 @@ class Lab:
                 continue
             job = self.store.get(f"job/{meta['job']}")
             if job is None:
-                self._set_status([meta["id"]], "failed", error="its job record was lost", finished=now())
+                with self.store.transaction():  # unless it was deleted meanwhile: a record nothing lists
+                    if self.store.get(f"job/{meta['job']}") is None and self.exists(meta["id"]):
+                        self._set_status([meta["id"]], "failed", error="its job record was lost", finished=now())
                 continue
             if self._lost(job, is_alive):
                 seen = job.get("worker")

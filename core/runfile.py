@@ -87,7 +87,27 @@ def load_run_file(path_or_buffer: Any) -> dict[str, Any]:
     if missing:
         raise RunFileError(f"not a run file: missing {', '.join(missing)}")
     check_weights(record)
+    check_provenance(record)
     return record
+
+
+def check_provenance(record: dict[str, Any]) -> None:
+    """Raise RunFileError unless the optional metrics and started_from entries have the shapes this code writes: a
+    continuation reads them after it trained, when failing would lose the run it trained."""
+    metrics, start = record.get("metrics", {}), record.get("started_from")
+    if not isinstance(metrics, dict):
+        raise RunFileError(f"not a run file: its metrics are {type(metrics).__name__}, not a table")
+    steps = metrics.get("steps_trained")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+        raise RunFileError(f"not a run file: its steps_trained is {steps!r}, not a whole number of steps")
+    if start is None:
+        return
+    if not isinstance(start, dict):
+        raise RunFileError(f"not a run file: its started_from is {type(start).__name__}, not a table")
+    for key in ("offset", "step"):
+        value = start.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise RunFileError(f"not a run file: its started_from {key} is {value!r}, not a whole number of steps")
 
 
 def source_name(path_or_buffer: Any) -> str:

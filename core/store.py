@@ -17,6 +17,8 @@ Every multi-key update happens inside one transaction, so a killed process leave
 
 from __future__ import annotations
 
+import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +41,54 @@ def valid_id(run_id: str) -> bool:
 _MISSING = object()
 
 
+class _Pending:
+    def __init__(self) -> None:
+        self.named: list[str] = []  # files given to new values (written whole, in part, or not at all)
+        self.removed: list[str] = []  # files of values replaced or deleted
+
+
+class TransactionalDisk(diskcache.Disk):
+    """diskcache's Disk, whose file removals wait for the transaction to commit.
+
+    diskcache removes a replaced value's file as soon as a write inside a transaction succeeds, before the
+    transaction commits: a later write that fails (a full disk) rolls the rows back to values whose files are gone,
+    and a checkpoint, a run file or the run index reads back as missing. Here the removals happen after the commit,
+    and a rolled-back transaction's new files (and a failed write's partial one) are removed instead."""
+
+    def __init__(self, directory: str, **settings: Any):
+        super().__init__(directory, **settings)
+        self._local = threading.local()
+
+    def _pending(self) -> _Pending | None:
+        return getattr(self._local, "pending", None)
+
+    def in_transaction(self) -> bool:
+        return self._pending() is not None
+
+    def begin(self) -> None:
+        self._local.pending = _Pending()
+
+    def end(self, committed: bool) -> None:
+        pending, self._local.pending = self._pending(), None
+        if pending is not None:
+            for name in pending.removed if committed else pending.named:
+                super().remove(name)
+
+    def filename(self, key: Any = diskcache.core.UNKNOWN, value: Any = diskcache.core.UNKNOWN) -> tuple[str, str]:
+        name, full_path = super().filename(key, value)
+        pending = self._pending()
+        if pending is not None:
+            pending.named.append(name)
+        return name, full_path
+
+    def remove(self, file_path: str) -> None:
+        pending = self._pending()
+        if pending is None:
+            super().remove(file_path)
+        else:
+            pending.removed.append(file_path)
+
+
 class DiskStore:
     """Key-value operations the jobs layer needs, on a diskcache directory."""
 
@@ -46,7 +96,8 @@ class DiskStore:
         self.directory = Path(directory).expanduser()  # "~/..." from a script or env var: the home, not a "~" folder
         self.directory.mkdir(parents=True, exist_ok=True)
         # A generous timeout: workers and the web server write concurrently.
-        self.cache = diskcache.Cache(str(self.directory), timeout=60, size_limit=2**40, eviction_policy="none")
+        self.cache = diskcache.Cache(str(self.directory), timeout=60, size_limit=2**40, eviction_policy="none",
+                                     disk=TransactionalDisk)
 
     def get(self, key: str, default: Any = None) -> Any:
         # diskcache keeps large values in files, and answers `default` when a writer replaces the file between
@@ -67,11 +118,25 @@ class DiskStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.cache.transact():
+        disk = self.cache.disk
+        if disk.in_transaction():  # nested: the outermost transaction commits or rolls back
             yield
+            return
+        disk.begin()
+        committed = False
+        try:
+            with self.cache.transact():
+                yield
+            committed = True
+        finally:
+            disk.end(committed)
 
     def volume_bytes(self) -> int:
         return int(self.cache.volume())
+
+    def free_bytes(self) -> int:
+        """Space left on the disk that holds the store."""
+        return shutil.disk_usage(self.directory).free
 
     def close(self) -> None:
         self.cache.close()
@@ -79,3 +144,16 @@ class DiskStore:
 
 def now() -> float:
     return time.time()
+
+
+LOW_SPACE_BYTES = 512 * 2**20  # a paper-scale checkpoint is tens of MB, a log2-heavy run file hundreds
+
+
+def low_space_message(store: Any) -> str | None:
+    """What to tell the user when the store's disk is nearly full, else None (and None for a store on Redis)."""
+    free = getattr(store, "free_bytes", None)
+    if free is None or free() >= LOW_SPACE_BYTES:
+        return None
+    return (f"The disk holding the run store ({store.directory}) has under {LOW_SPACE_BYTES // 2**20} MiB free. "
+            "Once it is full, a run that cannot save its checkpoint fails saying so; Retry trains it on from its "
+            "last checkpoint after space is freed. Delete runs you no longer need, or free space on that disk.")

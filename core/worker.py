@@ -40,6 +40,7 @@ CONTROL_EVERY = 0.25  # seconds between checks of stop / pause / delete
 SNAPSHOT_EVERY_SECONDS = 1.0
 CHECKPOINT_EVERY_SECONDS = 10.0
 HEARTBEAT_EVERY = HEARTBEAT_TIMEOUT / 4  # seconds between the heartbeat thread's beats
+STORE_RETRY_SECONDS = 10.0  # a worker's pause after the store failed under it (a full disk): no busy loop
 SAVER_AFTER = 2.0  # seconds a stop waits for a free worker before a saver is started (idle workers poll at 0.2 s)
 STUCK_AFTER = 600.0  # seconds without a look from the training loop before a worker counts as stuck, not slow
 MAX_PERIODIC_FRAMES = 32
@@ -402,7 +403,12 @@ def _work_on(lab: Lab, job_id: str, job: dict[str, Any], stop: StopRequest, chec
         log.warning("%s: this worker lets it go", lost)
     except Exception as err:  # a failing run must not take the worker down
         log.error("job %s failed: %s", job_id, traceback.format_exc())
-        lab.release(job_id, "failed", worker=me, error=f"{type(err).__name__}: {err}", finished=now())
+        try:
+            lab.release(job_id, "failed", worker=me, error=f"{type(err).__name__}: {err}", finished=now())
+        except Exception:  # the store itself failing (a full disk): the job is handed on once its beat stops
+            log.exception("job %s: its failure could not be recorded either; retrying in %.0f s", job_id,
+                          STORE_RETRY_SECONDS)
+            time.sleep(STORE_RETRY_SECONDS)
 
 
 def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS,

@@ -792,3 +792,16 @@ def test_a_task_that_could_not_be_sent_again_at_start_is_kept_to_send(tmp_path):
     assert lab.resend(every_queued=True) == []  # the app's start, the broker away
     broker.up = True
     assert lab.resend() == [job_id]  # the next round sends it
+
+
+def test_a_run_whose_job_record_was_lost_is_failed_saying_so_and_can_be_deleted(tmp_path):
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id, other = lab.submit(SMALL), lab.submit(SMALL)
+    job_id = lab.get(run_id)["job"]
+    lab.claim(WorkerId("machine-a", 11))
+    lab.store.delete(f"job/{job_id}")
+    lab.recover(is_alive=lambda worker: True)
+    meta = lab.get(run_id)
+    assert meta["status"] == "failed" and meta["error"] == "its job record was lost"
+    lab.delete(run_id)
+    assert [m["id"] for m in lab.list()] == [other]

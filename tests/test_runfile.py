@@ -90,5 +90,10 @@ def test_a_file_whose_weights_do_not_fit_its_config_is_refused_on_loading(tmp_pa
         lambda r: r["log2_spaced_models"][1].update({"2.weight": torch.zeros(16, 12)}))
     assert "final_model: 0.bias is not finite" in refused(lambda r: r["final_model"]["0.bias"].fill_(math.nan))
     assert "its config lacks its sizes" in refused(lambda r: r["config"].pop("n_neurons"))
+    # what a continuation reads after it trained (the CLI's summary and provenance): checked before it trains
+    assert "its metrics are list, not a table" in refused(lambda r: r.update(metrics=[1]))
+    assert "its started_from is str, not a table" in refused(lambda r: r.update(started_from="elsewhere"))
+    assert "its started_from offset is 'x'" in refused(lambda r: r.update(started_from={"offset": "x"}))
+    assert "its steps_trained is 2.5" in refused(lambda r: r["metrics"].update(steps_trained=2.5))
     torch.save(good, tmp_path / "good.pt")
     assert config_of(load_run_file(tmp_path / "good.pt")) == tiny
