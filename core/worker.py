@@ -366,11 +366,13 @@ class JobRunner:
 
 
 class StopRequest:
-    """Set by SIGTERM. A flag, not an Event: a signal handler that took a lock could find it held by the code it
-    interrupted."""
+    """Set by SIGTERM, or by the app that started this worker dying (kill -9 sends its workers nothing: they would
+    train on, unsupervised, holding their runs). A flag, not an Event: a signal handler that took a lock could find
+    it held by the code it interrupted."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: int | None = None) -> None:
         self._requested = False
+        self.parent = parent  # the pid whose death stops this process; None: none watched
 
     def install(self) -> StopRequest:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -380,6 +382,9 @@ class StopRequest:
         self._requested = True
 
     def is_set(self) -> bool:
+        if not self._requested and self.parent is not None and os.getppid() != self.parent:
+            log.warning("the app (pid %s) is gone: this worker checkpoints its job and exits", self.parent)
+            self._requested = True  # re-parented: the app died without stopping it
         return self._requested
 
 
@@ -387,7 +392,7 @@ def _start_process(threads: int) -> StopRequest:
     # Ctrl-C reaches the whole process group; the app then stops the workers with SIGTERM, which they
     # answer by checkpointing first instead of dying mid-step.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stop = StopRequest().install()
+    stop = StopRequest(parent=os.getppid()).install()
     torch.set_num_threads(max(1, threads))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(message)s")
     return stop

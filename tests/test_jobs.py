@@ -6,13 +6,14 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from core.config import RunConfig
-from core.jobs import Lab, QueueFull, UnknownRun, WorkerId, controls_of
+from core.jobs import Lab, QueueFull, UnknownRun, WorkerId, controls_of, process_exists
 from core.metrics import dead_neurons, final_loss, mono_ratio
 from core.store import DiskStore
 from core.worker import SpeedMeter, WorkerPool
@@ -805,3 +806,34 @@ def test_a_run_whose_job_record_was_lost_is_failed_saying_so_and_can_be_deleted(
     assert meta["status"] == "failed" and meta["error"] == "its job record was lost"
     lab.delete(run_id)
     assert [m["id"] for m in lab.list()] == [other]
+
+
+def test_workers_of_an_app_killed_hard_checkpoint_their_job_and_exit(tmp_path):
+    """kill -9 on the app sends its workers nothing: they used to train on forever, unsupervised, holding their
+    runs, so that the next start could not resume them."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    app = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from core.worker import WorkerPool\n"
+        f"pool = WorkerPool({str(data)!r}, workers=1, threads=1, checkpoint_seconds=0.3).start()\n"
+        "print(pool.processes[0].pid, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        worker_pid = int(app.stdout.readline())
+        lab = Lab(DiskStore(data))
+        run_id = lab.submit(LONG)
+        wait_until(lambda: lab.get(run_id)["step"] >= 500, message="training")
+        app.kill()
+        app.wait()
+        wait_until(lambda: status(lab, run_id) == "queued", timeout=20, message="the orphaned worker to let go")
+        meta = lab.get(run_id)
+        assert meta["note"].startswith("paused by shutdown") and lab.store.get(f"job/{meta['job']}")["worker"] is None
+        time.sleep(1.0)
+        assert lab.get(run_id)["step"] == meta["step"]  # nothing trains it now: the next start resumes it
+    finally:
+        app.kill()
+        if process_exists(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
