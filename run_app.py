@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(budget_problem)
     if args.backend == "embedded" and (problem := data_dir_problem(args.data_dir)):
         parser.error(problem)
+    if problem := host_problem(args.host):
+        parser.error(problem)
     args.data_dir = Path(args.data_dir).expanduser()  # "--data-dir=~/runs" is not expanded by the shell
     if args.backend == "celery":
         from core.redis_store import masked_url, redis_problem
@@ -96,6 +99,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if problem:
             parser.error(problem.replace(args.redis_url, masked_url(args.redis_url)))
     return args
+
+
+def host_problem(host: str) -> str | None:
+    """Why the server could not listen on `host` (found before the workers start, not after), else None."""
+    try:
+        socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as err:
+        return f"--host must be an address or name of this machine (127.0.0.1, 0.0.0.0, ...), got {host!r} ({err})"
+    return None
 
 
 def raise_keyboard_interrupt(_signum: int, _frame: object) -> None:

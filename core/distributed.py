@@ -106,6 +106,8 @@ def _quick_store() -> RedisStore:
 
 @signals.worker_init.connect
 def _new_start_token(**_: Any) -> None:
+    if not logging.getLogger().handlers:  # Celery leaves the root logger to us: say what this worker takes and trains
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(name)s: %(message)s")
     try:
         worker_settings()
     except ValueError as err:  # refused at the start: a worker that took tasks would fail every run it took

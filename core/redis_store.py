@@ -112,12 +112,20 @@ def unreachable_message(url: str, err: Exception) -> str:
 
 def redis_problem(url: str) -> str | None:
     """Why the app cannot use Redis at `url` (a malformed URL, no server, a database it lacks), else None."""
+    form = "--redis-url must be redis://HOST:PORT/DB, rediss://... or unix://PATH"
     try:
+        parts = urlsplit(url)
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     except ValueError as err:
-        return f"--redis-url must be redis://HOST:PORT/DB, rediss://... or unix://PATH, got {url!r} ({err})"
+        return f"{form}, got {masked_url(url)!r} ({err})"
+    database = parts.path.strip("/")
+    if parts.scheme in ("redis", "rediss") and database and not database.isdigit():
+        client.close()  # redis-py would use database 0, and Celery refuse it: one answer, now
+        return f"{form}: DB is a database number (0, 1, ...), got {database!r}"
     try:
         client.ping()
+    except TypeError as err:  # an option redis-py does not know (?foo=bar), found only on connecting
+        return f"{form}, with only options redis-py knows: {err}"
     except redis.exceptions.RedisError as err:
         return (f"--redis-url: cannot use Redis at {url}: {err} (start it first: README, 'Running on several "
                 "machines')")

@@ -2,6 +2,7 @@
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,11 +41,14 @@ def status(lab, run_id: str) -> str:
 
 def test_two_workers_share_the_queue_and_finish_every_run(cluster):
     lab, start_worker = cluster
-    start_worker("w1"), start_worker("w2")
+    workers = start_worker("w1"), start_worker("w2")
     run_ids = [lab.submit(SMALL.replace(seed=s)) for s in range(4)]
     wait_until(lambda: all(status(lab, r) == "done" for r in run_ids), timeout=180, message="all runs done")
     trainers = {lab.get(r)["trained_by"]["pid"] for r in run_ids}
     assert len(trainers) == 2, "both workers should have trained runs"
+    for worker in workers:  # a user on the worker's machine sees that it connected and what it trained
+        log = Path(worker.log.name).read_text()
+        assert " ready." in log and "training job" in log
     history = lab.history(run_ids[0])
     assert np.array_equal(history["loss_steps"], np.arange(1, SMALL.steps + 1))
     assert lab.run_file(run_ids[0]) is not None

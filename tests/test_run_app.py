@@ -147,3 +147,28 @@ def test_a_data_dir_under_home_is_the_home_not_a_folder_named_tilde(tmp_path, mo
         importlib.reload(run_app)
     assert sorted(p.name for p in home.iterdir()) == [".monosemanticity-lab", "from-env", "runs"]
     assert list(work.iterdir()) == []  # no folder named "~" where the app was started
+
+
+@pytest.mark.parametrize("url, says", [
+    ("redis://127.0.0.1:6379/abc", "DB is a database number (0, 1, ...), got 'abc'"),
+    ("redis://127.0.0.1:6379/0?foo=bar", "with only options redis-py knows"),
+])
+def test_a_redis_url_celery_could_not_use_is_refused_in_one_line(capsys, url, says):
+    """It was accepted (runs then queued forever), or crashed with a traceback."""
+    import run_app
+
+    with pytest.raises(SystemExit) as exited:
+        run_app.parse_args(["--backend", "celery", "--redis-url", url])
+    assert exited.value.code == 2
+    refusal = capsys.readouterr().err
+    assert says in refusal and "--redis-url must be redis://HOST:PORT/DB" in refusal and "Traceback" not in refusal
+
+
+def test_an_address_the_server_cannot_listen_on_is_refused_before_anything_starts(capsys):
+    import run_app
+
+    with pytest.raises(SystemExit) as exited:
+        run_app.parse_args(["--host", "999.1.1.1"])
+    assert exited.value.code == 2
+    assert "--host must be an address or name of this machine" in capsys.readouterr().err
+    assert run_app.host_problem("127.0.0.1") is None and run_app.host_problem("::1") is None
