@@ -581,7 +581,7 @@ class Lab:
 
     def _hand_to(self, job_id: str, job: dict[str, Any], worker: WorkerId, orphaned: bool = False) -> None:
         """Give a claimed job to `worker` and mark its unfinished runs running (inside the claim's transaction)."""
-        job.update(worker=worker.as_dict(), heartbeat=now())  # a stop asked of a lost worker stays
+        job.update(worker=worker.as_dict(), heartbeat=self.store.clock())  # a stop asked of a lost worker stays
         self.store.set(f"job/{job_id}", job)
         step = self._checkpoint_step(job_id)
         # an earlier note (paused, shut down) is over; the step it goes on from explains a rewind
@@ -608,7 +608,7 @@ class Lab:
         with self.store.transaction():
             job = self.check_owner(job_id, worker)
             if job is not None:
-                job["heartbeat"] = now()
+                job["heartbeat"] = self.store.clock()
                 self.store.set(f"job/{job_id}", job)
         return job
 
@@ -671,11 +671,11 @@ class Lab:
         self._remove_emptied(is_alive)
         return lost
 
-    @staticmethod
-    def _lost(job: dict[str, Any], is_alive: Any) -> bool:
+    def _lost(self, job: dict[str, Any], is_alive: Any) -> bool:
         worker, beat = job.get("worker"), job.get("heartbeat") or 0
+        # the store's clock, on both sides: a worker machine's clock 20 s behind the app's would lose its jobs
         return (worker is None or (is_alive is not None and not is_alive(worker))
-                or now() - beat > HEARTBEAT_TIMEOUT)
+                or self.store.clock() - beat > HEARTBEAT_TIMEOUT)
 
     def _remove_emptied(self, is_alive: Any) -> None:
         """Jobs whose every run was deleted while a worker held them: gone once that worker is (else their record

@@ -215,6 +215,12 @@ class RedisStore:
             self._local.depth, self._local.buffer = 0, None
             lock.release()
 
+    def clock(self) -> float:
+        """Seconds by the Redis server's clock: workers on machines whose clocks disagree stamp their heartbeats, and
+        the app judges them, by one clock."""
+        seconds, microseconds = self.client.time()
+        return seconds + microseconds / 1e6
+
     def volume_bytes(self) -> int:
         return int(self.client.info("memory").get("used_memory", 0))
 

@@ -217,3 +217,24 @@ def test_a_value_over_the_redis_string_limit_is_kept_in_parts(tmp_path, monkeypa
     finally:
         store.close()
         server.stop()
+
+
+def test_heartbeats_are_stamped_and_judged_by_redis_s_clock_not_each_machine_s(tmp_path, monkeypatch):
+    """A worker machine whose clock is 60 s behind the app's: its live jobs were judged lost and handed on."""
+    import time
+
+    from core.jobs import WorkerId
+
+    server = RedisServer(tmp_path)
+    try:
+        lab = lab_for(server.url)
+        run_id = lab.submit(SMALL)
+        job_id, _ = lab.claim(WorkerId("machine-b", 22))
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() - 60)  # on the worker's machine
+        lab.heartbeat(job_id, WorkerId("machine-b", 22))
+        monkeypatch.setattr(time, "time", real_time)  # on the app's
+        assert abs(lab.store.get(f"job/{job_id}")["heartbeat"] - real_time()) < 5
+        assert lab.recover() == [] and status(lab, run_id) == "running"
+    finally:
+        server.stop()
