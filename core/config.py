@@ -26,6 +26,7 @@ MAX_EMBED = 1024
 MAX_NEURONS = 16384
 MAX_BATCH = 65536
 MAX_STEPS = 1 << 20
+MAX_SNAPSHOTS = 1 << 16  # a run's history keeps each: a million one-step snapshots made it slow to open
 MAX_ACTIVATION_ELEMENTS = 1 << 27  # batch * max(k, N): 512 MiB of fp32 activations
 MAX_SEED = 2**31 - 1
 DEFAULT_MEMORY_BUDGET_GIB = 8.0
@@ -138,6 +139,11 @@ class RunConfig:
         if ok("snapshot_every", "steps") and self.snapshot_every > self.steps:
             errors["snapshot_every"] = (f"snapshot_every must be between 1 and steps ({self.steps}), "
                                         f"got {self.snapshot_every}")
+        elif ok("snapshot_every", "steps") and self.steps > MAX_SNAPSHOTS * self.snapshot_every:
+            fewest = -(-self.steps // MAX_SNAPSHOTS)
+            errors["snapshot_every"] = (f"snapshot_every must be at least steps / {MAX_SNAPSHOTS} (each snapshot is "
+                                        f"kept in the run's history): with steps = {self.steps} allowed {fewest} to "
+                                        f"{self.steps}, got {self.snapshot_every}")
         if not errors:
             estimate, budget = self.memory_estimate(), memory_budget_bytes()
             total = sum(estimate.values())

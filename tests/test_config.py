@@ -22,6 +22,15 @@ def test_embed_dim_must_be_below_features():
     assert "allowed 1 to 15" in errors["embed_dim"]
 
 
+def test_a_run_keeps_at_most_65536_snapshots():
+    """Each is kept in the run's history: a million-step run snapshotting every step was slow to open."""
+    errors = RunConfig(steps=2**20, snapshot_every=1).validate()
+    assert errors == {"snapshot_every": "snapshot_every must be at least steps / 65536 (each snapshot is kept in the "
+                                        "run's history): with steps = 1048576 allowed 16 to 1048576, got 1"}
+    assert RunConfig(steps=2**20, snapshot_every=16).validate() == {}
+    assert RunConfig(steps=100, snapshot_every=1).validate() == {}
+
+
 def test_cross_field_check_runs_beside_other_errors():
     errors = RunConfig(n_features=16, embed_dim=20, eps=3.0).validate()
     assert set(errors) == {"embed_dim", "eps"}
