@@ -211,9 +211,12 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         if trigger == "preset-select" and preset in PRESETS:
             config = PRESETS[preset].config
             return values_from_config(config) + [no_update, config_to_query(config, preset), no_update]
-        if trigger == field_id("steps") and (every := snapshots_for_steps(values, preset)) is not None:
-            at = FIELD_NAMES.index("snapshot_every")
-            keep[at] = values[at] = every
+        if trigger == field_id("steps"):
+            previous = config_from_query(search).config  # the form as it last was: the URL follows it
+            every = snapshots_for_steps(values, preset, previous.steps if previous else None)
+            if every is not None:
+                at = FIELD_NAMES.index("snapshot_every")
+                keep[at] = values[at] = every
         config, _ = form_errors(list(values))
         if config is None:
             return keep + [no_update] * 3

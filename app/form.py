@@ -113,14 +113,17 @@ def value_problem(name: str, raw: Any) -> str | None:
         return str(err)
 
 
-def snapshots_for_steps(values: list[Any], preset: str | None) -> int | None:
-    """After Steps was typed: the snapshot interval to show instead, when the steps are fewer than the preset's
-    interval (as the API and CLI do) and the user has not set one; else None."""
+def snapshots_for_steps(values: list[Any], preset: str | None, previous_steps: int | None = None) -> int | None:
+    """After Steps was typed: the snapshot interval to show instead, else None. An interval the user has not set
+    (the preset's, or what an earlier Steps of `previous_steps` made it) follows the steps: the preset's, lowered to
+    fewer steps (as the API and CLI do) and raised back with more."""
     raw = dict(zip(FIELD_NAMES, values))
-    base = PRESETS[preset].config if preset in PRESETS else RunConfig()
-    if raw["snapshot_every"] != base.snapshot_every or value_problem("steps", raw["steps"]) is not None:
+    base = (PRESETS[preset].config if preset in PRESETS else RunConfig()).snapshot_every
+    followed = {base, min(base, previous_steps)} if isinstance(previous_steps, int) and previous_steps > 0 else {base}
+    if raw["snapshot_every"] not in followed or value_problem("steps", raw["steps"]) is not None:
         return None
-    return snapshot_cap({"steps": raw["steps"]}, base)
+    wanted = min(base, int(raw["steps"]))
+    return None if wanted == raw["snapshot_every"] else wanted
 
 
 # Sustained rates measured at paper shapes (benchmarks/RESULTS.md), as FLOP/s of the step's matmuls (28.45 GFLOP a

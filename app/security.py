@@ -119,6 +119,8 @@ def require_token(app: Dash, token: str) -> None:
         if not same_token(given.encode("utf-8"), token):
             return None
         rest = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
-        response = redirect(request.path + ("?" + urlencode(rest) if rest else ""))
+        # one leading slash: "//host/..." would send the browser to another site
+        path = request.script_root + "/" + request.path.lstrip("/")
+        response = redirect(path + ("?" + urlencode(rest) if rest else ""))
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
         return response

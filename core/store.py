@@ -42,6 +42,8 @@ _MISSING = object()
 
 
 class _Pending:
+    """One transaction's files: removed after its commit, or, rolled back, the new ones removed instead."""
+
     def __init__(self) -> None:
         self.named: list[str] = []  # files given to new values (written whole, in part, or not at all)
         self.removed: list[str] = []  # files of values replaced or deleted
@@ -66,9 +68,11 @@ class TransactionalDisk(diskcache.Disk):
         return self._pending() is not None
 
     def begin(self) -> None:
+        """Start deferring this thread's file removals (an outermost transaction begins)."""
         self._local.pending = _Pending()
 
     def end(self, committed: bool) -> None:
+        """Remove the files the transaction replaced (committed) or the ones it wrote (rolled back)."""
         pending, self._local.pending = self._pending(), None
         if pending is not None:
             for name in pending.removed if committed else pending.named:

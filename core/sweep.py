@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, parse_value, snapshot_cap
+from core.config import FIELDS, MAX_SNAPSHOTS, RunConfig, allowed_range, config_from_dict, parse_value, snapshot_cap
 from core.presets import PAPER_BATCHES, PRESETS
 from core.train import Trainer, batched_jobs
 
@@ -48,7 +48,8 @@ class Sweep:
         for j, value in enumerate(self.values):
             for seed in self.seeds:
                 run_seed = seed if shared else seed + 1000 * j
-                out.append((value, run_seed, self.base.replace(**{self.field: value, "seed": run_seed})))
+                config = self.base.replace(**{self.field: value, "seed": run_seed})
+                out.append((value, run_seed, with_snapshots_allowed(config) if self.field == "steps" else config))
         return out
 
     def configs(self) -> list[RunConfig]:
@@ -92,6 +93,15 @@ class Sweep:
                              " (without a shared seed, the runs of the i-th value use seed + 1000 x i)")]
             errors[where] = "; ".join([errors[where], *unique] if where in errors else unique)
         return errors
+
+
+def with_snapshots_allowed(config: RunConfig) -> RunConfig:
+    """A run of a sweep over steps with its snapshot interval raised to what its steps need (MAX_SNAPSHOTS): one
+    interval cannot fit both 8 steps and 2^20, and the sweep would be refused whatever interval was given."""
+    if not isinstance(config.steps, int) or not isinstance(config.snapshot_every, int) or config.snapshot_every < 1:
+        return config  # validate() names what is wrong
+    fewest = -(-config.steps // MAX_SNAPSHOTS)
+    return config.replace(snapshot_every=fewest) if config.snapshot_every < fewest <= config.steps else config
 
 
 def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = None, seeds: int = 1,

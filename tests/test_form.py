@@ -153,3 +153,8 @@ def test_fewer_steps_than_the_preset_snapshots_lower_the_interval_in_links_and_a
                                "quick-negative-bias") is None
     assert config_from_query("?preset=quick-negative-bias&steps=100&snapshot_every=300").config.snapshot_every == 300
     assert snapshots_for_steps(values_from_config(preset.replace(steps=5000)), "quick-negative-bias") is None
+    # an interval the form lowered follows Steps on: lower still, and back up to the preset's
+    lowered = preset.replace(steps=50, snapshot_every=100)
+    assert snapshots_for_steps(values_from_config(lowered), "quick-negative-bias", previous_steps=100) == 50
+    raised = preset.replace(steps=5000, snapshot_every=100)
+    assert snapshots_for_steps(values_from_config(raised), "quick-negative-bias", previous_steps=100) == 256

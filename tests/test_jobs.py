@@ -815,6 +815,7 @@ def test_workers_of_an_app_killed_hard_checkpoint_their_job_and_exit(tmp_path):
     import sys
 
     data = tmp_path / "data"
+    worker_pid = None
     app = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
         "from core.worker import WorkerPool\n"
@@ -835,5 +836,5 @@ def test_workers_of_an_app_killed_hard_checkpoint_their_job_and_exit(tmp_path):
         assert lab.get(run_id)["step"] == meta["step"]  # nothing trains it now: the next start resumes it
     finally:
         app.kill()
-        if process_exists(worker_pid):
+        if worker_pid is not None and process_exists(worker_pid):
             os.kill(worker_pid, signal.SIGKILL)

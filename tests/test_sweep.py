@@ -191,3 +191,10 @@ def test_a_problem_only_some_values_have_is_filed_under_values():
     assert list(errors) == ["values"] and "at n_features=8: embed_dim (m) must be below n_features" in errors["values"]
     every = preset_sweep("quick-zero-bias", values=["8", "12"], field_name="n_features").validate()
     assert list(every) == ["embed_dim"]  # every value: the base config's embed_dim, as much as the values
+
+
+def test_a_sweep_over_steps_raises_the_snapshot_interval_of_runs_too_long_for_it(tiny):
+    """At most 65,536 snapshots a run: no one interval fits both 8 steps and 2^20, so the long runs' is raised."""
+    sweep = Sweep(tiny.replace(snapshot_every=8), "steps", (8, 2**20))
+    assert sweep.validate() == {}
+    assert [c.snapshot_every for c in sweep.configs()] == [8, 16]

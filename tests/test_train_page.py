@@ -92,3 +92,10 @@ def test_typing_fewer_steps_than_the_preset_snapshots_lowers_the_interval_in_the
     assert status == 200
     assert sent["snapshot-every-input"]["value"] == 100
     assert sent["url"]["search"] == "?preset=quick-negative-bias&steps=100&snapshot_every=100"
+    # typed again: the interval the form set follows (it was not the user's)
+    values = {f"{field_id(n)}.value": v for n, v in zip(FIELD_NAMES, values_from_config(
+        typed.replace(steps=50, snapshot_every=100)))}
+    _, sent = dash_call(app, "url.search", {**values, "preset-select.value": "quick-negative-bias",
+                                            "url.pathname": "/", "url.search": sent["url"]["search"]},
+                        ["steps-input.value"])
+    assert sent["snapshot-every-input"]["value"] == 50
