@@ -236,8 +236,8 @@ class Trainer:
         self._graph: StepGraph | None = None
         self._eager_steps = 0
         self.dtype = dtype or compute_dtype(base.precision, self.device)
-        self.workspace = Workspace.allocate(len(configs), base.batch_size, base.embed_dim, base.n_neurons,
-                                            base.output_dim, self.device, self.dtype)
+        self._workspace: Workspace | None = None
+        self._skipped_dead = False  # a restored checkpoint's, until the workspace that carries it exists
         self.samplers = [task_sampler(c.task, c.n_features, c.eps, c.sample_kind, self.device) for c in configs]
         if len(configs) == 1 and not self.graphing:
             run = self.weights[0]
@@ -292,6 +292,17 @@ class Trainer:
                 self.b1.mul_(self._bias_factor_now)
             self.losses.index_copy_(1, self._step_index, squared_error.unsqueeze(1))
             self._step_index.add_(1)
+
+    @property
+    def workspace(self) -> Workspace:
+        """The batch's arrays, allocated at the first step: a trainer built only to write run files from a
+        checkpoint (a stop saved while the workers train) needs none, and they are most of a job's memory."""
+        if self._workspace is None:
+            base = self.base
+            self._workspace = Workspace.allocate(len(self.configs), base.batch_size, base.embed_dim, base.n_neurons,
+                                                 base.output_dim, self.device, self.dtype)
+            self._workspace.skipped_dead = self._skipped_dead
+        return self._workspace
 
     def _sync_bias_factor(self) -> None:
         """The decay factor the next step applies: each run's in the first half, 1 (an exact no-op) after."""
@@ -416,7 +427,7 @@ class Trainer:
             "log2_models": [[{k: v.cpu() for k, v in m.items()} for m in models] for models in self.log2_models],
             "errors": list(self.errors),
             # which path the next step takes (skipping dead neurons or not) changes its rounding
-            "skipped_dead": self.workspace.skipped_dead,
+            "skipped_dead": self._skipped_dead if self._workspace is None else self._workspace.skipped_dead,
             "device_type": self.device.type,
             "optimizer_kind": self._optimizer_kind,
         }
@@ -460,7 +471,9 @@ class Trainer:
         self.log2_models = [[{k: v.to(self.device) for k, v in m.items()} for m in models]
                             for models in state["log2_models"]]
         self.errors = list(state["errors"])
-        self.workspace.skipped_dead = bool(state.get("skipped_dead", False))
+        self._skipped_dead = bool(state.get("skipped_dead", False))
+        if self._workspace is not None:
+            self._workspace.skipped_dead = self._skipped_dead
         self._step_index.fill_(self.step)
         self._sync_bias_factor()
         self._graph, self._eager_steps = None, 0  # the loaded optimizer state is in new tensors: capture again

@@ -399,8 +399,9 @@ def _start_process(threads: int) -> StopRequest:
 
 
 def _work_on(lab: Lab, job_id: str, job: dict[str, Any], stop: StopRequest, checkpoint_seconds: float,
-             me: WorkerId) -> None:
-    log.info("training job %s (runs %s)", job_id, ", ".join(job["runs"]))
+             me: WorkerId, saving_only: bool = False) -> None:
+    """Train a claimed job (or, `saving_only`, write a stopped job's run files from its checkpoint)."""
+    log.info("%s job %s (runs %s)", "saving" if saving_only else "training", job_id, ", ".join(job["runs"]))
     try:
         with Heartbeat(lab, job_id, me) as beat:
             JobRunner(lab, job_id, job["runs"], stop, checkpoint_seconds, worker=me, beat=beat).run()
@@ -408,8 +409,13 @@ def _work_on(lab: Lab, job_id: str, job: dict[str, Any], stop: StopRequest, chec
         log.warning("%s: this worker lets it go", lost)
     except Exception as err:  # a failing run must not take the worker down
         log.error("job %s failed: %s", job_id, traceback.format_exc())
+        reason = f"{type(err).__name__}: {err}"
+        # a save that failed leaves the job paused, its checkpoint kept: failed, it would offer only Retry, which
+        # trains on, the opposite of the Stop asked for
+        status, fields = (("paused", {"note": f"its run file could not be saved ({reason}); Stop tries again"})
+                          if saving_only else ("failed", {"error": reason, "finished": now()}))
         try:
-            lab.release(job_id, "failed", worker=me, error=f"{type(err).__name__}: {err}", finished=now())
+            lab.release(job_id, status, worker=me, **fields)
         except Exception:  # the store itself failing (a full disk): the job is handed on once its beat stops
             log.exception("job %s: its failure could not be recorded either; retrying in %.0f s", job_id,
                           STORE_RETRY_SECONDS)
@@ -427,7 +433,7 @@ def worker_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPO
         if claimed is None:
             time.sleep(poll_seconds)
             continue
-        _work_on(lab, *claimed, stop, checkpoint_seconds, me)
+        _work_on(lab, *claimed, stop, checkpoint_seconds, me, saving_only=claimed[1].get("control") == "stop")
 
 
 def saver_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS) -> None:
@@ -437,7 +443,7 @@ def saver_main(data_dir: str, threads: int, checkpoint_seconds: float = CHECKPOI
     lab = Lab(DiskStore(data_dir))
     me = WorkerId.here()
     while not stop.is_set() and (claimed := lab.claim_stopping(me)) is not None:
-        _work_on(lab, *claimed, stop, checkpoint_seconds, me)
+        _work_on(lab, *claimed, stop, checkpoint_seconds, me, saving_only=True)
 
 
 def default_threads(workers: int) -> int:
@@ -509,13 +515,20 @@ class WorkerPool:
         waiting = self.lab.waiting_to_be_saved()
         self._stops_seen = {job_id: self._stops_seen.get(job_id, clock) for job_id in waiting}
         overdue = any(clock - seen >= SAVER_AFTER for seen in self._stops_seen.values())
-        if self.savers or self._closing.is_set() or not overdue:
+        if self.savers or self._closing.is_set() or not overdue or not self._all_busy():
             return
         args = (self.data_dir, self.threads, self.checkpoint_seconds)
         saver = self.context.Process(target=saver_main, args=args, name="lab-saver", daemon=False)
         saver.start()
         self.savers.append(saver)
         log.info("saver %s started for %d stopped job(s) while the workers are busy", saver.pid, len(waiting))
+
+    def _all_busy(self) -> bool:
+        """Every worker of the pool is training a run (one starting up, or between jobs, takes the stop itself)."""
+        here = WorkerId.here().host
+        training = {m["trained_by"]["pid"] for m in self.lab.list()
+                    if m["status"] == "running" and (m.get("trained_by") or {}).get("host") == here}
+        return all(p.pid in training for p in self.processes)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Ask workers to checkpoint and exit (SIGTERM); kill any that have not within the timeout."""

@@ -413,6 +413,25 @@ def test_stopping_a_paused_run_saves_it_from_its_checkpoint_and_then_frees_it(tm
     assert status(lab, other) == "queued"
 
 
+def test_a_stop_whose_run_file_cannot_be_saved_leaves_the_run_paused_to_stop_again(tmp_path, monkeypatch):
+    """Marked failed, it offered only Retry, which trains on: the opposite of the Stop asked for."""
+    from core import worker
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    job_id, (run_id,) = paused_after(lab, 30, [LONG])
+    lab.stop(run_id)
+
+    def cannot_save(*_args):  # noqa: ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(worker, "build_run_file", cannot_save)
+    saver = WorkerId("machine-b", 22)
+    worker._work_on(lab, *lab.claim_stopping(saver), threading.Event(), 10.0, saver, saving_only=True)
+    meta = lab.get(run_id)
+    assert meta["status"] == "paused" and "its run file could not be saved (OSError" in meta["note"]
+    assert "stop" in controls_of(meta) and lab.store.get(f"ckpt/{job_id}") is not None  # the weights kept
+
+
 def paused_after(lab: Lab, steps: int, configs: list[RunConfig]) -> tuple[str, list[str]]:
     """A job of `configs` trained `steps` steps in this process, then paused (its checkpoint written)."""
     from core.worker import JobRunner

@@ -132,6 +132,9 @@ def test_resume_from_checkpoint_continues_exactly(tiny, init_bias):
     assert first.workspace.skipped_dead == (init_bias < 0)
     state = first.state_dict()
     resumed.load_state_dict(state)
+    # restored and checkpointed again without a step (a stop saved from its checkpoint): the same state, and none
+    # of the batch's arrays allocated
+    assert resumed.state_dict()["skipped_dead"] == state["skipped_dead"] and resumed._workspace is None
     resumed.advance(tiny.steps)
     assert torch.equal(resumed.losses, straight.losses)
     assert torch.equal(resumed.weights[0].w2, straight.weights[0].w2)
