@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from app import create_app
     from core.jobs import Lab
+    from core.pool import WorkerPool
     from core.store import DiskStore
-    from core.worker import WorkerPool
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         guard = "they need the token to change runs" if args.token else "anyone who can reach it can start and " \

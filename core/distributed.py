@@ -42,7 +42,8 @@ def redis_url() -> str:
 def worker_settings() -> tuple[int, float]:
     """A worker's torch threads and checkpoint interval (LAB_THREADS, LAB_CHECKPOINT_SECONDS; empty: the
     defaults); a bad value raises ValueError naming the variable, at the worker's start."""
-    from core.worker import CHECKPOINT_EVERY_SECONDS, default_threads
+    from core.pool import default_threads
+    from core.worker import CHECKPOINT_EVERY_SECONDS
 
     threads_text = env_setting("LAB_THREADS", str(default_threads(1)))
     seconds_text = env_setting("LAB_CHECKPOINT_SECONDS", str(CHECKPOINT_EVERY_SECONDS))

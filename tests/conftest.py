@@ -6,7 +6,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import RunConfig  # noqa: E402
-from core.worker import WorkerPool  # noqa: E402
+from core.pool import WorkerPool  # noqa: E402
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from selenium.webdriver.common.keys import Keys
 
 from app import create_app
 from core.metrics import heatmap_order
-from core.worker import WorkerPool
+from core.pool import WorkerPool
 from tests.helpers import wait_until
 
 SCREENSHOTS = Path(os.environ.get("LAB_SCREENSHOT_DIR", "/tmp/lab-screenshots"))

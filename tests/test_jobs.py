@@ -15,8 +15,9 @@ import torch
 from core.config import RunConfig
 from core.jobs import Lab, QueueFull, UnknownRun, WorkerId, controls_of, process_exists
 from core.metrics import dead_neurons, final_loss, mono_ratio
+from core.pool import WorkerPool
 from core.store import DiskStore
-from core.worker import SpeedMeter, WorkerPool
+from core.worker import SpeedMeter
 from tests.helpers import wait_until
 
 SMALL = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=32, steps=400,
@@ -837,7 +838,7 @@ def test_workers_of_an_app_killed_hard_checkpoint_their_job_and_exit(tmp_path):
     worker_pid = None
     app = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        "from core.worker import WorkerPool\n"
+        "from core.pool import WorkerPool\n"
         f"pool = WorkerPool({str(data)!r}, workers=1, threads=1, checkpoint_seconds=0.3).start()\n"
         "print(pool.processes[0].pid, flush=True)\n"
         "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
