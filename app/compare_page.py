@@ -61,10 +61,10 @@ def compare_layout() -> html.Div:
         html.Div(id="compare-table"),
         html.H5("Basin connectivity", className="mt-3"),
         html.P("Loss on fresh samples along the straight line between two of the runs' weights, A and B (21 "
-               "points). A bump above both ends is a barrier between their basins. Needs two finished runs of the "
-               "same shapes and the same embedder: the same seed (vary Init variant for two starts of one task). "
-               "The ends are the loss of the final weights on fresh samples, near the table's final loss (the "
-               "mean of the last 5% of training steps) but not equal to it.", className="text-muted small"),
+               "points). A bump above both ends is a barrier between their basins. Needs two finished (or stopped) "
+               "runs of the same shapes and the same embedder: the same seed (vary Init variant for two starts of "
+               "one task). The ends are the loss of the final weights on fresh samples, near the table's final "
+               "loss (the mean of the last 5% of training steps) but not equal to it.", className="text-muted small"),
         dbc.Row([
             dbc.Col(dbc.InputGroup([dbc.InputGroupText("A"), dbc.Select(id="interp-a", options=[])], size="sm"),
                     md=4),
@@ -184,7 +184,7 @@ def mono_overlay(labels: list[str], histories: list[dict[str, Any]], offsets: li
 
     fig = figures.overlay_figure([(label, *curve(h, "mono_ratio", offset))
                                   for label, h, offset in zip(labels, histories, offsets)],
-                                 "Mono neurons per feature", "mono / N", reference=1.0, x_title=x_title)
+                                 "Mono neurons per feature", "mono neurons / N", reference=1.0, x_title=x_title)
     if not fig.data:  # the "no data yet" figure
         return fig
     for i, (label, history, offset, nonlinearity) in enumerate(zip(labels, histories, offsets, nonlinearities)):

@@ -64,7 +64,7 @@ def field_control(name: str) -> html.Div:
         dbc.Label(meta["label"] or name, html_for=field_id(name), className="mb-0 small fw-semibold"),
         control,
         dbc.FormFeedback(id=feedback_id(name), type="invalid"),
-        dbc.FormText(f"{meta['help']} ({allowed_range(f)})", className="d-block small"),
+        dbc.FormText(f"{meta['help'].rstrip('.')} ({allowed_range(f)}).", className="d-block small"),
     ], className="mb-2")
 
 

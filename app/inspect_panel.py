@@ -52,9 +52,8 @@ def inspect_layout() -> html.Div:
         [
             html.H5("Inside the model", className="mt-3 mb-0"),
             html.P(
-                "For a finished or stopped run, at the replayed step (or the latest weights saved before it: runs keep "
-                "them at powers of 2). Click a cell of "
-                "the heatmap to pick its feature and neuron.",
+                "For a finished or stopped run, at the replayed step (or the latest weights saved at or before it: "
+                "runs keep them at powers of 2). Click a cell of the heatmap to pick its feature and neuron.",
                 className="text-muted small",
             ),
             dbc.Row(
@@ -83,12 +82,12 @@ def inspect_layout() -> html.Div:
             ),
             dbc.Row(
                 [
-                    dbc.Col(graph("mono-histogram", 300, "Features by number of mono neurons", DONE), lg=6),
+                    dbc.Col(graph("mono-histogram", 300, "Features by number of monosemantic neurons", DONE), lg=6),
                     dbc.Col(graph("pair-grid", 300, "Two-feature interference", DONE), lg=6),
                 ],
                 className="g-2",
             ),
-            graph("mono-by-feature", 260, "Mono neurons of each feature", DONE),
+            graph("mono-by-feature", 260, "Monosemantic neurons serving each feature", DONE),
         ],
         id="inspect-panel",
     )

@@ -161,7 +161,8 @@ def singular_values(linear: LinearMap) -> go.Figure:
     fig = go.Figure(go.Scatter(x=ranks, y=values, mode="lines+markers", marker={"size": 4},
                                hovertemplate="singular value %{x}: %{y:.3f}<extra></extra>"))
     fig.add_vline(x=linear.rank90, line_dash="dot", line_color="#d62728",
-                  annotation_text=f"90% of the map by rank {linear.rank90}", annotation_position="top left")
+                  annotation_text=f"90% of the energy (squared singular values) by rank {linear.rank90}",
+                  annotation_position="top left")
     cap = None if linear.rank_cap is None else (f"rank at most min(m = {linear.input_dims}, live polysemantic neurons) "
                                                  f"= {linear.rank_cap}; the rest are 0")
     return styled(fig, "Its singular values", "rank", "singular value (log)", log_y=True,
@@ -187,7 +188,7 @@ def mono_histogram(summary: MonoSummary) -> go.Figure:
 
 def mono_by_feature(counts: np.ndarray, power_law: bool, positive_part: bool = False) -> go.Figure:
     """Monosemantic neurons of each feature, in feature order: for power-law features that is the frequency order
-    (feature 0 the most frequent), where the paper sees the frequent features get neurons first when k < N."""
+    (feature 0 the most frequent): which features get monosemantic neurons, which the paper leaves open for k < N."""
     n = len(counts)
     fig = go.Figure(go.Bar(x=np.arange(n), y=counts, marker_color="#2ca02c",
                            hovertemplate="feature %{x}: %{y} mono neurons<extra></extra>"))
@@ -198,7 +199,7 @@ def mono_by_feature(counts: np.ndarray, power_law: bool, positive_part: bool = F
         subtitle += (f": {int((counts[:half] > 0).sum())} of the {half} most frequent, "
                      f"{int((counts[half:] > 0).sum())} of the {n - half} rarest")
     x_title = "feature (most frequent first)" if power_law else "feature"
-    return styled(fig, "Mono neurons of each feature", x_title, "mono neurons", subtitle=subtitle,
+    return styled(fig, "Monosemantic neurons serving each feature", x_title, "mono neurons", subtitle=subtitle,
                   yaxis={"rangemode": "tozero", "dtick": 1 if counts.max(initial=0) <= 5 else None})
 
 

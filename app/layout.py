@@ -42,10 +42,12 @@ TEACHING = [
     html.P(
         [
             html.B("Monosemantic neuron. "),
-            "A neuron that fires for exactly one feature. For each neuron we "
+            "A neuron that responds (almost) only to one feature. For each neuron we "
             "measure r = (largest activation over single features) / (sum over features); r > 0.999 counts as "
-            "monosemantic. The headline number is monosemantic neurons per feature: near 1 means every feature "
-            "has its own neuron.",
+            "monosemantic, and a dead neuron (silent for every feature) never does. The headline number is "
+            "monosemantic neurons / N, 'per feature': near 1 means roughly one per feature (it can pass 1 when a "
+            "feature gets two). The dashed line counts nearly monosemantic neurons (r > 0.9), which show long "
+            "before they pass 0.999; in the r histogram they pile up near 1.",
         ]
     ),
     html.P(
@@ -60,18 +62,21 @@ TEACHING = [
     html.P(
         [
             html.B("What the paper found. "),
-            "With zero initial bias the basin a run falls into depends on the "
-            "learning rate. A negative initial bias with bias decay gives much more monosemantic models, at "
-            "slightly lower loss; more neurons help too. Runs with nearly the same loss can sit in very "
-            "different basins: compare their heatmaps.",
+            "A basin is the region around one loss minimum that training settles into. With zero initial bias, "
+            "higher learning rates (Learning rate, under Advanced) reach more monosemantic basins. A negative "
+            "initial bias with bias decay gives much more monosemantic models, at slightly lower loss; more "
+            "neurons help too (all with k > N). Bias decay pulls every bias toward 0 during the first half of "
+            "training only, reviving neurons the negative start silenced; afterwards the biases are free. Runs "
+            "with nearly the same loss can sit in very different basins: compare their heatmaps. At the quick "
+            "presets' size the effects are real but smaller than the paper's; paper scale needs a GPU.",
         ]
     ),
     html.P(
         [
             html.B("Moving a trained model. "),
-            "Continue (in the run list) trains a finished run on from its weights. A zero-bias model trained on "
-            "as it was stays polysemantic; continued with its biases pushed down (change Initial bias) and bias "
-            "decay, it moves to a more monosemantic basin. The push alone only kills neurons.",
+            "Continue (in the run list) trains a finished or stopped run on from its weights. A zero-bias model "
+            "trained on as it was stays polysemantic; continued with its biases pushed down (change Initial bias) "
+            "and bias decay, it moves to a more monosemantic basin. The push alone only kills neurons.",
         ]
     ),
 ]

@@ -99,7 +99,7 @@ def training_panels(runs: list[SweepRun], field: str, smoothing: float = 0.9) ->
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888", row=1, col=2)
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
                       title={"text": f"Training, coloured by {field}", "font": {"size": 14}})
-    fig.update_xaxes(**AXIS_STYLE, title_text="log2(step)")
+    fig.update_xaxes(**AXIS_STYLE, title_text="training step (log2)")
     fig.update_yaxes(**AXIS_STYLE)
     return fig
 
@@ -163,7 +163,7 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
     if not groups:
         return empty_figure("Results against the swept value",
                             f"Available once runs finish ({note})" if note else "Available once runs have snapshots")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Final loss (last 5% of steps)", "Monosemanticity"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Final loss (last 5% of steps)", "Mono neurons per feature"))
     overlaid = len(groups) > 1
     x_axis, categorical = value_axis(field, [r.value for _, group in groups for r in group])
     for g, (name, group) in enumerate(groups):
@@ -202,7 +202,7 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
     fig.update_xaxes(**AXIS_STYLE, **x_axis, title_text=field)
     fig.update_yaxes(**AXIS_STYLE)
     fig.update_yaxes(title_text="loss", row=1, col=1)
-    fig.update_yaxes(title_text="mono ratio", rangemode="tozero", row=1, col=2)
+    fig.update_yaxes(title_text="mono neurons / N", rangemode="tozero", row=1, col=2)
     if all(not r.mono_per_feature for _, group in groups for r in group):
         fig.add_annotation(text="no run has a monosemantic neuron (r > 0.999)", xref="x2 domain", yref="y2 domain",
                            x=0.5, y=0.6, showarrow=False, font={"color": "#6c757d"})
@@ -229,6 +229,10 @@ def sorted_biases(runs: list[SweepRun], field: str) -> go.Figure:
     return fig
 
 
+# the results' axes as the other figures name them (a config field keeps its own name: the one a user types)
+RESULT_LABELS = {"mean_bias": "mean bias", "final_loss": "final loss", "mono_ratio": "mono neurons / N"}
+
+
 def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.Figure:
     """Config fields -> final mean bias, final loss and mono ratio across runs, as experiment trackers show them (the
     paper finds the more monosemantic minima at moderately negative biases)."""
@@ -241,18 +245,18 @@ def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.
         column = np.array([float(r[name]) for r in rows])
         if name in fields and len(set(column)) < 2:
             continue  # a constant axis says nothing
-        dim = {"label": name, "values": column}
+        dim = {"label": RESULT_LABELS.get(name, name), "values": column}
         if name == "mono_ratio":  # a ratio from 0: all-zero ratios drew an axis (and colours) from -1 to 1
             dim["range"] = [0.0, max(float(column.max()), 0.01)]
         dims.append(dim)
     colour = np.array([float(r["mono_ratio"]) for r in rows])
     line = {"color": colour, "colorscale": "Viridis", "cmin": 0.0, "cmax": max(float(colour.max()), 0.01),
-            "showscale": True, "colorbar": {"title": {"text": "mono"}}}
+            "showscale": True, "colorbar": {"title": {"text": "mono / N"}}}
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
     # the axes' labels sit above the plot area: the title goes above them, not on the first one
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {"l": 60, "r": 40, "t": 80, "b": 30}},
-                      title={"text": "Finished runs: config against results (colour: mono ratio)", "font": {"size": 14},
-                             "x": 0.01, "xanchor": "left", "y": 0.97, "yanchor": "top"})
+                      title={"text": "Finished runs: config against results (colour: mono neurons / N)",
+                             "font": {"size": 14}, "x": 0.01, "xanchor": "left", "y": 0.97, "yanchor": "top"})
     return fig
 
 

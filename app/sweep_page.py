@@ -68,7 +68,7 @@ def sweep_layout() -> html.Div:
                                          md=2),
                                 # no min/max, no step: the box would give None for 0 or 2.5 (as if empty), where
                                 # the check can name the value
-                                labelled("Seeds", dbc.Input(id="sweep-seeds-input", type="number", value=1,
+                                labelled("Seeds per value", dbc.Input(id="sweep-seeds-input", type="number", value=1,
                                                             step="any"), md=2),
                             ],
                             className="g-2 align-items-end",

@@ -100,24 +100,27 @@ class RunConfig:
     init_bias: float = knob(0.0, "Constant added to every first-layer bias at initialisation (continuing a run, "
                             "a change pushes its trained biases by the difference).", lo=-10.0,
                             hi=10.0, label="Initial bias", basic=True)
-    bias_decay: float = knob(0.0, "Bias decay in the first half: bias *= 1 - decay*lr after each step.",
+    bias_decay: float = knob(0.0, "During the first half of training only, after each step: bias *= 1 - decay * lr "
+                             "(the base lr). The total shrink is about exp(-decay * lr * steps / 2); about exp(-5) "
+                             "works (0.12 at lr 0.01 and 8192 steps).",
                              lo=0.0, hi=1000.0, label="Bias decay", basic=True)
-    l1_reg: float = knob(0.0, "L1 penalty on hidden activations.", lo=0.0, hi=100.0, label="L1 reg")
+    l1_reg: float = knob(0.0, "L1 penalty on the hidden activations (after the nonlinearity); 0 in most of the "
+                         "paper.", lo=0.0, hi=100.0, label="L1 reg")
     steps: int = knob(8192, "Training steps.", lo=2, hi=MAX_STEPS, label="Steps")
     batch_size: int = knob(512, "Samples per step.", lo=1, hi=MAX_BATCH, label="Batch size")
     seed: int = knob(0, "Random seed (embedder, init and samples).", lo=0, hi=MAX_SEED, label="Seed")
     init_variant: int = knob(0, "0: the initial weights and samples come from the seed, as in the paper. Any other "
                              "value draws them anew and keeps the seed's embedder: the same task from another start "
-                             "(runs in one world can be interpolated on Compare).", lo=0, hi=MAX_SEED,
+                             "(runs sharing this seed's embedder can be interpolated on Compare).", lo=0, hi=MAX_SEED,
                              label="Init variant")
     snapshot_every: int = knob(256, "Steps between live snapshots (SFA matrix, metrics).", lo=1, hi=MAX_STEPS,
                                label="Snapshot every")
     device: str = knob("auto", "Where to train: auto picks CUDA when available.", choices=DEVICES,
                        label="Device")
-    precision: str = knob("fp32", "Matmul precision: fp32 is exact, as in the paper; tf32 uses a CUDA GPU's tensor "
-                          "cores (faster; inputs rounded to 10 mantissa bits); bf16 also keeps the activations in "
-                          "bfloat16 (fastest; 7 mantissa bits; weights, optimizer and loss stay fp32; needs an Ampere "
-                          "or newer GPU). A CPU always computes in fp32.",
+    precision: str = knob("fp32", "Matmul precision: fp32 is full single precision, as in the paper; tf32 uses a "
+                          "CUDA GPU's tensor cores (faster; inputs rounded to 10 mantissa bits); bf16 also keeps the "
+                          "activations in bfloat16 (fastest; 7 mantissa bits; weights, optimizer and loss stay fp32; "
+                          "needs an Ampere or newer GPU). A CPU always computes in fp32.",
                           choices=PRECISIONS, label="Matmul precision")
 
     def validate(self) -> dict[str, str]:

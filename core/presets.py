@@ -116,7 +116,8 @@ QUICK_PRESETS: dict[str, Preset] = {p.name: p for p in [
            QUICK.replace(task="abs", init_bias=-1.0, bias_decay=QUICK_DECAY)),
     Preset("quick-random-proj", "Random re-projector, bias -1 with decay: behaves like the decoder.",
            QUICK.replace(task="random_proj", init_bias=-1.0, bias_decay=QUICK_DECAY)),
-    Preset("quick-power-law", "Power-law feature frequencies, bias -1 with decay: frequent features first.",
+    Preset("quick-power-law", "Power-law feature frequencies, bias -1 with decay: which features get monosemantic "
+                              "neurons (feature 0 is the most frequent).",
            QUICK.replace(sample_kind="power_law", init_bias=-1.0, bias_decay=QUICK_DECAY)),
     Preset("demo-tiny", "A few seconds: N=32, k=64, 2048 steps. For a first look, not for science.",
            RunConfig(n_features=32, embed_dim=6, n_neurons=64, eps=1 / 16, batch_size=256, steps=2048,

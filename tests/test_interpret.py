@@ -362,7 +362,8 @@ def test_model_views_draw_the_whole_model_views():
     figures = model_views(*(lambda m: (m, m.sfa()))(random_model("decoder")))
     titles = [f.layout.title.text for f in figures]
     assert titles[0].startswith("Polysemantic part's linear map") and titles[1] == "Its singular values"
-    assert titles[2] == "Features by number of monosemantic neurons" and titles[3] == "Mono neurons of each feature"
+    assert titles[2] == "Features by number of monosemantic neurons"
+    assert titles[3] == "Monosemantic neurons serving each feature"
 
 
 # --- the panel's callbacks, through Dash's endpoint -------------------------------------------------------------

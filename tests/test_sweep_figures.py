@@ -85,10 +85,10 @@ def test_sorted_biases_and_parallel_coordinates():
     rows = [{"lr": 0.01, "seed": 0, "final_loss": 0.3, "mono_ratio": 0.1},
             {"lr": 0.03, "seed": 0, "final_loss": 0.25, "mono_ratio": 0.2}]
     labels = [d.label for d in sf.parallel_coordinates(rows, ["lr", "seed"]).data[0].dimensions]
-    assert labels == ["lr", "final_loss", "mono_ratio"]  # the constant seed axis is dropped
+    assert labels == ["lr", "final loss", "mono neurons / N"]  # the constant seed axis is dropped
     rows = [{**row, "mean_bias": bias} for row, bias in zip(rows, (-0.1, -0.4))]
     dims = sf.parallel_coordinates(rows, ["lr", "seed"]).data[0].dimensions
-    assert [d.label for d in dims] == ["lr", "mean_bias", "final_loss", "mono_ratio"]
+    assert [d.label for d in dims] == ["lr", "mean bias", "final loss", "mono neurons / N"]
     assert list(dims[1]["values"]) == [-0.1, -0.4]
 
 
