@@ -14,6 +14,7 @@ from app.api_sweeps import register_sweep_api
 from core.config import FIELDS, RunConfig, allowed_range, shown
 from core.jobs import (
     CONTROLS,
+    POINT_FIELDS,
     STOPPING_NOTE,
     InvalidConfig,
     Lab,
@@ -76,6 +77,8 @@ def openapi_spec() -> dict[str, Any]:
     run_path = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]}
     ok = {"200": {"description": "OK"}, "404": {"description": "unknown run id"}}
     control = {**ok, "409": {"description": "the run's status does not allow it"}}
+    body_errors = {"413": {"description": "body too large"},
+                   "415": {"description": "body not sent as application/json"}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Monosemanticity Lab API", "version": "1"},
@@ -94,9 +97,7 @@ def openapi_spec() -> dict[str, Any]:
                              "schema": {"$ref": "#/components/schemas/RunConfig"}}}},
                          "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: "
                                                                                              "message}}"},
-                                       "413": {"description": "body too large"},
-                                       "415": {"description": "body not sent as application/json"},
-                                       "503": {"description": "queue full"}}},
+                                       **body_errors, "503": {"description": "queue full"}}},
             },
             "/api/runs/{id}": {**run_path, "get": {"summary": "a run's status and metrics", "responses": ok},
                                "delete": {"summary": "delete a run", "responses": ok}},
@@ -104,16 +105,17 @@ def openapi_spec() -> dict[str, Any]:
             "/api/runs/{id}/pause": {**run_path, "post": {"summary": "pause a run", "responses": control}},
             "/api/runs/{id}/resume": {**run_path, "post": {
                 "summary": "resume a paused or interrupted run, or retry one that failed with its job",
-                "responses": control}},
+                "responses": {**control, "503": {"description": "queue full"}}}},
             "/api/runs/{id}/history": {**run_path, "get": {"summary": "losses per step and metrics per snapshot; "
                                                                       "?since=N returns only newer chunks",
                                                            "responses": ok}},
             "/api/sweeps": {
                 "get": {"summary": "list sweeps with their runs", "responses": {"200": {"description": "sweeps"}}},
-                "post": {"summary": "queue a sweep: {preset, scale (quick|paper), field, values, seeds, shared_seed}",
+                "post": {"summary": "queue a sweep: {preset, scale (quick|paper), field, values, seeds, shared_seed, "
+                                    "set: {field: value} for every run}",
                          "responses": {"201": {"description": "{sweep, field, runs, jobs}"},
                                        "400": {"description": "{errors: {key: message}}"},
-                                       "503": {"description": "queue full"}}},
+                                       **body_errors, "503": {"description": "queue full"}}},
             },
             "/api/runs/{id}/continue": {**run_path, "post": {
                 "summary": "queue a run that starts from this done or stopped run's final weights (or those saved "
@@ -124,9 +126,10 @@ def openapi_spec() -> dict[str, Any]:
                 "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: message}}"},
                               "404": {"description": "unknown run id"},
                               "409": {"description": "the run has no final weights yet"},
-                              "503": {"description": "queue full"}}}},
-            "/api/runs/{id}/file": {**run_path, "get": {"summary": "the run file (torch.save; load with "
-                                                                   "weights_only=True)", "responses": ok}},
+                              **body_errors, "503": {"description": "queue full"}}}},
+            "/api/runs/{id}/file": {**run_path, "get": {
+                "summary": "the run file (torch.save; load with weights_only=True)",
+                "responses": {**ok, "409": {"description": "no run file yet"}}}},
         },
     }
 
@@ -243,7 +246,10 @@ def register_api(server: Flask, lab: Lab) -> None:
             history = lab.history(run_id, int(since))
             return jsonify({"next": history["next"], "steps": history["loss_steps"].tolist(),
                             "losses": history["losses"].tolist(),
-                            "points": {k: v.tolist() for k, v in history["points"].items()}}), 200
+                            # no new point: every field with an empty list, so that a client's h["points"]["step"]
+                            # reads as nothing new, not as a KeyError
+                            "points": {k: v.tolist() for k, v in history["points"].items()}
+                            or {k: [] for k in POINT_FIELDS}}), 200
         return with_run(run_id, act)
 
     @server.route("/api/", methods=API_METHODS, defaults={"rest": ""}, strict_slashes=False)

@@ -36,6 +36,9 @@ from core.train import batch_key, batched_jobs, device_problem
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUED = 64
+# the metrics of a history point, one per snapshot (core.worker publishes them)
+POINT_FIELDS = ("step", "loss", "lr", "mean_bias", "mono_ratio", "positive_mono_ratio", "nearly_mono", "dead",
+                "mean_score", "elapsed")
 HEARTBEAT_TIMEOUT = 20.0  # seconds without a heartbeat before a running job counts as lost
 
 
@@ -199,8 +202,9 @@ class Lab:
         with self.store.transaction():
             waiting = self.queued_run_count()
             if waiting + len(configs) > self.max_queued:
-                raise QueueFull(f"the queue is full: {len(configs)} runs asked for, {waiting} are waiting (limit "
-                                f"{self.max_queued}); wait for some to finish or stop queued runs")
+                asked = "1 run" if len(configs) == 1 else f"{len(configs)} runs"
+                raise QueueFull(f"the queue is full: {asked} asked for, {waiting} waiting (limit {self.max_queued}); "
+                                "wait for some to finish or stop queued runs")
             for job in jobs:
                 job_id, run_ids = self._queue_group(*(None if items is None else [items[i] for i in job]
                                                       for items in (configs, labels, sweeps, starts)))

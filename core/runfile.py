@@ -58,6 +58,8 @@ def build_run_file(trainer: Trainer, run: int = 0) -> dict[str, Any]:
         "config": config.to_dict(),
         "metrics": run_metrics(trainer, run),
         "loss_history": losses,
+        # what computed it: a precision the hardware lacks (bf16 on a CPU) trains in fp32, and says so here
+        "trained_on": trainer.where(),
     }
 
 

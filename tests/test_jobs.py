@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core.config import RunConfig
-from core.jobs import Lab, QueueFull, UnknownRun, WorkerId, controls_of, process_exists
+from core.jobs import POINT_FIELDS, Lab, QueueFull, UnknownRun, WorkerId, controls_of, process_exists
 from core.metrics import dead_neurons, final_loss, mono_ratio
 from core.pool import WorkerPool
 from core.store import DiskStore
@@ -50,6 +50,7 @@ def test_submit_train_and_read_back(pool):
     assert snapshot["step"] == SMALL.steps and snapshot["sfa"].shape == (24, 16)
     # the SFA the views count mono and dead neurons from gives the run's own metrics, exactly
     last_point = lab.history(run_id)["points"]
+    assert set(last_point) == set(POINT_FIELDS)  # what the API answers with for no new point
     assert mono_ratio(snapshot["sfa"]) == meta["mono_ratio"]
     assert dead_neurons(snapshot["sfa"]).sum() == last_point["dead"][-1]
     assert {1, 2, 4, 128, 256, SMALL.steps} <= set(lab.frame_steps(run_id))

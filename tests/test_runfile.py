@@ -31,6 +31,11 @@ def test_round_trip_with_weights_only_and_paper_keys(tiny, tmp_path):
     assert config_of(load_run_file(path)) == config
     # the run file's final model reproduces the reported final loss region's weights
     assert torch.equal(model["0.bias"], trainer.weights[0].b1.detach())
+    # bf16 asked for on a CPU trains in fp32: the file says what computed it, beside the config as asked
+    cpu_bf16 = Trainer([config.replace(precision="bf16", device="cpu")])
+    cpu_bf16.advance(2)
+    record = build_run_file(cpu_bf16)
+    assert record["config"]["precision"] == "bf16" and record["trained_on"].endswith("fp32 (bf16 needs a CUDA GPU)")
 
 
 def test_truncated_and_foreign_files_reported(tmp_path, tiny):
