@@ -44,8 +44,8 @@ def sweep_layout() -> html.Div:
                     [
                         dbc.Row(
                             [
-                                labelled("Batch", dbc.Select(id="sweep-preset-select", options=options, value="LR3"),
-                                         md=3),
+                                labelled("Batch or preset",
+                                         dbc.Select(id="sweep-preset-select", options=options, value="LR3"), md=3),
                                 labelled("Field", dbc.Select(id="sweep-field-select", options=fields, value=OWN_FIELD),
                                          md=3),
                                 dbc.Col(

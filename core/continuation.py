@@ -86,12 +86,15 @@ def saved_steps(record: dict[str, Any]) -> list[int]:
 
 def start_weights(record: dict[str, Any], step: int | None = None) -> RunWeights:
     """A run file's final weights, or those it saved after `step` (one of saved_steps)."""
-    if step is None:
-        model = record["final_model"]
+    final_step = (record.get("metrics") or {}).get("steps_trained")
+    if step is None or (step == final_step and not isinstance(step, bool) and step not in saved_steps(record)):
+        model = record["final_model"]  # the last step asked for by number: its weights are the final ones
     elif isinstance(step, int) and not isinstance(step, bool) and step in saved_steps(record):
         model = record["log2_spaced_models"][step.bit_length() - 1]
     else:
-        saved = ", ".join(map(str, saved_steps(record)))
+        steps = saved_steps(record)
+        saved = ", ".join(map(str, steps + ([final_step] if isinstance(final_step, int) and final_step not in steps
+                                            else [])))
         raise ValueError(f"must be a step with saved weights ({saved}) or none for the final weights, "
                          f"got {shown(step)}")
     return RunWeights(model["0.weight"], model["0.bias"], model["2.weight"])

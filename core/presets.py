@@ -124,9 +124,14 @@ QUICK_PRESETS: dict[str, Preset] = {p.name: p for p in [
                      snapshot_every=64, lr=0.01, init_bias=-1.0, bias_decay=0.5)),
 ]}
 
+def as_fraction(value: float) -> str:
+    """1/64 rather than 0.015625: how the paper writes a density."""
+    return f"1/{round(1 / value)}" if 0 < value < 1 and (1 / value).is_integer() else f"{value:g}"
+
+
 PRESETS: dict[str, Preset] = {
     **QUICK_PRESETS,
-    **{name: Preset(name, b.description + f" (single run at {b.field} = {b.default:g}; paper scale)",
+    **{name: Preset(name, b.description + f" (single run at {b.field} = {as_fraction(b.default)}; paper scale)",
                     b.base.replace(**{b.field: b.default}))
        for name, b in PAPER_BATCHES.items()},
 }

@@ -62,9 +62,12 @@ def test_a_continued_run_keeps_what_its_weights_mean(pool):
     assert "not from a fresh init" in refused.value.errors["init_variant"]
     with pytest.raises(InvalidConfig) as refused:  # weights are saved after steps 1, 2, 4, ..., 32 of 50
         lab.continue_run(parent, PARENT, step=48)
-    assert refused.value.errors["from_step"] == ("from_step must be a step with saved weights (1, 2, 4, 8, 16, 32) "
-                                                 "or none for the final weights, got 48")
+    assert refused.value.errors["from_step"] == ("from_step must be a step with saved weights (1, 2, 4, 8, 16, 32, "
+                                                 "50) or none for the final weights, got 48")
     assert [m["id"] for m in lab.list()] == [parent]  # nothing queued
+    last = lab.continue_run(parent, PARENT, step=50)  # the last step, by number: the final weights
+    assert lab.get(last)["start"]["step"] == 50
+    lab.delete(last)
     # from the weights saved after step 8: where the inspector's replay stood
     early = lab.continue_run(parent, PARENT.replace(l1_reg=0.01), step=8)
     assert lab.get(early)["start"]["step"] == 8
