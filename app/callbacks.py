@@ -165,10 +165,10 @@ def run_row(meta: dict[str, Any], selected: bool, together: int = 1) -> dbc.List
 def register_callbacks(app: Any, lab: Lab) -> None:
     repeats = RepeatGuard()
 
-    def duplicate(run_id: str) -> str:
-        """Queue a copy of the run with a new seed, named so that the two can be told apart."""
+    def duplicate(run_id: str) -> tuple[str, int]:
+        """Queue a copy of the run with a new seed, named so that the two can be told apart: (its id, the seed)."""
         config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))
-        return lab.submit(config, label=duplicate_label(lab.get(run_id)["label"], config.seed))
+        return lab.submit(config, label=duplicate_label(lab.get(run_id)["label"], config.seed)), config.seed
 
     def lab_form_errors(values: list[Any], parent_id: str | None = None) -> tuple[RunConfig | None, dict[str, str]]:
         """`form_errors`, plus what this lab cannot train (a device its workers lack) and what a run continued
@@ -357,8 +357,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 query = config_to_query(lab.config(run_id), None)
                 return no_update, run_id, no_update, no_update, no_update, continue_from(run_id, None), query
             if action == "duplicate":
-                new_id = repeats.once(f"duplicate {run_id}", lambda: duplicate(run_id))
-                return dbc.Alert(f"Queued {new_id}: same config, seed {lab.config(new_id).seed}.", color="success",
+                new_id, seed = repeats.once(f"duplicate {run_id}", lambda: duplicate(run_id))
+                return dbc.Alert(f"Queued {new_id}: same config, seed {seed}.", color="success",
                                  dismissable=True, duration=4000), new_id, *nothing
             if action == "delete":  # nothing to undo it with: ask first
                 meta = lab.get(run_id)

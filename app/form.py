@@ -98,19 +98,20 @@ def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
     missing = {n: f"{n} is required: {allowed_range(FIELDS[n])}" for n, v in raw.items() if v is None or v == ""}
     present = {n: v for n, v in raw.items() if n not in missing}
     if missing:  # checks across fields would judge the blanks' defaults, values the user never typed
-        config, errors = None, {n: problem for n, v in present.items() if (problem := value_problem(n, v))}
+        config, errors = None, {n: problem for n, v in present.items() if (problem := checked_value(n, v)[1])}
     else:
         config, errors = config_from_dict(present)
     errors = {n: in_form_words(m) for n, m in {**errors, **missing}.items()}
     return (None if errors else config), errors
 
 
-def value_problem(name: str, raw: Any) -> str | None:
-    """What is wrong with one field's value on its own (its type and range), else None."""
+def checked_value(name: str, raw: Any) -> tuple[Any, str | None]:
+    """One field's value parsed, and what is wrong with it on its own (its type and range), else None."""
     try:
-        return check_value(FIELDS[name], parse_value(FIELDS[name], raw))
+        value = parse_value(FIELDS[name], raw)
     except ValueError as err:
-        return str(err)
+        return None, str(err)
+    return value, check_value(FIELDS[name], value)
 
 
 def snapshots_for_steps(values: list[Any], preset: str | None, previous_steps: int | None = None) -> int | None:
@@ -120,9 +121,10 @@ def snapshots_for_steps(values: list[Any], preset: str | None, previous_steps: i
     raw = dict(zip(FIELD_NAMES, values))
     base = (PRESETS[preset].config if preset in PRESETS else RunConfig()).snapshot_every
     followed = {base, min(base, previous_steps)} if isinstance(previous_steps, int) and previous_steps > 0 else {base}
-    if raw["snapshot_every"] not in followed or value_problem("steps", raw["steps"]) is not None:
+    steps, problem = checked_value("steps", raw["steps"])
+    if raw["snapshot_every"] not in followed or problem is not None:
         return None
-    wanted = min(base, int(raw["steps"]))
+    wanted = min(base, steps)
     return None if wanted == raw["snapshot_every"] else wanted
 
 
@@ -219,11 +221,7 @@ def config_from_query(search: str | None) -> LinkedConfig:
         if name not in FIELDS:
             ignored.append(f"{shown(name)} is not a field")
             continue
-        try:
-            value = parse_value(FIELDS[name], raw)
-            problem = check_value(FIELDS[name], value)
-        except ValueError as err:
-            problem = str(err)
+        value, problem = checked_value(name, raw)
         if problem:
             ignored.append(in_form_words(problem))
         else:

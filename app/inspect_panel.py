@@ -93,20 +93,32 @@ def inspect_layout() -> html.Div:
     )
 
 
-def model_at(record: dict[str, Any], step: int | None) -> tuple[Model, str, int | None]:
-    """The final model, or, for a replayed step, the latest weights saved by then: the run file keeps the
-    weights at powers of 2 only (the heatmap's other frames are SFA matrices alone). Also says which, and the
-    saved step (None: the final weights)."""
+def saved_step(record: dict[str, Any], step: int | None) -> int | None:
+    """The step whose saved weights stand for a replayed `step`: the latest power of 2 by then (the run file keeps
+    the weights there only; the heatmap's other frames are SFA matrices alone); None for the final weights."""
     models = record["log2_spaced_models"]
     trained = record.get("metrics", {}).get("steps_trained")
     if step is None or step <= 0 or not models or (trained is not None and step >= trained):
-        return Model.from_record(record), "final weights", None
-    saved = min(int(math.log2(step)), len(models) - 1)
-    record = {**record, "final_model": models[saved]}
-    at = f"checkpoint after {2**saved} step" + ("" if saved == 0 else "s")
-    if 2**saved != step:
+        return None
+    return 2 ** min(int(math.log2(step)), len(models) - 1)
+
+
+def weights_label(saved: int | None, step: int | None) -> str:
+    if saved is None:
+        return "final weights"
+    at = f"checkpoint after {saved} step" + ("" if saved == 1 else "s")
+    if saved != step:
         at += f" (the replayed step {step} has no saved weights; the latest saved before it)"
-    return Model.from_record(record), at, 2**saved
+    return at
+
+
+def model_at(record: dict[str, Any], step: int | None) -> tuple[Model, str, int | None]:
+    """The final model, or, for a replayed step, the latest weights saved by then; also says which, and the saved
+    step (None: the final weights)."""
+    saved = saved_step(record, step)
+    if saved is not None:
+        record = {**record, "final_model": record["log2_spaced_models"][saved.bit_length() - 1]}
+    return Model.from_record(record), weights_label(saved, step), saved
 
 
 def neurons_table(view: Any) -> Any:
@@ -159,8 +171,9 @@ ABS_NOTE = ("abs task: the single-feature activations are taken at amplitude +1,
 
 
 def register_inspect_callbacks(app: Any, lab: Lab) -> None:
+    # one run at a time: run files of paper-scale runs are large. Keys: (run, size of its file, saved step)
     cache: dict[str, tuple[int, dict[str, Any]]] = {}
-
+    models: dict[tuple[str, int, int | None], tuple[Model, np.ndarray]] = {}
     views: dict[tuple[str, int, int | None], list[go.Figure]] = {}
     loading = threading.Lock()
 
@@ -173,9 +186,19 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             entry = cache.get(run_id)
             if entry is None or entry[0] != len(blob):
                 entry = (len(blob), load_run_file(io.BytesIO(blob)))
-                cache.clear()  # one run at a time: run files of paper-scale runs are large
+                cache.clear()
                 cache[run_id] = entry
         return entry
+
+    def model_of(run_id: str, size: int, record: dict[str, Any], saved: int | None) -> tuple[Model, np.ndarray]:
+        """The model and its SFA at the saved step, built once for both callbacks and every index change."""
+        key = (run_id, size, saved)
+        with loading:
+            if key not in models:
+                model = model_at(record, saved)[0]
+                models.clear()
+                models[key] = (model, model.sfa())
+            return models[key]
 
     @app.callback(
         Output("inspect-feature-input", "value"),
@@ -210,8 +233,8 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         cell = pooled_block_cell(sfa, bool(ordered), order, y, x)
         return (cell[1], cell[0]) if cell else (no_update, no_update)
 
-    def load(run_id: str, slider: Any, slider_max: Any) -> tuple[Any, tuple[dict, int, Model, str, int | None] | None]:
-        """(None, (meta, run file size, model, which, saved)), or (why there is nothing to inspect, None)."""
+    def load(run_id: str, slider: Any, slider_max: Any) -> tuple[Any, tuple | None]:
+        """(None, (meta, run file size, model, its SFA, which, saved)), or (why there is nothing to inspect, None)."""
         try:
             meta = lab.get(run_id)
             file = record_of(run_id)
@@ -225,7 +248,9 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
                    if meta["step"] == 0 else "This run was stopped before its first checkpoint: no weights were saved.")
             return dbc.Alert(why, color="info", className="py-2"), None
         step = replayed_step(meta["frames"], slider, slider_max, ctx.triggered_id == "selected-run")
-        return None, (meta, file[0], *model_at(file[1], step))
+        size, record = file
+        saved = saved_step(record, step)
+        return None, (meta, size, *model_of(run_id, size, record, saved), weights_label(saved, step), saved)
 
     @app.callback(
         Output("poly-map", "figure"),
@@ -244,13 +269,13 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         _, loaded = load(run_id, slider, slider_max)
         if loaded is None:  # the index callback says why
             return blank
-        _, size, model, _, saved = loaded
+        _, size, model, sfa, _, saved = loaded
         # the slider's reset after a run is picked, or the download link's arrival, fire this again for the same
         # weights: drawn once
         key = (run_id, size, saved)
         figures = views.get(key)
         if figures is None:
-            figures = model_views(model, model.sfa())
+            figures = model_views(model, sfa)
             views.clear()
             views[key] = figures
         return figures
@@ -278,8 +303,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         why, loaded = load(run_id, slider, slider_max)
         if loaded is None:
             return [why] + blank
-        meta, _, model, which, saved = loaded
-        sfa = model.sfa()
+        meta, _, model, sfa, which, saved = loaded
         n, k = model.config.n_features, model.config.n_neurons
         problems = {}
         for name, value, limit in (("Feature", feature, n), ("Neuron", neuron, k), ("Second feature", pair, n)):

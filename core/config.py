@@ -143,7 +143,7 @@ class RunConfig:
             errors["snapshot_every"] = (f"snapshot_every must be between 1 and steps ({self.steps}), "
                                         f"got {self.snapshot_every}")
         elif ok("snapshot_every", "steps") and self.steps > MAX_SNAPSHOTS * self.snapshot_every:
-            fewest = -(-self.steps // MAX_SNAPSHOTS)
+            fewest = fewest_snapshot_every(self.steps)
             errors["snapshot_every"] = (f"snapshot_every must be at least steps / {MAX_SNAPSHOTS} (each snapshot is "
                                         f"kept in the run's history): with steps = {self.steps} allowed {fewest} to "
                                         f"{self.steps}, got {self.snapshot_every}")
@@ -204,6 +204,11 @@ class RunConfig:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def fewest_snapshot_every(steps: int) -> int:
+    """The smallest snapshot interval a run of `steps` may have (at most MAX_SNAPSHOTS snapshots)."""
+    return -(-steps // MAX_SNAPSHOTS)
 
 
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:

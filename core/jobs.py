@@ -554,14 +554,13 @@ class Lab:
     def claim_stopping(self, worker: WorkerId) -> tuple[str, dict[str, Any]] | None:
         """Take the oldest queued job waiting only to be stopped (its run files saved from its checkpoint), or None."""
         with self.store.transaction():
-            queue = self.store.get("queue", [])
-            for job_id in queue:
-                job = self.store.get(f"job/{job_id}")
-                if job is not None and job["runs"] and job.get("control") == "stop":
-                    self.store.set("queue", [j for j in queue if j != job_id])
-                    self._hand_to(job_id, job, worker)
-                    return job_id, job
-        return None
+            waiting = self.waiting_to_be_saved()
+            if not waiting:
+                return None
+            job_id, job = waiting[0], self.store.get(f"job/{waiting[0]}")
+            self._unqueue(job_id)
+            self._hand_to(job_id, job, worker)
+            return job_id, job
 
     def waiting_to_be_saved(self) -> list[str]:
         """Queued jobs that only wait for a worker to save their run files (stopped while paused or interrupted)."""
@@ -650,6 +649,7 @@ class Lab:
 
         `is_alive(worker_dict)` says whether a worker process still exists (None: judge by heartbeat)."""
         lost: list[str] = []
+        clock = self.store.clock()  # one read of it (a round trip on Redis) for every job judged
         for meta in self.list():
             if meta["status"] != "running":
                 continue
@@ -659,29 +659,31 @@ class Lab:
                     if self.store.get(f"job/{meta['job']}") is None and self.exists(meta["id"]):
                         self._set_status([meta["id"]], "failed", error="its job record was lost", finished=now())
                 continue
-            if self._lost(job, is_alive):
+            if self._lost(job, is_alive, clock):
                 seen = job.get("worker")
                 with self.store.transaction():
                     job = self.store.get(f"job/{meta['job']}")
                     still = self.store.get(f"meta/{meta['id']}")
                     # a heartbeat came while it waited, or its worker let go (paused, done): not lost
-                    if (job is None or job.get("worker") != seen or not self._lost(job, is_alive)
+                    if (job is None or job.get("worker") != seen or not self._lost(job, is_alive, clock)
                             or still is None or still["status"] != "running"):
                         continue
                     lost += job["runs"]
                     status = "queued" if auto_resume else "interrupted"
                     step = self._checkpoint_step(meta["job"])
                     self.release(meta["job"], status, note=f"interrupted; resumed from step {step}")
-        self._remove_emptied(is_alive)
+        self._remove_emptied(is_alive, clock)
         return lost
 
-    def _lost(self, job: dict[str, Any], is_alive: Any) -> bool:
+    @staticmethod
+    def _lost(job: dict[str, Any], is_alive: Any, clock: float) -> bool:
+        """`clock` is the store's (heartbeats are stamped by it): a worker machine's clock 20 s behind the app's
+        would lose its jobs."""
         worker, beat = job.get("worker"), job.get("heartbeat") or 0
-        # the store's clock, on both sides: a worker machine's clock 20 s behind the app's would lose its jobs
         return (worker is None or (is_alive is not None and not is_alive(worker))
-                or self.store.clock() - beat > HEARTBEAT_TIMEOUT)
+                or clock - beat > HEARTBEAT_TIMEOUT)
 
-    def _remove_emptied(self, is_alive: Any) -> None:
+    def _remove_emptied(self, is_alive: Any, clock: float) -> None:
         """Jobs whose every run was deleted while a worker held them: gone once that worker is (else their record
         and checkpoint stayed forever, as no run leads to them)."""
         if not self.store.get("emptied"):
@@ -692,7 +694,7 @@ class Lab:
                 job = self.store.get(f"job/{job_id}")
                 if job is None or job["runs"]:  # released by its worker, or (never) given runs again
                     continue
-                if job.get("worker") is not None and not self._lost(job, is_alive):
+                if job.get("worker") is not None and not self._lost(job, is_alive, clock):
                     kept.append(job_id)
                     continue
                 self.store.delete(f"job/{job_id}")

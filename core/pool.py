@@ -58,8 +58,9 @@ class WorkerPool:
     def _is_alive(self, worker: dict[str, Any]) -> bool:
         if worker.get("host") != WorkerId.here().host:
             return True  # another machine's worker: judged by its heartbeat
-        if worker.get("pid") in {p.pid for p in self.processes + self.savers}:
-            return worker["pid"] in self.alive_pids()
+        own = {p.pid: p for p in self.processes + self.savers}
+        if worker.get("pid") in own:
+            return own[worker["pid"]].is_alive()
         # another app's worker on this data dir, or one left running by an app killed hard: each pool took the
         # other's jobs every second. A reused pid passes, and the heartbeat's age then decides.
         return process_exists(worker.get("pid"))

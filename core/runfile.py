@@ -99,17 +99,13 @@ def check_provenance(record: dict[str, Any]) -> None:
     metrics, start = record.get("metrics", {}), record.get("started_from")
     if not isinstance(metrics, dict):
         raise RunFileError(f"not a run file: its metrics are {type(metrics).__name__}, not a table")
-    steps = metrics.get("steps_trained")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
-        raise RunFileError(f"not a run file: its steps_trained is {steps!r}, not a whole number of steps")
-    if start is None:
-        return
-    if not isinstance(start, dict):
+    if start is not None and not isinstance(start, dict):
         raise RunFileError(f"not a run file: its started_from is {type(start).__name__}, not a table")
-    for key in ("offset", "step"):
-        value = start.get(key)
+    counts = [("steps_trained", metrics.get("steps_trained"))]
+    counts += [(f"started_from {key}", start.get(key)) for key in ("offset", "step")] if start else []
+    for name, value in counts:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise RunFileError(f"not a run file: its started_from {key} is {value!r}, not a whole number of steps")
+            raise RunFileError(f"not a run file: its {name} is {value!r}, not a whole number of steps")
 
 
 def source_name(path_or_buffer: Any) -> str:

@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.config import FIELDS, MAX_SNAPSHOTS, RunConfig, allowed_range, config_from_dict, parse_value, snapshot_cap
+from core.config import (
+    FIELDS,
+    RunConfig,
+    allowed_range,
+    config_from_dict,
+    fewest_snapshot_every,
+    parse_value,
+    snapshot_cap,
+)
 from core.presets import PAPER_BATCHES, PRESETS
 from core.train import Trainer, batched_jobs
 
@@ -100,7 +108,7 @@ def with_snapshots_allowed(config: RunConfig) -> RunConfig:
     interval cannot fit both 8 steps and 2^20, and the sweep would be refused whatever interval was given."""
     if not isinstance(config.steps, int) or not isinstance(config.snapshot_every, int) or config.snapshot_every < 1:
         return config  # validate() names what is wrong
-    fewest = -(-config.steps // MAX_SNAPSHOTS)
+    fewest = fewest_snapshot_every(config.steps)
     return config.replace(snapshot_every=fewest) if config.snapshot_every < fewest <= config.steps else config
 
 
