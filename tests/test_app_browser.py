@@ -615,8 +615,14 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     assert np.mean(lab.history(child["id"])["losses"][:16]) < 1.5 * lab.get(parent)["loss"]
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "continued.png"))
     # no Duplicate for a continued run: a new seed would be another world than its start's
-    wait_until(lambda: [b.text for b in dash_duo.find_elements("#run-list .run-row:first-child button")]
-               == ["Continue", "Delete"], timeout=10, message="the continued run's buttons")
+    def first_row_buttons() -> list[str] | None:  # the list is rebuilt as statuses change: a button may go stale
+        try:
+            return [b.text for b in dash_duo.find_elements("#run-list .run-row:first-child button")]
+        except StaleElementReferenceException:
+            return None
+
+    wait_until(lambda: first_row_buttons() == ["Continue", "Delete"], timeout=10,
+               message="the continued run's buttons")
     # From a checkpoint: the parent replayed at its first step, where the inspector offers to continue from those
     # weights (before the run chose its basin).
     dash_duo.find_element("#run-list .run-row:nth-child(2) .run-select").click()
