@@ -147,6 +147,11 @@ class RunConfig:
             errors["snapshot_every"] = (f"snapshot_every must be at least steps / {MAX_SNAPSHOTS} (each snapshot is "
                                         f"kept in the run's history): with steps = {self.steps} allowed {fewest} to "
                                         f"{self.steps}, got {self.snapshot_every}")
+        if ok("eps", "n_features", "batch_size", "steps") and self.expected_presences() < 1:
+            least = 1 / (self.n_features * self.batch_size * self.steps)
+            errors["eps"] = (f"eps * n_features * batch_size * steps must be at least 1 (on average, a feature present "
+                             f"at least once in the whole run): with N = {self.n_features}, batch {self.batch_size} and "
+                             f"{self.steps} steps allowed {least:.3g} to 1, got {shown(self.eps)}")
         if not errors:
             estimate, budget = self.memory_estimate(), memory_budget_bytes()
             total = sum(estimate.values())
@@ -163,6 +168,10 @@ class RunConfig:
                                         f"{MAX_ACTIVATION_ELEMENTS} (memory); with width {width} allowed 1 to "
                                         f"{MAX_ACTIVATION_ELEMENTS // width}, got {self.batch_size}")
         return errors
+
+    def expected_presences(self) -> float:
+        """Features present, on average, over the whole run (every task keeps the mean density at eps)."""
+        return self.eps * self.n_features * self.batch_size * self.steps
 
     def memory_estimate(self) -> dict[str, int]:
         """Bytes a run needs, by part: parameters with their gradients and LAMB state, one batch's
