@@ -9,7 +9,15 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.api_continue import register_continue_api
-from app.api_json import MAX_BODY_BYTES, MAX_PAGE_BODY_BYTES, error, json_body, json_config, too_large
+from app.api_json import (
+    MAX_BODY_BYTES,
+    MAX_PAGE_BODY_BYTES,
+    error,
+    field_errors,
+    json_body,
+    json_config,
+    too_large,
+)
 from app.api_sweeps import register_sweep_api
 from core.config import FIELDS, RunConfig, allowed_range, shown
 from core.jobs import (
@@ -59,6 +67,9 @@ def parse_submission(body: Any) -> tuple[RunConfig | None, dict[str, str], str]:
     return config, errors, preset if config == PRESETS[preset].config else f"{preset} (edited)"
 
 
+FIELD_ERRORS = "{error: the messages joined, errors: {field: message naming the allowed range}}"
+
+
 def openapi_spec() -> dict[str, Any]:
     properties = {}
     for name, f in FIELDS.items():
@@ -81,7 +92,9 @@ def openapi_spec() -> dict[str, Any]:
                    "415": {"description": "body not sent as application/json"}}
     return {
         "openapi": "3.0.3",
-        "info": {"title": "Monosemanticity Lab API", "version": "1"},
+        "info": {"title": "Monosemanticity Lab API", "version": "1",
+                 "description": "Every error body has `error`, a message; a 400 also has `errors`, the same problems "
+                                "by field (or `body`)."},
         "components": {"schemas": {
             "RunConfig": {"type": "object", "properties": properties, "additionalProperties": False},
             "Continuation": {"type": "object", "additionalProperties": False, "properties": {
@@ -95,8 +108,7 @@ def openapi_spec() -> dict[str, Any]:
                 "post": {"summary": "queue a run",
                          "requestBody": {"content": {"application/json": {
                              "schema": {"$ref": "#/components/schemas/RunConfig"}}}},
-                         "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: "
-                                                                                             "message}}"},
+                         "responses": {"201": {"description": "{id}"}, "400": {"description": FIELD_ERRORS},
                                        **body_errors, "503": {"description": "queue full"}}},
             },
             "/api/runs/{id}": {**run_path, "get": {"summary": "a run's status and metrics", "responses": ok},
@@ -114,7 +126,7 @@ def openapi_spec() -> dict[str, Any]:
                 "post": {"summary": "queue a sweep: {preset, scale (quick|paper), field, values, seeds, shared_seed, "
                                     "set: {field: value} for every run}",
                          "responses": {"201": {"description": "{sweep, field, runs, jobs}"},
-                                       "400": {"description": "{errors: {key: message}}"},
+                                       "400": {"description": FIELD_ERRORS},
                                        **body_errors, "503": {"description": "queue full"}}},
             },
             "/api/runs/{id}/continue": {**run_path, "post": {
@@ -123,7 +135,7 @@ def openapi_spec() -> dict[str, Any]:
                            "sizes, seed and the init stay)",
                 "requestBody": {"content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Continuation"}}}},
-                "responses": {"201": {"description": "{id}"}, "400": {"description": "{errors: {field: message}}"},
+                "responses": {"201": {"description": "{id}"}, "400": {"description": FIELD_ERRORS},
                               "404": {"description": "unknown run id"},
                               "409": {"description": "the run has no final weights yet"},
                               **body_errors, "503": {"description": "queue full"}}}},
@@ -178,13 +190,13 @@ def register_api(server: Flask, lab: Lab) -> None:
             return refused
         config, errors, label = parse_submission(body)
         if errors:
-            return jsonify({"errors": errors}), 400
+            return field_errors(errors)
         try:
             run_id = lab.submit(config, label=label)
         except QueueFull as err:
             return error(503, str(err))
         except InvalidConfig as err:
-            return jsonify({"errors": err.errors}), 400
+            return field_errors(err.errors)
         return jsonify({"id": run_id}), 201
 
     def with_run(run_id: str, action: Any) -> tuple[Response, int]:

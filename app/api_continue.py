@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
-from app.api_json import error, json_body, json_config
+from app.api_json import error, field_errors, json_body, json_config
 from core.config import shown
 from core.continuation import CannotContinue, total_bias_hint
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
@@ -18,8 +18,8 @@ def register_continue_api(server: Flask, lab: Lab) -> None:
         if refused:
             return refused
         if not isinstance(body, dict):
-            return jsonify({"errors": {"body": 'expected a JSON object of the config fields to change, as '
-                                               f'{{"l1_reg": 0.01}} ({{}} for none), got {shown(body)}'}}), 400
+            return field_errors({"body": 'expected a JSON object of the config fields to change, as '
+                                         f'{{"l1_reg": 0.01}} ({{}} for none), got {shown(body)}'})
         fields = {k: v for k, v in body.items() if k != "from_step"}
         try:
             parent = lab.config(run_id)
@@ -27,15 +27,15 @@ def register_continue_api(server: Flask, lab: Lab) -> None:
             if config is None:
                 unknown = " (or from_step, the saved step to start from)"  # the one key that is not a config field
                 hints = {"init_bias": total_bias_hint(run_id, parent)}
-                return jsonify({"errors": {k: v + unknown if v.startswith("unknown field") else v + hints.get(k, "")
-                                           for k, v in errors.items()}}), 400
+                return field_errors({k: v + unknown if v.startswith("unknown field") else v + hints.get(k, "")
+                                     for k, v in errors.items()})
             new_id = lab.continue_run(run_id, config, step=body.get("from_step"))
         except UnknownRun:
             return error(404, f"no run with id {shown(run_id)}")
         except CannotContinue as err:
             return error(409, str(err))
         except InvalidConfig as err:
-            return jsonify({"errors": err.errors}), 400
+            return field_errors(err.errors)
         except QueueFull as err:
             return error(503, str(err))
         return jsonify({"id": new_id}), 201

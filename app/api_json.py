@@ -19,6 +19,12 @@ def error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
     return jsonify({"error": message, **extra}), code
 
 
+def field_errors(errors: dict[str, str]) -> tuple[Response, int]:
+    """A 400 naming each problem by field: `errors` for a client that reads them by field, and the same messages
+    joined as `error`, the key every other error body has."""
+    return error(400, "; ".join(errors.values()), errors=errors)
+
+
 def too_large(_err: Exception | None = None) -> tuple[Response, int]:
     return error(413, f"request body must be under {request.max_content_length or MAX_BODY_BYTES} bytes")
 
@@ -36,9 +42,9 @@ def json_body(what: str) -> tuple[Any, tuple[Response, int] | None]:
         # too long an integer or too large a number is the field's to name, with its range, not a malformed body
         return json.loads(raw or b"null", parse_int=whole_number, parse_float=finite_number), None
     except (ValueError, UnicodeDecodeError) as err:
-        return None, (jsonify({"errors": {"body": f"malformed JSON: {err}"}}), 400)
+        return None, field_errors({"body": f"malformed JSON: {err}"})
     except RecursionError:
-        return None, (jsonify({"errors": {"body": "malformed JSON: nested too deeply"}}), 400)
+        return None, field_errors({"body": "malformed JSON: nested too deeply"})
 
 
 class NumberText(str):

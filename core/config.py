@@ -149,9 +149,10 @@ class RunConfig:
                                         f"{self.steps}, got {self.snapshot_every}")
         if ok("eps", "n_features", "batch_size", "steps") and self.expected_presences() < 1:
             least = 1 / (self.n_features * self.batch_size * self.steps)
-            errors["eps"] = (f"eps * n_features * batch_size * steps must be at least 1 (on average, a feature present "
-                             f"at least once in the whole run): with N = {self.n_features}, batch {self.batch_size} and "
-                             f"{self.steps} steps allowed {least:.3g} to 1, got {shown(self.eps)}")
+            errors["eps"] = (f"eps * n_features * batch_size * steps must be at least 1 (on average, a feature "
+                             f"present at least once in the whole run): with N = {self.n_features}, batch "
+                             f"{self.batch_size} and {self.steps} steps allowed {least:.3g} to 1, "
+                             f"got {shown(self.eps)}")
         if not errors:
             estimate, budget = self.memory_estimate(), memory_budget_bytes()
             total = sum(estimate.values())

@@ -49,9 +49,13 @@ def test_bad_bodies_name_each_field(client, lab):
     errors = response.get_json()["errors"]
     assert set(errors) == {"eps", "n_neurons", "task", "colour"}
     assert "(0, 1]" in errors["eps"] and "16384" in errors["n_neurons"]
+    # every error body has "error", as the 404s, 409s and 503s do: one key for a client to show
+    summary = response.get_json()["error"]
+    assert all(message in summary for message in errors.values()) and len(summary) < 2 * len("; ".join(errors.values()))
     assert client.post("/api/runs", json={"preset": "nope"}).status_code == 400
     malformed = client.post("/api/runs", data="{not json", content_type="application/json")
     assert malformed.status_code == 400 and "malformed JSON" in malformed.get_json()["errors"]["body"]
+    assert malformed.get_json()["error"].startswith("malformed JSON")
     assert client.post("/api/runs", json=[1, 2]).status_code == 400
     assert client.post("/api/runs", data="x" * 100_000, content_type="application/json").status_code == 413
     assert lab.list() == []  # nothing was created
