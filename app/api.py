@@ -87,7 +87,9 @@ def openapi_spec() -> dict[str, Any]:
     properties["preset"] = {"type": "string", "enum": list(PRESETS), "description": "start from a preset"}
     run_path = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]}
     ok = {"200": {"description": "OK"}, "404": {"description": "unknown run id"}}
-    control = {**ok, "409": {"description": "the run's status does not allow it"}}
+    control = {"200": {"description": "the run as it is now, with job_runs: the runs of its job, which the control "
+                                      "acts on together"},
+               "404": {"description": "unknown run id"}, "409": {"description": "the run's status does not allow it"}}
     body_errors = {"413": {"description": "body too large"},
                    "415": {"description": "body not sent as application/json"}}
     return {
@@ -224,8 +226,9 @@ def register_api(server: Flask, lab: Lab) -> None:
                                       "its job: a retry would fail the same way", status=status)
                 return error(409, f"cannot {action} run {run_id}: it is {status} ({action} acts on "
                                   f"{' or '.join(CONTROLS[action])} runs)", status=status)
+            together = lab.job_runs(run_id)  # read first: a stop may end the job
             getattr(lab, action)(run_id)
-            return jsonify(run_summary(lab.get(run_id))), 200
+            return jsonify({**run_summary(lab.get(run_id)), "job_runs": together}), 200
         return with_run(run_id, act)
 
     @server.post("/api/runs/<run_id>/stop")

@@ -481,6 +481,11 @@ class Lab:
                 self.store.delete(f"frame/{run_id}/{frame_step}")
         meta["frames"] = [s for s in meta["frames"] if s <= after]
 
+    def job_runs(self, run_id: str) -> list[str]:
+        """The runs trained in one job with `run_id` (itself included): stop, pause and resume act on them all."""
+        job = self._job_of(run_id)[1]
+        return list(job["runs"]) if job else [run_id]
+
     def _unfinished(self, job: dict[str, Any]) -> list[str]:
         """The job's runs a control acts on: not those done, stopped or failed (a run that diverged in it)."""
         return [r for r in job["runs"] if self.store.get(f"meta/{r}", {"status": "done"})["status"] not in FINISHED]

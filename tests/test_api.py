@@ -426,3 +426,14 @@ def test_fewer_steps_than_the_snapshot_interval_lower_it_in_every_api_path():
     assert errors == {} and sweep.base.snapshot_every == 8
     _, errors = parse_sweep({"preset": "LR3", "set": {"steps": 8, "snapshot_every": 16}})
     assert "snapshot_every must be between 1 and steps (8), got 16" in errors["set"]  # given: checked as given
+
+
+def test_a_control_names_every_run_of_the_job_it_acts_on(client, lab):
+    """Stop on one run of a batched sweep stops its whole job: the response says which runs that was."""
+    made = client.post("/api/sweeps", json={"preset": "demo-tiny", "field": "init_bias", "values": [0, -1]}).get_json()
+    assert made["jobs"] == 1
+    paused = client.post(f"/api/runs/{made['runs'][0]}/pause").get_json()
+    assert paused["status"] == "paused" and paused["job_runs"] == made["runs"]
+    assert lab.get(made["runs"][1])["status"] == "paused"
+    alone = client.post("/api/runs", json=GOOD).get_json()["id"]
+    assert client.post(f"/api/runs/{alone}/stop").get_json()["job_runs"] == [alone]
