@@ -15,6 +15,7 @@ from core.config import (
     FIELDS,
     RunConfig,
     allowed_range,
+    check_value,
     config_from_dict,
     fewest_snapshot_every,
     parse_value,
@@ -160,10 +161,25 @@ def with_settings(sweep: Sweep, settings: dict[str, Any]) -> tuple[Sweep | None,
     if sweep.field in settings:
         errors[sweep.field] = (f"{sweep.field} is the swept field: give its values as the sweep's values, not as a "
                                "setting")
-    base, config_errors = config_from_dict({k: v for k, v in settings.items() if k != sweep.field}, sweep.base)
-    errors.update(config_errors)
-    if base is None or errors:
+    values = {}
+    for name, raw in settings.items():
+        if name == sweep.field:
+            continue
+        if name not in FIELDS:
+            errors[name] = config_from_dict({name: raw})[1][name]  # its "unknown field" message, as everywhere
+            continue
+        try:
+            values[name] = parse_value(FIELDS[name], raw)
+        except ValueError as err:
+            errors[name] = str(err)
+            continue
+        if message := check_value(FIELDS[name], values[name]):
+            errors[name] = message
+    if errors:
         return None, errors
+    # Checks across fields are each run's (Sweep.validate), with its own value of the swept field: against the
+    # preset's value, embed_dim=40 was refused for a sweep of n_features over 64 and 128 (N = 32 in the preset).
+    base = sweep.base.replace(**values)
     # in the form's order; a setting that changes nothing does not name the sweep
     chosen = tuple((name, getattr(base, name)) for name in FIELDS
                    if name in settings and getattr(base, name) != getattr(sweep.base, name))

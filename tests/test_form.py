@@ -127,6 +127,18 @@ def test_the_sweep_form_sweeps_any_preset_over_a_chosen_field():
     assert "field must be one of" in errors["field"]
 
 
+def test_the_sweep_form_lowers_the_snapshot_interval_for_fewer_steps_as_the_api_does():
+    from app.sweep_page import sweep_from_form
+
+    sweep, errors = sweep_from_form("quick-negative-bias", "quick", "0.01 0.02", 1, False, "lr", "steps=100")
+    assert errors == {} and {c.snapshot_every for c in sweep.configs()} == {100}
+    sweep, errors = sweep_from_form("quick-negative-bias", "quick", "100 200", 1, False, "steps")
+    assert errors == {} and [c.snapshot_every for c in sweep.configs()] == [100, 100]
+    # a set field that no run can take is the "Also set" box's problem
+    _, errors = sweep_from_form("quick-negative-bias", "quick", "0.01 0.02", 1, False, "lr", "bias_decay=400")
+    assert set(errors) == {"settings"} and "bias_decay * lr must be at most 1" in errors["settings"]
+
+
 def blank(config: RunConfig, *names: str) -> list:
     return [None if n in names else v for n, v in zip(FIELD_NAMES, values_from_config(config))]
 

@@ -161,11 +161,24 @@ def test_a_paper_scale_batch_is_named_for_its_scale():
     ({"lr": "0.1"}, "lr", "lr is the swept field"),
     ({"init_bias": "x"}, "init_bias", "init_bias must be a number in [-10, 10], got 'x'"),
     ({"color": "1"}, "color", "unknown field 'color'"),
-    ({"steps": "2"}, "snapshot_every", "between 1 and steps (2)"),
+    ({"steps": "1"}, "steps", "steps must be an integer from 2 to"),
 ])
 def test_bad_settings_are_named_and_build_nothing(settings, field, says):
     sweep, errors = with_settings(preset_sweep("LR3"), settings)
     assert sweep is None and says in errors[field]
+
+
+def test_settings_are_checked_across_fields_with_each_runs_own_swept_value():
+    """embed_dim=40 fits a sweep of n_features over 64 and 128: it was refused against the preset's N = 32."""
+    wide = preset_sweep("demo-tiny", values=["64", "128"], field_name="n_features")
+    sweep, errors = with_settings(wide, {"embed_dim": "40", "steps": "4", "snapshot_every": "4"})
+    assert errors == {} and sweep.validate() == {} and [c.embed_dim for c in sweep.configs()] == [40, 40]
+    slow = preset_sweep("demo-tiny", values=["0.001", "0.002"], field_name="lr")
+    assert with_settings(slow, {"bias_decay": "400"})[0].validate() == {}  # 400 * 0.002 <= 1
+    # one that no run meets is still refused, by the runs' check, each value named
+    too_wide, _ = with_settings(wide, {"embed_dim": "100"})
+    assert too_wide.validate()["values"] == ("at n_features=64: embed_dim (m) must be below n_features (N = 64): "
+                                             "allowed 1 to 63, got 100")
 
 
 def test_cli_sweep_settings_are_refused_for_the_swept_field(tmp_path):
