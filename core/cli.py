@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -198,6 +199,14 @@ def json_safe(row: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
+def is_existing_file(path: str, existing: str) -> bool:
+    """Whether `path` names the file at `existing`, however spelt: through a link, "./", "..", or a hard link."""
+    try:
+        return os.path.samefile(path, existing)
+    except OSError:  # `path` is not there (yet) or cannot be looked at: not the file that was just read
+        return False
+
+
 def run_train(args: argparse.Namespace) -> int:
     base, parent, start = None, None, None
     if args.preset is not None and args.continue_from is not None:
@@ -234,6 +243,9 @@ def run_train(args: argparse.Namespace) -> int:
     out_problem = output_path_problem(args.out, folder=False) if args.out is not None else None
     if out_problem:  # checked now: a bad path found after training would lose the run
         errors["out"] = f"out: {out_problem}"
+    elif args.out is not None and parent is not None and is_existing_file(args.out, args.continue_from):
+        errors["out"] = (f"--out must not be the --continue-from file ({args.continue_from}): the continued run "
+                         "would replace the run it starts from; give another path")
     if errors:
         for message in errors.values():
             print(f"error: {message}", file=sys.stderr)

@@ -133,7 +133,8 @@ def load_failure(err: Exception) -> str:
 
 def check_weights(record: dict[str, Any]) -> None:
     """Raise RunFileError unless every model the file keeps has the three tensors its config's shapes call for,
-    finite: a hand-made or foreign file must be refused on loading, not fail mid-training."""
+    and its setup the embedders, each dense, floating point and finite in float32: a hand-made or foreign file
+    must be refused on loading, not fail mid-training."""
     config = record["config"]  # its sizes only: the whole config is config_of's to check (a budget may refuse it)
     try:
         k, m, n = (int(config[name]) for name in ("n_neurons", "embed_dim", "n_features"))
@@ -153,18 +154,33 @@ def check_weights(record: dict[str, Any]) -> None:
             if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
                 got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "missing"
                 raise RunFileError(f"run file's {where} has no {name} of shape {shape} (its config's sizes), got {got}")
-            if not torch.isfinite(tensor).all():
-                raise RunFileError(f"run file's {where}: {name} is not finite (NaN or inf)")
+            if problem := tensor_problem(tensor):
+                raise RunFileError(f"run file's {where}: {name} {problem}")
     setup = record.get("setup")
     # the world its weights learnt in, which a continued run trains in (core.continuation.world_of)
     for name, shape in (("fixed_embedder", (m, n)), ("output_embedder", (m, n))):
         tensor = setup.get(name) if isinstance(setup, dict) else None
-        if name == "output_embedder" and tensor is None:
-            continue  # only random_proj has one
-        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape or not torch.isfinite(tensor).all():
+        if name == "output_embedder" and tensor is None and config.get("task") != "random_proj":
+            continue  # only random_proj has one; without it a continued run would draw another (world_of)
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
             got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "missing"
-            raise RunFileError(f"run file's setup has no finite {name} of shape {shape} (its config's sizes), "
-                               f"got {got}")
+            raise RunFileError(f"run file's setup has no {name} of shape {shape} (its config's sizes), got {got}")
+        if problem := tensor_problem(tensor):
+            raise RunFileError(f"run file's setup: {name} {problem}")
+
+
+def tensor_problem(tensor: torch.Tensor) -> str | None:
+    """Why a saved weight or embedder cannot be trained from, else None. The engine trains in dense float32: a
+    sparse tensor fails mid-check, an int or complex one is cast (losing its fraction or imaginary part), and a
+    float64 value beyond float32's range becomes inf, which reads as a run diverging at step 0."""
+    if tensor.layout != torch.strided:
+        return f"is {str(tensor.layout).removeprefix('torch.')}, not a dense tensor"
+    if not tensor.is_floating_point():
+        return (f"is {str(tensor.dtype).removeprefix('torch.')}, not floating point "
+                "(float16, bfloat16, float32 or float64)")
+    if not torch.isfinite(tensor.float()).all():
+        return "is not finite (NaN or inf) in float32, which training computes in"
+    return None
 
 
 def config_of(record: dict[str, Any]) -> RunConfig:

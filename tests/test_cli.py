@@ -142,3 +142,18 @@ def test_help_says_a_preset_or_run_file_gives_the_default():
     text = " ".join(result.stdout.split())
     assert "Default: the preset's or run file's, else 0.01." in text  # --lr
     assert "else 256 (at most steps, when not given)." in text  # --snapshot-every
+
+
+def test_continuing_into_the_parents_own_file_is_refused_before_training(tmp_path):
+    """--out a.pt --continue-from a.pt replaced the parent with the child, whose started_from then named itself."""
+    parent = tmp_path / "a.pt"
+    assert cli("train", "--preset", "demo-tiny", "--steps", "16", "--quiet", "--out", str(parent)).returncode == 0
+    saved = parent.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.pt").symlink_to(parent)
+    for out in (parent, tmp_path / "sub" / ".." / "a.pt", tmp_path / "link.pt"):  # however the path is spelt
+        result = cli("train", "--continue-from", str(parent), "--steps", "4", "--quiet", "--out", str(out))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == (f"error: --out must not be the --continue-from file ({parent}): the "
+                                         "continued run would replace the run it starts from; give another path")
+    assert parent.read_bytes() == saved

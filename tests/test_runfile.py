@@ -102,3 +102,63 @@ def test_a_file_whose_weights_do_not_fit_its_config_is_refused_on_loading(tmp_pa
     assert "its steps_trained is 2.5" in refused(lambda r: r["metrics"].update(steps_trained=2.5))
     torch.save(good, tmp_path / "good.pt")
     assert config_of(load_run_file(tmp_path / "good.pt")) == tiny
+
+
+def refusal(record: dict, path) -> str:
+    """Why load_run_file refuses `record` saved at `path` (it must)."""
+    torch.save(record, path)
+    with pytest.raises(RunFileError) as err:
+        load_run_file(path)
+    return str(err.value)
+
+
+def test_weights_that_are_not_dense_real_float32_able_are_refused_on_loading(tmp_path, tiny):
+    """A sparse tensor raised NotImplementedError from the finiteness check; int, bool and complex tensors were cast
+    (complex losing its imaginary part); float64's 1e300 passed and became inf in float32, a divergence at step 0."""
+    config = tiny.replace(task="random_proj")
+    trainer = Trainer([config])
+    trainer.advance(4)
+    path = tmp_path / "bad.pt"
+
+    def refused(pick, name: str, make) -> str:
+        """The refusal of this trainer's record with tensor `name` of the table `pick` chooses replaced by make(it)."""
+        record = build_run_file(trainer)
+        table = pick(record)
+        table[name] = make(table[name])
+        return refusal(record, path)
+
+    final, log2, setup = (lambda r: r["final_model"]), (lambda r: r["log2_spaced_models"][1]), (lambda r: r["setup"])
+
+    def huge(tensor: torch.Tensor) -> torch.Tensor:  # finite in float64 only
+        return torch.full_like(tensor, 1e300, dtype=torch.float64)
+
+    assert "run file's final_model: 0.weight is sparse_coo, not a dense tensor" in refused(
+        final, "0.weight", lambda t: t.to_sparse())
+    assert "run file's final_model: 0.bias is not finite (NaN or inf) in float32" in refused(final, "0.bias", huge)
+    assert "run file's final_model: 2.weight is int64, not floating point (float16, bfloat16" in refused(
+        final, "2.weight", lambda t: t.to(torch.int64))
+    assert "run file's log2_spaced_models[1]: 0.bias is bool, not floating point" in refused(
+        log2, "0.bias", lambda t: t > 0)
+    assert "run file's final_model: 0.weight is complex64, not floating point" in refused(
+        final, "0.weight", lambda t: t.to(torch.complex64))
+    assert "run file's setup: fixed_embedder is sparse_coo, not a dense tensor" in refused(
+        setup, "fixed_embedder", lambda t: t.to_sparse())
+    assert "run file's setup: output_embedder is not finite (NaN or inf) in float32" in refused(
+        setup, "output_embedder", huge)
+    assert "run file's setup: output_embedder is int32, not floating point" in refused(
+        setup, "output_embedder", lambda t: t.to(torch.int32))
+    # without its own output embedder, a continued random_proj run would draw another (core.continuation.world_of)
+    record = build_run_file(trainer)
+    record["setup"].pop("output_embedder")
+    assert "run file's setup has no output_embedder of shape (4, 16) (its config's sizes), got missing" in refusal(
+        record, path)
+    # what this code writes loads, and any real floating dtype within float32's range does too
+    record = build_run_file(trainer)
+    record["final_model"] = {k: v.to(torch.float64) for k, v in record["final_model"].items()}
+    record["setup"]["output_embedder"] = record["setup"]["output_embedder"].to(torch.bfloat16)
+    torch.save(record, path)
+    assert config_of(load_run_file(path)) == config
+    decoder = Trainer([tiny])
+    decoder.advance(4)
+    assert "output_embedder" not in build_run_file(decoder)["setup"]  # only random_proj has one
+    assert config_of(load_run_file(save_run_file(build_run_file(decoder), path))) == tiny
