@@ -20,7 +20,7 @@ from app.live import history_epoch
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
 from core.config import FIELDS, parse_value, shown_value
 from core.continuation import CannotContinue, continuation_errors, push_text, steps_before, total_bias_hint
-from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
+from core.jobs import FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.runfile import RunFileError, load_run_file
 from core.sweep import repeated_labels, value_label
@@ -135,12 +135,34 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
         results[1].append("–" if meta["mono_ratio"] is None else f"{meta['mono_ratio']:.3f}")
         results[2].append("–" if snapshot is None else str(int(dead_neurons(snapshot["sfa"]).sum())))
         results[3].append("–" if meta["mean_bias"] is None else f"{meta['mean_bias']:.3f}")
-    names = ("final loss (last 5%)", "mono neurons / feature", "dead neurons", "mean bias")
+    names = result_names([m["status"] for m in metas])
     for name, values in zip(names, results):
         rows.append(html.Tr([html.Th(name)] + [html.Td(v, className="fw-semibold") for v in values]))
     rows.append(html.Tr([html.Th("status")] + [html.Td(m["status"]) for m in metas]))
     return dbc.Table([header, html.Tbody(rows)], bordered=True, size="sm", hover=True, responsive=True,
                      className="bg-white small")
+
+
+def result_names(statuses: list[str]) -> tuple[str, ...]:
+    """The results' row names: a run still training has no final loss yet, only the one it stands at so far."""
+    loss = "final loss (last 5%)" if all(s in FINISHED for s in statuses) else "loss (last 5% so far)"
+    return loss, "mono neurons / feature", "dead neurons", "mean bias"
+
+
+def pair_options(metas: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A and B's choices: the runs compared, named as the figures name them, with their status."""
+    return [{"label": f"{'run' if label == m['id'] else label} · {m['id']} · {m['status']}", "value": m["id"]}
+            for label, m in zip(run_labels(metas, unique=False), metas)]
+
+
+def pair_choice(chosen: list[str], a: str | None, b: str | None, b_picked: bool) -> tuple[str | None, str | None]:
+    """A and B among the runs `chosen`: kept while they stay chosen, else the first two; B picked (`b_picked`) as
+    A's run moves A to another run."""
+    if b_picked and b in chosen and b == a:
+        a = next((r for r in chosen if r != b), None)
+    a = a if a in chosen else (chosen[0] if chosen else None)
+    b = b if b in chosen and b != a else next((r for r in chosen if r != a), None)
+    return a, b
 
 
 def selected_runs(search: str | None) -> list[str]:
@@ -362,21 +384,23 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         """Other runs chosen: the line computed for the former ones must not stay up as if it were theirs."""
         return figures.empty_figure("Basin connectivity", INTERP_PROMPT), ""
 
+    # At each tick too: the options name each run's status ("running" turns "done" as the top picker's does)
     @app.callback(Output("interp-a", "options"), Output("interp-a", "value"), Output("interp-b", "options"),
                   Output("interp-b", "value"), Input("compare-runs", "value"), Input("interp-a", "value"),
-                  Input("interp-b", "value"))
-    def connectivity_pair(chosen: list[str] | None, a: str | None, b: str | None) -> tuple[Any, ...]:
-        """A and B among the runs compared, named as the figures name them: kept while they stay chosen, else
-        the first two; choosing for one end the other's run moves the other end to another run."""
+                  Input("interp-b", "value"), Input("tick", "n_intervals"), State("interp-a", "options"),
+                  State("url", "pathname"))
+    def connectivity_pair(chosen: list[str] | None, a: str | None, b: str | None, _tick: int,
+                          shown: list[dict[str, str]] | None, pathname: str | None) -> tuple[Any, ...]:
+        """A and B's options and values (pair_choice), each sent only when it changed."""
+        if ctx.triggered_id == "tick" and not (pathname or "").rstrip("/").endswith("/compare"):
+            return no_update, no_update, no_update, no_update
         metas = metas_of(chosen)
-        chosen = [m["id"] for m in metas]
-        options = [{"label": f"{'run' if label == m['id'] else label} · {m['id']} · {m['status']}", "value": m["id"]}
-                   for label, m in zip(run_labels(metas, unique=False), metas)]
-        if ctx.triggered_id == "interp-b" and b in chosen and b == a:
-            a = next((r for r in chosen if r != b), None)
-        a = a if a in chosen else (chosen[0] if chosen else None)
-        b = b if b in chosen and b != a else next((r for r in chosen if r != a), None)
-        return options, a, options, b
+        options = pair_options(metas)
+        new_a, new_b = pair_choice([m["id"] for m in metas], a, b, ctx.triggered_id == "interp-b")
+        # only what changed: a value sent, even the same one, runs forget_connectivity, which would wipe the
+        # computed line at every tick
+        return (no_update if options == shown else options, no_update if new_a == a else new_a,
+                no_update if options == shown else options, no_update if new_b == b else new_b)
 
     @app.callback(Output("interp-result", "data"), Input("interp-button", "n_clicks"), State("interp-a", "value"),
                   State("interp-b", "value"), State("interp-align", "value"), prevent_initial_call=True)

@@ -211,7 +211,7 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
 
 def sorted_biases(runs: list[SweepRun], field: str) -> go.Figure:
     """Final first-layer biases sorted ascending, one line per run coloured by value (a diverged run's last biases are
-    no result, and would stretch the axis)."""
+    no result, and would stretch the axis); a run still training shows its latest snapshot's, and the title says so."""
     done = [r for r in runs if r.bias is not None and r.status != "failed"]
     if not done:
         failed = sum(r.bias is not None for r in runs)
@@ -223,7 +223,10 @@ def sorted_biases(runs: list[SweepRun], field: str) -> go.Figure:
         fig.add_trace(go.Scatter(y=np.sort(run.bias), mode="lines", line={"color": colours[run.value]},
                                  uid=trace_uid(run.value, run.seed),
                                  name=f"{field}={fmt(run.value)} (seed {run.seed})"))
-    fig.update_layout(**LAYOUT_STYLE, title={"text": "Final biases, sorted", "font": {"size": 14}},
+    # failed runs are left out above: the rest are finished once they are all done or stopped
+    title = ("Final biases, sorted" if all(r.status in RESULT_STATUSES for r in done)
+             else "Biases at the latest snapshot, sorted")
+    fig.update_layout(**LAYOUT_STYLE, title={"text": title, "font": {"size": 14}},
                       xaxis={**AXIS_STYLE, "title": {"text": "neuron (sorted by bias)"}},
                       yaxis={**AXIS_STYLE, "title": {"text": "bias"}})
     return fig

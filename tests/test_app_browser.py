@@ -235,9 +235,10 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
     wait_until(lambda: len(trace_lengths(dash_duo, "compare-loss")) == 2, timeout=20, message="two loss curves")
     legend = dash_duo.find_element("#compare-loss").text
     assert "init_bias=0" in legend and "init_bias=-1" in legend
-    dash_duo.wait_for_contains_text("#compare-table", "final loss", timeout=10)
+    dash_duo.wait_for_contains_text("#compare-table", "loss (last 5%", timeout=10)  # "so far" while training
 
     wait_until(lambda: all(lab.get(r["id"])["status"] == "done" for r in runs), timeout=60, message="both done")
+    dash_duo.wait_for_contains_text("#compare-table", "final loss (last 5%)", timeout=10)
     # A and B: the runs compared, in their order, until the user picks others
     pair = [dash_duo.find_element(f"#interp-{end}").get_attribute("value") for end in "ab"]
     assert pair == [r["id"] for r in runs]

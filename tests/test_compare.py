@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from app import create_app
+from app.compare_page import pair_choice, pair_options, result_names, results_table
 from core.compare import (
     IncompatibleRuns,
     Model,
@@ -12,8 +14,11 @@ from core.compare import (
     model_loss,
     run_labels,
 )
+from core.jobs import Lab
 from core.runfile import build_run_file
+from core.store import DiskStore
 from core.train import Trainer
+from tests.helpers import dash_call
 
 
 def trained(config, steps=None) -> Model:
@@ -89,3 +94,48 @@ def test_different_worlds_or_shapes_are_refused(tiny):
     with pytest.raises(IncompatibleRuns, match="sample_kind differs"):
         interpolate(a, trained(tiny.replace(sample_kind="power_law"), steps=4))
     assert torch.equal(a.embedder, trained(tiny, steps=2).embedder)
+
+
+def test_loss_is_final_only_once_every_run_has_finished(tiny, tmp_path):
+    assert result_names(["done", "stopped", "failed"])[0] == "final loss (last 5%)"
+    assert result_names(["done", "running"])[0] == "loss (last 5% so far)"
+    lab = Lab(DiskStore(tmp_path / "data"))
+    metas = [lab.get(lab.submit(tiny.replace(init_bias=v))) for v in (0.0, -1.0)]  # queued: not finished
+    table = str(results_table(lab, metas, ["a", "b"]))
+    assert "loss (last 5% so far)" in table and "final loss" not in table
+
+
+def test_the_pair_keeps_its_runs_and_moves_the_other_end_off_a_clash():
+    chosen = ["r1", "r2", "r3"]
+    assert pair_choice(chosen, None, None, False) == ("r1", "r2")
+    assert pair_choice(chosen, "r3", "r1", False) == ("r3", "r1")
+    assert pair_choice(chosen, "r2", "r2", True) == ("r1", "r2")  # B picked as A's run: A moves
+    assert pair_choice(chosen, "r2", "r2", False) == ("r2", "r1")  # A picked as B's run: B moves
+    assert pair_choice(["r2"], "gone", "r2", False) == ("r2", None)
+
+
+def test_pair_options_name_each_run_s_status(tiny):
+    metas = [{"id": "r1", "label": "zero bias", "status": "running", "config": tiny.replace(init_bias=0.0).to_dict()},
+             {"id": "r2", "label": "", "status": "done", "config": tiny.replace(init_bias=-1.0).to_dict()}]
+    assert pair_options(metas) == [{"label": "init_bias=0 · r1 · running", "value": "r1"},
+                                   {"label": "init_bias=-1 · r2 · done", "value": "r2"}]
+
+
+def test_pair_options_follow_the_runs_status_at_each_tick_and_keep_the_pair(tiny, tmp_path):
+    lab = Lab(DiskStore(tmp_path / "data"))
+    a, b = (lab.submit(tiny.replace(init_bias=v)) for v in (0.0, -1.0))
+    app = create_app(lab)
+    values = {"compare-runs.value": [a, b], "interp-a.value": b, "interp-b.value": a, "url.pathname": "/compare"}
+    _, sent = dash_call(app, "interp-a.options", values, ["compare-runs.value"])
+    assert [o["label"].rsplit(" · ", 1)[1] for o in sent["interp-a"]["options"]] == ["queued", "queued"]
+    before = sent["interp-a"]["options"]
+    lab.store.set(f"meta/{a}", {**lab.get(a), "status": "done"})
+    status, sent = dash_call(app, "interp-a.options", {**values, "interp-a.options": before}, ["tick.n_intervals"])
+    assert status == 200 and sent["interp-a"]["options"][0]["label"].endswith(f"{a} · done")
+    # the user's pair stays, and is not sent again: a value sent would clear the line computed for it
+    assert sent["interp-b"]["options"] == sent["interp-a"]["options"] and "value" not in sent["interp-a"]
+    assert "value" not in sent["interp-b"]
+    unchanged = {**values, "interp-a.options": sent["interp-a"]["options"]}
+    assert dash_call(app, "interp-a.options", unchanged, ["tick.n_intervals"])[1] == {}  # nothing to resend
+    off_page = {**values, "url.pathname": "/sweeps"}
+    assert dash_call(app, "interp-a.options", off_page, ["tick.n_intervals"])[1] == {}

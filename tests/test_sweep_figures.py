@@ -174,3 +174,13 @@ def test_runs_stopped_early_are_shown_as_they_stood_and_said_to_be():
     assert fig.layout.title.subtitle.text == "1 stopped early, shown as they stood"
     assert sf.heatmap_title("lr", early, False) == "lr=0.03 (stopped early)"
     assert sf.heatmap_title("lr", run(0.01), False) == "lr=0.01"
+
+
+def test_biases_of_runs_still_training_are_not_called_final():
+    assert sf.sorted_biases([run(0.0), run(-1.0)], "init_bias").layout.title.text == "Final biases, sorted"
+    training = dataclasses.replace(run(-1.0), status="running")
+    fig = sf.sorted_biases([run(0.0), training], "init_bias")
+    assert fig.layout.title.text == "Biases at the latest snapshot, sorted" and len(fig.data) == 2
+    stopped = dataclasses.replace(run(-1.0), status="stopped")
+    failed = dataclasses.replace(run(-0.5), status="failed")  # not shown: no say in the title
+    assert sf.sorted_biases([run(0.0), stopped, failed], "init_bias").layout.title.text == "Final biases, sorted"
