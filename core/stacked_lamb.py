@@ -1,11 +1,11 @@
 """pytorch-optimizer's LAMB, as the paper's code ran it, and the same for R runs stacked on a leading axis.
 
-Single runs train with the library's `Lamb` itself (`paper_lamb`). Batched runs need one trust ratio per run and
-tensor; given each run's tensors separately, the library loops over them (on the CPU its foreach ops
-fall back to one kernel per tensor), which cost 35% of a six-run quick step. This optimizer does the
-library's update on the stacked tensors, taking the norms per run, with the library's defaults read
-from it (betas, eps, the weight-norm clamp). tests/test_train.py checks that runs trained together
-with it equal the same runs trained alone with the library.
+Batched runs need one trust ratio per run and tensor; given each run's tensors separately, the library loops over
+them (on the CPU its foreach ops fall back to one kernel per tensor), which cost 35% of a six-run quick step. This
+optimizer does the library's update on the stacked tensors, taking the norms per run, with the library's defaults
+read from it (betas, eps, the weight-norm clamp). Every run trains with it, a single one as a stack of one: then a
+run trains the same numbers alone as in a batch. tests/test_train.py checks that runs trained with it equal the same
+runs trained with the library's `Lamb` itself (`paper_lamb`).
 """
 
 from __future__ import annotations
@@ -97,3 +97,27 @@ class StackedLamb(torch.optim.Optimizer):
             step_sizes = trust_ratios.mul_(self.run_lrs.unsqueeze(1) * self.rate)  # (R, tensors)
             for i, (p, update) in enumerate(zip(params, updates)):
                 p.addcmul_(update, step_sizes[:, i].view(-1, *([1] * (p.dim() - 1))), value=-1.0)
+
+
+def stacked_from_library(optimizer_state: dict, scheduler_state: dict, stacked_state: dict,
+                         run_lr: float) -> tuple[dict, dict]:
+    """A single run's library-LAMB checkpoint (optimizer and cosine scheduler states) as StackedLamb's, whose
+    moments carry a runs axis and whose group rate is a factor on the run's learning rate; `stacked_state` is the
+    StackedLamb's own state_dict, for its group's options."""
+    moments = {index: {name: saved[name].unsqueeze(0) for name in ("exp_avg", "exp_avg_sq")}
+               for index, saved in optimizer_state["state"].items()}
+    group = {**stacked_state["param_groups"][0], "lr": optimizer_state["param_groups"][0]["lr"] / run_lr,
+             "initial_lr": 1.0}
+    scheduler = {**scheduler_state, "base_lrs": [1.0],
+                 "_last_lr": [lr / run_lr for lr in scheduler_state["_last_lr"]]}
+    return {"state": moments, "param_groups": [group]}, scheduler
+
+
+def moments_fit(optimizer_state: dict, params: Sequence[torch.Tensor]) -> bool:
+    """Whether a saved LAMB state's moments have the shapes of `params` (or there are none yet: no step taken)."""
+    states = optimizer_state.get("state") if isinstance(optimizer_state, dict) else None
+    if not isinstance(states, dict):
+        return False
+    return not states or (len(states) == len(params) and all(
+        tuple(getattr(states.get(i, {}).get(name), "shape", ())) == tuple(p.shape)
+        for i, p in enumerate(params) for name in ("exp_avg", "exp_avg_sq")))

@@ -20,7 +20,7 @@ from core.cuda_graph import WARMUP_STEPS, StepGraph, graphs_wanted, on_side_stre
 from core.data import make_embedder, sample_task_batch, task_sampler
 from core.metrics import SfaSummary, final_loss, single_feature_activations
 from core.model import RunWeights, World, init_weights
-from core.stacked_lamb import PAPER_LAMB_OPTIONS, StackedLamb, paper_lamb
+from core.stacked_lamb import StackedLamb, moments_fit, stacked_from_library
 from core.step import Gradients, Workspace, squared_error_and_gradients
 
 COSINE_T_MAX = 512
@@ -226,9 +226,10 @@ class Trainer:
                 if world[1] is not None and self.output_embedders[r] is not None:
                     self.output_embedders[r] = world[1].to(self.device, torch.float32).T.contiguous().T
         # One stacked tensor per parameter, each run's parameters views into it: the step reads all runs
-        # without copying. A single run trains with the library's LAMB on its views; batched runs with
-        # StackedLamb, which takes the trust ratio per run, and so do graphed runs (the library's step size is
-        # a Python number, which a graph would freeze; StackedLamb reads it from a device tensor).
+        # without copying. Every run trains with StackedLamb, the library's LAMB with a trust ratio per run
+        # (tested equal to it): a run alone then trains bit for bit as it does in a batch (with the library's
+        # own, the two drifted apart from rounding, into other basins), graphs can take it (it reads its step
+        # size from a device tensor), and it is faster than the library's on one run.
         self.w1, self.b1, self.w2 = (torch.stack(ts) for ts in zip(*(w.tensors() for w in initial)))
         self.weights = [RunWeights(self.w1[r], self.b1[r], self.w2[r]) for r in range(len(configs))]
         self.grads = Gradients.like(self.w1, self.b1, self.w2)
@@ -239,13 +240,8 @@ class Trainer:
         self._workspace: Workspace | None = None
         self._skipped_dead = False  # a restored checkpoint's, until the workspace that carries it exists
         self.samplers = [task_sampler(c.task, c.n_features, c.eps, c.sample_kind, self.device) for c in configs]
-        if len(configs) == 1 and not self.graphing:
-            run = self.weights[0]
-            run.w1.grad, run.b1.grad, run.w2.grad = self.grads.w1[0], self.grads.b1[0], self.grads.w2[0]
-            self.optimizer: torch.optim.Optimizer = paper_lamb(run.tensors(), lr=base.lr)
-        else:
-            self.w1.grad, self.b1.grad, self.w2.grad = self.grads.w1, self.grads.b1, self.grads.w2
-            self.optimizer = StackedLamb([self.w1, self.b1, self.w2], [c.lr for c in configs])
+        self.w1.grad, self.b1.grad, self.w2.grad = self.grads.w1, self.grads.b1, self.grads.w2
+        self.optimizer = StackedLamb([self.w1, self.b1, self.w2], [c.lr for c in configs])
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=COSINE_T_MAX,
                                                                     eta_min=0.0)
         l1 = torch.tensor([c.l1_reg for c in configs], device=self.device)
@@ -361,9 +357,7 @@ class Trainer:
     def current_lrs(self) -> list[float]:
         """Each run's scheduled learning rate (StackedLamb's group rate is a factor on every run's)."""
         rate = self.optimizer.param_groups[0]["lr"]
-        if isinstance(self.optimizer, StackedLamb):
-            return [c.lr * rate for c in self.configs]
-        return [rate]
+        return [c.lr * rate for c in self.configs]
 
     def last_step_lrs(self) -> list[float]:
         """Each run's learning rate in the step just taken (before any, the first step's): what a snapshot at
@@ -429,12 +423,8 @@ class Trainer:
             # which path the next step takes (skipping dead neurons or not) changes its rounding
             "skipped_dead": self._skipped_dead if self._workspace is None else self._workspace.skipped_dead,
             "device_type": self.device.type,
-            "optimizer_kind": self._optimizer_kind,
+            "optimizer_kind": "stacked",
         }
-
-    @property
-    def _optimizer_kind(self) -> str:
-        return "stacked" if isinstance(self.optimizer, StackedLamb) else "library"
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if [RunConfig(**c) for c in state["configs"]] != self.configs:
@@ -446,21 +436,29 @@ class Trainer:
             raise IncompatibleCheckpoint(f"it was written on the {written_on} and this worker trains on the "
                                          f"{self.device.type}, whose random generator cannot take its state")
         kind = state.get("optimizer_kind", "library" if self.n_runs == 1 else "stacked")
-        if kind != self._optimizer_kind:  # same tensor count, other shapes and learning-rate meaning
-            raise IncompatibleCheckpoint(f"its optimizer ({kind} LAMB) is not this engine's ({self._optimizer_kind})")
+        optimizer_state, scheduler_state = state["optimizer"], state["scheduler"]
+        if kind == "library" and self.n_runs == 1:  # a single run paused before every run took StackedLamb
+            try:
+                optimizer_state, scheduler_state = stacked_from_library(
+                    optimizer_state, scheduler_state, self.optimizer.state_dict(), self.configs[0].lr)
+            except (KeyError, IndexError, TypeError, AttributeError) as err:
+                raise IncompatibleCheckpoint(f"its library LAMB state cannot be read: {err!r}") from err
+        elif kind != "stacked":
+            raise IncompatibleCheckpoint(f"its optimizer ({kind} LAMB) is not this engine's (stacked)")
+        if not moments_fit(optimizer_state, [self.w1, self.b1, self.w2]):
+            # torch's load_state_dict takes moments of any shape: they would fail, or broadcast, at the first step
+            raise IncompatibleCheckpoint("its optimizer state does not fit this engine: its LAMB moments have "
+                                         "other shapes than these runs' weights")
         try:  # first, so that a checkpoint that does not fit leaves this trainer untouched
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(optimizer_state)
         except ValueError as err:  # e.g. a batched job saved when each run had its own LAMB tensors
             raise IncompatibleCheckpoint(f"its optimizer state does not fit this engine: {err}") from err
-        if not isinstance(self.optimizer, StackedLamb):
-            for group in self.optimizer.param_groups:  # saved groups replace ours: keep the paper's options
-                group.update(PAPER_LAMB_OPTIONS)
         with torch.no_grad():
             for w, saved in zip(self.weights, state["weights"]):
                 w.w1.copy_(saved["0.weight"])
                 w.b1.copy_(saved["0.bias"])
                 w.w2.copy_(saved["2.weight"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.load_state_dict(scheduler_state)
         for g, s in zip(self.generators, state["generators"]):
             g.set_state(s)
         self.step = int(state["step"])

@@ -32,3 +32,19 @@ def dash_call(app: Any, output_part: str, values: dict[str, Any], changed: list[
         "output": output, "outputs": outputs if len(outputs) > 1 else outputs[0], "inputs": given[0],
         "state": given[1], "changedPropIds": changed})
     return answer.status_code, (answer.get_json() or {}).get("response", {}) if answer.status_code == 200 else {}
+
+
+def with_library_lamb(trainer: Any) -> Any:
+    """A single-run Trainer stepping with pytorch-optimizer's Lamb itself (the reference StackedLamb is tested
+    against; the engine's own single runs used it before every run took StackedLamb)."""
+    import torch
+
+    from core.stacked_lamb import paper_lamb
+    from core.train import COSINE_T_MAX
+
+    run = trainer.weights[0]
+    trainer.w1.grad = trainer.b1.grad = trainer.w2.grad = None
+    run.w1.grad, run.b1.grad, run.w2.grad = trainer.grads.w1[0], trainer.grads.b1[0], trainer.grads.w2[0]
+    trainer.optimizer = paper_lamb(run.tensors(), lr=trainer.configs[0].lr)
+    trainer.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(trainer.optimizer, T_max=COSINE_T_MAX, eta_min=0.0)
+    return trainer

@@ -9,6 +9,7 @@ import torch
 from core.presets import PAPER_BASE, preset_config
 from core.step import Gradients, Workspace, squared_error_and_gradients
 from core.train import Trainer, matmul_precision, worth_batching
+from tests.helpers import with_library_lamb
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -39,7 +40,7 @@ def test_graph_replays_train_like_eager_steps(quick_cuda):
 @pytest.mark.parametrize("task", ["decoder", "random_proj", "abs"])
 def test_a_graphed_single_run_matches_the_library_lamb(quick_cuda, task):
     config = quick_cuda.replace(task=task, steps=100)
-    graphed, library = Trainer([config], cuda_graph=True), Trainer([config], cuda_graph=False)
+    graphed, library = Trainer([config], cuda_graph=True), with_library_lamb(Trainer([config], cuda_graph=False))
     graphed.advance(config.steps)
     library.advance(config.steps)
     # The two LAMBs round differently (the schedule's factor on 1 vs on lr, a reciprocal vs a division), and
