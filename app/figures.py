@@ -8,7 +8,15 @@ import re
 import numpy as np
 import plotly.graph_objects as go
 
-from core.metrics import MONO_THRESHOLD, dead_neurons, heatmap_order, mono_scores, monosemantic_neurons, score_histogram
+from core.metrics import (
+    MONO_THRESHOLD,
+    NEARLY_MONO_THRESHOLD,
+    dead_neurons,
+    heatmap_order,
+    mono_scores,
+    monosemantic_neurons,
+    score_histogram,
+)
 
 MAX_CURVE_POINTS = 4000
 MAX_HEATMAP_CELLS = 32768  # full resolution up to here: each neuron and feature its own cell (quick scale)
@@ -16,6 +24,9 @@ MAX_HEATMAP_CELLS = 32768  # full resolution up to here: each neuron and feature
 # (205 x 103 cells, ~2 px each on screen) keep a live update under 200 KB.
 MAX_POOLED_HEATMAP_CELLS = 24576
 MARGIN = {"l": 55, "r": 15, "t": 54, "b": 45}
+# Curves recorded at snapshots start their log-step axis at step 1, as the loss curve beside them does: panels side
+# by side then line up step for step (each began at its own first snapshot). The end follows the data as it grows.
+FROM_STEP_ONE = {"autorange": "max", "range": [0, None]}
 HEATMAP_TICKS_BOTTOM = 72  # room for upright feature ticks ("f63") above the axis title
 # A light look set directly: assigning a named plotly template costs time in every figure.
 AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True}
@@ -154,7 +165,7 @@ def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: st
                                  name=name, line={"color": "#adb5bd", "width": 1}, hoverinfo="skip"))
     shapes = [hline(reference)] if reference is not None else []
     return styled(traces, title, "Training step (log scale)", y_title, log_x=True, shapes=shapes,
-                  showlegend=bool(extra), yaxis=AUTOMARGIN)
+                  showlegend=bool(extra), yaxis=AUTOMARGIN, xaxis=FROM_STEP_ONE)
 
 
 def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]:
@@ -206,15 +217,37 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
     # that first showed an empty figure keeps its earlier, upright autorange.)
     heat = go.Heatmap(z=pooled[::-1], x=x_labels, y=y_labels[::-1], hovertemplate=hover, colorscale="Viridis",
                       zmin=0, zmax=1, colorbar={"title": {"text": "activation"}})
+    strip = score_strip(sfa[neurons], br, y_labels)
     what = "ordered" if ordered else "index"
     scale = f" (max over {br}x{bc} blocks)" if br > 1 or bc > 1 else ""
     x_ticks = cols <= 64
     # Feature ticks turn upright once crowded and then ran into the axis title: room is made for them up front
     # (automargin would, at ~5 ms a live tick).
-    return styled(heat, title + scale, f"feature ({what})", f"neuron ({what}, first on top)",
-                  xaxis={"type": "category", "showticklabels": x_ticks},
+    return styled([heat, strip], title + scale, f"feature ({what})", f"neuron ({what}, first on top)",
+                  xaxis={"type": "category", "showticklabels": x_ticks, "domain": [0, 1 - STRIP_WIDTH - 0.01]},
                   yaxis={"type": "category", "showticklabels": rows <= 64},
+                  xaxis2={"type": "category", "domain": [1 - STRIP_WIDTH, 1], "anchor": "y", "fixedrange": True,
+                          "tickangle": 0, "showgrid": False},
                   margin={**MARGIN, "b": HEATMAP_TICKS_BOTTOM} if x_ticks else MARGIN)
+
+
+STRIP_WIDTH = 0.03  # of the plot's width
+SCORE_COLUMN = "r"
+# r as the metrics count it: grey below NEARLY_MONO_THRESHOLD, orange nearly mono, red monosemantic (mono neurons / N)
+SCORE_COLOURS = [[0.0, "#d9d9d9"], [NEARLY_MONO_THRESHOLD, "#d9d9d9"], [NEARLY_MONO_THRESHOLD, "#fdae61"],
+                 [MONO_THRESHOLD, "#fdae61"], [MONO_THRESHOLD, "#d7191c"], [1.0, "#d7191c"]]
+
+
+def score_strip(ordered_sfa: np.ndarray, rows_per_cell: int, y_labels: list[str]) -> go.Heatmap:
+    """Each drawn row's r beside the heatmap (the best of a pooled block's): a clean-looking diagonal can be made of
+    neurons far from the 0.999 that counts as monosemantic, their other features too faint for the colour scale."""
+    scores = np.where(dead_neurons(ordered_sfa), 0.0, np.clip(mono_scores(ordered_sfa), 0.0, 1.0))
+    pooled = np.asarray([scores[i:i + rows_per_cell].max() for i in range(0, len(scores), rows_per_cell)])
+    what = "r (best of the block)" if rows_per_cell > 1 else "r"
+    hover = (f"neuron{'s' if rows_per_cell > 1 else ''} %{{y}}<br>{what} = %{{z:.4f}}<br>monosemantic above "
+             f"{MONO_THRESHOLD}, nearly above {NEARLY_MONO_THRESHOLD}<extra></extra>")
+    return go.Heatmap(z=pooled[::-1, None].astype(np.float32), x=[SCORE_COLUMN], y=y_labels[::-1], xaxis="x2",
+                      colorscale=SCORE_COLOURS, zmin=0, zmax=1, showscale=False, hovertemplate=hover)
 
 
 def pooled_block_cell(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndarray] | None, row_label: str,
@@ -313,7 +346,7 @@ def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str,
                                    name=label, line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
     shapes = [hline(reference)] if reference is not None else []
     legend = legend_clear_of(shown, [] if reference is None else [reference])
-    return styled(traces, title, x_title, y_title, log_x=True, shapes=shapes, legend=legend)
+    return styled(traces, title, x_title, y_title, log_x=True, shapes=shapes, legend=legend, xaxis=FROM_STEP_ONE)
 
 
 def legend_clear_of(curves: list[np.ndarray], also_on_axis: list[float] = ()) -> dict:

@@ -17,7 +17,7 @@ from dash import Input, Output, State, ctx, html, no_update
 from app import interpret_figures as figs
 from app.components import alert, graph
 from app.continue_controls import continue_button
-from app.figures import empty_figure, pooled_block_cell
+from app.figures import SCORE_COLUMN, empty_figure, pooled_block_cell
 from app.live import heatmap_source
 from core.compare import Model
 from core.continuation import CONTINUABLE
@@ -47,6 +47,9 @@ def index_input(input_id: str, label: str, value: int) -> dbc.Col:
     )
 
 
+HIDDEN, SHOWN = {"display": "none"}, {}
+
+
 def inspect_layout() -> html.Div:
     return html.Div(
         [
@@ -65,6 +68,9 @@ def inspect_layout() -> html.Div:
                 className="g-2 mb-2",
             ),
             html.Div(id="inspect-message"),
+            # shown once there are weights to inspect: while a run trains, seven empty graphs were ~2000 px of
+            # toolbars under the live views
+            html.Div(id="inspect-views", style={"display": "none"}, children=[
             dbc.Row(
                 [
                     dbc.Col(graph("feature-curves", 300, "Feature inspector", DONE), lg=6),
@@ -88,6 +94,7 @@ def inspect_layout() -> html.Div:
                 className="g-2",
             ),
             graph("mono-by-feature", 260, "Monosemantic neurons serving each feature", DONE),
+            ]),
         ],
         id="inspect-panel",
     )
@@ -216,6 +223,8 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         x, y = str(point.get("x", "")), str(point.get("y", ""))
         if re.fullmatch(r"f[0-9]{1,6}", x) and re.fullmatch(r"n[0-9]{1,6}", y):
             return int(x[1:]), int(y[1:])
+        if x == SCORE_COLUMN and re.fullmatch(r"n[0-9]{1,6}", y):  # the r strip: the neuron, and the same feature
+            return no_update, int(y[1:])
         # A max-pooled block (paper scale): the cell that gives it its colour, in the matrix drawn.
         if not run_id or not lab.exists(run_id):
             return no_update, no_update
@@ -286,6 +295,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         Output("neuron-profile", "figure"),
         Output("feature-neurons", "children"),
         Output("pair-grid", "figure"),
+        Output("inspect-views", "style"),
         Input("selected-run", "data"),
         Input("inspect-feature-input", "value"),
         Input("inspect-neuron-input", "value"),
@@ -297,7 +307,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
     def inspect(
         run_id: str | None, feature: Any, neuron: Any, pair: Any, slider: Any, _download: Any, slider_max: Any
     ) -> list[Any]:
-        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + ["", empty_figure("", "")]
+        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + ["", empty_figure("", ""), HIDDEN]
         if not run_id:
             return [""] + blank
         why, loaded = load(run_id, slider, slider_max)
@@ -331,4 +341,5 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             "" if fview is None else neurons_table(fview),
             empty_figure("Two-feature interference", unless("Feature", "Second feature"))
             if unless("Feature", "Second feature") else pair_figure(model, feature, pair),
+            SHOWN,
         ]

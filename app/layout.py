@@ -56,7 +56,11 @@ TEACHING = [
             "Each row is a neuron, each column a feature; a cell is the neuron's "
             "activation when only that feature is present at amplitude 1. Sorted as in the paper: the most "
             "selective neurons on top, each feature placed by the neuron it excites most, so a monosemantic "
-            "model shows a bright diagonal and a polysemantic one a speckled block.",
+            "model shows a bright diagonal and a polysemantic one a speckled block. A neuron's faint responses to "
+            "many other features hardly show on this colour scale, so the strip at the right edge gives each row's "
+            "r: red above 0.999 (counted monosemantic), orange above 0.9 (nearly), grey below. A clean-looking "
+            "diagonal can be mostly orange. Where a feature's strongest neuron is a polysemantic one (often in the "
+            "absolute-value task, where features need two neurons each), the feature sits off the diagonal.",
         ]
     ),
     html.P(
@@ -146,7 +150,7 @@ def live_column() -> html.Div:
                     stat("Loss (last 5%)", "stat-loss"),
                     stat("Mono neurons / feature", "stat-mono"),
                     stat("Mean bias", "stat-bias"),
-                    stat("Learning rate", "stat-lr"),
+                    stat("Learning rate (cosine)", "stat-lr"),  # near 0 at each trough: not a bug
                 ],
                 className="g-2 mb-2",
             ),

@@ -11,6 +11,7 @@ import torch
 from core.model import hidden
 
 MONO_THRESHOLD = 0.999
+NEARLY_MONO_THRESHOLD = 0.9  # visible long before the strict threshold
 RATIO_EPS = 1e-10
 DEAD_TOLERANCE = 1e-12
 
@@ -104,7 +105,7 @@ class SfaSummary:
             mono_neurons=int(monosemantic_neurons(sfa).sum()),
             positive_mono_ratio=float(positive_monosemantic_neurons(sfa).sum()) / sfa.shape[1],
             dead_neurons=int(dead.sum()),
-            nearly_mono_neurons=int((alive_scores > 0.9).sum()),
+            nearly_mono_neurons=int((alive_scores > NEARLY_MONO_THRESHOLD).sum()),
             mean_score=float(np.clip(alive_scores, 0.0, 1.0).mean()),
         )
 

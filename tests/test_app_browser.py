@@ -122,7 +122,7 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     first = wait_until(lambda: trace_lengths(dash_duo, "loss-graph"), timeout=20, message="a loss curve")
     wait_until(lambda: trace_lengths(dash_duo, "loss-graph")[0] > first[0], timeout=20, message="the loss to update")
     heatmap_rows = wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap"), timeout=20, message="the heatmap")
-    assert heatmap_rows[0] == 48
+    assert heatmap_rows == [48, 48]  # the neurons, and the strip of their r beside them
     # a zoom holds while this run trains, and is not carried onto the next run shown
     for graph_id in ("loss-graph", "sfa-heatmap"):
         assert dash_duo.driver.execute_script(
@@ -227,7 +227,7 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
     assert sorted(r["config"]["init_bias"] for r in runs) == [-1.0, 0.0]
 
     for i in range(2):
-        wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64], timeout=30,
+        wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64, 64], timeout=30,
                    message=f"heatmap {i}")
     assert not dash_duo.find_element("#compare-slot-2").is_displayed()
     wait_until(lambda: "/compare?runs=" in dash_duo.find_element("#nav-compare").get_attribute("href"), timeout=5,
@@ -255,7 +255,7 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
         dash_duo.driver.get(dash_duo.server_url + "/sweeps")
         dash_duo.driver.get(link)
         for i in range(2):
-            wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64], timeout=20,
+            wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64, 64], timeout=20,
                        message=f"heatmap {i} from the link")
         time.sleep(1.5)  # a tick of the page's timer: the selection must hold
         assert dash_duo.driver.current_url == link
@@ -264,7 +264,7 @@ def test_compare_two_runs_side_by_side(dash_duo, lab):
     dash_duo.wait_for_contains_text("#compare-link-message", "Not in this lab (deleted, or from another lab): r-gone",
                                     timeout=10)
     for i in range(2):
-        wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64], timeout=20,
+        wait_until(lambda i=i: trace_lengths(dash_duo, f"compare-heatmap-{i}") == [64, 64], timeout=20,
                    message=f"heatmap {i} beside the missing run")
     # One of the two deleted (here through the lab, as another tab would): its curves do not stay drawn.
     lab.delete(runs[1]["id"])
@@ -287,7 +287,7 @@ def test_compare_shows_runs_of_different_sizes_and_at_most_four(dash_duo, lab):
     dash_duo.wait_for_contains_text("#compare-message", "different numbers of features N (24, 32)", timeout=20)
     wait_until(lambda: len(trace_lengths(dash_duo, "compare-loss")) == 2, timeout=20, message="two loss curves")
     for i in range(2):
-        wait_until(lambda i=i: len(trace_lengths(dash_duo, f"compare-heatmap-{i}")) == 1, timeout=20,
+        wait_until(lambda i=i: len(trace_lengths(dash_duo, f"compare-heatmap-{i}")) == 2, timeout=20,
                    message=f"heatmap {i}")
     # "Select all" picks five: the first four are compared, and the page says why not the fifth
     dash_duo.find_element("#compare-runs").click()
@@ -295,7 +295,7 @@ def test_compare_shows_runs_of_different_sizes_and_at_most_four(dash_duo, lab):
     dash_duo.wait_for_contains_text("#compare-link-message", "Compare shows up to 4 runs side by side", timeout=10)
     wait_until(lambda: dash_duo.driver.current_url.count("%2C") == 3, timeout=10, message="four runs in the link")
     wait_until(lambda: len(trace_lengths(dash_duo, "compare-loss")) == 4, timeout=20, message="four loss curves")
-    wait_until(lambda: len(trace_lengths(dash_duo, "compare-heatmap-3")) == 1, timeout=20, message="heatmap 4")
+    wait_until(lambda: len(trace_lengths(dash_duo, "compare-heatmap-3")) == 2, timeout=20, message="heatmap 4")
     time.sleep(1.5)  # a tick of the page's timer: the comparison keeps updating without an error
     assert len(trace_lengths(dash_duo, "compare-loss")) == 4
     assert dash_duo.get_logs() == []
@@ -367,7 +367,7 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
                timeout=90, message="the sweeps")
     dash_duo.select_dcc_dropdown("#sweep-select", index=3)  # newest first: "demo"
     wait_until(lambda: len(trace_lengths(dash_duo, "sweep-panels")) == 9, timeout=20, message="training panels")
-    wait_until(lambda: trace_lengths(dash_duo, "sweep-heatmap-2") == [64], timeout=20, message="three heatmaps")
+    wait_until(lambda: trace_lengths(dash_duo, "sweep-heatmap-2") == [64, 64], timeout=20, message="three heatmaps")
     assert "init_bias=-1" in dash_duo.find_element("#sweep-heatmap-0").text
     assert len(trace_lengths(dash_duo, "sweep-biases")) == 3
     # Another sweep of the same field drawn over the results, in its own colour: the paper's LR1-beside-LR3 figure.
@@ -473,7 +473,7 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
     open_afresh(link.removeprefix(base))
     dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
-    wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap") == [64], timeout=10, message="its heatmap")
+    wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap") == [64, 64], timeout=10, message="its heatmap")
 
     # A link naming a run this lab does not have says so, and shows nothing stale.
     open_afresh("/#run=r-nosuchrun")
@@ -528,7 +528,7 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     lab.submit_sweep(Sweep(config, "init_bias", (0.0, -1.0), name="demo"))
     sweep_id = next(iter(lab.sweeps()))
     open_afresh(f"/sweeps#sweep={sweep_id}")
-    wait_until(lambda: len(trace_lengths(dash_duo, "sweep-heatmap-1")) == 1, timeout=30, message="the linked sweep")
+    wait_until(lambda: len(trace_lengths(dash_duo, "sweep-heatmap-1")) == 2, timeout=30, message="the linked sweep")
     assert sweep_id in dash_duo.find_element("#sweep-select").text
     open_afresh("/sweeps#sweep=s-gone")
     dash_duo.wait_for_contains_text("#sweep-message", "s-gone is not in this lab", timeout=10)

@@ -128,6 +128,27 @@ def test_heatmap_puts_the_most_monosemantic_neuron_on_top_with_its_real_index():
     assert "ordered" in fig.layout.xaxis.title.text and "ordered" in fig.layout.yaxis.title.text
 
 
+def test_the_heatmap_gives_each_rows_r_beside_it():
+    """A diagonal bright on the colour scale can be made of neurons far from the r > 0.999 that counts."""
+    sfa = np.zeros((4, 8), dtype=np.float32)
+    sfa[0, 0] = 1.0  # monosemantic
+    sfa[1, 1], sfa[1, 2:] = 1.0, 0.015  # looks as clean on screen: r = 1 / 1.09 = 0.917, nearly mono
+    sfa[2, 3], sfa[2, 4:] = 0.8, 0.1  # r = 0.8 / 1.2
+    fig = figures.sfa_heatmap(sfa)  # neuron 3 is dead: r 0, grey
+    heat, strip = fig.data
+    assert list(strip.x) == ["r"] and list(strip.y) == list(heat.y) and strip.xaxis == "x2"
+    assert np.allclose(np.asarray(strip.z)[::-1, 0], [1.0, 1 / 1.09, 0.8 / 1.2, 0.0])
+    colour_of = {r: next(c for edge, c in reversed(strip.colorscale) if r >= edge) for r in (1.0, 0.917, 0.67)}
+    assert colour_of[1.0] != colour_of[0.917] != colour_of[0.67]  # red, orange, grey
+    assert fig.layout.xaxis.domain[1] < fig.layout.xaxis2.domain[0]  # beside it, not over it
+    # max-pooled (paper scale): each block's best r, one cell per drawn row
+    big = np.random.default_rng(0).random((300, 200)).astype(np.float32)
+    big[7] = 0.0
+    big[7, 5] = 1.0
+    heat, strip = figures.sfa_heatmap(big, max_cells=1000).data
+    assert np.asarray(strip.z).shape == (len(heat.y), 1) and np.asarray(strip.z).max() == 1.0
+
+
 def test_unordered_heatmap_keeps_index_order():
     sfa = small_sfa()
     fig = figures.sfa_heatmap(sfa, ordered=False)
