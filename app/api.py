@@ -48,21 +48,24 @@ def run_summary(meta: dict[str, Any]) -> dict[str, Any]:
     return {**{k: meta.get(k) for k in SUMMARY_KEYS}, "retryable": failed_with_its_job(meta), "config": meta["config"]}
 
 
+MISSING = object()  # a key not sent, apart from one sent as null
+
+
 def parse_submission(body: Any) -> tuple[RunConfig | None, dict[str, str], str]:
     """A run config from a JSON body: its fields by RunConfig name, or {"preset": name, ...overrides}."""
     if not isinstance(body, dict):
         return None, {"body": "expected a JSON object of run config fields or {\"preset\": name}"}, ""
     fields = dict(body)
-    preset = fields.pop("preset", None)
+    preset = fields.pop("preset", MISSING)  # sent as null is a mistake to name, not "no preset"
     base = None
-    if preset is not None:
+    if preset is not MISSING:
         if not isinstance(preset, str) or preset not in PRESETS:
             return None, {"preset": f"unknown preset {shown(preset)}; allowed: {', '.join(PRESETS)}"}, ""
         base = PRESETS[preset].config
     config, errors = json_config(fields, base)
     if config is None:
         return None, errors, ""
-    if preset is None:
+    if preset is MISSING:
         return config, errors, "api"
     return config, errors, preset if config == PRESETS[preset].config else f"{preset} (edited)"
 

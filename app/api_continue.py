@@ -29,7 +29,10 @@ def register_continue_api(server: Flask, lab: Lab) -> None:
                 hints = {"init_bias": total_bias_hint(run_id, parent)}
                 return field_errors({k: v + unknown if v.startswith("unknown field") else v + hints.get(k, "")
                                      for k, v in errors.items()})
-            new_id = lab.continue_run(run_id, config, step=body.get("from_step"))
+            step = body.get("from_step")
+            if isinstance(step, float) and step.is_integer():  # 8.0 is step 8, as 8.0 is for steps
+                step = int(step)
+            new_id = lab.continue_run(run_id, config, step=step)
         except UnknownRun:
             return error(404, f"no run with id {shown(run_id)}")
         except CannotContinue as err:

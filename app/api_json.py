@@ -63,9 +63,11 @@ def whole_number(text: str) -> int | str:
 
 
 def finite_number(text: str) -> float | str:
-    """A JSON number; one that overflows to inf (1e400) is kept as its text, which the field then names."""
+    """A JSON number; one that overflows to inf (1e400) or underflows to 0 (1e-400) is kept as its text, which the
+    field then names (an underflow was refused as "got 0", a value never sent)."""
     number = float(text)
-    return number if math.isfinite(number) else NumberText(text)
+    underflow = number == 0 and any(digit in "123456789" for digit in text.lower().partition("e")[0])
+    return number if math.isfinite(number) and not underflow else NumberText(text)
 
 
 def json_config(fields: dict[str, Any], base: RunConfig | None) -> tuple[RunConfig | None, dict[str, str]]:

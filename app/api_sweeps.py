@@ -11,7 +11,7 @@ from app.api_json import NumberText, error, field_errors, json_body, quoted_numb
 from core.config import shown
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.presets import PAPER_BATCHES, PRESETS
-from core.sweep import MAX_SEEDS, MAX_VALUES, Sweep, capped_sweep, preset_sweep, with_settings
+from core.sweep import MAX_SEEDS, MAX_VALUES, Sweep, capped_sweep, preset_sweep, problems_given_in, with_settings
 
 SWEEP_KEYS = ("preset", "scale", "field", "values", "seeds", "shared_seed", "set")
 SCALES = ("quick", "paper")
@@ -61,7 +61,7 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
     sweep, setting_errors = with_settings(capped_sweep(sweep, settings), settings)
     if sweep is None:
         return None, {"set": "; ".join(setting_errors.values())}
-    problems = sweep.validate()
+    problems = problems_given_in(sweep.validate(), settings, "set")
     return (None, problems) if problems else (sweep, {})
 
 

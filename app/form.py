@@ -91,11 +91,16 @@ def in_form_words(message: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+# A number box sends nothing both when blank and when its text is no number to the browser (1e400 overflows)
+BLANK_NUMBER = "is empty or not a readable number"
+
+
 def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
     """Validate the form's values, with messages in form words; an empty number box counts as a missing
     value with its range. Keys are field names, or `memory` for a problem of the whole config."""
     raw = dict(zip(FIELD_NAMES, values))
-    missing = {n: f"{n} is required: {allowed_range(FIELDS[n])}" for n, v in raw.items() if v is None or v == ""}
+    missing = {n: f"{n} {'is required' if FIELDS[n].metadata['choices'] else BLANK_NUMBER}: {allowed_range(FIELDS[n])}"
+               for n, v in raw.items() if v is None or v == ""}
     present = {n: v for n, v in raw.items() if n not in missing}
     if missing:  # checks across fields would judge the blanks' defaults, values the user never typed
         config, errors = None, {n: problem for n, v in present.items() if (problem := checked_value(n, v)[1])}

@@ -18,7 +18,16 @@ from core.config import FIELDS, config_from_dict, shown
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
 from core.presets import PAPER_BATCHES, QUICK_PRESETS
-from core.sweep import MAX_SEEDS, SWEEPABLE, Sweep, capped_sweep, preset_sweep, value_label, with_settings
+from core.sweep import (
+    MAX_SEEDS,
+    SWEEPABLE,
+    Sweep,
+    capped_sweep,
+    preset_sweep,
+    problems_given_in,
+    value_label,
+    with_settings,
+)
 
 HEATMAPS = 3
 EMPTY_HISTORY = {"loss_steps": np.zeros(0, dtype=np.int64), "losses": np.zeros(0, dtype=np.float32), "points": {}}
@@ -173,10 +182,7 @@ def sweep_from_form(
     setting_problems += [f"also set: {message}" for message in errors.values()]
     if set_sweep is None or setting_problems:
         return None, {**missing, "settings": "; ".join(setting_problems)}
-    errors = dict(missing)
-    for key, message in set_sweep.validate().items():  # a set field's problem is the "Also set" box's to show
-        box = "settings" if key in settings else key
-        errors[box] = f"{errors[box]}; {message}" if box in errors else message
+    errors = {**missing, **problems_given_in(set_sweep.validate(), settings, "settings")}
     return (None, errors) if errors else (set_sweep, {})
 
 

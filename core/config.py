@@ -50,10 +50,8 @@ def memory_budget_problem() -> str | None:
     raw = env_setting("LAB_MEMORY_BUDGET_GIB")
     if raw is None:
         return None
-    try:
-        gib = float(raw)
-    except ValueError:
-        gib = math.nan
+    # plain decimal text only, as config fields take: float() also reads "1_0" as 10
+    gib = float(raw.strip()) if DECIMAL.fullmatch(raw.strip()) else math.nan
     if not 0 < gib <= MAX_MEMORY_BUDGET_GIB:  # also false for nan
         return (f"LAB_MEMORY_BUDGET_GIB must be a number of GiB in (0, {bound(MAX_MEMORY_BUDGET_GIB)}], "
                 f"got {shown(raw)}")
@@ -310,6 +308,8 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
             number = int(text) if is_int and re.fullmatch(r"[+-]?[0-9]+", text) else float(text)
             if isinstance(number, float) and not math.isfinite(number):
                 raise ValueError  # quote the text typed, not the inf that 400 digits became
+            if number == 0 and any(digit in "123456789" for digit in text.lower().partition("e")[0]):
+                raise ValueError  # nor the 0 that 1e-400 underflows to
         else:
             number = raw
         if is_int:

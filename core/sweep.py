@@ -186,6 +186,16 @@ def with_settings(sweep: Sweep, settings: dict[str, Any]) -> tuple[Sweep | None,
     return replace(sweep, base=base, seeds=seeds_from(base.seed, len(sweep.seeds)), settings=chosen), {}
 
 
+def problems_given_in(problems: dict[str, str], settings: dict[str, Any], where: str) -> dict[str, str]:
+    """Sweep.validate's problems, those of fields set for every run gathered under `where` (the box or JSON key they
+    were given in), messages joined."""
+    gathered: dict[str, str] = {}
+    for key, message in problems.items():
+        key = where if key in settings else key
+        gathered[key] = f"{gathered[key]}; {message}" if key in gathered else message
+    return gathered
+
+
 def seeds_from(first: int, count: int) -> tuple[int, ...]:
     """The seeds of `count` repeats starting at the base config's seed."""
     return tuple(range(first, first + count))

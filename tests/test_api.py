@@ -273,6 +273,10 @@ def test_numbers_must_be_json_numbers_and_edited_presets_say_so(client, lab):
     assert response.status_code == 400
     assert response.get_json()["errors"] == {
         "steps": "steps must be an integer from 2 to 1048576, as a JSON number, got '100'"}
+    assert client.post("/api/runs", json={"preset": None}).get_json()["errors"]["preset"].startswith(
+        "unknown preset null")  # not the default config, labelled "api"
+    tiny = client.post("/api/runs", data='{"lr": 1e-400}', content_type="application/json").get_json()["errors"]
+    assert tiny == {"lr": "lr must be a number in (0, 1], got 1e-400"}  # as sent, not the 0 it underflows to
     plain = client.post("/api/runs", json={"preset": "demo-tiny"}).get_json()["id"]
     edited = client.post("/api/runs", json={"preset": "demo-tiny", "seed": 4}).get_json()["id"]
     assert lab.get(plain)["label"] == "demo-tiny" and lab.get(edited)["label"] == "demo-tiny (edited)"
@@ -408,6 +412,9 @@ def test_continue_a_finished_run_with_settings_changed(client, lab):
     early = client.post(f"/api/runs/{parent}/continue", json={"from_step": 16}).get_json()["id"]
     assert lab.get(early)["start"]["step"] == 16
     client.delete(f"/api/runs/{early}")
+    whole = client.post(f"/api/runs/{parent}/continue", json={"from_step": 16.0}).get_json()["id"]  # as steps: 8.0
+    assert lab.get(whole)["start"]["step"] == 16
+    client.delete(f"/api/runs/{whole}")
     assert client.post("/api/runs/nope/continue", json={}).status_code == 404
     assert len(lab.list()) == 2  # nothing more was queued
 

@@ -111,6 +111,9 @@ def test_only_plain_decimal_text_is_a_number():
     config, errors = config_from_dict({"steps": "1_0", "snapshot_every": "\u0662", "lr": " 1e-3 ", "eps": ".5"})
     assert set(errors) == {"steps", "snapshot_every"}  # float() reads both: 10 and 2
     assert errors["steps"] == "steps must be an integer from 2 to 1048576, got '1_0'"
+    # quoted as typed, not as the 0 it underflows to; a zero written so is zero
+    assert config_from_dict({"lr": "1e-400"})[1] == {"lr": "lr must be a number in (0, 1], got '1e-400'"}
+    assert config_from_dict({"init_bias": "0.0e-400"}) == (RunConfig(init_bias=0.0), {})
 
 
 def test_values_an_api_client_sent_are_quoted_as_json():
@@ -120,7 +123,7 @@ def test_values_an_api_client_sent_are_quoted_as_json():
 
 
 def test_bad_memory_budget_is_named(monkeypatch):
-    for raw in ("nan", "inf", "abc", "0", "-1"):
+    for raw in ("nan", "inf", "abc", "0", "-1", "1_0"):  # float() reads "1_0" as 10: config fields refuse it
         monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", raw)
         assert memory_budget_problem() == f"LAB_MEMORY_BUDGET_GIB must be a number of GiB in (0, 1048576], got {raw!r}"
     monkeypatch.setenv("LAB_MEMORY_BUDGET_GIB", "0.5")

@@ -145,10 +145,11 @@ def blank(config: RunConfig, *names: str) -> list:
 
 def test_a_blank_field_is_said_to_be_required_not_judged_by_a_default_never_typed():
     config, errors = form_errors(blank(preset_config("demo-tiny").replace(steps=100), "snapshot_every"))
-    assert config is None and errors == {"snapshot_every": "Snapshot every is required: an integer from 1 to "
-                                                           "1048576"}
+    assert config is None and errors == {"snapshot_every": "Snapshot every is empty or not a readable number: an "
+                                                           "integer from 1 to 1048576"}
     _, errors = form_errors(blank(RunConfig(n_features=8, embed_dim=4, lr=-1.0), "embed_dim"))
-    assert errors["embed_dim"].startswith("Embedding dim m is required")  # not "allowed 1 to 7, got 16"
+    # not "allowed 1 to 7, got 16"
+    assert errors["embed_dim"].startswith("Embedding dim m is empty or not a readable number")
     assert errors["lr"].startswith("Learning rate must be")  # a value wrong on its own still says so
 
 
