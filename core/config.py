@@ -26,6 +26,7 @@ MAX_EMBED = 1024
 MAX_NEURONS = 16384
 MAX_BATCH = 65536
 MAX_STEPS = 1 << 20
+MAX_PERIODIC_FRAMES = 32  # replay frames stored at regular steps (besides one per power of 2)
 MAX_SNAPSHOTS = 1 << 16  # a run's history keeps each: a million one-step snapshots made it slow to open
 MAX_ACTIVATION_ELEMENTS = 1 << 27  # batch * max(k, N): 512 MiB of fp32 activations
 MAX_SEED = 2**31 - 1
@@ -192,6 +193,23 @@ class RunConfig:
             "losses": 4 * self.steps,
         }
 
+    def disk_estimate(self) -> dict[str, int]:
+        """Bytes the run store keeps for a run, by part, at most: its float16 SFA replay frames (periodic ones and
+        one per power-of-2 step) and latest SFA, its run file (weights at every power of 2), a checkpoint twice over
+        (the old one is removed once the new one is committed) and its history. SQLite's write-ahead log (up to ~4
+        MB, shared by every run) is the store's own, in the space kept spare."""
+        params, cells = self.n_neurons * self.embed_dim + self.n_neurons + self.output_dim * self.n_neurons, \
+            self.n_neurons * self.n_features
+        log2_copies = int(math.log2(self.steps)) + 1
+        frames = -(-self.steps // frame_interval(self)) + 1 + log2_copies
+        return {
+            "replay frames": 2 * cells * frames + 4 * cells,
+            "run file": 4 * params * (log2_copies + 1) + 4 * self.steps + 8 * self.embed_dim * self.n_features,
+            "checkpoints": 2 * (4 * params * (3 + log2_copies) + 4 * self.steps),
+            # its losses, and a row per snapshot (its metrics, pickled with their names)
+            "history": 8 * self.steps + 512 * (self.steps // self.snapshot_every + 1),
+        }
+
     def step_flops(self) -> float:
         """Matmul FLOPs of one step: input projection, both layers forward, their weight and input gradients."""
         n, m, k, b = self.n_features, self.embed_dim, self.n_neurons, self.batch_size
@@ -212,6 +230,12 @@ class RunConfig:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def frame_interval(config: RunConfig) -> int:
+    """Steps between the SFA frames a worker stores for replay: a multiple of snapshot_every giving at most ~32."""
+    snapshots = max(1, config.steps // config.snapshot_every)
+    return config.snapshot_every * max(1, math.ceil(snapshots / MAX_PERIODIC_FRAMES))
 
 
 def fewest_snapshot_every(steps: int) -> int:

@@ -30,7 +30,7 @@ from core.continuation import (
     world_of,
 )
 from core.runfile import RunFileError, load_run_file
-from core.store import DiskStore, new_id, now, valid_id
+from core.store import LOW_SPACE_BYTES, DiskStore, new_id, now, valid_id
 from core.train import batch_key, batched_jobs, device_problem
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,8 @@ class Lab:
         them; `sweeps` and `starts` as for submit_group. Returns the run ids in the order of `configs`."""
         if too_many := self.too_many_runs(len(configs)):
             raise InvalidConfig({"runs": too_many})
+        if no_room := self.disk_problem(configs):
+            raise InvalidConfig({"disk": no_room})
         jobs = batched_jobs(configs)
         for job in jobs:
             self._check_group([configs[i] for i in job])
@@ -222,6 +224,8 @@ class Lab:
         `sweeps` optionally tags each run with its sweep ({"id", "name", "field", "value"}); `starts` gives a
         continued run where it came from ({"run", "label", "step"}) and its starting weights."""
         self._check_group(configs)
+        if no_room := self.disk_problem(configs):
+            raise InvalidConfig({"disk": no_room})
         with self.store.transaction():
             waiting = self.queued_run_count()
             if waiting + len(configs) > self.max_queued:
@@ -305,6 +309,27 @@ class Lab:
         errors = config.validate()
         problem = device_problem(config.device) if self.local_workers else None
         return {**errors, "device": problem} if problem else errors
+
+    def disk_problem(self, configs: list[RunConfig]) -> str | None:
+        """Why the store's disk cannot hold what these runs will keep (RunConfig.disk_estimate) beside the space kept
+        spare, else None: refused now, not failed mid-run on a full disk. None for a store with no disk (Redis)."""
+        free = getattr(self.store, "free_bytes", None)
+        if free is None or any(config.validate() for config in configs):  # their own messages say what is wrong
+            return None
+        parts: dict[str, int] = {}
+        for config in configs:
+            for part, size in config.disk_estimate().items():
+                parts[part] = parts.get(part, 0) + size
+        room = free() - LOW_SPACE_BYTES
+        if sum(parts.values()) <= room:
+            return None
+        gib = 2**30
+        what = "this run" if len(configs) == 1 else f"these {len(configs)} runs"
+        listed = ", ".join(f"{part} {size / gib:.2f}" for part, size in parts.items())
+        return (f"{what} would keep about {sum(parts.values()) / gib:.2f} GiB in the run store ({listed} GiB), and its "
+                f"disk has {max(0, room) / gib:.2f} GiB free beyond the {LOW_SPACE_BYTES // 2**20} MiB kept spare: "
+                "fewer neurons or features (each replay frame is n_neurons x n_features), fewer steps or runs, or "
+                "free space (delete runs you no longer need)")
 
     def too_many_runs(self, count: int) -> str | None:
         """Why `count` runs asked for at once can never be queued here (a busy queue is QueueFull: it passes)."""

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.config import RunConfig
+from core.config import RunConfig, frame_interval
 from core.continuation import start_from_bytes
 from core.jobs import HEARTBEAT_TIMEOUT, JobLost, Lab, WorkerId, current
 from core.metrics import single_feature_activations
@@ -39,14 +39,7 @@ CHECKPOINT_EVERY_SECONDS = 10.0
 HEARTBEAT_EVERY = HEARTBEAT_TIMEOUT / 4  # seconds between the heartbeat thread's beats
 STORE_RETRY_SECONDS = 10.0  # a worker's pause after the store failed under it (a full disk): no busy loop
 STUCK_AFTER = 600.0  # seconds without a look from the training loop before a worker counts as stuck, not slow
-MAX_PERIODIC_FRAMES = 32
 FLOAT16_MAX = 65504.0
-
-
-def frame_interval(config: RunConfig) -> int:
-    """Steps between stored SFA frames: a multiple of snapshot_every giving at most ~32 frames."""
-    snapshots = max(1, config.steps // config.snapshot_every)
-    return config.snapshot_every * max(1, math.ceil(snapshots / MAX_PERIODIC_FRAMES))
 
 
 def as_float16(sfa: np.ndarray) -> np.ndarray:

@@ -859,3 +859,41 @@ def test_workers_of_an_app_killed_hard_checkpoint_their_job_and_exit(tmp_path):
         app.kill()
         if worker_pid is not None and process_exists(worker_pid):
             os.kill(worker_pid, signal.SIGKILL)
+
+
+def test_runs_the_stores_disk_cannot_hold_are_refused_up_front(tmp_path):
+    """A run that fits the memory budget can still fill the disk (each replay frame is k x N): refused when asked,
+    not failed mid-run with a full disk; what a finished run keeps is within the estimate."""
+    import sqlite3
+    import threading
+
+    from core.jobs import InvalidConfig
+    from core.store import LOW_SPACE_BYTES
+    from core.worker import JobRunner
+
+    lab = Lab(DiskStore(tmp_path / "data"))
+    wide = SMALL.replace(n_features=4096, embed_dim=1024, n_neurons=16384, batch_size=1, steps=2, snapshot_every=1)
+    assert wide.validate() == {}  # within the memory budget
+    lab.store.free_bytes = lambda: LOW_SPACE_BYTES + 2**30  # 1 GiB beyond the spare
+    with pytest.raises(InvalidConfig) as refused:
+        lab.submit(wide)
+    assert re.fullmatch(r"this run would keep about \d+\.\d\d GiB in the run store \(replay frames \d+\.\d\d, run "
+                        r"file \d+\.\d\d, checkpoints \d+\.\d\d, history 0\.00 GiB\), and its disk has 1\.00 GiB free "
+                        r"beyond the 512 MiB kept spare: fewer neurons or features .*", refused.value.errors["disk"])
+    with pytest.raises(InvalidConfig, match="these 2 runs would keep"):
+        lab.submit_batched([wide, wide.replace(seed=1)])
+    assert lab.list() == []
+    small = SMALL.replace(steps=64, snapshot_every=4)
+    run_id = lab.submit(small)  # fits
+    def stored() -> int:
+        # SQLite's write-ahead log is the store's, shared by all runs (up to ~4 MB): its pages moved into the database
+        with sqlite3.connect(tmp_path / "data" / "cache.db") as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return sum(f.stat().st_size for f in (tmp_path / "data").rglob("*")
+                   if f.is_file() and not f.name.endswith(("-wal", "-shm")))
+
+    before = stored()
+    job_id, _ = lab.claim(WorkerId.here())
+    JobRunner(lab, job_id, [run_id], threading.Event()).run()
+    kept = stored() - before
+    assert lab.get(run_id)["status"] == "done" and 0 < kept <= sum(small.disk_estimate().values())
