@@ -161,10 +161,26 @@ def training_time(configs: list[RunConfig]) -> str:
 
 
 def run_cost(config: RunConfig) -> str:
+    """What the form's config will cost, when it is long, and what its bias decay will do, when too little."""
     estimate = training_time([config])
-    if not estimate:
+    cost = f"A long run ({config.steps:,} steps of {config.step_flops() / 1e9:.3g} GFLOP): {estimate}." \
+        if estimate else ""
+    return " ".join(part for part in (cost, decay_note(config)) if part)
+
+
+ENOUGH_DECAY = 2.5  # decay * lr * steps / 2 below this left many neurons dead (ALGORITHM.md: e^-1.2, 106 of 256)
+
+
+def decay_note(config: RunConfig) -> str:
+    """A note when a negative initial bias decays too little over the run to revive the neurons it silenced: the
+    calibration (about exp(-5) in all) is per number of steps, so fewer steps than a preset's need more decay."""
+    shrink = config.bias_decay * config.lr * config.steps / 2
+    if config.init_bias >= 0 or config.bias_decay <= 0 or shrink >= ENOUGH_DECAY:
         return ""
-    return f"A long run ({config.steps:,} steps of {config.step_flops() / 1e9:.3g} GFLOP): {estimate}."
+    enough = 2 * 5 / (config.lr * config.steps)
+    return (f"Bias decay shrinks the biases by about exp(-{shrink:.2g}) in all (decay x lr x steps / 2), which leaves "
+            f"many neurons dead; about exp(-5) works: bias decay {enough:.3g} for {config.steps:,} steps at this "
+            "learning rate.")
 
 
 def format_duration(seconds: float) -> str:

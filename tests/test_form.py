@@ -171,3 +171,16 @@ def test_fewer_steps_than_the_preset_snapshots_lower_the_interval_in_links_and_a
     assert snapshots_for_steps(values_from_config(lowered), "quick-negative-bias", previous_steps=100) == 50
     raised = preset.replace(steps=5000, snapshot_every=100)
     assert snapshots_for_steps(values_from_config(raised), "quick-negative-bias", previous_steps=100) == 256
+
+
+def test_too_little_bias_decay_for_the_steps_is_pointed_out_with_the_decay_that_fits():
+    """The quick presets' decay is calibrated for 8192 steps: at 2048 it shrinks the biases by exp(-1.2) only."""
+    from app.form import decay_note, run_cost
+
+    preset = preset_config("quick-negative-bias")
+    assert decay_note(preset) == "" and run_cost(preset) == ""
+    assert decay_note(preset.replace(steps=2048)) == (
+        "Bias decay shrinks the biases by about exp(-1.2) in all (decay x lr x steps / 2), which leaves many neurons "
+        "dead; about exp(-5) works: bias decay 0.488 for 2,048 steps at this learning rate.")
+    assert decay_note(preset.replace(steps=2048, init_bias=0.0)) == ""  # no silenced neuron to revive
+    assert decay_note(preset.replace(steps=2048, bias_decay=0.0)) == ""  # no decay asked for: a choice
