@@ -18,10 +18,11 @@ from app.continue_controls import continued_run
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from app.live import history_epoch
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
-from core.config import FIELDS, parse_value, shown_value
+from core.config import FIELDS, RunConfig, parse_value, shown_value
 from core.continuation import CannotContinue, continuation_errors, push_text, steps_before, total_bias_hint
 from core.jobs import FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
+from core.presets import PRESETS
 from core.runfile import RunFileError, load_run_file
 from core.sweep import repeated_labels, value_label
 
@@ -147,6 +148,14 @@ def result_names(statuses: list[str]) -> tuple[str, ...]:
     """The results' row names: a run still training has no final loss yet, only the one it stands at so far."""
     loss = "final loss (last 5%)" if all(s in FINISHED for s in statuses) else "loss (last 5% so far)"
     return loss, "mono neurons / feature", "dead neurons", "mean bias"
+
+
+def comparison_base(preset: str | None, config: RunConfig, field: str) -> str:
+    """The preset a comparison varies `field` of, "(edited)" when other fields differ from it; "" for none."""
+    if preset not in PRESETS:
+        return ""
+    same = PRESETS[preset].config.replace(**{field: getattr(config, field)}) == config
+    return preset if same else f"{preset} (edited)"
 
 
 def pair_options(metas: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -445,8 +454,10 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                   Output("submit-message", "children", allow_duplicate=True),
                   Input("compare-button", "n_clicks"), State("compare-field-select", "value"),
                   State("compare-values-input", "value"), State("continue-from", "data"),
+                  State("preset-select", "value"),
                   *[State(field_id(n), "value") for n in FIELD_NAMES], prevent_initial_call=True)
-    def start_comparison(_clicks: int, field: str, text: str, continuing: Any, *values: Any) -> tuple[Any, Any, Any]:
+    def start_comparison(_clicks: int, field: str, text: str, continuing: Any, preset: str | None,
+                         *values: Any) -> tuple[Any, Any, Any]:
         config, errors = form_errors(list(values))
         if errors:
             return no_update, no_update, dbc.Alert("Fix the form first: " + "; ".join(errors.values()),
@@ -464,7 +475,9 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             message = problem or "; ".join(sorted(problems))
             message = message if message.startswith(field) else f"{field}: {message}"
             return no_update, no_update, alert(in_form_words(message), "danger", dismissable=True)
-        labels = [f"{field}={value_label(v)}" for v in chosen]
+        # named for what they vary from, as a sweep's runs are: "init_bias=-1" alone said nothing in the run list
+        base = comparison_base(preset, config, field)
+        labels = [f"{base}: {field}={value_label(v)}" if base else f"{field}={value_label(v)}" for v in chosen]
         try:
             if parent_id:
                 run_ids = lab.continue_runs(parent_id, configs, step)

@@ -139,3 +139,13 @@ def test_pair_options_follow_the_runs_status_at_each_tick_and_keep_the_pair(tiny
     assert dash_call(app, "interp-a.options", unchanged, ["tick.n_intervals"])[1] == {}  # nothing to resend
     off_page = {**values, "url.pathname": "/sweeps"}
     assert dash_call(app, "interp-a.options", off_page, ["tick.n_intervals"])[1] == {}
+
+
+def test_a_comparisons_runs_are_named_for_the_preset_they_vary():
+    from app.compare_page import comparison_base
+    from core.presets import PRESETS
+
+    preset = PRESETS["quick-negative-bias"].config
+    assert comparison_base("quick-negative-bias", preset.replace(init_bias=0.0), "init_bias") == "quick-negative-bias"
+    assert comparison_base("quick-negative-bias", preset.replace(seed=3), "init_bias") == "quick-negative-bias (edited)"
+    assert comparison_base("custom", preset, "init_bias") == ""
