@@ -16,6 +16,7 @@ from app.api_json import (
     field_errors,
     json_body,
     json_config,
+    refused_runs,
     too_large,
 )
 from app.api_sweeps import register_sweep_api
@@ -90,11 +91,12 @@ def openapi_spec() -> dict[str, Any]:
     properties["preset"] = {"type": "string", "enum": list(PRESETS), "description": "start from a preset"}
     run_path = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]}
     ok = {"200": {"description": "OK"}, "404": {"description": "unknown run id"}}
-    control = {"200": {"description": "the run as it is now, with job_runs: the runs of its job, which the control "
-                                      "acts on together"},
+    control = {"200": {"description": "the run as it is now, with job_runs: the runs of its job (the control acts "
+                                      "on those not yet finished)"},
                "404": {"description": "unknown run id"}, "409": {"description": "the run's status does not allow it"}}
     body_errors = {"413": {"description": "body too large"},
-                   "415": {"description": "body not sent as application/json"}}
+                   "415": {"description": "body not sent as application/json"},
+                   "507": {"description": "{error, errors: {disk}}: the run store's disk cannot hold the runs"}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "Monosemanticity Lab API", "version": "1",
@@ -201,7 +203,7 @@ def register_api(server: Flask, lab: Lab) -> None:
         except QueueFull as err:
             return error(503, str(err))
         except InvalidConfig as err:
-            return field_errors(err.errors)
+            return refused_runs(err.errors)
         return jsonify({"id": run_id}), 201
 
     def with_run(run_id: str, action: Any) -> tuple[Response, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
-from app.api_json import error, field_errors, json_body, json_config
+from app.api_json import error, field_errors, json_body, json_config, refused_runs
 from core.config import shown
 from core.continuation import CannotContinue, total_bias_hint
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
@@ -38,7 +38,7 @@ def register_continue_api(server: Flask, lab: Lab) -> None:
         except CannotContinue as err:
             return error(409, str(err))
         except InvalidConfig as err:
-            return field_errors(err.errors)
+            return refused_runs(err.errors)
         except QueueFull as err:
             return error(503, str(err))
         return jsonify({"id": new_id}), 201

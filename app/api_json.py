@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown, snapshot_cap
+from core.config import FIELDS, RunConfig, allowed_range, config_from_dict, shown, snapshot_cap, underflowed
 
 MAX_BODY_BYTES = 64 * 1024
 # the page's own callbacks send a value per run on the page (the run list's buttons and rows): ~350 bytes each
@@ -23,6 +23,13 @@ def field_errors(errors: dict[str, str]) -> tuple[Response, int]:
     """A 400 naming each problem by field: `errors` for a client that reads them by field, and the same messages
     joined as `error`, the key every other error body has."""
     return error(400, "; ".join(errors.values()), errors=errors)
+
+
+def refused_runs(errors: dict[str, str]) -> tuple[Response, int]:
+    """A submission the lab refused: a 400 naming each problem, or a 507 when all that is missing is the store's
+    disk space (the server's to free, not the client's mistake)."""
+    response, _ = field_errors(errors)
+    return response, 507 if set(errors) == {"disk"} else 400
 
 
 def too_large(_err: Exception | None = None) -> tuple[Response, int]:
@@ -66,8 +73,7 @@ def finite_number(text: str) -> float | str:
     """A JSON number; one that overflows to inf (1e400) or underflows to 0 (1e-400) is kept as its text, which the
     field then names (an underflow was refused as "got 0", a value never sent)."""
     number = float(text)
-    underflow = number == 0 and any(digit in "123456789" for digit in text.lower().partition("e")[0])
-    return number if math.isfinite(number) and not underflow else NumberText(text)
+    return number if math.isfinite(number) and not underflowed(text, number) else NumberText(text)
 
 
 def json_config(fields: dict[str, Any], base: RunConfig | None) -> tuple[RunConfig | None, dict[str, str]]:

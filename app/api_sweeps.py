@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from app.api_json import NumberText, error, field_errors, json_body, quoted_numbers
+from app.api_json import NumberText, error, field_errors, json_body, quoted_numbers, refused_runs
 from core.config import shown
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.presets import PAPER_BATCHES, PRESETS
@@ -79,7 +79,7 @@ def register_sweep_api(server: Flask, lab: Lab) -> None:
         except QueueFull as err:
             return error(503, str(err))
         except InvalidConfig as err:
-            return field_errors(err.errors)
+            return refused_runs(err.errors)
         return jsonify({"sweep": lab.get(run_ids[0])["sweep"]["id"], "field": sweep.field, "runs": run_ids,
                         "jobs": len(sweep.jobs())}), 201
 

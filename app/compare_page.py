@@ -475,16 +475,16 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             message = problem or "; ".join(sorted(problems))
             message = message if message.startswith(field) else f"{field}: {message}"
             return no_update, no_update, alert(in_form_words(message), "danger", dismissable=True)
-        # named for what they vary from, as a sweep's runs are: "init_bias=-1" alone said nothing in the run list
-        base = comparison_base(preset, config, field)
-        labels = [f"{base}: {field}={value_label(v)}" if base else f"{field}={value_label(v)}" for v in chosen]
         try:
             if parent_id:
                 run_ids = lab.continue_runs(parent_id, configs, step)
                 # beside the run they start from, where the page has room
                 run_ids = [parent_id, *run_ids] if len(run_ids) < MAX_COMPARED else run_ids
             else:
-                run_ids = lab.submit_batched(configs, labels)
+                # named for what they vary, as a sweep's runs are: "init_bias=-1" alone said little in the run list
+                base = comparison_base(preset, config, field)
+                run_ids = lab.submit_batched(configs, [f"{base}: {field}={value_label(v)}" if base
+                                                       else f"{field}={value_label(v)}" for v in chosen])
         except (QueueFull, InvalidConfig, CannotContinue) as err:
             return no_update, no_update, alert(in_form_words(str(err)), "danger", dismissable=True)
         except UnknownRun:

@@ -195,10 +195,7 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
     if sfa is None or sfa.size == 0:
         return empty_figure(title, empty)
     sfa = np.asarray(sfa, dtype=np.float32)
-    if ordered:
-        neurons, features = order if order is not None else heatmap_order(sfa)
-    else:
-        neurons, features = np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
+    neurons, features = drawn_order(sfa, ordered, order)
     matrix = sfa[neurons][:, features]
     pooled, br, bc = block_max(matrix, max_cells if matrix.size <= max_cells
                                else min(max_cells, MAX_POOLED_HEATMAP_CELLS))
@@ -217,7 +214,7 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
     # that first showed an empty figure keeps its earlier, upright autorange.)
     heat = go.Heatmap(z=pooled[::-1], x=x_labels, y=y_labels[::-1], hovertemplate=hover, colorscale="Viridis",
                       zmin=0, zmax=1, colorbar={"title": {"text": "activation"}})
-    strip = score_strip(sfa[neurons], br, y_labels)
+    strip = score_strip(row_scores(sfa)[neurons], br, y_labels)
     what = "ordered" if ordered else "index"
     scale = f" (max over {br}x{bc} blocks)" if br > 1 or bc > 1 else ""
     x_ticks = cols <= 64
@@ -238,16 +235,43 @@ SCORE_COLOURS = [[0.0, "#d9d9d9"], [NEARLY_MONO_THRESHOLD, "#d9d9d9"], [NEARLY_M
                  [MONO_THRESHOLD, "#fdae61"], [MONO_THRESHOLD, "#d7191c"], [1.0, "#d7191c"]]
 
 
-def score_strip(ordered_sfa: np.ndarray, rows_per_cell: int, y_labels: list[str]) -> go.Heatmap:
-    """Each drawn row's r beside the heatmap (the best of a pooled block's): a clean-looking diagonal can be made of
-    neurons far from the 0.999 that counts as monosemantic, their other features too faint for the colour scale."""
-    scores = np.where(dead_neurons(ordered_sfa), 0.0, np.clip(mono_scores(ordered_sfa), 0.0, 1.0))
-    pooled = np.asarray([scores[i:i + rows_per_cell].max() for i in range(0, len(scores), rows_per_cell)])
+def row_scores(sfa: np.ndarray) -> np.ndarray:
+    """Each neuron's r as the strip draws it: in [0, 1], a dead neuron's 0."""
+    return np.where(dead_neurons(sfa), 0.0, np.clip(mono_scores(sfa), 0.0, 1.0))
+
+
+def score_strip(scores: np.ndarray, rows_per_cell: int, y_labels: list[str]) -> go.Heatmap:
+    """Each drawn row's r (`scores`, in the rows' order) beside the heatmap, the best of a pooled block's: a
+    clean-looking diagonal can be made of neurons far from the 0.999 that counts as monosemantic, their other
+    features too faint for the colour scale."""
+    padded = np.full(-(-len(scores) // rows_per_cell) * rows_per_cell, -np.inf, dtype=np.float32)
+    padded[:len(scores)] = scores
+    pooled = padded.reshape(-1, rows_per_cell).max(axis=1)  # the heatmap's row blocks (block_max)
     what = "r (best of the block)" if rows_per_cell > 1 else "r"
     hover = (f"neuron{'s' if rows_per_cell > 1 else ''} %{{y}}<br>{what} = %{{z:.4f}}<br>monosemantic above "
              f"{MONO_THRESHOLD}, nearly above {NEARLY_MONO_THRESHOLD}<extra></extra>")
     return go.Heatmap(z=pooled[::-1, None].astype(np.float32), x=[SCORE_COLUMN], y=y_labels[::-1], xaxis="x2",
                       colorscale=SCORE_COLOURS, zmin=0, zmax=1, showscale=False, hovertemplate=hover)
+
+
+def drawn_order(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndarray] | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The neurons and features in the order `sfa_heatmap` draws them."""
+    if ordered:
+        return order if order is not None else heatmap_order(sfa)
+    return np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
+
+
+def pooled_strip_neuron(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndarray] | None,
+                        row_label: str) -> int | None:
+    """The neuron whose r gives a pooled row of the r strip its colour (the block's best), from the row's label
+    ("#a-b": positions in the drawn order); None for a label that names no block."""
+    rows = re.fullmatch(r"#(\d+)-(\d+)", row_label)
+    if not rows:
+        return None
+    sfa = np.asarray(sfa, dtype=np.float32)
+    block = drawn_order(sfa, ordered, order)[0][int(rows[1]):int(rows[2]) + 1]
+    return int(block[np.argmax(row_scores(sfa[block]))]) if len(block) else None
 
 
 def pooled_block_cell(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndarray] | None, row_label: str,
@@ -258,10 +282,7 @@ def pooled_block_cell(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, n
     if not (rows and cols):
         return None
     sfa = np.asarray(sfa, dtype=np.float32)
-    if ordered:
-        neurons, features = order if order is not None else heatmap_order(sfa)
-    else:
-        neurons, features = np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
+    neurons, features = drawn_order(sfa, ordered, order)
     block_neurons = neurons[int(rows[1]):int(rows[2]) + 1]
     block_features = features[int(cols[1]):int(cols[2]) + 1]
     if not (len(block_neurons) and len(block_features)):

@@ -178,6 +178,8 @@ def decay_note(config: RunConfig) -> str:
     if config.init_bias >= 0 or config.bias_decay <= 0 or shrink >= ENOUGH_DECAY:
         return ""
     enough = 2 * 5 / (config.lr * config.steps)
+    if enough * config.lr > 1 or check_value(FIELDS["bias_decay"], enough) is not None:
+        return ""  # a run too short for any allowed decay to do it: nothing to suggest
     return (f"Bias decay shrinks the biases by about exp(-{shrink:.2g}) in all (decay x lr x steps / 2), which leaves "
             f"many neurons dead; about exp(-5) works: bias decay {enough:.3g} for {config.steps:,} steps at this "
             "learning rate.")

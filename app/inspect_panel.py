@@ -17,7 +17,7 @@ from dash import Input, Output, State, ctx, html, no_update
 from app import interpret_figures as figs
 from app.components import alert, graph
 from app.continue_controls import continue_button
-from app.figures import SCORE_COLUMN, empty_figure, pooled_block_cell
+from app.figures import SCORE_COLUMN, empty_figure, pooled_block_cell, pooled_strip_neuron
 from app.live import heatmap_source
 from core.compare import Model
 from core.continuation import CONTINUABLE
@@ -239,6 +239,9 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         if sfa is None:
             return no_update, no_update
         order = heatmap_order(latest_sfa) if following and latest_sfa is not None else None  # as live_view draws
+        if x == SCORE_COLUMN:
+            neuron = pooled_strip_neuron(sfa, bool(ordered), order, y)
+            return no_update, no_update if neuron is None else neuron
         cell = pooled_block_cell(sfa, bool(ordered), order, y, x)
         return (cell[1], cell[0]) if cell else (no_update, no_update)
 

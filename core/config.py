@@ -92,7 +92,8 @@ class RunConfig:
     n_neurons: int = knob(256, "k, number of hidden neurons.", lo=1, hi=MAX_NEURONS, label="Neurons k",
                           basic=True)
     eps: float = knob(1 / 64, "Mean probability that a feature is present in a sample (power_law: before each "
-                      "probability is clipped at 1, which lowers the mean where eps is large).", lo=0.0, hi=1.0,
+                      "probability is clipped at 1, which lowers the mean where eps is large); eps x N x batch x "
+                      "steps must be at least 1, a feature present at least once in the run.", lo=0.0, hi=1.0,
                       lo_open=True, label="Feature density eps")
     lr: float = knob(0.01, "LAMB learning rate (cosine schedule, period 1024 steps).", lo=0.0, hi=1.0,
                      lo_open=True, label="Learning rate")
@@ -146,11 +147,12 @@ class RunConfig:
             errors["snapshot_every"] = (f"snapshot_every must be at least steps / {MAX_SNAPSHOTS} (each snapshot is "
                                         f"kept in the run's history): with steps = {self.steps} allowed {fewest} to "
                                         f"{self.steps}, got {self.snapshot_every}")
-        if ok("eps", "n_features", "batch_size", "steps") and self.expected_presences() < 1:
-            least = 1 / (self.n_features * self.batch_size * self.steps)
+        # 1 - 1e-9: eps = 1 / (N * batch * steps) itself, whose product rounds just below 1, is allowed
+        if ok("eps", "n_features", "batch_size", "steps") and self.expected_presences() < 1 - 1e-9:
+            least = rounded_up(1 / (self.n_features * self.batch_size * self.steps))
             errors["eps"] = (f"eps * n_features * batch_size * steps must be at least 1 (on average, a feature "
                              f"present at least once in the whole run): with N = {self.n_features}, batch "
-                             f"{self.batch_size} and {self.steps} steps allowed {least:.3g} to 1, "
+                             f"{self.batch_size} and {self.steps} steps allowed {least:g} to 1, "
                              f"got {shown(self.eps)}")
         if not errors:
             estimate, budget = self.memory_estimate(), memory_budget_bytes()
@@ -230,6 +232,17 @@ class RunConfig:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def underflowed(text: str, number: float) -> bool:
+    """Whether a number's text names a nonzero value that float parsing turned to 0 (1e-400)."""
+    return number == 0 and any(digit in "123456789" for digit in text.lower().partition("e")[0])
+
+
+def rounded_up(value: float, digits: int = 3) -> float:
+    """`value` rounded up to `digits` significant digits: a lower bound a message names must itself be allowed."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return math.ceil(value * scale) / scale
 
 
 def frame_interval(config: RunConfig) -> int:
@@ -332,7 +345,7 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
             number = int(text) if is_int and re.fullmatch(r"[+-]?[0-9]+", text) else float(text)
             if isinstance(number, float) and not math.isfinite(number):
                 raise ValueError  # quote the text typed, not the inf that 400 digits became
-            if number == 0 and any(digit in "123456789" for digit in text.lower().partition("e")[0]):
+            if underflowed(text, number):
                 raise ValueError  # nor the 0 that 1e-400 underflows to
         else:
             number = raw

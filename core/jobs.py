@@ -30,7 +30,7 @@ from core.continuation import (
     world_of,
 )
 from core.runfile import RunFileError, load_run_file
-from core.store import LOW_SPACE_BYTES, DiskStore, new_id, now, valid_id
+from core.store import DISK_SPARE_BYTES, DiskStore, new_id, now, size_text, valid_id
 from core.train import batch_key, batched_jobs, device_problem
 
 log = logging.getLogger(__name__)
@@ -311,8 +311,9 @@ class Lab:
         return {**errors, "device": problem} if problem else errors
 
     def disk_problem(self, configs: list[RunConfig]) -> str | None:
-        """Why the store's disk cannot hold what these runs will keep (RunConfig.disk_estimate) beside the space kept
-        spare, else None: refused now, not failed mid-run on a full disk. None for a store with no disk (Redis)."""
+        """Why the store's disk cannot hold what these runs will keep (RunConfig.disk_estimate, an upper bound) beside
+        a small spare, else None: refused now, not failed mid-run on a full disk. Runs already queued are not
+        counted. None for a store with no disk (Redis)."""
         free = getattr(self.store, "free_bytes", None)
         if free is None or any(config.validate() for config in configs):  # their own messages say what is wrong
             return None
@@ -320,16 +321,15 @@ class Lab:
         for config in configs:
             for part, size in config.disk_estimate().items():
                 parts[part] = parts.get(part, 0) + size
-        room = free() - LOW_SPACE_BYTES
+        room = free() - DISK_SPARE_BYTES
         if sum(parts.values()) <= room:
             return None
-        gib = 2**30
         what = "this run" if len(configs) == 1 else f"these {len(configs)} runs"
-        listed = ", ".join(f"{part} {size / gib:.2f}" for part, size in parts.items())
-        return (f"{what} would keep about {sum(parts.values()) / gib:.2f} GiB in the run store ({listed} GiB), and its "
-                f"disk has {max(0, room) / gib:.2f} GiB free beyond the {LOW_SPACE_BYTES // 2**20} MiB kept spare: "
-                "fewer neurons or features (each replay frame is n_neurons x n_features), fewer steps or runs, or "
-                "free space (delete runs you no longer need)")
+        listed = ", ".join(f"{part} {size_text(size)}" for part, size in parts.items())
+        return (f"{what} would keep up to {size_text(sum(parts.values()))} in the run store ({listed}), and its disk "
+                f"has {size_text(max(0, room))} free beyond the {DISK_SPARE_BYTES // 2**20} MiB kept spare: fewer "
+                "neurons or features (each replay frame is n_neurons x n_features), fewer steps or runs, or free "
+                "space (delete runs you no longer need)")
 
     def too_many_runs(self, count: int) -> str | None:
         """Why `count` runs asked for at once can never be queued here (a busy queue is QueueFull: it passes)."""
@@ -340,7 +340,9 @@ class Lab:
 
     def submit_sweep(self, sweep: Any) -> list[str]:
         """Queue every run of a core.sweep.Sweep, one batched job per group of same-shaped runs."""
-        errors = sweep.validate() or self.config_errors(sweep.base)
+        # each run judged with its own swept value (the base, with the preset's, may fail where no run does); the
+        # device, which no sweep varies, once
+        errors = sweep.validate() or self.config_errors(sweep.configs()[0])
         if not errors and (too_many := self.too_many_runs(len(sweep.runs()))):
             errors = {"seeds": too_many}
         if errors:

@@ -156,6 +156,8 @@ def now() -> float:
 
 
 LOW_SPACE_BYTES = 512 * 2**20  # a paper-scale checkpoint is tens of MB, a log2-heavy run file hundreds
+# kept free beyond what the runs asked for need: SQLite's write-ahead log (up to ~4 MB) and the file system's slack
+DISK_SPARE_BYTES = 64 * 2**20
 
 
 def low_space_message(store: Any) -> str | None:
@@ -164,5 +166,11 @@ def low_space_message(store: Any) -> str | None:
     if free is None or free() >= LOW_SPACE_BYTES:
         return None
     return (f"The disk holding the run store ({store.directory}) has under {LOW_SPACE_BYTES // 2**20} MiB free. "
-            "Once it is full, a run that cannot save its checkpoint fails saying so; Retry trains it on from its "
-            "last checkpoint after space is freed. Delete runs you no longer need, or free space on that disk.")
+            "Runs that would need more than is left are refused when asked for; one that runs out all the same "
+            "(others filled the disk meanwhile) fails saying so, and Retry trains it on from its last checkpoint "
+            "once space is freed. Delete runs you no longer need, or free space on that disk.")
+
+
+def size_text(size: float) -> str:
+    """Bytes as a message gives them: GiB to two decimals, or MiB under one GiB."""
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"

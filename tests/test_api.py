@@ -444,3 +444,15 @@ def test_a_control_names_every_run_of_the_job_it_acts_on(client, lab):
     assert lab.get(made["runs"][1])["status"] == "paused"
     alone = client.post("/api/runs", json=GOOD).get_json()["id"]
     assert client.post(f"/api/runs/{alone}/stop").get_json()["job_runs"] == [alone]
+
+
+def test_a_sweeps_set_fields_are_judged_with_each_runs_value_and_a_full_disk_is_a_507(client, lab):
+    """embed_dim 40 fits n_features 64 and 128 (the preset's N is 32); the lab's own check of the queued sweep
+    refused it against the preset's N after the body's checks had passed."""
+    made = client.post("/api/sweeps", json={"preset": "demo-tiny", "field": "n_features", "values": [64, 128],
+                                            "set": {"embed_dim": 40, "steps": 4}})
+    assert made.status_code == 201 and {lab.config(r).embed_dim for r in made.get_json()["runs"]} == {40}
+    lab.store.free_bytes = lambda: 0  # the server's disk, not the client's request, is what is short
+    full = client.post("/api/runs", json=GOOD)
+    assert full.status_code == 507 and "would keep up to" in full.get_json()["errors"]["disk"]
+    assert full.get_json()["error"] == full.get_json()["errors"]["disk"]

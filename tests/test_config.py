@@ -35,7 +35,7 @@ def test_eps_too_small_for_any_feature_to_appear_is_refused():
     """eps = 1e-300 passed the (0, 1] range and trained a run in which no feature was ever present."""
     errors = RunConfig(eps=1e-300, n_features=128, batch_size=512, steps=8192).validate()
     assert errors == {"eps": "eps * n_features * batch_size * steps must be at least 1 (on average, a feature present "
-                             "at least once in the whole run): with N = 128, batch 512 and 8192 steps allowed 1.86e-09 "
+                             "at least once in the whole run): with N = 128, batch 512 and 8192 steps allowed 1.87e-09 "
                              "to 1, got 1e-300"}
     assert RunConfig(eps=1 / (128 * 512 * 8192), n_features=128, batch_size=512, steps=8192).validate() == {}
 

@@ -147,6 +147,10 @@ def test_the_heatmap_gives_each_rows_r_beside_it():
     big[7, 5] = 1.0
     heat, strip = figures.sfa_heatmap(big, max_cells=1000).data
     assert np.asarray(strip.z).shape == (len(heat.y), 1) and np.asarray(strip.z).max() == 1.0
+    # a click on the strip's best row names the neuron that gives it its colour
+    best_row = list(strip.y)[int(np.argmax(np.asarray(strip.z)[:, 0]))]
+    assert figures.pooled_strip_neuron(big, True, None, best_row) == 7
+    assert figures.pooled_strip_neuron(big, True, None, "n7") is None
 
 
 def test_unordered_heatmap_keeps_index_order():

@@ -184,3 +184,4 @@ def test_too_little_bias_decay_for_the_steps_is_pointed_out_with_the_decay_that_
         "dead; about exp(-5) works: bias decay 0.488 for 2,048 steps at this learning rate.")
     assert decay_note(preset.replace(steps=2048, init_bias=0.0)) == ""  # no silenced neuron to revive
     assert decay_note(preset.replace(steps=2048, bias_decay=0.0)) == ""  # no decay asked for: a choice
+    assert decay_note(preset.replace(steps=8, snapshot_every=8)) == ""  # no allowed decay would do: none suggested

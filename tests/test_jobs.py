@@ -868,21 +868,24 @@ def test_runs_the_stores_disk_cannot_hold_are_refused_up_front(tmp_path):
     import threading
 
     from core.jobs import InvalidConfig
-    from core.store import LOW_SPACE_BYTES
+    from core.store import DISK_SPARE_BYTES
     from core.worker import JobRunner
 
     lab = Lab(DiskStore(tmp_path / "data"))
     wide = SMALL.replace(n_features=4096, embed_dim=1024, n_neurons=16384, batch_size=1, steps=2, snapshot_every=1)
     assert wide.validate() == {}  # within the memory budget
-    lab.store.free_bytes = lambda: LOW_SPACE_BYTES + 2**30  # 1 GiB beyond the spare
+    lab.store.free_bytes = lambda: DISK_SPARE_BYTES + 2**30  # 1 GiB beyond the spare
     with pytest.raises(InvalidConfig) as refused:
         lab.submit(wide)
-    assert re.fullmatch(r"this run would keep about \d+\.\d\d GiB in the run store \(replay frames \d+\.\d\d, run "
-                        r"file \d+\.\d\d, checkpoints \d+\.\d\d, history 0\.00 GiB\), and its disk has 1\.00 GiB free "
-                        r"beyond the 512 MiB kept spare: fewer neurons or features .*", refused.value.errors["disk"])
+    assert refused.value.errors["disk"].startswith(
+        "this run would keep up to 4.97 GiB in the run store (replay frames 896.0 MiB, run file 992.2 MiB, checkpoints "
+        "3.13 GiB, history 0.0 MiB), and its disk has 1.00 GiB free beyond the 64 MiB kept spare: fewer neurons or "
+        "features")
     with pytest.raises(InvalidConfig, match="these 2 runs would keep"):
         lab.submit_batched([wide, wide.replace(seed=1)])
     assert lab.list() == []
+    lab.store.free_bytes = lambda: DISK_SPARE_BYTES + 100 * 2**20  # a nearly full disk still takes a small run
+    lab.delete(lab.submit(SMALL))
     small = SMALL.replace(steps=64, snapshot_every=4)
     run_id = lab.submit(small)  # fits
     def stored() -> int:
