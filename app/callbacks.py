@@ -29,7 +29,7 @@ from app.form import (
     snapshots_for_steps,
     values_from_config,
 )
-from app.layout import LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
+from app.layout import FORM_HIDDEN_LABEL, FORM_SHOWN_LABEL, LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, triggered_by_url
 from app.live import STATUS_COLOURS, format_eta, live_key, live_view, parent_of
 from app.repeat_guard import RepeatGuard
@@ -164,6 +164,18 @@ def run_row(meta: dict[str, Any], selected: bool, together: int = 1) -> dbc.List
 
 def register_callbacks(app: Any, lab: Lab) -> None:
     repeats = RepeatGuard()
+
+    # in the browser: nothing to ask the server, and the figures must not wait on a busy one to widen
+    app.clientside_callback(
+        f"""function (clicks, classes) {{
+            const hidden = (clicks || 0) % 2 === 1;
+            const others = (classes || "").split(" ").filter((c) => c && c !== "form-hidden");
+            return [others.concat(hidden ? ["form-hidden"] : []).join(" "),
+                    hidden ? "{FORM_HIDDEN_LABEL}" : "{FORM_SHOWN_LABEL}"];
+        }}""",
+        Output("lab-page", "className"), Output("form-toggle", "children"),
+        Input("form-toggle", "n_clicks"), State("lab-page", "className"), prevent_initial_call=True,
+    )
 
     def duplicate(run_id: str) -> tuple[str, int]:
         """Queue a copy of the run with a new seed, named so that the two can be told apart: (its id, the seed)."""

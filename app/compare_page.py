@@ -150,6 +150,15 @@ def result_names(statuses: list[str]) -> tuple[str, ...]:
     return loss, "mono neurons / feature", "dead neurons", "mean bias"
 
 
+def deleted_since(last: dict[str, Any], chosen: list[str], ids: list[str], exists: Any) -> list[str]:
+    """Runs shown or chosen that were deleted since (another tab, the API): said on the page, not silently left out
+    (the run picker drops them). Said until the user adds a run to the comparison."""
+    shown_before = last.get("ids", [])
+    newly = [r for r in dict.fromkeys(shown_before + chosen) if r not in ids and not exists(r)]
+    kept = [] if any(r not in shown_before for r in ids) else last.get("gone", [])
+    return list(dict.fromkeys(kept + newly))[:MAX_COMPARED]
+
+
 def comparison_base(preset: str | None, config: RunConfig, field: str) -> str:
     """The preset a comparison varies `field` of, "(edited)" when other fields differ from it; "" for none."""
     if preset not in PRESETS:
@@ -307,6 +316,8 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             return [no_update] * n_out
         last = last or {}
         metas = metas_of(chosen)[:MAX_COMPARED]
+        ids = [m["id"] for m in metas]
+        gone = deleted_since(last, chosen or [], ids, lab.exists)
         common = common_steps(metas)
         wanted = last.get("wanted")
         if ctx.triggered_id == "compare-slider" and slider is not None:
@@ -314,12 +325,13 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             drawn = last.get("common", common)
             wanted = drawn[int(slider)] if 0 <= int(slider) < len(drawn) else None
         step = shown_step(common, wanted)
-        key = comparison_key(metas, step) if len(metas) >= 2 else ["fewer than two", [m["id"] for m in metas]]
-        state = {"key": key, "wanted": wanted, "common": common}
+        key = [comparison_key(metas, step) if len(metas) >= 2 else ["fewer than two", [m["id"] for m in metas]],
+               gone]
+        state = {"key": key, "wanted": wanted, "common": common, "ids": ids, "gone": gone}
         if key == last.get("key"):  # every second, 1-4 runs' figures: resent only when something changed
             return [no_update] * n_out if state == last else [no_update] * (n_out - 1) + [state]
         try:
-            view = comparison_view(metas, common, step)
+            view = comparison_view(metas, common, step, gone)
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
             return [no_update] * n_out
         return view + [state]
@@ -335,20 +347,26 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                 continue
         return metas
 
-    def comparison_view(metas: list[dict[str, Any]], common: list[int], step: int | None) -> list[Any]:
-        """Every output but the state, showing the checkpoint `step` of `common` (None: the latest snapshots)."""
+    def comparison_view(metas: list[dict[str, Any]], common: list[int], step: int | None,
+                        gone: list[str]) -> list[Any]:
+        """Every output but the state, showing the checkpoint `step` of `common` (None: the latest snapshots);
+        `gone`: runs chosen that were deleted since."""
         hidden = [{"display": "none"}] * MAX_COMPARED
+        deleted = (f"Run{'s' if len(gone) > 1 else ''} {', '.join(gone)} {'were' if len(gone) > 1 else 'was'} "
+                   "deleted since chosen. ") if gone else ""
         # no runs to compare: the overlays go blank (runs no longer chosen, or deleted, must not stay drawn)
         blanks = [figures.empty_figure(title, "Choose two or more runs") for title in OVERLAY_TITLES]
         if len(metas) < 2:
-            message = dbc.Alert("Choose at least two runs.", color="info", className="py-2")
+            message = dbc.Alert(deleted + "Choose at least two runs.", color="info", className="py-2")
             return [no_update] * MAX_COMPARED + hidden + [no_update] * MAX_COMPARED + blanks + ["", message, 0, None,
                                                                                                 0]
         sizes = sorted({m["config"]["n_features"] for m in metas})
         # their curves and results compare; the heatmaps each show their own features, not the same ones
-        message = dbc.Alert(f"These runs learn different numbers of features N ({', '.join(map(str, sizes))}): each "
-                            "heatmap shows its own run's features, and mono neurons per feature divides by each run's "
-                            "N.", color="info", className="py-2 small") if len(sizes) > 1 else ""
+        different = (f"These runs learn different numbers of features N ({', '.join(map(str, sizes))}): each heatmap "
+                     "shows its own run's features, and mono neurons per feature divides by each run's N."
+                     if len(sizes) > 1 else "")
+        message = dbc.Alert(deleted + different, color="info", className="py-2 small") if deleted or different \
+            else ""
         labels = run_labels(metas)
         heatmaps = []
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off

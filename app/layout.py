@@ -98,6 +98,9 @@ def stat(label: str, value_id: str) -> dbc.Col:
     )
 
 
+FORM_SHOWN_LABEL, FORM_HIDDEN_LABEL = "Hide the form", "Show the form"
+
+
 def controls_column() -> html.Div:
     return html.Div(
         [
@@ -126,11 +129,20 @@ def controls_column() -> html.Div:
 def live_column() -> html.Div:
     return html.Div(
         [
-            dbc.Accordion(
-                [dbc.AccordionItem(TEACHING, title="What am I looking at?")],
-                start_collapsed=True,
-                className="mb-2",
-                id="teaching-panel",
+            dbc.Row(
+                [
+                    dbc.Col(dbc.Accordion(
+                        [dbc.AccordionItem(TEACHING, title="What am I looking at?")],
+                        start_collapsed=True,
+                        id="teaching-panel",
+                    )),
+                    # on a projector the figures want the whole width: the form and run list step aside
+                    dbc.Col(dbc.Button(FORM_SHOWN_LABEL, id="form-toggle", color="secondary", outline=True,
+                                       size="sm", title="Give the figures the whole width (a projector)"),
+                            width="auto"),
+                ],
+                align="center",
+                className="g-2 mb-2",
             ),
             html.Div(
                 [
@@ -265,7 +277,7 @@ def build_layout() -> html.Div:
                 dbc.Row(
                     [
                         dbc.Col(controls_column(), lg=3, md=4, className="controls"),
-                        dbc.Col(live_column(), lg=9, md=8),
+                        dbc.Col(live_column(), lg=9, md=8, className="live"),
                     ]
                 ),
                 fluid=True,

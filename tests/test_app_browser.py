@@ -723,6 +723,17 @@ def test_projector_screen_keeps_start_in_view_and_runs_choosable_by_keyboard(das
         dash_duo.wait_for_contains_text("#live-title", label, timeout=10)
         wait_until(lambda run_id=run_id: f"run={run_id}" in dash_duo.driver.current_url, timeout=5,
                    message="the run in the URL")
+    # "Hide the form": the figures take the whole width, their plots redrawn to it; and back
+    plot_width = "return document.querySelector('#loss-graph .main-svg').getBoundingClientRect().width;"
+    narrow = dash_duo.driver.execute_script(plot_width)
+    dash_duo.find_element("#form-toggle").click()
+    wait_until(lambda: not dash_duo.find_element(".controls").is_displayed(), timeout=5, message="the form hidden")
+    wait_until(lambda: dash_duo.driver.execute_script(plot_width) > 1.2 * narrow, timeout=10, message="wider plots")
+    assert dash_duo.find_element("#form-toggle").text == "Show the form"
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "projector-full-width.png"))
+    dash_duo.find_element("#form-toggle").click()
+    wait_until(lambda: dash_duo.find_element(".controls").is_displayed(), timeout=5, message="the form back")
+    assert dash_duo.find_element("#form-toggle").text == "Hide the form"
     assert dash_duo.get_logs() == []
 
 

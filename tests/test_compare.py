@@ -149,3 +149,15 @@ def test_a_comparisons_runs_are_named_for_the_preset_they_vary():
     assert comparison_base("quick-negative-bias", preset.replace(init_bias=0.0), "init_bias") == "quick-negative-bias"
     assert comparison_base("quick-negative-bias", preset.replace(seed=3), "init_bias") == "quick-negative-bias (edited)"
     assert comparison_base("custom", preset, "init_bias") == ""
+
+
+def test_runs_deleted_while_compared_are_named_until_another_run_is_added():
+    from app.compare_page import deleted_since
+
+    exists = {"a", "b", "c"}.__contains__
+    # "x" was shown and is gone (the run picker already dropped it from the choice)
+    gone = deleted_since({"ids": ["a", "x"]}, ["a"], ["a"], exists)
+    assert gone == ["x"]
+    assert deleted_since({"ids": ["a"], "gone": gone}, ["a"], ["a"], exists) == ["x"]  # still said at the next tick
+    assert deleted_since({"ids": ["a"], "gone": gone}, ["a", "b"], ["a", "b"], exists) == []  # the user moved on
+    assert deleted_since({}, ["a", "b"], ["a", "b"], exists) == []
