@@ -25,8 +25,9 @@ MAX_HEATMAP_CELLS = 32768  # full resolution up to here: each neuron and feature
 MAX_POOLED_HEATMAP_CELLS = 24576
 MARGIN = {"l": 55, "r": 15, "t": 54, "b": 45}
 # Curves recorded at snapshots start their log-step axis at step 1, as the loss curve beside them does: panels side
-# by side then line up step for step (each began at its own first snapshot). The end follows the data as it grows.
-FROM_STEP_ONE = {"autorange": "max", "range": [0, None]}
+# by side then line up step for step (each began at its own first snapshot). An axis kept autoranged: a graph that
+# first showed an empty figure keeps its autorange through a partial one ("max").
+FROM_STEP_ONE = {"autorangeoptions": {"include": [1]}}
 HEATMAP_TICKS_BOTTOM = 72  # room for upright feature ticks ("f63") above the axis title
 # A light look set directly: assigning a named plotly template costs time in every figure.
 AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "#adb5bd", "showline": True}

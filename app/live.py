@@ -148,7 +148,7 @@ def metric_series(meta: dict[str, Any], points: dict[str, np.ndarray]) -> dict[s
     return {
         "mono": {"title": "Mono neurons per feature", "y_title": "mono neurons / N",
                  "values": series("mono_ratio"), "extra": extra, "reference": 1.0},
-        "bias_history": {"title": "Mean bias", "y_title": "mean first-layer bias",
+        "bias_history": {"title": "Mean first-layer bias", "y_title": "mean bias",
                          "values": series("mean_bias"), "extra": {}, "reference": None},
         "lr": {"title": "Learning rate: cosine schedule (line), at each snapshot (dots)", "y_title": "lr",
                "values": series("lr"), "extra": {}, "reference": None},
