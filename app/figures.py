@@ -263,6 +263,20 @@ def drawn_order(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndar
     return np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
 
 
+SNAP_ROWS = 2  # rows are ~2 px high at quick scale: a click aimed at a bright cell often lands a row or two off
+
+
+def nearest_bright_neuron(sfa: np.ndarray, neurons: np.ndarray, neuron: int, feature: int) -> int:
+    """The neuron clicked, or, when its cell for `feature` is dark beside a bright one within SNAP_ROWS rows (in the
+    drawn order `neurons`), that bright one's: the cell the click was aimed at."""
+    at = int(np.flatnonzero(neurons == neuron)[0]) if (neurons == neuron).any() else None
+    if at is None:
+        return neuron
+    near = neurons[max(0, at - SNAP_ROWS):at + SNAP_ROWS + 1]
+    best = int(near[np.argmax(sfa[near, feature])])
+    return best if sfa[best, feature] > max(0.1, 2 * sfa[neuron, feature]) else neuron
+
+
 def pooled_strip_neuron(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndarray] | None,
                         row_label: str) -> int | None:
     """The neuron whose r gives a pooled row of the r strip its colour (the block's best), from the row's label

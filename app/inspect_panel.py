@@ -17,7 +17,14 @@ from dash import Input, Output, State, ctx, html, no_update
 from app import interpret_figures as figs
 from app.components import alert, graph
 from app.continue_controls import continue_button
-from app.figures import SCORE_COLUMN, empty_figure, pooled_block_cell, pooled_strip_neuron
+from app.figures import (
+    SCORE_COLUMN,
+    drawn_order,
+    empty_figure,
+    nearest_bright_neuron,
+    pooled_block_cell,
+    pooled_strip_neuron,
+)
 from app.live import heatmap_source
 from core.compare import Model
 from core.continuation import CONTINUABLE
@@ -221,24 +228,31 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
                           slider_max: Any) -> tuple[Any, Any]:
         point = (click or {}).get("points", [{}])[0]
         x, y = str(point.get("x", "")), str(point.get("y", ""))
-        if re.fullmatch(r"f[0-9]{1,6}", x) and re.fullmatch(r"n[0-9]{1,6}", y):
-            return int(x[1:]), int(y[1:])
+        cell = (int(x[1:]), int(y[1:])) if re.fullmatch(r"f[0-9]{1,6}", x) and re.fullmatch(r"n[0-9]{1,6}", y) \
+            else None
         if x == SCORE_COLUMN and re.fullmatch(r"n[0-9]{1,6}", y):  # the r strip: the neuron, and the same feature
             return no_update, int(y[1:])
-        # A max-pooled block (paper scale): the cell that gives it its colour, in the matrix drawn.
+        # A cell: the one clicked, or a bright one in the rows beside it; a max-pooled block (paper scale): the cell
+        # that gives it its colour. Both in the matrix drawn.
         if not run_id or not lab.exists(run_id):
-            return no_update, no_update
+            return cell or (no_update, no_update)
         try:
             latest = lab.latest_snapshot(run_id)
             frames = lab.get(run_id)["frames"]
         except UnknownRun:
-            return no_update, no_update
+            return cell or (no_update, no_update)
         latest_sfa = np.asarray(latest["sfa"], dtype=np.float32) if latest else None
         following = slider is None or slider_max is None or slider >= slider_max
         sfa, _ = heatmap_source(lab, run_id, frames, None if following else int(slider), latest_sfa, None)
         if sfa is None:
-            return no_update, no_update
+            return cell or (no_update, no_update)
         order = heatmap_order(latest_sfa) if following and latest_sfa is not None else None  # as live_view draws
+        if cell is not None:
+            feature, neuron = cell
+            if neuron < sfa.shape[0] and feature < sfa.shape[1]:
+                neuron = nearest_bright_neuron(np.asarray(sfa, dtype=np.float32),
+                                               drawn_order(sfa, bool(ordered), order)[0], neuron, feature)
+            return feature, neuron
         if x == SCORE_COLUMN:
             neuron = pooled_strip_neuron(sfa, bool(ordered), order, y)
             return no_update, no_update if neuron is None else neuron

@@ -293,3 +293,19 @@ def test_heatmap_with_feature_ticks_leaves_room_for_them_above_the_axis_title():
     unlabelled = figures.sfa_heatmap(rng.random((256, 128), dtype=np.float32))
     assert labelled.layout.xaxis.showticklabels and not unlabelled.layout.xaxis.showticklabels
     assert labelled.layout.margin.b >= 70 > unlabelled.layout.margin.b
+
+
+def test_a_click_beside_a_bright_cell_picks_it():
+    """Rows are ~2 px high: a click aimed at the diagonal often lands on the dark cell above or below it."""
+    sfa = np.zeros((8, 3), dtype=np.float32)
+    sfa[4, 1] = 0.9
+    sfa[0, 1] = 1.0  # brighter, but 4 rows away in the drawn order
+    drawn = np.arange(8)
+    assert figures.nearest_bright_neuron(sfa, drawn, 5, 1) == 4  # one row off: snapped
+    assert figures.nearest_bright_neuron(sfa, drawn, 3, 1) == 4
+    assert figures.nearest_bright_neuron(sfa, drawn, 7, 1) == 7  # nothing bright near: as clicked
+    assert figures.nearest_bright_neuron(sfa, drawn, 5, 0) == 5  # a dark column: as clicked
+    sfa[5, 1] = 0.6
+    assert figures.nearest_bright_neuron(sfa, drawn, 5, 1) == 5  # bright itself: as clicked
+    shuffled = np.array([0, 4, 7, 1, 2, 3, 5, 6])
+    assert figures.nearest_bright_neuron(sfa, shuffled, 7, 1) == 0  # rows beside it as drawn, not by index
