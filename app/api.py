@@ -20,6 +20,7 @@ from app.api_json import (
     too_large,
 )
 from app.api_sweeps import register_sweep_api
+from app.form import run_cost
 from core.config import FIELDS, RunConfig, allowed_range, shown
 from core.jobs import (
     CONTROLS,
@@ -204,7 +205,8 @@ def register_api(server: Flask, lab: Lab) -> None:
             return error(503, str(err))
         except InvalidConfig as err:
             return refused_runs(err.errors)
-        return jsonify({"id": run_id}), 201
+        # what the form says under Start: how long a heavy run takes, too little bias decay for its steps
+        return jsonify({"id": run_id, **({"note": note} if (note := run_cost(config)) else {})}), 201
 
     def with_run(run_id: str, action: Any) -> tuple[Response, int]:
         try:

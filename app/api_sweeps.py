@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 
 from app.api_json import NumberText, error, field_errors, json_body, quoted_numbers, refused_runs
+from app.form import training_time
 from core.config import shown
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.presets import PAPER_BATCHES, PRESETS
@@ -80,8 +81,9 @@ def register_sweep_api(server: Flask, lab: Lab) -> None:
             return error(503, str(err))
         except InvalidConfig as err:
             return refused_runs(err.errors)
+        estimate = training_time(sweep.configs())
         return jsonify({"sweep": lab.get(run_ids[0])["sweep"]["id"], "field": sweep.field, "runs": run_ids,
-                        "jobs": len(sweep.jobs())}), 201
+                        "jobs": len(sweep.jobs()), **({"note": f"A long sweep: {estimate}."} if estimate else {})}), 201
 
     @server.get("/api/sweeps")
     def api_list_sweeps() -> Response:

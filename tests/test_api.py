@@ -456,3 +456,12 @@ def test_a_sweeps_set_fields_are_judged_with_each_runs_value_and_a_full_disk_is_
     full = client.post("/api/runs", json=GOOD)
     assert full.status_code == 507 and "would keep up to" in full.get_json()["errors"]["disk"]
     assert full.get_json()["error"] == full.get_json()["errors"]["disk"]
+
+
+def test_a_long_run_or_sweep_is_answered_with_how_long_it_takes(client):
+    """The form says it under Start; a script queueing a paper-scale run (~10 h on this CPU) was told nothing."""
+    long_run = client.post("/api/runs", json={"preset": "LR3"}).get_json()
+    assert long_run["note"].startswith("A long run (131,072 steps of ") and " h on a 2-core CPU" in long_run["note"]
+    assert "note" not in client.post("/api/runs", json=GOOD).get_json()
+    sweep = client.post("/api/sweeps", json={"preset": "LR3", "scale": "paper", "values": [0.01]}).get_json()
+    assert sweep["note"].startswith("A long sweep: about ") and "on a 2-core CPU" in sweep["note"]
