@@ -72,6 +72,7 @@ def parse_submission(body: Any) -> tuple[RunConfig | None, dict[str, str], str]:
     return config, errors, preset if config == PRESETS[preset].config else f"{preset} (edited)"
 
 
+CREATED_RUN = "{id, note: how long a heavy run takes}"
 FIELD_ERRORS = "{error: the messages joined, errors: {field: message naming the allowed range}}"
 
 
@@ -116,7 +117,8 @@ def openapi_spec() -> dict[str, Any]:
                 "post": {"summary": "queue a run",
                          "requestBody": {"content": {"application/json": {
                              "schema": {"$ref": "#/components/schemas/RunConfig"}}}},
-                         "responses": {"201": {"description": "{id}"}, "400": {"description": FIELD_ERRORS},
+                         "responses": {"201": {"description": CREATED_RUN},
+                                       "400": {"description": FIELD_ERRORS},
                                        **body_errors, "503": {"description": "queue full"}}},
             },
             "/api/runs/{id}": {**run_path, "get": {"summary": "a run's status and metrics", "responses": ok},
@@ -133,7 +135,7 @@ def openapi_spec() -> dict[str, Any]:
                 "get": {"summary": "list sweeps with their runs", "responses": {"200": {"description": "sweeps"}}},
                 "post": {"summary": "queue a sweep: {preset, scale (quick|paper), field, values, seeds, shared_seed, "
                                     "set: {field: value} for every run}",
-                         "responses": {"201": {"description": "{sweep, field, runs, jobs}"},
+                         "responses": {"201": {"description": "{sweep, field, runs, jobs, note: how long it takes}"},
                                        "400": {"description": FIELD_ERRORS},
                                        **body_errors, "503": {"description": "queue full"}}},
             },
