@@ -218,12 +218,12 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
     strip = score_strip(row_scores(sfa)[neurons], br, y_labels)
     what = "ordered" if ordered else "index"
     scale = f" (max over {br}x{bc} blocks)" if br > 1 or bc > 1 else ""
-    x_ticks = cols <= 64
+    x_ticks = cols <= 64 and bc == 1  # a pooled block's label ("#54-56") is for the hover: on the axis, it crowds
     # Feature ticks turn upright once crowded and then ran into the axis title: room is made for them up front
     # (automargin would, at ~5 ms a live tick).
     return styled([heat, strip], title + scale, f"feature ({what})", f"neuron ({what}, first on top)",
                   xaxis={"type": "category", "showticklabels": x_ticks, "domain": [0, 1 - STRIP_WIDTH - 0.01]},
-                  yaxis={"type": "category", "showticklabels": rows <= 64},
+                  yaxis={"type": "category", "showticklabels": rows <= 64 and br == 1},
                   xaxis2={"type": "category", "domain": [1 - STRIP_WIDTH, 1], "anchor": "y", "fixedrange": True,
                           "tickangle": 0, "showgrid": False},
                   margin={**MARGIN, "b": HEATMAP_TICKS_BOTTOM} if x_ticks else MARGIN)
@@ -247,12 +247,19 @@ def score_strip(scores: np.ndarray, rows_per_cell: int, y_labels: list[str]) -> 
     features too faint for the colour scale."""
     padded = np.full(-(-len(scores) // rows_per_cell) * rows_per_cell, -np.inf, dtype=np.float32)
     padded[:len(scores)] = scores
-    pooled = padded.reshape(-1, rows_per_cell).max(axis=1)  # the heatmap's row blocks (block_max)
-    what = "r (best of the block)" if rows_per_cell > 1 else "r"
-    hover = (f"neuron{'s' if rows_per_cell > 1 else ''} %{{y}}<br>{what} = %{{z:.4f}}<br>monosemantic above "
-             f"{MONO_THRESHOLD}, nearly above {NEARLY_MONO_THRESHOLD}<extra></extra>")
-    return go.Heatmap(z=pooled[::-1, None].astype(np.float32), x=[SCORE_COLUMN], y=y_labels[::-1], xaxis="x2",
-                      colorscale=SCORE_COLOURS, zmin=0, zmax=1, showscale=False, hovertemplate=hover)
+    blocks = padded.reshape(-1, rows_per_cell)  # the heatmap's row blocks (block_max)
+    mono, nearly = (blocks > MONO_THRESHOLD).sum(axis=1), (blocks > NEARLY_MONO_THRESHOLD).sum(axis=1)
+    if rows_per_cell > 1:  # a block's colour is its best neuron's: say how many it holds of each
+        verdicts = [f"{m} monosemantic, {n - m} nearly, of {np.isfinite(block).sum()}"
+                    for m, n, block in zip(mono, nearly, blocks)]
+        hover = "neurons %{y}<br>best r = %{z:.4f}<br>%{text}<extra></extra>"
+    else:
+        verdicts = ["monosemantic" if m else "nearly monosemantic" if n else "not monosemantic"
+                    for m, n in zip(mono, nearly)]
+        hover = "neuron %{y}<br>r = %{z:.4f}: %{text}<extra></extra>"
+    return go.Heatmap(z=blocks.max(axis=1)[::-1, None].astype(np.float32), x=[SCORE_COLUMN], y=y_labels[::-1],
+                      text=[[verdict] for verdict in verdicts[::-1]], xaxis="x2", colorscale=SCORE_COLOURS, zmin=0,
+                      zmax=1, showscale=False, hovertemplate=hover)
 
 
 def drawn_order(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, np.ndarray] | None

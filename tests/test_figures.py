@@ -128,6 +128,10 @@ def test_heatmap_puts_the_most_monosemantic_neuron_on_top_with_its_real_index():
     assert "ordered" in fig.layout.xaxis.title.text and "ordered" in fig.layout.yaxis.title.text
 
 
+def fig_pooled_ticks(fig) -> bool:
+    return bool(fig.layout.xaxis.showticklabels or fig.layout.yaxis.showticklabels)
+
+
 def test_the_heatmap_gives_each_rows_r_beside_it():
     """A diagonal bright on the colour scale can be made of neurons far from the r > 0.999 that counts."""
     sfa = np.zeros((4, 8), dtype=np.float32)
@@ -141,12 +145,16 @@ def test_the_heatmap_gives_each_rows_r_beside_it():
     colour_of = {r: next(c for edge, c in reversed(strip.colorscale) if r >= edge) for r in (1.0, 0.917, 0.67)}
     assert colour_of[1.0] != colour_of[0.917] != colour_of[0.67]  # red, orange, grey
     assert fig.layout.xaxis.domain[1] < fig.layout.xaxis2.domain[0]  # beside it, not over it
+    assert [t[0] for t in strip.text][::-1] == ["monosemantic", "nearly monosemantic", "not monosemantic",
+                                                "not monosemantic"]  # the hover's verdict, top row first
     # max-pooled (paper scale): each block's best r, one cell per drawn row
     big = np.random.default_rng(0).random((300, 200)).astype(np.float32)
     big[7] = 0.0
     big[7, 5] = 1.0
     heat, strip = figures.sfa_heatmap(big, max_cells=1000).data
     assert np.asarray(strip.z).shape == (len(heat.y), 1) and np.asarray(strip.z).max() == 1.0
+    assert sum(int(t[0].split()[0]) for t in strip.text) == 1  # a block's count of monosemantic neurons
+    assert not fig_pooled_ticks(figures.sfa_heatmap(big, max_cells=1000))
     # a click on the strip's best row names the neuron that gives it its colour
     best_row = list(strip.y)[int(np.argmax(np.asarray(strip.z)[:, 0]))]
     assert figures.pooled_strip_neuron(big, True, None, best_row) == 7
