@@ -16,8 +16,8 @@ from core.config import (
     RunConfig,
     allowed_range,
     check_value,
+    checked_value,
     config_from_dict,
-    parse_value,
     shown,
     snapshot_cap,
 )
@@ -108,15 +108,6 @@ def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
         config, errors = config_from_dict(present)
     errors = {n: in_form_words(m) for n, m in {**errors, **missing}.items()}
     return (None if errors else config), errors
-
-
-def checked_value(name: str, raw: Any) -> tuple[Any, str | None]:
-    """One field's value parsed, and what is wrong with it on its own (its type and range), else None."""
-    try:
-        value = parse_value(FIELDS[name], raw)
-    except ValueError as err:
-        return None, str(err)
-    return value, check_value(FIELDS[name], value)
 
 
 def snapshots_for_steps(values: list[Any], preset: str | None, previous_steps: int | None = None) -> int | None:

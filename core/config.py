@@ -360,6 +360,21 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
         raise ValueError(_out_of_range(f, raw)) from None
 
 
+def unknown_field(name: str) -> tuple[str, str]:
+    """The key and message for a name that is no RunConfig field (a 60000-character key is echoed cut)."""
+    key = name if len(name) <= MAX_SHOWN_CHARS else shown(name)
+    return key, f"unknown field {shown(name)}; allowed fields: {', '.join(FIELDS)}"
+
+
+def checked_value(name: str, raw: Any) -> tuple[Any, str | None]:
+    """One field's value parsed, and what is wrong with it on its own (its type and range), else None."""
+    try:
+        value = parse_value(FIELDS[name], raw)
+    except ValueError as err:
+        return None, str(err)
+    return value, check_value(FIELDS[name], value)
+
+
 def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tuple[RunConfig | None, dict[str, str]]:
     """Build a config from loosely typed input; returns (config, {}) or (None, errors per field)."""
     errors: dict[str, str] = {}
@@ -368,8 +383,8 @@ def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tup
     values: dict[str, Any] = {}
     for name, raw in data.items():
         if name not in FIELDS:
-            key = name if len(name) <= MAX_SHOWN_CHARS else shown(name)  # a 60000-character key is echoed cut
-            errors[key] = f"unknown field {shown(name)}; allowed fields: {', '.join(FIELDS)}"
+            key, message = unknown_field(name)
+            errors[key] = message
             continue
         try:
             values[name] = parse_value(FIELDS[name], raw)

@@ -15,11 +15,11 @@ from core.config import (
     FIELDS,
     RunConfig,
     allowed_range,
-    check_value,
-    config_from_dict,
+    checked_value,
     fewest_snapshot_every,
     parse_value,
     snapshot_cap,
+    unknown_field,
 )
 from core.presets import PAPER_BATCHES, PRESETS
 from core.train import Trainer, batched_jobs
@@ -166,15 +166,14 @@ def with_settings(sweep: Sweep, settings: dict[str, Any]) -> tuple[Sweep | None,
         if name == sweep.field:
             continue
         if name not in FIELDS:
-            errors[name] = config_from_dict({name: raw})[1][name]  # its "unknown field" message, as everywhere
+            key, message = unknown_field(name)
+            errors[key] = message
             continue
-        try:
-            values[name] = parse_value(FIELDS[name], raw)
-        except ValueError as err:
-            errors[name] = str(err)
-            continue
-        if message := check_value(FIELDS[name], values[name]):
-            errors[name] = message
+        value, problem = checked_value(name, raw)
+        if problem:
+            errors[name] = problem
+        else:
+            values[name] = value
     if errors:
         return None, errors
     # Checks across fields are each run's (Sweep.validate), with its own value of the swept field: against the

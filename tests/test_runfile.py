@@ -113,7 +113,7 @@ def refusal(record: dict, path) -> str:
 
 
 def test_weights_that_are_not_dense_real_float32_able_are_refused_on_loading(tmp_path, tiny):
-    """A sparse tensor raised NotImplementedError from the finiteness check; int, bool and complex tensors were cast
+    """A sparse tensor crashed the finiteness check with a traceback; int, bool and complex tensors were cast
     (complex losing its imaginary part); float64's 1e300 passed and became inf in float32, a divergence at step 0."""
     config = tiny.replace(task="random_proj")
     trainer = Trainer([config])

@@ -168,6 +168,12 @@ def test_bad_settings_are_named_and_build_nothing(settings, field, says):
     assert sweep is None and says in errors[field]
 
 
+def test_a_huge_unknown_setting_is_named_cut_short_not_a_crash():
+    """Its key is echoed cut, as for a run's fields: looking it up by the name sent raised KeyError (a 500)."""
+    sweep, errors = with_settings(preset_sweep("LR3"), {"x" * 100: "1"})
+    assert sweep is None and list(errors.values())[0].startswith("unknown field 'xxxx")
+
+
 def test_settings_are_checked_across_fields_with_each_runs_own_swept_value():
     """embed_dim=40 fits a sweep of n_features over 64 and 128: it was refused against the preset's N = 32."""
     wide = preset_sweep("demo-tiny", values=["64", "128"], field_name="n_features")
