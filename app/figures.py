@@ -276,9 +276,10 @@ SNAP_ROWS = 2  # rows are ~2 px high at quick scale: a click aimed at a bright c
 def nearest_bright_neuron(sfa: np.ndarray, neurons: np.ndarray, neuron: int, feature: int) -> int:
     """The neuron clicked, or, when its cell for `feature` is dark beside a bright one within SNAP_ROWS rows (in the
     drawn order `neurons`), that bright one's: the cell the click was aimed at."""
-    at = int(np.flatnonzero(neurons == neuron)[0]) if (neurons == neuron).any() else None
-    if at is None:
+    found = np.flatnonzero(neurons == neuron)
+    if not len(found):
         return neuron
+    at = int(found[0])
     near = neurons[max(0, at - SNAP_ROWS):at + SNAP_ROWS + 1]
     best = int(near[np.argmax(sfa[near, feature])])
     return best if sfa[best, feature] > max(0.1, 2 * sfa[neuron, feature]) else neuron

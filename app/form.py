@@ -160,6 +160,7 @@ def run_cost(config: RunConfig) -> str:
 
 
 ENOUGH_DECAY = 2.5  # decay * lr * steps / 2 below this left many neurons dead (ALGORITHM.md: e^-1.2, 106 of 256)
+WORKING_DECAY = 5.0  # ... and about this much worked (ALGORITHM.md)
 
 
 def decay_note(config: RunConfig) -> str:
@@ -168,7 +169,7 @@ def decay_note(config: RunConfig) -> str:
     shrink = config.bias_decay * config.lr * config.steps / 2
     if config.init_bias >= 0 or config.bias_decay <= 0 or shrink >= ENOUGH_DECAY:
         return ""
-    enough = 2 * 5 / (config.lr * config.steps)
+    enough = 2 * WORKING_DECAY / (config.lr * config.steps)
     if enough * config.lr > 1 or check_value(FIELDS["bias_decay"], enough) is not None:
         return ""  # a run too short for any allowed decay to do it: nothing to suggest
     return (f"Bias decay shrinks the biases by about exp(-{shrink:.2g}) in all (decay x lr x steps / 2), which leaves "

@@ -77,7 +77,7 @@ def inspect_layout() -> html.Div:
             html.Div(id="inspect-message"),
             # shown once there are weights to inspect: while a run trains, seven empty graphs were ~2000 px of
             # toolbars under the live views
-            html.Div(id="inspect-views", style={"display": "none"}, children=[
+            html.Div(id="inspect-views", style=HIDDEN, children=[
             dbc.Row(
                 [
                     dbc.Col(graph("feature-curves", 300, "Feature inspector", DONE), lg=6),

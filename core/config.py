@@ -181,9 +181,8 @@ class RunConfig:
         checkpoints with one being saved, and the per-step loss record (benchmarks/bench_memory.py
         measures it against a worker's peak)."""
         n, m, k, b, out = self.n_features, self.embed_dim, self.n_neurons, self.batch_size, self.output_dim
-        params = k * m + k + out * k
+        params, log2_copies = self.parameter_count, self.log2_copies
         draws = 2 if self.task == "abs" else 1
-        log2_copies = int(math.log2(self.steps)) + 1
         return {
             "parameters": 4 * 4 * params,  # weights, gradients, two LAMB moments
             "activations": 4 * b * (3 * n * draws + 2 * m + 3 * k + 3 * out),
@@ -200,9 +199,7 @@ class RunConfig:
         one per power-of-2 step) and latest SFA, its run file (weights at every power of 2), a checkpoint twice over
         (the old one is removed once the new one is committed) and its history. SQLite's write-ahead log (up to ~4
         MB, shared by every run) is the store's own, in the space kept spare."""
-        params, cells = self.n_neurons * self.embed_dim + self.n_neurons + self.output_dim * self.n_neurons, \
-            self.n_neurons * self.n_features
-        log2_copies = int(math.log2(self.steps)) + 1
+        params, log2_copies, cells = self.parameter_count, self.log2_copies, self.n_neurons * self.n_features
         frames = -(-self.steps // frame_interval(self)) + 1 + log2_copies
         return {
             "replay frames": 2 * cells * frames + 4 * cells,
@@ -219,6 +216,16 @@ class RunConfig:
 
     def memory_estimate_bytes(self) -> int:
         return sum(self.memory_estimate().values())
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights and biases of one run: W1 (k x m), b1 (k), W2 (out x k)."""
+        return self.n_neurons * self.embed_dim + self.n_neurons + self.output_dim * self.n_neurons
+
+    @property
+    def log2_copies(self) -> int:
+        """The weights a run keeps at powers of 2 (steps 1, 2, 4, ... up to its last)."""
+        return int(math.log2(self.steps)) + 1
 
     @property
     def output_dim(self) -> int:

@@ -193,11 +193,11 @@ class Lab:
         them; `sweeps` and `starts` as for submit_group. Returns the run ids in the order of `configs`."""
         if too_many := self.too_many_runs(len(configs)):
             raise InvalidConfig({"runs": too_many})
-        if no_room := self.disk_problem(configs):
-            raise InvalidConfig({"disk": no_room})
         jobs = batched_jobs(configs)
         for job in jobs:
             self._check_group([configs[i] for i in job])
+        if no_room := self.disk_problem(configs):
+            raise InvalidConfig({"disk": no_room})
         ids: dict[int, str] = {}
         queued: list[str] = []
         # one transaction for every job: another client's submit in between must not leave half a sweep queued
@@ -311,11 +311,11 @@ class Lab:
         return {**errors, "device": problem} if problem else errors
 
     def disk_problem(self, configs: list[RunConfig]) -> str | None:
-        """Why the store's disk cannot hold what these runs will keep (RunConfig.disk_estimate, an upper bound) beside
-        a small spare, else None: refused now, not failed mid-run on a full disk. Runs already queued are not
-        counted. None for a store with no disk (Redis)."""
+        """Why the store's disk cannot hold what these (valid) runs will keep (RunConfig.disk_estimate, an upper
+        bound) beside a small spare, else None: refused now, not failed mid-run on a full disk. Runs already queued
+        are not counted. None for a store with no disk (Redis)."""
         free = getattr(self.store, "free_bytes", None)
-        if free is None or any(config.validate() for config in configs):  # their own messages say what is wrong
+        if free is None:
             return None
         parts: dict[str, int] = {}
         for config in configs:

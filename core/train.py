@@ -228,8 +228,8 @@ class Trainer:
         # One stacked tensor per parameter, each run's parameters views into it: the step reads all runs
         # without copying. Every run trains with StackedLamb, the library's LAMB with a trust ratio per run
         # (tested equal to it): a run alone then trains bit for bit as it does in a batch (with the library's
-        # own, the two drifted apart from rounding, into other basins), graphs can take it (it reads its step
-        # size from a device tensor), and it is faster than the library's on one run.
+        # own, the two drifted apart from rounding, into other basins), and graphs can take it (it reads its step
+        # size from a device tensor). On one run it is as fast as the library's (benchmarks/RESULTS.md).
         self.w1, self.b1, self.w2 = (torch.stack(ts) for ts in zip(*(w.tensors() for w in initial)))
         self.weights = [RunWeights(self.w1[r], self.b1[r], self.w2[r]) for r in range(len(configs))]
         self.grads = Gradients.like(self.w1, self.b1, self.w2)
