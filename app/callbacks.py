@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
-from app.components import alert, checkpoint_marks
+from app.components import alert, checkpoint_marks, drawing_flag, tick_waits_for
 from app.continue_controls import continue_from, continued_run, register_continue_callbacks
 from app.figures import empty_figure
 from app.form import (
@@ -407,6 +407,32 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 forget)
 
     @app.callback(
+        Output("live-request", "data"),
+        Input("tick", "n_intervals"), Input("selected-run", "data"), Input("smoothing-slider", "value"),
+        Input("sfa-sorted", "value"), Input("checkpoint-slider", "value"),
+        State("checkpoint-slider", "max"), State("live-request", "data"), State("live-drawing", "data"),
+    )
+    def choose_live(_tick: int, run_id: str | None, smoothing: float, ordered: bool, slider: int | None,
+                    slider_max: int | None, requested: dict[str, Any] | None, drawing: bool | None) -> Any:
+        """Cheap, every tick: what the live view should show; a new request only when that changed."""
+        if tick_waits_for(drawing):
+            return no_update
+        requested = requested if isinstance(requested, dict) else {}
+        if not run_id or not lab.exists(run_id):
+            if not requested:  # the blank view is already on the page
+                return no_update
+            request = {"key": ["no run", run_id], "run": None, "gone": run_id}
+        else:
+            meta = lab.get(run_id)
+            following = (slider is None or slider_max is None or slider >= slider_max
+                         or ctx.triggered_id == "selected-run")
+            frame = None if following else int(slider)
+            parent = parent_of(meta)
+            request = {"key": live_key(meta, smoothing, bool(ordered), frame, bool(parent) and lab.exists(parent)),
+                       "run": run_id, "smoothing": smoothing, "ordered": bool(ordered), "frame": frame}
+        return no_update if request["key"] == requested.get("key") else request
+
+    @app.callback(
         Output("live-title", "children"), Output("live-subtitle", "children"), Output("live-progress", "value"),
         Output("stat-step", "children"), Output("stat-loss", "children"), Output("stat-mono", "children"),
         Output("stat-bias", "children"), Output("stat-lr", "children"),
@@ -415,28 +441,22 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         Output("checkpoint-slider", "max"), Output("checkpoint-slider", "marks"),
         Output("checkpoint-slider", "value"), Output("bias-graph", "figure"), Output("score-histogram", "figure"),
         Output("download-area", "children"), Output("live-state", "data"),
-        Input("tick", "n_intervals"), Input("selected-run", "data"), Input("smoothing-slider", "value"),
-        Input("sfa-sorted", "value"), Input("checkpoint-slider", "value"),
-        State("checkpoint-slider", "max"), State("live-state", "data"),
+        Input("live-request", "data"), State("live-state", "data"),
+        running=drawing_flag("live-drawing"),
     )
-    def update_live(_tick: int, run_id: str | None, smoothing: float, ordered: bool, slider: int | None,
-                    slider_max: int | None, last: dict[str, Any] | None) -> list[Any]:
+    def draw_live(request: dict[str, Any] | None, last: dict[str, Any] | None) -> list[Any]:
         outputs = 21
-        last = last if isinstance(last, dict) else {}
-        if not run_id or not lab.exists(run_id):
-            if not last:  # the blank view is already on the page
-                return [no_update] * outputs
-            gone = f"Run {run_id} was deleted. " if run_id else ""
-            return blank_live_view(gone + NO_RUN_SUBTITLE)
-        meta = lab.get(run_id)
-        following = slider is None or slider_max is None or slider >= slider_max or ctx.triggered_id == "selected-run"
-        frame = None if following else int(slider)
-        parent = parent_of(meta)
-        key = live_key(meta, smoothing, bool(ordered), frame, bool(parent) and lab.exists(parent))
-        if key == last.get("key"):
+        if not isinstance(request, dict):
             return [no_update] * outputs
+        run_id = request["run"]
+        if run_id is None:
+            gone = f"Run {request['gone']} was deleted. " if request["gone"] else ""
+            return blank_live_view(gone + NO_RUN_SUBTITLE)
+        last = last if isinstance(last, dict) else {}
+        frame = request["frame"]
         try:
-            view = live_view(lab, run_id, smoothing, bool(ordered), frame, last.get("loss"), last.get("metrics"))
+            view = live_view(lab, run_id, request["smoothing"], request["ordered"], frame, last.get("loss"),
+                             last.get("metrics"))
         except UnknownRun:  # deleted between looking and reading: the next tick blanks the view
             return [no_update] * outputs
         n_frames = len(view.frame_steps)
@@ -451,5 +471,5 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 figure.update_layout(uirevision=run_id)
         return [view.title, view.subtitle, view.progress, view.stats["step"], view.stats["loss"],
                 view.stats["mono"], view.stats["bias"], view.stats["lr"], *curves, heatmap, view.heatmap_label,
-                n_frames, marks, n_frames if following else slider, view.final_bias, view.histogram, download,
-                {"key": key, "loss": view.loss_state, "metrics": view.metrics_state}]
+                n_frames, marks, n_frames if frame is None else frame, view.final_bias, view.histogram, download,
+                {"loss": view.loss_state, "metrics": view.metrics_state}]

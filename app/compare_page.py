@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
-from app.components import alert, checkpoint_marks, graph, run_name
+from app.components import alert, checkpoint_marks, drawing_flag, graph, run_name, tick_waits_for
 from app.continue_controls import continued_run
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from app.live import history_epoch
@@ -54,6 +54,8 @@ def compare_layout() -> html.Div:
         dcc.Slider(id="compare-slider", min=0, max=0, step=1, value=0, marks=None, allow_direct_input=False),
         # {"key": what the figures show, "wanted": the step chosen (None: latest), "common": the slider's steps}
         dcc.Store(id="compare-state"),
+        dcc.Store(id="compare-view"),  # what to draw: set only when the key changes, and it alone starts a draw
+        dcc.Store(id="compare-drawing", data=False),  # True while a draw is on its way
         dbc.Row([
             *[dbc.Col(graph(graph_id, 300, title, "Choose two or more runs"), md=4)
               for graph_id, title in zip(("compare-loss", "compare-mono", "compare-bias"), OVERLAY_TITLES)],
@@ -298,22 +300,16 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             return no_update
         return run_choices()
 
-    @app.callback(
-        [Output(f"compare-heatmap-{i}", "figure") for i in range(MAX_COMPARED)]
-        + [Output(f"compare-slot-{i}", "style") for i in range(MAX_COMPARED)]
-        + [Output(f"compare-slot-{i}", "xl") for i in range(MAX_COMPARED)]
-        + [Output("compare-loss", "figure"), Output("compare-mono", "figure"), Output("compare-bias", "figure"),
-           Output("compare-table", "children"), Output("compare-message", "children"),
-           Output("compare-slider", "max"), Output("compare-slider", "marks"), Output("compare-slider", "value"),
-           Output("compare-state", "data")],
-        Input("tick", "n_intervals"), Input("compare-runs", "value"), Input("compare-slider", "value"),
-        State("url", "pathname"), State("compare-state", "data"),
-    )
-    def update_comparison(_tick: int, chosen: list[str] | None, slider: int | None, pathname: str | None,
-                          last: dict[str, Any] | None) -> list[Any]:
-        n_out = 3 * MAX_COMPARED + 9
+    @app.callback(Output("compare-state", "data"), Output("compare-view", "data"),
+                  Input("tick", "n_intervals"), Input("compare-runs", "value"), Input("compare-slider", "value"),
+                  State("url", "pathname"), State("compare-state", "data"), State("compare-drawing", "data"))
+    def choose_comparison(_tick: int, chosen: list[str] | None, slider: int | None, pathname: str | None,
+                          last: dict[str, Any] | None, drawing: bool | None) -> tuple[Any, Any]:
+        """Cheap, every tick: what the figures should show; a new view only when that changed."""
         if not (pathname or "").rstrip("/").endswith("/compare"):
-            return [no_update] * n_out
+            return no_update, no_update
+        if tick_waits_for(drawing):  # four long runs on a loaded machine took up to 2 s a draw
+            return no_update, no_update
         last = last or {}
         metas = metas_of(chosen)[:MAX_COMPARED]
         ids = [m["id"] for m in metas]
@@ -329,12 +325,25 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                gone]
         state = {"key": key, "wanted": wanted, "common": common, "ids": ids, "gone": gone}
         if key == last.get("key"):  # every second, 1-4 runs' figures: resent only when something changed
-            return [no_update] * n_out if state == last else [no_update] * (n_out - 1) + [state]
+            return no_update if state == last else state, no_update
+        return state, {"key": key, "ids": ids, "step": step, "common": common, "gone": gone}
+
+    @app.callback(
+        [Output(f"compare-heatmap-{i}", "figure") for i in range(MAX_COMPARED)]
+        + [Output(f"compare-slot-{i}", "style") for i in range(MAX_COMPARED)]
+        + [Output(f"compare-slot-{i}", "xl") for i in range(MAX_COMPARED)]
+        + [Output("compare-loss", "figure"), Output("compare-mono", "figure"), Output("compare-bias", "figure"),
+           Output("compare-table", "children"), Output("compare-message", "children"),
+           Output("compare-slider", "max"), Output("compare-slider", "marks"), Output("compare-slider", "value")],
+        Input("compare-view", "data"), running=drawing_flag("compare-drawing"),
+    )
+    def draw_comparison(view: dict[str, Any] | None) -> list[Any]:
+        if not view:
+            return [no_update] * (3 * MAX_COMPARED + 8)
         try:
-            view = comparison_view(metas, common, step, gone)
+            return comparison_view(metas_of(view["ids"]), view["common"], view["step"], view["gone"])
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
-            return [no_update] * n_out
-        return view + [state]
+            return [no_update] * (3 * MAX_COMPARED + 8)
 
     def metas_of(run_ids: list[str] | None) -> list[dict[str, Any]]:
         """The runs named that still exist, each once (one deleted meanwhile is left out: the link message names

@@ -7,10 +7,10 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 import numpy as np
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 
 from app import figures, sweep_figures
-from app.components import alert, graph, sentence
+from app.components import alert, drawing_flag, graph, sentence, tick_waits_for
 from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
 from app.repeat_guard import RepeatGuard
@@ -399,38 +399,53 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         return options
 
     @app.callback(
+        Output("sweep-request", "data"),
+        Input("tick", "n_intervals"),
+        Input("sweep-select", "value"),
+        Input("sweep-overlay", "value"),
+        State("url", "pathname"),
+        State("sweep-request", "data"),
+        State("sweep-drawing", "data"),
+    )
+    def choose_sweep(_tick: int, sweep_id: str | None, overlay: list[str] | None, pathname: str | None,
+                     requested: Any, drawing: bool | None) -> Any:
+        """Cheap, every tick: what the sweep's figures should show; a new request only when that changed."""
+        if not is_sweeps(pathname) or tick_waits_for(drawing):
+            return no_update
+        sweeps = lab.sweeps()
+        metas = sweeps.get(sweep_id, []) if sweep_id else []
+        if not metas:  # none chosen, or its runs deleted: what it showed must not stay up
+            request = {"key": "blank"}
+        else:
+            field = metas[0]["sweep"]["field"]
+            # overlays of another field (chosen before the main sweep changed) or deleted since are left out
+            overlaid = [i for i in overlay or [] if i != sweep_id and i in sweeps
+                        and sweeps[i][0]["sweep"]["field"] == field]
+            # lists, not tuples: the key comes back from the browser as JSON
+            request = {"key": [[i, [[m["id"], m["step"], m["status"]] for m in sweeps[i]]]
+                               for i in [sweep_id, *overlaid]], "sweep": sweep_id, "overlaid": overlaid}
+        return no_update if isinstance(requested, dict) and request["key"] == requested["key"] else request
+
+    @app.callback(
         Output("sweep-panels", "figure"),
         Output("sweep-mono-vs-value", "figure"),
         Output("sweep-biases", "figure"),
         *[Output(f"sweep-heatmap-{i}", "figure") for i in range(HEATMAPS)],
         Output("sweep-parcoords", "figure"),
-        Output("sweep-state", "data"),
-        Input("tick", "n_intervals"),
-        Input("sweep-select", "value"),
-        Input("sweep-overlay", "value"),
-        State("url", "pathname"),
-        State("sweep-state", "data"),
+        Input("sweep-request", "data"),
+        running=drawing_flag("sweep-drawing"),
     )
-    def update_sweep(_tick: int, sweep_id: str | None, overlay: list[str] | None, pathname: str | None,
-                     last: Any) -> list[Any]:
-        n_out = 5 + HEATMAPS
-        if not is_sweeps(pathname):
+    def draw_sweep(request: Any) -> list[Any]:
+        n_out = 4 + HEATMAPS
+        if not isinstance(request, dict):
             return [no_update] * n_out
         sweeps = lab.sweeps()
+        sweep_id = request.get("sweep")
         metas = sweeps.get(sweep_id, []) if sweep_id else []
-        if not metas:  # none chosen, or its runs deleted: what it showed must not stay up
-            if last == "blank":
-                return [no_update] * n_out
-            return [figures.empty_figure(*blank) for blank in SWEEP_BLANKS] + ["blank"]
+        if not metas:
+            return [figures.empty_figure(*blank) for blank in SWEEP_BLANKS]
         field = metas[0]["sweep"]["field"]
-        # overlays of another field (chosen before the main sweep changed) or deleted since are left out
-        overlaid = {i: sweeps[i] for i in overlay or [] if i != sweep_id and i in sweeps
-                    and sweeps[i][0]["sweep"]["field"] == field}
-        # lists, not tuples: the key comes back from the browser as JSON
-        key = [[i, [[m["id"], m["step"], m["status"]] for m in group]]
-               for i, group in [(sweep_id, metas), *overlaid.items()]]
-        if key == last and ctx.triggered_id == "tick":
-            return [no_update] * n_out
+        overlaid = {i: sweeps[i] for i in request["overlaid"] if i in sweeps}
         try:
             runs = sweep_runs(lab, metas)
             others = [(sweep_label(i, sweeps), sweep_runs(lab, group, histories=False))
@@ -463,4 +478,4 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         parcoords = shown[-1]
         if parcoords.data:  # its brushes are kept by axis position: a new set of axes starts afresh
             parcoords.layout.uirevision = f"{sweep_id}:" + ",".join(d.label for d in parcoords.data[0].dimensions)
-        return [*shown, key]
+        return shown

@@ -54,36 +54,51 @@ def titles(sent: dict[str, Any], prefix: str, count: int) -> list[str]:
 # --- Compare ---------------------------------------------------------------------------------------------------
 
 
+def chosen_and_drawn(app: Any, request: str, drawn_output: str, page: dict[str, Any],
+                     changed: list[str]) -> tuple[int, dict[str, Any]]:
+    """A page's two callbacks as the browser runs them: the cheap choice (its output `request`), then the draw
+    (among its outputs `drawn_output`) if the choice asked for one."""
+    status, sent = dash_call(app, f"{request}.data", page, changed)
+    if request in sent:
+        drawn = dash_call(app, drawn_output, {f"{request}.data": sent[request]["data"]}, [f"{request}.data"])[1]
+        sent = {**sent, **drawn}
+    return status, sent
+
+
+def compare(app: Any, page: dict[str, Any], changed: list[str]) -> tuple[int, dict[str, Any]]:
+    return chosen_and_drawn(app, "compare-view", "compare-loss.figure", page, changed)
+
+
 def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_changing_nothing_sends_nothing(lab, app):
     a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32, 48, 64]) for v in (0.0, -1.0))
     c = trained(lab, lab.submit(TINY.replace(init_bias=-2.0)), [16, 32])
     page = {"url.pathname": "/compare", "compare-runs.value": [a, b], "tick.n_intervals": 1}
-    status, sent = dash_call(app, "compare-state.data", page, ["compare-runs.value"])
+    status, sent = compare(app, page, ["compare-runs.value"])
     assert status == 200 and sent["compare-slider"] == {"max": 4, "marks": sent["compare-slider"]["marks"],
                                                         "value": 4}  # latest
     state = sent["compare-state"]["data"]
     # the user picks step 48 (position 2)
-    _, sent = dash_call(app, "compare-state.data", {**page, "compare-slider.value": 2, "compare-state.data": state},
+    _, sent = compare(app, {**page, "compare-slider.value": 2, "compare-state.data": state},
                    ["compare-slider.value"])
     assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
     state = sent["compare-state"]["data"]
     # nothing changed: nothing is sent (the figures were ~900 KB a second for four long runs)
-    assert dash_call(app, "compare-state.data", {**page, "compare-slider.value": 2, "compare-state.data": state},
+    assert compare(app, {**page, "compare-slider.value": 2, "compare-state.data": state},
                 ["tick.n_intervals"])[1] == {}
     # a run with checkpoints up to 32 joins: position 2 would now be beyond its steps; 32 is the nearest below 48
-    _, sent = dash_call(app, "compare-state.data", {**page, "compare-runs.value": [a, b, c], "compare-slider.value": 2,
+    _, sent = compare(app, {**page, "compare-runs.value": [a, b, c], "compare-slider.value": 2,
                                                "compare-state.data": state}, ["compare-runs.value"])
     assert sent["compare-slider"]["value"] == 1 and sent["compare-slider"]["max"] == 2
     assert all(t.endswith("step 32") for t in titles(sent, "compare-heatmap", 3))
     state = sent["compare-state"]["data"]
     # and it leaves: back to the step chosen
-    _, sent = dash_call(app, "compare-state.data", {**page, "compare-slider.value": 1, "compare-state.data": state},
+    _, sent = compare(app, {**page, "compare-slider.value": 1, "compare-state.data": state},
                    ["compare-runs.value"])
     assert sent["compare-slider"]["value"] == 2
     assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
     # a run that trains on is redrawn
     lab.store.set(f"meta/{a}", {**lab.get(a), "step": 65})
-    assert "compare-loss" in dash_call(app, "compare-state.data", {**page, "compare-slider.value": 2,
+    assert "compare-loss" in compare(app, {**page, "compare-slider.value": 2,
                                                               "compare-state.data": sent["compare-state"]["data"]},
                                   ["tick.n_intervals"])[1]
 
@@ -161,8 +176,8 @@ def test_sweep_figures_leave_out_a_failed_run_name_it_on_its_heatmap_and_keep_zo
             if status:
                 trained(lab, run_id, [256], status)
     sweep_id = lab.get(ids[0])["sweep"]["id"]
-    status, sent = dash_call(app, "sweep-state.data", {"url.pathname": "/sweeps", "sweep-select.value": sweep_id},
-                        ["sweep-select.value"])
+    status, sent = chosen_and_drawn(app, "sweep-request", "sweep-panels.figure",
+                                    {"url.pathname": "/sweeps", "sweep-select.value": sweep_id}, ["sweep-select.value"])
     assert status == 200
     heatmaps = titles(sent, "sweep-heatmap", 3)
     assert heatmaps[0] == f"lr=0.003 (seed {seeds[0.003][1][0]})"
@@ -175,7 +190,7 @@ def test_sweep_figures_leave_out_a_failed_run_name_it_on_its_heatmap_and_keep_zo
     assert numbers(mono["x"]) == [0.003]  # the only value with a finished seed
     # the parallel coordinates' brushes are kept per set of axes too
     assert {sent[graph]["figure"]["layout"]["uirevision"].split(":")[0] for graph in sent
-            if graph != "sweep-state"} == {sweep_id}
+            if graph != "sweep-request"} == {sweep_id}
 
 
 # --- API -------------------------------------------------------------------------------------------------------
