@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from app.figures import AXIS_STYLE, LAYOUT_STYLE, ema, empty_figure, log_thin
+from app.figures import AXIS_STYLE, FROM_STEP_ONE, LAYOUT_STYLE, ema, empty_figure, log_thin
 from core.metrics import SfaSummary, monosemantic_neurons
 
 # Scale knobs and the sizes the paper doubles (K_VALUES, the quick presets' N, m, batch): evenly spread on a log axis.
@@ -73,7 +73,8 @@ def fmt(value: float) -> str:
 
 
 def training_panels(runs: list[SweepRun], field: str, smoothing: float = 0.9) -> go.Figure:
-    """Loss, mono neurons per feature and mean bias against log2 steps, one line per run coloured by value."""
+    """Loss, mono neurons per feature and mean bias against log-scale steps (as on the other pages), one line per
+    run coloured by value."""
     if not runs:
         return empty_figure("Training", "No runs yet")
     if not any(len(run.loss_steps) for run in runs):
@@ -88,18 +89,18 @@ def training_panels(runs: list[SweepRun], field: str, smoothing: float = 0.9) ->
         name = f"{field}={fmt(run.value)}"
         if len(run.loss_steps):
             keep = log_thin(np.asarray(run.loss_steps), 1500)
-            fig.add_trace(go.Scattergl(x=np.log2(run.loss_steps[keep]), y=ema(run.losses, smoothing)[keep],
+            fig.add_trace(go.Scattergl(x=run.loss_steps[keep], y=ema(run.losses, smoothing)[keep],
                                        mode="lines", line={"color": colour}, name=name, legendgroup=name,
                                        showlegend=legend, uid=trace_uid(name, run.seed, "loss")), row=1, col=1)
         for col, series in ((2, run.mono), (3, run.mean_bias)):
             if len(run.point_steps):
-                fig.add_trace(go.Scatter(x=np.log2(run.point_steps), y=series, mode="lines", name=name,
+                fig.add_trace(go.Scatter(x=run.point_steps, y=series, mode="lines", name=name,
                                          legendgroup=name, showlegend=False, line={"color": colour},
                                          uid=trace_uid(name, run.seed, col)), row=1, col=col)
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888", row=1, col=2)
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 70}},
                       title={"text": f"Training, coloured by {field}", "font": {"size": 14}})
-    fig.update_xaxes(**AXIS_STYLE, title_text="training step (log2)")
+    fig.update_xaxes(**AXIS_STYLE, **FROM_STEP_ONE, type="log", title_text="Training step (log scale)")
     fig.update_yaxes(**AXIS_STYLE)
     return fig
 

@@ -32,6 +32,10 @@ def test_training_panels_one_legend_entry_per_value_and_reference_line():
     assert legend == ["lr=0.003", "lr=0.01"]
     assert len(fig.data) == 9  # three panels per run
     assert any(shape.y0 == 1.0 for shape in fig.layout.shapes)
+    # steps as steps on a log axis, from step 1, as the Train and Compare pages draw them (not log2 of the step)
+    axes = [fig.layout[f"xaxis{i or ''}"] for i in ("", 2, 3)]
+    assert all(a.type == "log" and a.autorangeoptions.include == (1,) for a in axes)
+    assert list(fig.data[0].x) == list(run(0.003, 0).loss_steps)
 
 
 def test_results_against_value_pair_mono_with_the_final_loss_and_band_only_with_repeated_seeds():
