@@ -429,7 +429,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             frame = None if following else int(slider)
             parent = parent_of(meta)
             request = {"key": live_key(meta, smoothing, bool(ordered), frame, bool(parent) and lab.exists(parent)),
-                       "run": run_id, "smoothing": smoothing, "ordered": bool(ordered), "frame": frame}
+                       "run": run_id, "smoothing": smoothing, "ordered": bool(ordered), "frame": frame,
+                       "slider": [slider, slider_max]}
         return no_update if request["key"] == requested.get("key") else request
 
     @app.callback(
@@ -461,8 +462,13 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             return [no_update] * outputs
         n_frames = len(view.frame_steps)
         marks = checkpoint_marks(view.frame_steps, "live")
-        download = (html.A("Download run file (.pt)", href=f"/api/runs/{run_id}/file", className="btn btn-outline-"
-                           "primary btn-sm") if view.has_file else "")
+        # the slider and the download link stay untouched where the inspector read them as they are: setting either
+        # redraws it, and a click on its Continue button while it redrew was lost
+        slider = [n_frames if frame is None else frame, n_frames]
+        download = [run_id, view.has_file]
+        link = no_update if download == last.get("download") else (
+            html.A("Download run file (.pt)", href=f"/api/runs/{run_id}/file",
+                   className="btn btn-outline-primary btn-sm") if view.has_file else "")
         heatmap = view.heatmap if view.heatmap is not None else no_update
         curves = [no_update if figure is None else figure
                   for figure in (view.loss, view.mono, view.bias_history, view.lr)]
@@ -471,5 +477,5 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 figure.update_layout(uirevision=run_id)
         return [view.title, view.subtitle, view.progress, view.stats["step"], view.stats["loss"],
                 view.stats["mono"], view.stats["bias"], view.stats["lr"], *curves, heatmap, view.heatmap_label,
-                n_frames, marks, n_frames if frame is None else frame, view.final_bias, view.histogram, download,
-                {"loss": view.loss_state, "metrics": view.metrics_state}]
+                n_frames, marks, no_update if slider == request["slider"] else slider[0], view.final_bias,
+                view.histogram, link, {"loss": view.loss_state, "metrics": view.metrics_state, "download": download}]

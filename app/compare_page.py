@@ -57,7 +57,7 @@ def compare_layout() -> html.Div:
         dcc.Store(id="compare-view"),  # what to draw: set only when the key changes, and it alone starts a draw
         dcc.Store(id="compare-drawing", data=False),  # True while a draw is on its way
         dbc.Row([
-            *[dbc.Col(graph(graph_id, 300, title, "Choose two or more runs"), md=4)
+            *[dbc.Col(graph(graph_id, 380, title, "Choose two or more runs"), md=4)
               for graph_id, title in zip(("compare-loss", "compare-mono", "compare-bias"), OVERLAY_TITLES)],
         ], className="g-2 mt-2"),
         html.H5("Configs and results", className="mt-3"),
@@ -117,7 +117,10 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
     them (read here otherwise)."""
     configs = [m["config"] for m in metas]
     differing = set(differing_fields(configs))
-    header = html.Thead(html.Tr([html.Th("")] + [html.Th(label) for label in labels]))
+    # each run's colour in the overlays beside its name: their legends cut long names short
+    header = html.Thead(html.Tr([html.Th("")] + [
+        html.Th([html.Span(className="run-colour", style={"background": figures.RUN_COLOURS[i % len(
+            figures.RUN_COLOURS)]}), label]) for i, label in enumerate(labels)]))
     rows = []
     for name in FIELD_NAMES:
         cells = [html.Td(shown_value(c[name])) for c in configs]
@@ -234,10 +237,13 @@ def mono_overlay(labels: list[str], histories: list[dict[str, Any]], offsets: li
         if nonlinearity == "relu" or not len(values) or len(values) != len(steps):
             continue
         keep = figures.log_thin(steps, 2000)
+        # under its run's legend entry (one click hides both): eight entries below the plot squeezed it away
         fig.add_trace(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
-                                   name=f"{label} ({POSITIVE_PART})",
+                                   name=f"{label} ({POSITIVE_PART})", legendgroup=label, showlegend=False,
                                    line={"color": figures.RUN_COLOURS[i % len(figures.RUN_COLOURS)], "width": 2,
                                          "dash": "dash"}))
+    if len(fig.data) > len(labels):
+        fig.update_layout(legend_title={"text": f"dashed: the {POSITIVE_PART}", "side": "top"})
     return fig
 
 
@@ -387,7 +393,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             else:
                 sfa, when = lab.frame(meta["id"], step), step
             # up to four heatmaps share a row: a long label ran into the colour bar (the table names runs in full)
-            short = label if len(label) <= MAX_TITLE_LABEL else label[:MAX_TITLE_LABEL - 1] + "…"
+            short = figures.cut_short(label, MAX_TITLE_LABEL)
             on_curves = f" ({when + offset:,} counted on)" if offset else ""  # where the curves show that step
             heatmaps.append(figures.sfa_heatmap(sfa, title=f"{short} · step {when:,}{on_curves}"))
         histories = [lab.history(m["id"]) for m in metas]

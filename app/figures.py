@@ -42,20 +42,24 @@ SLIM_TEMPLATE = {"layout": {"colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63
 # title ran under them), starting at the left.
 TITLE_PLACE = {"x": 0.01, "xanchor": "left", "yref": "paper", "y": 1.0, "yanchor": "bottom", "pad": {"b": 8}}
 LEGEND_TOP_RIGHT = {"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"}
-LEGEND_BOTTOM_RIGHT = {**LEGEND_TOP_RIGHT, "y": 0.02, "yanchor": "bottom"}
+# Between the title and the plot, a row per long label (the plot makes room): in a corner of the plot four runs'
+# legend covered some run's curve. The title then sits at the figure's top, clear of it.
+LEGEND_ABOVE = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
+                "bgcolor": "rgba(0,0,0,0)"}
+TITLE_OVER_LEGEND = {"x": 0.01, "xanchor": "left", "yref": "container", "y": 0.98, "yanchor": "top"}
 LAYOUT_STYLE = {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#2a3f5f"},
                 "margin": MARGIN, "uirevision": "keep", "hovermode": "closest", "template": SLIM_TEMPLATE}
 
 
 def styled(traces: list | go.BaseTraceType, title: str, x_title: str, y_title: str, log_x: bool = False,
            shapes: list[dict] | None = None, xaxis: dict | None = None, yaxis: dict | None = None,
-           **layout: object) -> go.Figure:
+           title_place: dict = TITLE_PLACE, **layout: object) -> go.Figure:
     """A figure with the lab's look, built in one constructor call: plotly validates a layout given
     to the constructor several times faster than through update_layout."""
     x_axis = {**AXIS_STYLE, "title": {"text": x_title}, **({"type": "log"} if log_x else {}), **(xaxis or {})}
     y_axis = {**AXIS_STYLE, "title": {"text": y_title}, **(yaxis or {})}
     return go.Figure(traces, layout={
-        **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}, **TITLE_PLACE}, "xaxis": x_axis,
+        **LAYOUT_STYLE, "title": {"text": title, "font": {"size": 14}, **title_place}, "xaxis": x_axis,
         "yaxis": y_axis,
         "legend": LEGEND_TOP_RIGHT, "shapes": shapes or [], **layout})
 
@@ -372,38 +376,32 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
 
 
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+MAX_LEGEND_LABEL = 52  # characters of a run's label in an overlay's legend: one row at a third of the page's width
+
+
+def cut_short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str, y_title: str,
                    reference: float | None = None, smoothing: float = 0.0,
                    x_title: str = "Training step (log scale)") -> go.Figure:
-    """One line per run (label, steps, values) against log-scale steps, a colour per run."""
+    """One line per run (label, steps, values) against log-scale steps, a colour per run (RUN_COLOURS, in order;
+    a long label cut short in the legend, the Compare table names it in full beside its colour)."""
     if not any(len(steps) for _, steps, _ in series):
         return empty_figure(title, "No data yet")
-    traces, shown = [], []
+    traces = []
     for i, (label, steps, values) in enumerate(series):
         steps = np.asarray(steps)
         values = ema(values, smoothing) if smoothing else np.asarray(values, dtype=np.float64)
         keep = log_thin(steps, 2000)
-        shown.append(values[keep])
         traces.append(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
-                                   name=label, line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
+                                   name=cut_short(label, MAX_LEGEND_LABEL), legendgroup=label,
+                                   line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
     shapes = [hline(reference)] if reference is not None else []
-    legend = legend_clear_of(shown, [] if reference is None else [reference])
-    return styled(traces, title, x_title, y_title, log_x=True, shapes=shapes, legend=legend, xaxis=FROM_STEP_ONE)
-
-
-def legend_clear_of(curves: list[np.ndarray], also_on_axis: list[float] = ()) -> dict:
-    """A legend in the right-hand corner the curves' ends keep clear of: the bottom one when they end high.
-
-    Curves are in plotting order, so their last points are the right-hand side of the plot (log steps or not)."""
-    finite = [c[np.isfinite(c)] for c in curves]
-    everything = np.concatenate([*finite, np.asarray(also_on_axis, dtype=np.float64)])
-    ends = np.concatenate([c[-max(1, len(c) * 3 // 10):] for c in finite if len(c)] or [np.empty(0)])
-    if everything.size == 0 or ends.size == 0 or everything.max() == everything.min():
-        return LEGEND_TOP_RIGHT
-    high = (ends - everything.min()) / (everything.max() - everything.min()) > 0.5
-    return LEGEND_BOTTOM_RIGHT if high.mean() > 0.5 else LEGEND_TOP_RIGHT
+    return styled(traces, title, x_title, y_title, log_x=True, shapes=shapes, legend=LEGEND_ABOVE,
+                  xaxis=FROM_STEP_ONE, title_place=TITLE_OVER_LEGEND,
+                  margin={**MARGIN, "t": 34})
 
 
 def interpolation_figure(alphas: np.ndarray, losses: np.ndarray, label_a: str, label_b: str,

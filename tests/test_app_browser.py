@@ -715,7 +715,7 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     wait_until(lambda: dash_duo.driver.execute_script(first_steps) == [1, 257, 257], timeout=20,
                message="continued curves after their start")
     # a continued run's heatmap names its own step, and where the curves count it
-    assert "step 256 (512 counted on)" in dash_duo.find_element("#compare-heatmap-1").text
+    dash_duo.wait_for_contains_text("#compare-heatmap-1", "step 256 (512 counted on)", timeout=10)
     assert "counted on" not in dash_duo.find_element("#compare-heatmap-0").text
     # the parent and its unpushed child share every config value: the legend tells them apart by their start
     names = "return document.querySelector('#compare-loss .js-plotly-plot')._fullData.map(t => t.name);"

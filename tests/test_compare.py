@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from app import create_app
-from app.compare_page import pair_choice, pair_options, result_names, results_table
+from app.compare_page import mono_overlay, pair_choice, pair_options, result_names, results_table
 from core.compare import (
     IncompatibleRuns,
     Model,
@@ -161,3 +161,30 @@ def test_runs_deleted_while_compared_are_named_until_another_run_is_added():
     assert deleted_since({"ids": ["a"], "gone": gone}, ["a"], ["a"], exists) == ["x"]  # still said at the next tick
     assert deleted_since({"ids": ["a"], "gone": gone}, ["a", "b"], ["a", "b"], exists) == []  # the user moved on
     assert deleted_since({}, ["a", "b"], ["a", "b"], exists) == []
+
+
+def test_the_mono_overlay_keys_each_run_once_below_the_plot_with_its_positive_part_dashed_under_it():
+    history = {"points": {"step": [16, 32], "mono_ratio": [0.1, 0.2], "positive_mono_ratio": [0.3, 0.4]}}
+    labels = ["nonlinearity=relu", "nonlinearity=gelu"]
+    fig = mono_overlay(labels, [history, history], [0, 0], ["relu", "gelu"], "Training step (log scale)")
+    assert [(t.name, t.legendgroup, t.showlegend, t.line.dash) for t in fig.data] == [
+        ("nonlinearity=relu", "nonlinearity=relu", None, None), ("nonlinearity=gelu", "nonlinearity=gelu", None, None),
+        ("nonlinearity=gelu (positive part, not the paper's)", "nonlinearity=gelu", False, "dash")]
+    assert fig.layout.legend.title.text == "dashed: the positive part, not the paper's"
+    # above the plot: in a corner it covered some run's curve
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y > 1
+
+
+def test_a_long_run_name_is_cut_short_in_the_legend_and_named_in_full_beside_its_colour_in_the_table(tiny, tmp_path):
+    from app import figures
+
+    lab = Lab(DiskStore(tmp_path))
+    ids = [lab.submit(tiny.replace(init_bias=b)) for b in (0.0, -1.0)]
+    labels = ["nonlinearity=relu, n_features=32, embed_dim=6, n_neurons=64, eps=0.0625, init_bias=" + b
+              for b in ("0", "-1")]
+    steps = np.array([1, 2, 3])
+    fig = figures.overlay_figure([(label, steps, steps * 1.0) for label in labels], "Loss", "loss")
+    assert [t.name for t in fig.data] == [label[:51] + "…" for label in labels]
+    header = results_table(lab, [lab.get(i) for i in ids], labels).children[0].children.children[1:]
+    assert [(cell.children[0].style["background"], cell.children[1]) for cell in header] == [
+        (figures.RUN_COLOURS[0], labels[0]), (figures.RUN_COLOURS[1], labels[1])]
