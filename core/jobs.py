@@ -312,8 +312,8 @@ class Lab:
 
     def disk_problem(self, configs: list[RunConfig]) -> str | None:
         """Why the store's disk cannot hold what these (valid) runs will keep (RunConfig.disk_estimate, an upper
-        bound) beside a small spare, else None: refused now, not failed mid-run on a full disk. Runs already queued
-        are not counted. None for a store with no disk (Redis)."""
+        bound) beside a small spare and what runs already queued or training may still write, else None: refused
+        now, not failed mid-run on a full disk. None for a store with no disk (Redis)."""
         free = getattr(self.store, "free_bytes", None)
         if free is None:
             return None
@@ -321,15 +321,30 @@ class Lab:
         for config in configs:
             for part, size in config.disk_estimate().items():
                 parts[part] = parts.get(part, 0) + size
-        room = free() - DISK_SPARE_BYTES
-        if sum(parts.values()) <= room:
+        beyond_spare = free() - DISK_SPARE_BYTES
+        pending = self.still_to_write()
+        if sum(parts.values()) <= beyond_spare - pending:
             return None
         what = "this run" if len(configs) == 1 else f"these {len(configs)} runs"
         listed = ", ".join(f"{part} {size_text(size)}" for part, size in parts.items())
+        promised = f", and runs queued or training may still write {size_text(pending)} of it" if pending else ""
         return (f"{what} would keep up to {size_text(sum(parts.values()))} in the run store ({listed}), and its disk "
-                f"has {size_text(max(0, room))} free beyond the {DISK_SPARE_BYTES // 2**20} MiB kept spare: fewer "
-                "neurons or features (each replay frame is n_neurons x n_features), fewer steps or runs, or free "
-                "space (delete runs you no longer need)")
+                f"has {size_text(max(0, beyond_spare))} free beyond the {DISK_SPARE_BYTES // 2**20} MiB kept spare"
+                f"{promised}: fewer neurons or features (each replay frame is n_neurons x n_features), fewer steps or "
+                "runs, or free space (delete runs you no longer need)")
+
+    def still_to_write(self) -> int:
+        """Bytes the runs not finished may yet add to the store, at most: their disk_estimate, less the share of
+        frames and history their steps done have written (their run file and checkpoints count in full)."""
+        total = 0
+        for meta in self.list():
+            if meta["status"] in FINISHED:
+                continue
+            parts = RunConfig(**meta["config"]).disk_estimate()
+            left = 1.0 - min(1.0, meta["step"] / max(1, meta["steps"]))
+            total += parts["run file"] + parts["checkpoints"] + round(left * (parts["replay frames"]
+                                                                             + parts["history"]))
+        return total
 
     def too_many_runs(self, count: int) -> str | None:
         """Why `count` runs asked for at once can never be queued here (a busy queue is QueueFull: it passes)."""

@@ -884,6 +884,14 @@ def test_runs_the_stores_disk_cannot_hold_are_refused_up_front(tmp_path):
     with pytest.raises(InvalidConfig, match="these 2 runs would keep"):
         lab.submit_batched([wide, wide.replace(seed=1)])
     assert lab.list() == []
+    # runs already queued count for what they will write: two that fit one at a time do not fit together
+    half = wide.replace(n_neurons=2048)
+    assert sum(half.disk_estimate().values()) < 2**30 < 2 * sum(half.disk_estimate().values())
+    first = lab.submit(half)
+    with pytest.raises(InvalidConfig) as refused:
+        lab.submit(half.replace(seed=1))
+    assert "and runs queued or training may still write 664.1 MiB of it" in refused.value.errors["disk"]
+    lab.delete(first)
     lab.store.free_bytes = lambda: DISK_SPARE_BYTES + 100 * 2**20  # a nearly full disk still takes a small run
     lab.delete(lab.submit(SMALL))
     small = SMALL.replace(steps=64, snapshot_every=4)
