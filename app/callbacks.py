@@ -11,8 +11,9 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
-from app.components import alert, checkpoint_marks, drawing_flag, tick_waits_for
+from app.components import alert, checkpoint_marks
 from app.continue_controls import continue_from, continued_run, register_continue_callbacks
+from app.draw_requests import drawn_for, new_request, tick_waits
 from app.figures import empty_figure
 from app.form import (
     CUSTOM,
@@ -410,28 +411,27 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         Output("live-request", "data"),
         Input("tick", "n_intervals"), Input("selected-run", "data"), Input("smoothing-slider", "value"),
         Input("sfa-sorted", "value"), Input("checkpoint-slider", "value"),
-        State("checkpoint-slider", "max"), State("live-request", "data"), State("live-drawing", "data"),
+        State("checkpoint-slider", "max"), State("live-request", "data"), State("live-state", "data"),
     )
     def choose_live(_tick: int, run_id: str | None, smoothing: float, ordered: bool, slider: int | None,
-                    slider_max: int | None, requested: dict[str, Any] | None, drawing: bool | None) -> Any:
+                    slider_max: int | None, requested: dict[str, Any] | None, drawn: dict[str, Any] | None) -> Any:
         """Cheap, every tick: what the live view should show; a new request only when that changed."""
-        if tick_waits_for(drawing):
+        if tick_waits(requested, drawn):
             return no_update
-        requested = requested if isinstance(requested, dict) else {}
         if not run_id or not lab.exists(run_id):
-            if not requested:  # the blank view is already on the page
+            if requested is None:  # the blank view is already on the page
                 return no_update
-            request = {"key": ["no run", run_id], "run": None, "gone": run_id}
+            request = new_request(["no run", run_id], requested, drawn, run=None, gone=run_id)
         else:
             meta = lab.get(run_id)
             following = (slider is None or slider_max is None or slider >= slider_max
                          or ctx.triggered_id == "selected-run")
             frame = None if following else int(slider)
             parent = parent_of(meta)
-            request = {"key": live_key(meta, smoothing, bool(ordered), frame, bool(parent) and lab.exists(parent)),
-                       "run": run_id, "smoothing": smoothing, "ordered": bool(ordered), "frame": frame,
-                       "slider": [slider, slider_max]}
-        return no_update if request["key"] == requested.get("key") else request
+            request = new_request(live_key(meta, smoothing, bool(ordered), frame, bool(parent) and lab.exists(parent)),
+                                  requested, drawn, run=run_id, smoothing=smoothing, ordered=bool(ordered),
+                                  frame=frame, slider=[slider, slider == slider_max], status=meta["status"])
+        return no_update if request is None else request
 
     @app.callback(
         Output("live-title", "children"), Output("live-subtitle", "children"), Output("live-progress", "value"),
@@ -443,7 +443,6 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         Output("checkpoint-slider", "value"), Output("bias-graph", "figure"), Output("score-histogram", "figure"),
         Output("download-area", "children"), Output("live-state", "data"),
         Input("live-request", "data"), State("live-state", "data"),
-        running=drawing_flag("live-drawing"),
     )
     def draw_live(request: dict[str, Any] | None, last: dict[str, Any] | None) -> list[Any]:
         outputs = 21
@@ -452,20 +451,20 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         run_id = request["run"]
         if run_id is None:
             gone = f"Run {request['gone']} was deleted. " if request["gone"] else ""
-            return blank_live_view(gone + NO_RUN_SUBTITLE)
+            return blank_live_view(gone + NO_RUN_SUBTITLE)[:-1] + [drawn_for(request)]
         last = last if isinstance(last, dict) else {}
         frame = request["frame"]
         try:
             view = live_view(lab, run_id, request["smoothing"], request["ordered"], frame, last.get("loss"),
                              last.get("metrics"))
         except UnknownRun:  # deleted between looking and reading: the next tick blanks the view
-            return [no_update] * outputs
+            return [no_update] * (outputs - 1) + [{**last, **drawn_for(request), "key": None}]
         n_frames = len(view.frame_steps)
         marks = checkpoint_marks(view.frame_steps, "live")
         # the slider and the download link stay untouched where the inspector read them as they are: setting either
         # redraws it, and a click on its Continue button while it redrew was lost
-        slider = [n_frames if frame is None else frame, n_frames]
-        download = [run_id, view.has_file]
+        slider = [n_frames if frame is None else frame, frame is None]  # a position, and whether it is the end
+        download = [run_id, view.has_file, request["status"]]  # the inspector's message follows the status
         link = no_update if download == last.get("download") else (
             html.A("Download run file (.pt)", href=f"/api/runs/{run_id}/file",
                    className="btn btn-outline-primary btn-sm") if view.has_file else "")
@@ -478,4 +477,5 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         return [view.title, view.subtitle, view.progress, view.stats["step"], view.stats["loss"],
                 view.stats["mono"], view.stats["bias"], view.stats["lr"], *curves, heatmap, view.heatmap_label,
                 n_frames, marks, no_update if slider == request["slider"] else slider[0], view.final_bias,
-                view.histogram, link, {"loss": view.loss_state, "metrics": view.metrics_state, "download": download}]
+                view.histogram, link, drawn_for(request, loss=view.loss_state, metrics=view.metrics_state,
+                                                download=download)]

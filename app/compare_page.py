@@ -13,8 +13,9 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
-from app.components import alert, checkpoint_marks, drawing_flag, graph, run_name, tick_waits_for
+from app.components import alert, checkpoint_marks, graph, run_name
 from app.continue_controls import continued_run
+from app.draw_requests import drawn_for, new_request, tick_waits
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from app.live import history_epoch
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
@@ -52,10 +53,10 @@ def compare_layout() -> html.Div:
         dbc.Label("Checkpoint step shared by all heatmaps (right end = latest)", html_for="compare-slider",
                   className="small mb-0"),
         dcc.Slider(id="compare-slider", min=0, max=0, step=1, value=0, marks=None, allow_direct_input=False),
-        # {"key": what the figures show, "wanted": the step chosen (None: latest), "common": the slider's steps}
+        # {"wanted": the step chosen (None: latest), "ids": the runs compared, "gone": those deleted since chosen}
         dcc.Store(id="compare-state"),
-        dcc.Store(id="compare-view"),  # what to draw: set only when the key changes, and it alone starts a draw
-        dcc.Store(id="compare-drawing", data=False),  # True while a draw is on its way
+        dcc.Store(id="compare-view"),  # what the figures are to show (app.draw_requests)
+        dcc.Store(id="compare-drawn"),  # the request they were drawn for, and the slider's steps as drawn
         dbc.Row([
             *[dbc.Col(graph(graph_id, 380, title, "Choose two or more runs"), md=4)
               for graph_id, title in zip(("compare-loss", "compare-mono", "compare-bias"), OVERLAY_TITLES)],
@@ -308,13 +309,12 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(Output("compare-state", "data"), Output("compare-view", "data"),
                   Input("tick", "n_intervals"), Input("compare-runs", "value"), Input("compare-slider", "value"),
-                  State("url", "pathname"), State("compare-state", "data"), State("compare-drawing", "data"))
+                  State("url", "pathname"), State("compare-state", "data"), State("compare-view", "data"),
+                  State("compare-drawn", "data"))
     def choose_comparison(_tick: int, chosen: list[str] | None, slider: int | None, pathname: str | None,
-                          last: dict[str, Any] | None, drawing: bool | None) -> tuple[Any, Any]:
-        """Cheap, every tick: what the figures should show; a new view only when that changed."""
-        if not (pathname or "").rstrip("/").endswith("/compare"):
-            return no_update, no_update
-        if tick_waits_for(drawing):  # four long runs on a loaded machine took up to 2 s a draw
+                          last: dict[str, Any] | None, requested: Any, drawn: Any) -> tuple[Any, Any]:
+        """Cheap, every tick: what the figures should show; a new request only when that changed."""
+        if not (pathname or "").rstrip("/").endswith("/compare") or tick_waits(requested, drawn):
             return no_update, no_update
         last = last or {}
         metas = metas_of(chosen)[:MAX_COMPARED]
@@ -323,16 +323,16 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         common = common_steps(metas)
         wanted = last.get("wanted")
         if ctx.triggered_id == "compare-slider" and slider is not None:
-            # a position on the slider as last drawn: its steps, not the ones a tick may have added since
-            drawn = last.get("common", common)
-            wanted = drawn[int(slider)] if 0 <= int(slider) < len(drawn) else None
+            # a position on the slider as drawn: its steps, not the ones a tick may have added since
+            positions = drawn.get("common", common) if isinstance(drawn, dict) else common
+            wanted = positions[int(slider)] if 0 <= int(slider) < len(positions) else None
         step = shown_step(common, wanted)
         key = [comparison_key(metas, step) if len(metas) >= 2 else ["fewer than two", [m["id"] for m in metas]],
                gone]
-        state = {"key": key, "wanted": wanted, "common": common, "ids": ids, "gone": gone}
-        if key == last.get("key"):  # every second, 1-4 runs' figures: resent only when something changed
-            return no_update if state == last else state, no_update
-        return state, {"key": key, "ids": ids, "step": step, "common": common, "gone": gone}
+        state = {"wanted": wanted, "ids": ids, "gone": gone}
+        # every second, 1-4 runs' figures: drawn only when something changed
+        request = new_request(key, requested, drawn, ids=ids, step=step, common=common, gone=gone, slider=slider)
+        return no_update if state == last else state, no_update if request is None else request
 
     @app.callback(
         [Output(f"compare-heatmap-{i}", "figure") for i in range(MAX_COMPARED)]
@@ -340,16 +340,22 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         + [Output(f"compare-slot-{i}", "xl") for i in range(MAX_COMPARED)]
         + [Output("compare-loss", "figure"), Output("compare-mono", "figure"), Output("compare-bias", "figure"),
            Output("compare-table", "children"), Output("compare-message", "children"),
-           Output("compare-slider", "max"), Output("compare-slider", "marks"), Output("compare-slider", "value")],
-        Input("compare-view", "data"), running=drawing_flag("compare-drawing"),
+           Output("compare-slider", "max"), Output("compare-slider", "marks"), Output("compare-slider", "value"),
+           Output("compare-drawn", "data")],
+        Input("compare-view", "data"),
     )
-    def draw_comparison(view: dict[str, Any] | None) -> list[Any]:
-        if not view:
-            return [no_update] * (3 * MAX_COMPARED + 8)
+    def draw_comparison(request: dict[str, Any] | None) -> list[Any]:
+        figures_etc = 3 * MAX_COMPARED + 8
+        if not request:
+            return [no_update] * (figures_etc + 1)
+        drawn = drawn_for(request, common=request["common"])
         try:
-            return comparison_view(metas_of(view["ids"]), view["common"], view["step"], view["gone"])
+            view = comparison_view(metas_of(request["ids"]), request["common"], request["step"], request["gone"])
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
-            return [no_update] * (3 * MAX_COMPARED + 8)
+            return [no_update] * figures_etc + [{**drawn, "key": None}]
+        if view[-1] == request["slider"]:  # set, the slider would ask again and drop a later choice on its way
+            view[-1] = no_update
+        return view + [drawn]
 
     def metas_of(run_ids: list[str] | None) -> list[dict[str, Any]]:
         """The runs named that still exist, each once (one deleted meanwhile is left out: the link message names

@@ -5,22 +5,10 @@ from __future__ import annotations
 import re
 
 import dash_bootstrap_components as dbc
-from dash import Output, ctx, dcc
+from dash import dcc
 
 from app.figures import empty_figure
 from core.config import FIELDS
-
-
-def drawing_flag(store_id: str) -> list[tuple[Output, bool, bool]]:
-    """A draw callback's `running`: the store reads True while its reply is on its way."""
-    return [(Output(store_id, "data"), True, False)]
-
-
-def tick_waits_for(drawing: bool | None) -> bool:
-    """Whether a page's tick asks for nothing this time: a draw slower than the tick (a loaded machine) is still on
-    its way, and a new request would make the browser drop its reply, and each one after it, leaving the page
-    frozen or blank. The next tick asks."""
-    return ctx.triggered_id == "tick" and bool(drawing)
 
 
 def graph(graph_id: str, height: int = 260, title: str = "", message: str = "") -> dcc.Graph:

@@ -245,12 +245,11 @@ def build_layout() -> html.Div:
             dcc.Location(id="url", refresh=False),
             dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS),
             dcc.Store(id="selected-run", storage_type="session"),
-            dcc.Store(id="live-request"),  # what the live view is to show: set when that changes, and it alone draws
-            dcc.Store(id="live-drawing", data=False),  # True while a draw is on its way
-            dcc.Store(id="live-state"),  # the curves as drawn, that a draw extends
+            dcc.Store(id="live-request"),  # what the live view is to show (app.draw_requests)
+            dcc.Store(id="live-state"),  # what it was drawn for, and the curves as drawn, that a draw extends
             dcc.Store(id="run-list-shown"),  # a digest of the run list as shown: a tick changing nothing sends nothing
-            dcc.Store(id="sweep-request"),  # what the sweep's figures are to show: set when that changes
-            dcc.Store(id="sweep-drawing", data=False),  # True while a draw is on its way
+            dcc.Store(id="sweep-request"),  # what the sweep's figures are to show (app.draw_requests)
+            dcc.Store(id="sweep-drawn"),  # the request they were drawn for
             dcc.Store(id="delete-pending"),  # the run the delete dialog asks about
             dcc.Store(id="continue-from"),  # {"run", "step"}: the weights Start continues from (step None: final)
             dcc.ConfirmDialog(id="delete-confirm"),

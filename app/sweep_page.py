@@ -10,7 +10,8 @@ import numpy as np
 from dash import Input, Output, State, dcc, html, no_update
 
 from app import figures, sweep_figures
-from app.components import alert, drawing_flag, graph, sentence, tick_waits_for
+from app.components import alert, graph, sentence
+from app.draw_requests import drawn_for, new_request, tick_waits
 from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
 from app.repeat_guard import RepeatGuard
@@ -405,26 +406,27 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Input("sweep-overlay", "value"),
         State("url", "pathname"),
         State("sweep-request", "data"),
-        State("sweep-drawing", "data"),
+        State("sweep-drawn", "data"),
     )
     def choose_sweep(_tick: int, sweep_id: str | None, overlay: list[str] | None, pathname: str | None,
-                     requested: Any, drawing: bool | None) -> Any:
+                     requested: Any, drawn: Any) -> Any:
         """Cheap, every tick: what the sweep's figures should show; a new request only when that changed."""
-        if not is_sweeps(pathname) or tick_waits_for(drawing):
+        if not is_sweeps(pathname) or tick_waits(requested, drawn):
             return no_update
         sweeps = lab.sweeps()
         metas = sweeps.get(sweep_id, []) if sweep_id else []
         if not metas:  # none chosen, or its runs deleted: what it showed must not stay up
-            request = {"key": "blank"}
+            request = new_request("blank", requested, drawn)
         else:
             field = metas[0]["sweep"]["field"]
             # overlays of another field (chosen before the main sweep changed) or deleted since are left out
             overlaid = [i for i in overlay or [] if i != sweep_id and i in sweeps
                         and sweeps[i][0]["sweep"]["field"] == field]
             # lists, not tuples: the key comes back from the browser as JSON
-            request = {"key": [[i, [[m["id"], m["step"], m["status"]] for m in sweeps[i]]]
-                               for i in [sweep_id, *overlaid]], "sweep": sweep_id, "overlaid": overlaid}
-        return no_update if isinstance(requested, dict) and request["key"] == requested["key"] else request
+            request = new_request([[i, [[m["id"], m["step"], m["status"]] for m in sweeps[i]]]
+                                   for i in [sweep_id, *overlaid]], requested, drawn, sweep=sweep_id,
+                                  overlaid=overlaid)
+        return no_update if request is None else request
 
     @app.callback(
         Output("sweep-panels", "figure"),
@@ -432,18 +434,18 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         Output("sweep-biases", "figure"),
         *[Output(f"sweep-heatmap-{i}", "figure") for i in range(HEATMAPS)],
         Output("sweep-parcoords", "figure"),
+        Output("sweep-drawn", "data"),
         Input("sweep-request", "data"),
-        running=drawing_flag("sweep-drawing"),
     )
     def draw_sweep(request: Any) -> list[Any]:
         n_out = 4 + HEATMAPS
         if not isinstance(request, dict):
-            return [no_update] * n_out
+            return [no_update] * (n_out + 1)
         sweeps = lab.sweeps()
         sweep_id = request.get("sweep")
         metas = sweeps.get(sweep_id, []) if sweep_id else []
         if not metas:
-            return [figures.empty_figure(*blank) for blank in SWEEP_BLANKS]
+            return [figures.empty_figure(*blank) for blank in SWEEP_BLANKS] + [drawn_for(request)]
         field = metas[0]["sweep"]["field"]
         overlaid = {i: sweeps[i] for i in request["overlaid"] if i in sweeps}
         try:
@@ -451,7 +453,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             others = [(sweep_label(i, sweeps), sweep_runs(lab, group, histories=False))
                       for i, group in overlaid.items()]
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
-            return [no_update] * n_out
+            return [no_update] * n_out + [{**drawn_for(request), "key": None}]
         values = sorted({r.value for r in runs})
         chosen = [values[0], values[len(values) // 2], values[-1]] if len(values) >= 3 else values
         heatmaps = []
@@ -478,4 +480,4 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
         parcoords = shown[-1]
         if parcoords.data:  # its brushes are kept by axis position: a new set of axes starts afresh
             parcoords.layout.uirevision = f"{sweep_id}:" + ",".join(d.label for d in parcoords.data[0].dimensions)
-        return shown
+        return [*shown, drawn_for(request)]

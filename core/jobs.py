@@ -335,15 +335,16 @@ class Lab:
 
     def still_to_write(self) -> int:
         """Bytes the runs not finished may yet add to the store, at most: their disk_estimate, less the share of
-        frames and history their steps done have written (their run file and checkpoints count in full)."""
+        frames and history their steps done have written; their run file in full, and their checkpoints in full
+        before they trained a step, else the one a new checkpoint adds beside the one on disk."""
         total = 0
         for meta in self.list():
             if meta["status"] in FINISHED:
                 continue
             parts = RunConfig(**meta["config"]).disk_estimate()
             left = 1.0 - min(1.0, meta["step"] / max(1, meta["steps"]))
-            total += parts["run file"] + parts["checkpoints"] + round(left * (parts["replay frames"]
-                                                                             + parts["history"]))
+            checkpoints = parts["checkpoints"] if meta["step"] == 0 else parts["checkpoints"] // 2
+            total += parts["run file"] + checkpoints + round(left * (parts["replay frames"] + parts["history"]))
         return total
 
     def too_many_runs(self, count: int) -> str | None:

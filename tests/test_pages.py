@@ -54,53 +54,78 @@ def titles(sent: dict[str, Any], prefix: str, count: int) -> list[str]:
 # --- Compare ---------------------------------------------------------------------------------------------------
 
 
-def chosen_and_drawn(app: Any, request: str, drawn_output: str, page: dict[str, Any],
-                     changed: list[str]) -> tuple[int, dict[str, Any]]:
-    """A page's two callbacks as the browser runs them: the cheap choice (its output `request`), then the draw
-    (among its outputs `drawn_output`) if the choice asked for one."""
-    status, sent = dash_call(app, f"{request}.data", page, changed)
-    if request in sent:
-        drawn = dash_call(app, drawn_output, {f"{request}.data": sent[request]["data"]}, [f"{request}.data"])[1]
-        sent = {**sent, **drawn}
-    return status, sent
+class Page:
+    """A page's live callbacks as the browser runs them: the cheap choice (its output the store `request`), then
+    the draw (among its outputs `drawn_output`) where the choice asked for one; what they set (stores, sliders) is
+    kept for the next call."""
 
+    def __init__(self, app: Any, request: str, drawn_output: str, values: dict[str, Any]) -> None:
+        self.app, self.request, self.drawn_output, self.values = app, request, drawn_output, values
 
-def compare(app: Any, page: dict[str, Any], changed: list[str]) -> tuple[int, dict[str, Any]]:
-    return chosen_and_drawn(app, "compare-view", "compare-loss.figure", page, changed)
+    def act(self, trigger: str, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The user's (or the tick's) `changes`, `trigger` among them; returns everything sent."""
+        self.values.update(changes or {})
+        status, sent = dash_call(self.app, f"{self.request}.data", self.values, [trigger])
+        assert status == 200
+        self.keep(sent)
+        if self.request in sent:
+            status, drawn = dash_call(self.app, self.drawn_output, self.values, [f"{self.request}.data"])
+            assert status == 200
+            self.keep(drawn)
+            sent = {**sent, **drawn}
+        return sent
+
+    def keep(self, sent: dict[str, Any]) -> None:
+        for component, props in sent.items():
+            for prop, value in props.items():
+                self.values[f"{component}.{prop}"] = value
 
 
 def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_changing_nothing_sends_nothing(lab, app):
     a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32, 48, 64]) for v in (0.0, -1.0))
     c = trained(lab, lab.submit(TINY.replace(init_bias=-2.0)), [16, 32])
-    page = {"url.pathname": "/compare", "compare-runs.value": [a, b], "tick.n_intervals": 1}
-    status, sent = compare(app, page, ["compare-runs.value"])
-    assert status == 200 and sent["compare-slider"] == {"max": 4, "marks": sent["compare-slider"]["marks"],
-                                                        "value": 4}  # latest
-    state = sent["compare-state"]["data"]
+    page = Page(app, "compare-view", "compare-loss.figure",
+                {"url.pathname": "/compare", "compare-runs.value": [a, b], "tick.n_intervals": 1})
+    sent = page.act("compare-runs.value")
+    assert sent["compare-slider"] == {"max": 4, "marks": sent["compare-slider"]["marks"], "value": 4}  # latest
     # the user picks step 48 (position 2)
-    _, sent = compare(app, {**page, "compare-slider.value": 2, "compare-state.data": state},
-                   ["compare-slider.value"])
+    sent = page.act("compare-slider.value", {"compare-slider.value": 2})
     assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
-    state = sent["compare-state"]["data"]
+    assert "value" not in sent["compare-slider"]  # where the user put it: set again, it would ask for another draw
     # nothing changed: nothing is sent (the figures were ~900 KB a second for four long runs)
-    assert compare(app, {**page, "compare-slider.value": 2, "compare-state.data": state},
-                ["tick.n_intervals"])[1] == {}
+    assert page.act("tick.n_intervals") == {}
     # a run with checkpoints up to 32 joins: position 2 would now be beyond its steps; 32 is the nearest below 48
-    _, sent = compare(app, {**page, "compare-runs.value": [a, b, c], "compare-slider.value": 2,
-                                               "compare-state.data": state}, ["compare-runs.value"])
+    sent = page.act("compare-runs.value", {"compare-runs.value": [a, b, c]})
     assert sent["compare-slider"]["value"] == 1 and sent["compare-slider"]["max"] == 2
     assert all(t.endswith("step 32") for t in titles(sent, "compare-heatmap", 3))
-    state = sent["compare-state"]["data"]
     # and it leaves: back to the step chosen
-    _, sent = compare(app, {**page, "compare-slider.value": 1, "compare-state.data": state},
-                   ["compare-runs.value"])
+    sent = page.act("compare-runs.value", {"compare-runs.value": [a, b]})
     assert sent["compare-slider"]["value"] == 2
     assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
     # a run that trains on is redrawn
     lab.store.set(f"meta/{a}", {**lab.get(a), "step": 65})
-    assert "compare-loss" in compare(app, {**page, "compare-slider.value": 2,
-                                                              "compare-state.data": sent["compare-state"]["data"]},
-                                  ["tick.n_intervals"])[1]
+    assert "compare-loss" in page.act("tick.n_intervals")
+
+
+def test_a_draw_on_its_way_is_not_asked_for_again_by_the_tick_and_one_lost_is_asked_for_again(lab, app, monkeypatch):
+    """A draw slower than the 1 s tick: asked for again, the browser drops the reply on its way (the page stayed
+    blank); a reply lost for good (the network, a draw that raised) is asked for again after a while."""
+    import app.draw_requests as draw_requests
+
+    a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32]) for v in (0.0, -1.0))
+    page = Page(app, "compare-view", "compare-loss.figure",
+                {"url.pathname": "/compare", "compare-runs.value": [a, b], "tick.n_intervals": 1})
+    sent = dash_call(app, "compare-view.data", page.values, ["compare-runs.value"])[1]
+    page.keep(sent)  # asked for; its draw not back yet
+    lab.store.set(f"meta/{a}", {**lab.get(a), "step": 33})  # the run trains on meanwhile
+    assert dash_call(app, "compare-view.data", page.values, ["tick.n_intervals"])[1] == {}
+    # the user's own choice is asked for at once (the draw on its way is dropped, as it should be)
+    assert "compare-view" in dash_call(app, "compare-view.data", {**page.values, "compare-runs.value": [b, a]},
+                                       ["compare-runs.value"])[1]
+    # lost for good: asked for again once it is overdue
+    later = draw_requests.now() + draw_requests.STALE_DRAW_SECONDS + 1
+    monkeypatch.setattr(draw_requests, "now", lambda: later)
+    assert "compare-view" in dash_call(app, "compare-view.data", page.values, ["tick.n_intervals"])[1]
 
 
 def test_nearest_common_step_at_or_below_the_chosen_one():
@@ -176,9 +201,8 @@ def test_sweep_figures_leave_out_a_failed_run_name_it_on_its_heatmap_and_keep_zo
             if status:
                 trained(lab, run_id, [256], status)
     sweep_id = lab.get(ids[0])["sweep"]["id"]
-    status, sent = chosen_and_drawn(app, "sweep-request", "sweep-panels.figure",
-                                    {"url.pathname": "/sweeps", "sweep-select.value": sweep_id}, ["sweep-select.value"])
-    assert status == 200
+    sent = Page(app, "sweep-request", "sweep-panels.figure",
+                {"url.pathname": "/sweeps", "sweep-select.value": sweep_id}).act("sweep-select.value")
     heatmaps = titles(sent, "sweep-heatmap", 3)
     assert heatmaps[0] == f"lr=0.003 (seed {seeds[0.003][1][0]})"
     assert heatmaps[1] == f"lr=0.01 (seed {seeds[0.01][0][0]}) (failed)"
@@ -190,7 +214,7 @@ def test_sweep_figures_leave_out_a_failed_run_name_it_on_its_heatmap_and_keep_zo
     assert numbers(mono["x"]) == [0.003]  # the only value with a finished seed
     # the parallel coordinates' brushes are kept per set of axes too
     assert {sent[graph]["figure"]["layout"]["uirevision"].split(":")[0] for graph in sent
-            if graph != "sweep-request"} == {sweep_id}
+            if graph not in ("sweep-request", "sweep-drawn")} == {sweep_id}
 
 
 # --- API -------------------------------------------------------------------------------------------------------
