@@ -41,7 +41,7 @@ from core.jobs import Lab, UnknownRun
 from core.metrics import heatmap_order
 from core.runfile import RunFileError, load_run_file
 
-DONE = "For a finished or stopped run"
+DONE = "For a finished, paused or stopped run"
 
 
 def index_input(input_id: str, label: str, value: int) -> dbc.Col:
@@ -62,8 +62,9 @@ def inspect_layout() -> html.Div:
         [
             html.H5("Inside the model", className="mt-3 mb-0"),
             html.P(
-                "For a finished or stopped run, at the replayed step (or the latest weights saved at or before it: "
-                "runs keep them at powers of 2). Click a cell of the heatmap to pick its feature and neuron.",
+                "For a finished, paused or stopped run, at the replayed step (or the latest weights saved at or "
+                "before it: runs keep them at powers of 2). Click a cell of the heatmap to pick its feature and "
+                "neuron.",
                 className="text-muted small",
             ),
             dbc.Row(
@@ -117,9 +118,14 @@ def saved_step(record: dict[str, Any], step: int | None) -> int | None:
     return 2 ** min(int(math.log2(step)), len(models) - 1)
 
 
-def weights_label(saved: int | None, step: int | None) -> str:
+def weights_label(saved: int | None, step: int | None, status: str = "done", trained: int | None = None) -> str:
+    """Which weights are inspected; the run file's last are final only for a run trained to its end (`status`,
+    `trained`: the run's, and the steps its file holds)."""
     if saved is None:
-        return "final weights"
+        if status == "done" or trained is None:
+            return "final weights"
+        return f"weights at step {trained:,}, " + ("where it was stopped" if status == "stopped"
+                                                   else "saved when it was paused")
     at = f"checkpoint after {saved} step" + ("" if saved == 1 else "s")
     if saved != step:
         at += f" (the replayed step {step} has no saved weights; the latest saved before it)"
@@ -269,14 +275,15 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         except RunFileError as err:
             return alert(str(err), "warning"), None
         if file is None:
-            why = ("The inspector opens when the run is finished or stopped." if meta["status"] != "stopped"
+            why = ("The inspector opens when the run is finished, paused or stopped." if meta["status"] != "stopped"
                    else "This run was stopped before it trained a step: there are no weights to inspect."
                    if meta["step"] == 0 else "This run was stopped before its first checkpoint: no weights were saved.")
             return dbc.Alert(why, color="info", className="py-2"), None
         step = replayed_step(meta["frames"], slider, slider_max, ctx.triggered_id == "selected-run")
         size, record = file
         saved = saved_step(record, step)
-        return None, (meta, size, *model_of(run_id, size, record, saved), weights_label(saved, step), saved)
+        which = weights_label(saved, step, meta["status"], record.get("metrics", {}).get("steps_trained"))
+        return None, (meta, size, *model_of(run_id, size, record, saved), which, saved)
 
     @app.callback(
         Output("poly-map", "figure"),

@@ -25,7 +25,7 @@ import torch
 
 from core.config import RunConfig, frame_interval
 from core.continuation import start_from_bytes
-from core.jobs import HEARTBEAT_TIMEOUT, JobLost, Lab, WorkerId, current
+from core.jobs import HEARTBEAT_TIMEOUT, JobLost, Lab, WorkerId, current, has_run_file
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
 from core.store import DiskStore, now
@@ -308,7 +308,9 @@ class JobRunner:
         last_snapshot = time.monotonic()
         last_control = -math.inf  # look at once: a job handed on from a lost worker may carry its stop
         if self.unsaved:
-            return self._release("stopped", finished=now(), note=f"no run file: {self.unsaved}")
+            saved = any(has_run_file(m) for m in map(self.store.get, (f"meta/{r}" for r in self.run_ids)) if m)
+            kept = "its run file is the one saved when it was paused" if saved else "no run file"
+            return self._release("stopped", finished=now(), note=f"{kept}: {self.unsaved}")
         job = self.lab.heartbeat(self.job_id, self.worker)
         if job is not None and job["control"] == "stop":
             return self._interrupt("stop", job)  # stopped while it waited: saved from its checkpoint, not a step on
@@ -349,6 +351,7 @@ class JobRunner:
             self._save_run_files()
             self._release("stopped", finished=now())
         elif action == "pause":
+            self._save_run_files()  # inspected and downloaded as it stands (training on, it is saved again)
             self._release("paused")
         else:  # the worker is shutting down: queue the job again, for the next start or another worker
             self._release("queued", note=f"paused by shutdown at step {self.trainer.step}")

@@ -398,6 +398,9 @@ def test_stopping_a_paused_run_saves_it_from_its_checkpoint_and_then_frees_it(tm
     runner.trainer.advance(30)
     runner._interrupt("pause", lab.heartbeat(job_id, WorkerId("machine-a", 11)))
     assert status(lab, run_id) == "paused" and lab.store.get(f"ckpt/{job_id}") is not None  # kept for resume
+    # its run file as it stands: the inspector and the download have its weights while it waits
+    assert lab.get(run_id)["has_file"]
+    assert torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)["metrics"]["steps_trained"] == 30
     other = lab.submit(SMALL)
     lab.stop(run_id)
     meta = lab.get(run_id)
@@ -502,8 +505,11 @@ def test_a_run_stopped_while_its_checkpoint_cannot_be_read_keeps_its_history(tmp
     claimed, job = lab.claim(WorkerId("machine-b", 22))
     JobRunner(lab, claimed, job["runs"], threading.Event(), worker=WorkerId("machine-b", 22)).run()
     meta = lab.get(run_id)
-    assert meta["status"] == "stopped" and meta["step"] == 30 and not meta.get("has_file")
-    assert meta["note"].startswith("no run file: its checkpoint could not be read (it was written on the cuda")
+    # its run file is the one the pause saved, at the same step
+    assert meta["status"] == "stopped" and meta["step"] == 30 and meta["has_file"]
+    assert torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)["metrics"]["steps_trained"] == 30
+    assert meta["note"].startswith("its run file is the one saved when it was paused: its checkpoint could not be "
+                                   "read (it was written on the cuda")
     assert np.array_equal(lab.history(run_id)["loss_steps"], history)
 
 
