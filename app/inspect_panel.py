@@ -124,8 +124,7 @@ def weights_label(saved: int | None, step: int | None, status: str = "done", tra
     if saved is None:
         if status == "done" or trained is None:
             return "final weights"
-        return f"weights at step {trained:,}, " + ("where it was stopped" if status == "stopped"
-                                                   else "saved when it was paused")
+        return f"weights at step {trained:,} (where it was {'stopped' if status == 'stopped' else 'paused'})"
     at = f"checkpoint after {saved} step" + ("" if saved == 1 else "s")
     if saved != step:
         at += f" (the replayed step {step} has no saved weights; the latest saved before it)"

@@ -148,8 +148,8 @@ def test_a_replayed_step_is_inspected_at_the_latest_weights_saved_by_then():
     assert which.startswith("checkpoint after 32 steps (the replayed step 48 has no saved weights") and saved == 32
     assert model_at(record, None)[2] is None  # the final weights: Continue starts from them
     # the last weights of a run not trained to its end are named for where it stands
-    assert weights_label(None, None, "paused", 30) == "weights at step 30, saved when it was paused"
-    assert weights_label(None, None, "stopped", 1_500) == "weights at step 1,500, where it was stopped"
+    assert weights_label(None, None, "paused", 30) == "weights at step 30 (where it was paused)"
+    assert weights_label(None, None, "stopped", 1_500) == "weights at step 1,500 (where it was stopped)"
     assert weights_label(None, None, "done", 64) == "final weights"
     assert torch.equal(model.w1, record["log2_spaced_models"][5]["0.weight"])
 
