@@ -13,7 +13,7 @@ from dash import ALL, Input, Output, State, ctx, html, no_update
 
 from app.components import alert, checkpoint_marks
 from app.continue_controls import continue_from, continued_run, register_continue_callbacks
-from app.draw_requests import drawn_for, new_request, tick_waits
+from app.draw_requests import drawn_for, new_request, tick_waits, triggered
 from app.figures import empty_figure
 from app.form import (
     CUSTOM,
@@ -425,7 +425,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         else:
             meta = lab.get(run_id)
             following = (slider is None or slider_max is None or slider >= slider_max
-                         or ctx.triggered_id == "selected-run")
+                         or triggered("selected-run"))
             frame = None if following else int(slider)
             parent = parent_of(meta)
             request = new_request(live_key(meta, smoothing, bool(ordered), frame, bool(parent) and lab.exists(parent)),

@@ -15,7 +15,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from app import figures
 from app.components import alert, checkpoint_marks, graph, run_name
 from app.continue_controls import continued_run
-from app.draw_requests import drawn_for, new_request, tick_waits
+from app.draw_requests import by_the_tick_alone, drawn_for, new_request, tick_waits, triggered
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from app.live import history_epoch
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
@@ -322,7 +322,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         gone = deleted_since(last, chosen or [], ids, lab.exists)
         common = common_steps(metas)
         wanted = last.get("wanted")
-        if ctx.triggered_id == "compare-slider" and slider is not None:
+        if triggered("compare-slider") and slider is not None:
             # a position on the slider as drawn: its steps, not the ones a tick may have added since
             positions = drawn.get("common", common) if isinstance(drawn, dict) else common
             wanted = positions[int(slider)] if 0 <= int(slider) < len(positions) else None
@@ -440,11 +440,11 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     def connectivity_pair(chosen: list[str] | None, a: str | None, b: str | None, _tick: int,
                           shown: list[dict[str, str]] | None, pathname: str | None) -> tuple[Any, ...]:
         """A and B's options and values (pair_choice), each sent only when it changed."""
-        if ctx.triggered_id == "tick" and not (pathname or "").rstrip("/").endswith("/compare"):
+        if by_the_tick_alone() and not (pathname or "").rstrip("/").endswith("/compare"):
             return no_update, no_update, no_update, no_update
         metas = metas_of(chosen)
         options = pair_options(metas)
-        new_a, new_b = pair_choice([m["id"] for m in metas], a, b, ctx.triggered_id == "interp-b")
+        new_a, new_b = pair_choice([m["id"] for m in metas], a, b, triggered("interp-b"))
         # only what changed: a value sent, even the same one, runs forget_connectivity, which would wipe the
         # computed line at every tick
         return (no_update if options == shown else options, no_update if new_a == a else new_a,

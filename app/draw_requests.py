@@ -25,9 +25,19 @@ def in_flight(requested: Any, drawn: Any) -> bool:
     return requested["seq"] != drawn_seq and now() - requested.get("at", 0.0) < STALE_DRAW_SECONDS
 
 
+def triggered(component_id: str) -> bool:
+    """Whether `component_id` is among the inputs that fired this callback: a tick and a user's change can come in
+    one request, and ctx.triggered_id names only the first (a slider move that came with a tick was lost)."""
+    return any(prop.rsplit(".", 1)[0] == component_id for prop in ctx.triggered_prop_ids)
+
+
+def by_the_tick_alone() -> bool:
+    return {prop.rsplit(".", 1)[0] for prop in ctx.triggered_prop_ids} == {"tick"}
+
+
 def tick_waits(requested: Any, drawn: Any) -> bool:
-    """Whether this tick asks nothing: a draw is on its way (the next tick asks)."""
-    return ctx.triggered_id == "tick" and in_flight(requested, drawn)
+    """Whether this call, fired by the tick alone, asks nothing: a draw is on its way (the next tick asks)."""
+    return by_the_tick_alone() and in_flight(requested, drawn)
 
 
 def new_request(key: Any, requested: Any, drawn: Any, **what: Any) -> dict[str, Any] | None:

@@ -62,10 +62,12 @@ class Page:
     def __init__(self, app: Any, request: str, drawn_output: str, values: dict[str, Any]) -> None:
         self.app, self.request, self.drawn_output, self.values = app, request, drawn_output, values
 
-    def act(self, trigger: str, changes: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The user's (or the tick's) `changes`, `trigger` among them; returns everything sent."""
+    def act(self, trigger: str | list[str], changes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The user's (or the tick's) `changes`, fired by `trigger` (several: as one request); returns everything
+        sent."""
         self.values.update(changes or {})
-        status, sent = dash_call(self.app, f"{self.request}.data", self.values, [trigger])
+        triggers = [trigger] if isinstance(trigger, str) else trigger
+        status, sent = dash_call(self.app, f"{self.request}.data", self.values, triggers)
         assert status == 200
         self.keep(sent)
         if self.request in sent:
@@ -105,6 +107,9 @@ def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_chang
     # a run that trains on is redrawn
     lab.store.set(f"meta/{a}", {**lab.get(a), "step": 65})
     assert "compare-loss" in page.act("tick.n_intervals")
+    # a move of the slider that comes in one request with a tick is taken (every other move was lost)
+    sent = page.act(["tick.n_intervals", "compare-slider.value"], {"compare-slider.value": 0})
+    assert all(t.endswith("step 16") for t in titles(sent, "compare-heatmap", 2))
 
 
 def test_a_draw_on_its_way_is_not_asked_for_again_by_the_tick_and_one_lost_is_asked_for_again(lab, app, monkeypatch):
