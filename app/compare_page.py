@@ -201,8 +201,10 @@ def too_many_note(why: str) -> dbc.Alert:
 
 
 def common_steps(metas: list[dict[str, Any]]) -> list[int]:
-    """The checkpoint steps every run has a frame at: the shared slider's positions."""
-    return sorted(set.intersection(*(set(m["frames"]) for m in metas))) if metas else []
+    """The checkpoint steps every run with frames has a frame at: the shared slider's positions (a run still
+    queued, with none, left the others nothing to replay)."""
+    framed = [set(m["frames"]) for m in metas if m["frames"]]
+    return sorted(set.intersection(*framed)) if framed else []
 
 
 def shown_step(common: list[int], wanted: int | None) -> int | None:
@@ -393,7 +395,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
         offsets = [steps_before(m.get("start")) for m in metas]
         for meta, label, offset in zip(metas, labels, offsets):
-            if step is None:
+            if step is None or step not in meta["frames"]:  # a run with no frames yet: as it stands
                 snapshot = lab.latest_snapshot(meta["id"])
                 sfa, when = (snapshot["sfa"], snapshot["step"]) if snapshot else (None, 0)
             else:

@@ -112,6 +112,16 @@ def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_chang
     assert all(t.endswith("step 16") for t in titles(sent, "compare-heatmap", 2))
 
 
+def test_a_queued_run_beside_trained_ones_leaves_their_checkpoints_to_replay(lab, app):
+    a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32, 48, 64]) for v in (0.0, -1.0))
+    queued = lab.submit(TINY.replace(init_bias=-2.0))
+    page = Page(app, "compare-view", "compare-loss.figure",
+                {"url.pathname": "/compare", "compare-runs.value": [a, b, queued], "tick.n_intervals": 1})
+    assert page.act("compare-runs.value")["compare-slider"]["max"] == 4  # it had none: nothing to scrub
+    sent = page.act("compare-slider.value", {"compare-slider.value": 1})
+    assert [t.split(" · ")[-1] for t in titles(sent, "compare-heatmap", 3)] == ["step 32", "step 32", "step 0"]
+
+
 def test_a_draw_on_its_way_is_not_asked_for_again_by_the_tick_and_one_lost_is_asked_for_again(lab, app, monkeypatch):
     """A draw slower than the 1 s tick: asked for again, the browser drops the reply on its way (the page stayed
     blank); a reply lost for good (the network, a draw that raised) is asked for again after a while."""
