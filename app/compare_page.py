@@ -143,6 +143,11 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
         results[2].append("–" if snapshot is None else str(int(dead_neurons(snapshot["sfa"]).sum())))
         results[3].append("–" if meta["mean_bias"] is None else f"{meta['mean_bias']:.3f}")
     names = result_names([m["status"] for m in metas])
+    if any(m["config"]["nonlinearity"] != "relu" for m in metas):  # the dashed curves' numbers, beside the paper's
+        names += (f"mono neurons / feature ({POSITIVE_PART})",)
+        positive = [h["points"].get("positive_mono_ratio", []) for h in histories]
+        results.append(["–" if m["config"]["nonlinearity"] == "relu" or len(p) == 0 or p[-1] is None
+                        else f"{p[-1]:.3f}" for m, p in zip(metas, positive)])
     for name, values in zip(names, results):
         rows.append(html.Tr([html.Th(name)] + [html.Td(v, className="fw-semibold") for v in values]))
     rows.append(html.Tr([html.Th("status")] + [html.Td(m["status"]) for m in metas]))

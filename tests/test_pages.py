@@ -122,6 +122,24 @@ def test_a_queued_run_beside_trained_ones_leaves_their_checkpoints_to_replay(lab
     assert [t.split(" · ")[-1] for t in titles(sent, "compare-heatmap", 3)] == ["step 32", "step 32", "step 0"]
 
 
+def test_the_table_gives_gelu_runs_mono_ratio_on_the_positive_part_beside_the_paper_s(lab, app):
+    """A GeLU run's paper ratio (max/sum over all activations) was 0.000 in the table while its dashed curve, the
+    ratio on the positive part, stood at 0.39."""
+    runs = [trained(lab, lab.submit(TINY.replace(nonlinearity=nl)), [16]) for nl in ("relu", "gelu")]
+    for run_id, positive in zip(runs, (None, 0.39)):
+        point = {"step": 16, "loss": 0.5, "lr": 0.01, "mean_bias": -0.2, "mono_ratio": 0.0,
+                 "positive_mono_ratio": positive, "nearly_mono": 0, "dead": 0, "mean_score": 0.3, "elapsed": 1.0}
+        lab.store.set(f"chunk/{run_id}/0", {"start": 0, "end": 16, "losses": np.full(16, 0.5, dtype=np.float32),
+                                            "point": point})
+        lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "chunks": 1})
+    page = Page(app, "compare-view", "compare-loss.figure",
+                {"url.pathname": "/compare", "compare-runs.value": runs, "tick.n_intervals": 1})
+    sent = page.act("compare-runs.value")
+    table = str(sent["compare-table"]["children"])
+    assert "mono neurons / feature (positive part, not the paper's)" in table
+    assert "'–'" in table and "'0.390'" in table
+
+
 def test_a_draw_on_its_way_is_not_asked_for_again_by_the_tick_and_one_lost_is_asked_for_again(lab, app, monkeypatch):
     """A draw slower than the 1 s tick: asked for again, the browser drops the reply on its way (the page stayed
     blank); a reply lost for good (the network, a draw that raised) is asked for again after a while."""
