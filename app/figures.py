@@ -343,7 +343,8 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
                            hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
     # Overlay, not the default grouping: each position has one bar, so grouping would halve and shift them.
     where = "the live heatmap, not the replayed one" if replaying else "the heatmap"
-    return styled(bars, title, f"neuron (ordered as in {where})", "bias", bargap=0, barmode="overlay")
+    return styled(bars, title, f"neuron (ordered as in {where})", "bias", bargap=0, barmode="overlay",
+                  legend=LEGEND_ABOVE, title_place=TITLE_OVER_LEGEND, margin={**MARGIN, "t": 34})  # clear of bars
 
 
 def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRESHOLD, task: str = "") -> go.Figure:

@@ -64,7 +64,7 @@ def value_colours(values: list[float], field: str) -> dict[float, str]:
     else:
         keys = [math.log(v) if field in LOG_SCALED else v for v in distinct]
     lo, hi = min(keys), max(keys)
-    positions = [0.9 * (k - lo) / (hi - lo) for k in keys]
+    positions = [0.8 * (k - lo) / (hi - lo) for k in keys]  # Viridis beyond 0.8 is a pale yellow on white
     return dict(zip(distinct, sample_colorscale("Viridis", positions)))
 
 
@@ -249,16 +249,18 @@ def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.
         column = np.array([float(r[name]) for r in rows])
         if name in fields and len(set(column)) < 2:
             continue  # a constant axis says nothing
-        dim = {"label": RESULT_LABELS.get(name, name), "values": column}
+        dim = {"label": RESULT_LABELS.get(name, name), "values": column,
+               **({} if name in fields else {"tickformat": ".3g"})}  # its ends read 0.289064, -0.30849
         if name == "mono_ratio":  # a ratio from 0: all-zero ratios drew an axis (and colours) from -1 to 1
             dim["range"] = [0.0, max(float(column.max()), 0.01)]
         dims.append(dim)
     colour = np.array([float(r["mono_ratio"]) for r in rows])
     line = {"color": colour, "colorscale": "Viridis", "cmin": 0.0, "cmax": max(float(colour.max()), 0.01),
-            "showscale": True, "colorbar": {"title": {"text": "mono / N"}}}
+            "showscale": True, "colorbar": {"title": {"text": "mono / N", "side": "right"}}}
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
     # the axes' labels sit above the plot area: the title goes above them, not on the first one
-    fig.update_layout(**{**LAYOUT_STYLE, "margin": {"l": 60, "r": 40, "t": 80, "b": 30}},
+    # room on the right for the last axis's tick labels before the colour bar
+    fig.update_layout(**{**LAYOUT_STYLE, "margin": {"l": 60, "r": 90, "t": 80, "b": 30}},
                       title={"text": "Finished runs: config against results (colour: mono neurons / N)",
                              "font": {"size": 14}, "x": 0.01, "xanchor": "left", "y": 0.97, "yanchor": "top"})
     return fig

@@ -94,6 +94,8 @@ def test_sorted_biases_and_parallel_coordinates():
     dims = sf.parallel_coordinates(rows, ["lr", "seed"]).data[0].dimensions
     assert [d.label for d in dims] == ["lr", "mean bias", "final loss", "mono neurons / N"]
     assert list(dims[1]["values"]) == [-0.1, -0.4]
+    # results read to three figures at the axes' ends (0.289064 read as such); the swept value as given
+    assert [d.tickformat for d in dims] == [None, ".3g", ".3g", ".3g"]
 
 
 def test_training_panels_of_queued_runs_say_they_are_queued():
@@ -118,10 +120,10 @@ def test_results_show_finished_runs_only_and_count_those_left_out():
 
 def test_zero_and_the_smallest_value_get_colours_as_far_apart_as_their_places_on_the_axis():
     colours = sf.value_colours([0.0, 1e-5, 1e-4, 1e-3, 1e-2], "l1_reg")  # RG1: a categorical axis, by rank
-    assert colours[1e-5] == sf.sample_colorscale("Viridis", [0.225])[0]
+    assert colours[1e-5] == sf.sample_colorscale("Viridis", [0.2])[0]
     assert len(set(colours.values())) == 5
     neurons = sf.value_colours([128, 256, 512, 1024], "n_neurons")  # K batches double k: log-spaced
-    assert neurons[256] == sf.sample_colorscale("Viridis", [0.3])[0]
+    assert neurons[256] == sf.sample_colorscale("Viridis", [0.8 / 3])[0]
     assert sf.metric_vs_value([run(v) for v in (128, 256, 512)], "n_neurons").layout.xaxis.type == "log"
 
 
