@@ -205,8 +205,10 @@ class RunConfig:
             "replay frames": 2 * cells * frames + 4 * cells,
             "run file": 4 * params * (log2_copies + 1) + 4 * self.steps + 8 * self.embed_dim * self.n_features,
             "checkpoints": 2 * (4 * params * (3 + log2_copies) + 4 * self.steps),
-            # its losses, and a row per snapshot (its metrics, pickled with their names)
-            "history": 8 * self.steps + 512 * (self.steps // self.snapshot_every + 1),
+            # its losses, and a row per snapshot (its metrics, pickled with their names), those at the powers of 2
+            # before the first snapshot_every steps too
+            "history": 8 * self.steps + 512 * (self.steps // self.snapshot_every + 1
+                                               + self.snapshot_every.bit_length()),
         }
 
     def step_flops(self) -> float:

@@ -483,16 +483,24 @@ def paper_state_dict(weights: RunWeights) -> dict[str, torch.Tensor]:
             "2.weight": weights.w2.detach().clone()}
 
 
+def next_snapshot_step(step: int, every: int) -> int:
+    """The step of the next snapshot after `step`: every `every` steps, and at each power of 2 before the first
+    (the log-step curves then start at step 1, where the bias starts its move from its init, not at `every`)."""
+    boundary = (step // every + 1) * every
+    return min(boundary, 1 << step.bit_length()) if step < every else boundary
+
+
 def iterate_training(trainer: Trainer, snapshot_every: int | None = None,
                      max_seconds: float | None = None) -> Iterator[Snapshot]:
-    """Yield a snapshot every `snapshot_every` steps (and at least every `max_seconds`), and at the end."""
+    """Yield a snapshot at next_snapshot_step's steps (and at least every `max_seconds`), and at the end."""
     every = snapshot_every or trainer.base.snapshot_every
     chunk = 1 if max_seconds is not None else every
     last = time.monotonic()
     while trainer.step < trainer.steps:
-        trainer.advance(min(chunk, every - trainer.step % every))
+        target = next_snapshot_step(trainer.step, every)
+        trainer.advance(min(chunk, target - trainer.step))
         now = time.monotonic()
-        at_boundary = trainer.step % every == 0 or trainer.step >= trainer.steps
+        at_boundary = trainer.step == target or trainer.step >= trainer.steps
         if at_boundary or (max_seconds is not None and now - last >= max_seconds):
             last = now
             yield trainer.snapshot()

@@ -29,7 +29,7 @@ from core.jobs import HEARTBEAT_TIMEOUT, JobLost, Lab, WorkerId, current, has_ru
 from core.metrics import single_feature_activations
 from core.runfile import build_run_file
 from core.store import DiskStore, now
-from core.train import IncompatibleCheckpoint, Trainer
+from core.train import IncompatibleCheckpoint, Trainer, next_snapshot_step
 
 log = logging.getLogger(__name__)
 
@@ -316,13 +316,14 @@ class JobRunner:
             return self._interrupt("stop", job)  # stopped while it waited: saved from its checkpoint, not a step on
         while trainer.step < trainer.steps:
             t0 = time.perf_counter()
-            trainer.advance(min(steps_per_check, every - trainer.step % every))
+            target = next_snapshot_step(trainer.step, every)
+            trainer.advance(min(steps_per_check, target - trainer.step))
             took = time.perf_counter() - t0
             # Size the next chunk to take about a tenth of the control interval.
             if took > 0:
                 steps_per_check = max(1, min(every, int(steps_per_check * (0.1 * CONTROL_EVERY) / took) or 1))
             clock = time.monotonic()
-            at_boundary = trainer.step % every == 0
+            at_boundary = trainer.step == target
             if at_boundary or clock - last_snapshot >= SNAPSHOT_EVERY_SECONDS:
                 last_snapshot = clock
                 if not self._publish():

@@ -146,7 +146,7 @@ def test_log2_checkpoints_at_powers_of_two(tiny):
 def test_snapshots_cover_every_step_once(tiny):
     trainer = Trainer([tiny])
     snaps = list(iterate_training(trainer))
-    assert [s.step for s in snaps] == [16, 32, 48, 64]
+    assert [s.step for s in snaps] == [1, 2, 4, 8, 16, 32, 48, 64]  # powers of 2 before the first interval
     losses = np.concatenate([s.runs[0].new_losses for s in snaps])
     assert np.array_equal(losses, trainer.losses[0].numpy())
     last = snaps[-1].runs[0]
@@ -345,3 +345,19 @@ def test_an_init_variant_is_another_start_in_the_same_world(tiny):
         check_interpolable(models[0], other_world)
     stacked = Trainer([tiny.replace(init_variant=0), tiny.replace(init_variant=1)])  # one job, as a comparison
     assert torch.equal(stacked.weights[1].w1, Trainer([tiny.replace(init_variant=1)]).weights[0].w1)
+
+
+def test_snapshots_come_at_each_power_of_2_before_the_first_interval_then_every_interval():
+    """The mono and bias curves on a log-step axis started at the first interval (step 256 of a quick run): the bias
+    moving from its init, the paper's story, never showed."""
+    from core.train import iterate_training, next_snapshot_step
+
+    steps, step = [], 0
+    while step < 1100:
+        step = next_snapshot_step(step, 256)
+        steps.append(step)
+    assert steps[:12] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024]
+    assert [next_snapshot_step(s, 3) for s in range(7)] == [1, 2, 3, 6, 6, 6, 9]  # 4 is past the first interval
+    config = RunConfig(n_features=8, embed_dim=3, n_neurons=6, eps=1 / 8, batch_size=16, steps=40,
+                       snapshot_every=16, device="cpu")
+    assert [snap.step for snap in iterate_training(Trainer([config]))] == [1, 2, 4, 8, 16, 32, 40]
