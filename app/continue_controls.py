@@ -37,12 +37,17 @@ def continue_button(run_id: str, step: int | None) -> dbc.Button:
 def continue_banner(meta: dict[str, Any], step: int | None) -> dbc.Alert:
     """Says what Start will do while the form continues a run, with the way back to a fresh start."""
     at = meta["step"] if step is None else step
+    # short, the rest folded: it sits in the start bar, which on a 720 px projector covered the form's fields
     return dbc.Alert([
         html.B("Continues "), f"{run_name(meta['label'], meta['id'])} from step {at:,}, with a fresh schedule "
-        "and optimiser (L1 reg is under Advanced). A change to Initial bias pushes its trained biases by the "
-        f"difference (its init bias is {meta['config']['init_bias']:g}). ",
+        "and optimiser. ",
         dbc.Button("Start fresh instead", id="continue-cancel", color="link", size="sm",
                    className="p-0 align-baseline"),
+        html.Details([
+            html.Summary("What the form's fields do now"),
+            f"L1 reg is under Advanced. A change to Initial bias pushes its trained biases by the difference (its "
+            f"init bias is {meta['config']['init_bias']:g}).",
+        ]),
     ], color="info", className="small py-1 px-2 mb-1")
 
 

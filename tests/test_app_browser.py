@@ -606,8 +606,11 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     continue_button = next(b for b in dash_duo.find_elements("#run-list button") if b.text == "Continue")
     continue_button.click()
     dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from step 256,", timeout=10)
-    assert "A change to Initial bias pushes its trained biases by the difference (its init bias is 0)" in \
-        dash_duo.find_element("#continue-banner").text
+    details = dash_duo.find_element("#continue-banner details")
+    assert details.get_attribute("open") is None  # folded: the banner sits over the form on a projector
+    details.find_element(By.TAG_NAME, "summary").click()
+    assert details.get_attribute("open") is not None
+    assert "A change to Initial bias pushes its trained biases by the difference (its init bias is 0)" in details.text
     dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
     assert dash_duo.find_element("#steps-input").get_attribute("value") == "256"  # the form holds the run's config
     # the Preset box says whose config it holds, not "the defaults, as edited"
