@@ -143,7 +143,7 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
         results[2].append("–" if snapshot is None else str(int(dead_neurons(snapshot["sfa"]).sum())))
         results[3].append("–" if meta["mean_bias"] is None else f"{meta['mean_bias']:.3f}")
     names = result_names([m["status"] for m in metas])
-    if any(m["config"]["nonlinearity"] != "relu" for m in metas):  # the dashed curves' numbers, beside the paper's
+    if any(m["config"]["nonlinearity"] != "relu" for m in metas):  # the dash-dotted curves' numbers, beside the paper's
         names += (f"mono neurons / feature ({POSITIVE_PART})",)
         positive = [h["points"].get("positive_mono_ratio", []) for h in histories]
         results.append(["–" if m["config"]["nonlinearity"] == "relu" or len(p) == 0 or p[-1] is None
@@ -229,7 +229,7 @@ def comparison_key(metas: list[dict[str, Any]], step: int | None) -> list[Any]:
 
 def mono_overlay(labels: list[str], histories: list[dict[str, Any]], offsets: list[int],
                  nonlinearities: list[str], x_title: str) -> go.Figure:
-    """Mono neurons per feature, one line per run; a GeLU or SoLU run's ratio on the positive part dashed beside
+    """Mono neurons per feature, one line per run; a GeLU or SoLU run's ratio on the positive part dash-dotted beside
     it in its colour (ALGORITHM.md: negatives shrink the paper's sum, which can pass 0.999 by accident)."""
     def curve(history: dict[str, Any], key: str, offset: int) -> tuple[np.ndarray, np.ndarray]:
         points = history["points"]
@@ -249,9 +249,9 @@ def mono_overlay(labels: list[str], histories: list[dict[str, Any]], offsets: li
         fig.add_trace(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
                                    name=f"{label} ({POSITIVE_PART})", legendgroup=label, showlegend=False,
                                    line={"color": figures.RUN_COLOURS[i % len(figures.RUN_COLOURS)], "width": 2,
-                                         "dash": "dash"}))
+                                         "dash": figures.POSITIVE_PART_DASH}))
     if len(fig.data) > len(labels):
-        fig.update_layout(legend_title={"text": f"dashed: the {POSITIVE_PART}", "side": "top"})
+        fig.update_layout(legend_title={"text": f"dash-dotted: the {POSITIVE_PART}", "side": "top"})
     return fig
 
 

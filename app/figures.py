@@ -162,7 +162,7 @@ def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: st
     # With a backdrop the points are samples of a known curve: lines between them would cut across it.
     traces = [go.Scatter(x=x, y=y, mode="markers" if backdrop else "lines+markers", name=y_title,
                          marker={"size": 5 if backdrop else 4})]
-    traces += [go.Scatter(x=x, y=series, mode="lines", name=name, line={"dash": "dash"})
+    traces += [go.Scatter(x=x, y=series, mode="lines", name=name, line={"dash": EXTRA_DASHES.get(name, "dash")})
                for name, series in zip(extra or {}, extra_y)]
     if backdrop is not None:
         name, bx, by = backdrop
@@ -377,6 +377,10 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
 
 
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+# One line style for each extra mono count on every page (Train had both dashed, Compare's positive part too)
+NEARLY_MONO_DASH, POSITIVE_PART_DASH = "dot", "dashdot"
+NEARLY_MONO_NAME, POSITIVE_MONO_NAME = "nearly mono (r > 0.9) / N", "mono on positive part / N"
+EXTRA_DASHES = {NEARLY_MONO_NAME: NEARLY_MONO_DASH, POSITIVE_MONO_NAME: POSITIVE_PART_DASH}
 MAX_LEGEND_LABEL = 52  # characters of a run's label in an overlay's legend: one row at a third of the page's width
 
 

@@ -46,7 +46,7 @@ TEACHING = [
             "measure r = (largest activation over single features) / (sum over features); r > 0.999 counts as "
             "monosemantic, and a dead neuron (silent for every feature) never does. The headline number is "
             "monosemantic neurons / N, 'per feature': near 1 means roughly one per feature (it can pass 1 when a "
-            "feature gets two). The dashed line counts nearly monosemantic neurons (r > 0.9), which show long "
+            "feature gets two). The dotted line counts nearly monosemantic neurons (r > 0.9), which show long "
             "before they pass 0.999; in the r histogram they pile up near 1.",
         ]
     ),

@@ -136,11 +136,11 @@ METRIC_FIGURES = ("mono", "bias_history", "lr")
 
 
 def metric_series(meta: dict[str, Any], points: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """What each metric figure plots: its title, axis, main series, dashed extras and reference line."""
+    """What each metric figure plots: its title, axis, main series, extras (dotted, dash-dotted) and reference line."""
     n_features = meta["config"]["n_features"]
-    extra = {"nearly mono (r > 0.9) / N": points["nearly_mono"] / n_features} if "nearly_mono" in points else {}
+    extra = {figures.NEARLY_MONO_NAME: points["nearly_mono"] / n_features} if "nearly_mono" in points else {}
     if meta["config"]["nonlinearity"] != "relu" and "positive_mono_ratio" in points:
-        extra["mono on positive part / N"] = points["positive_mono_ratio"]
+        extra[figures.POSITIVE_MONO_NAME] = points["positive_mono_ratio"]
 
     def series(key: str) -> np.ndarray:  # a metric missing from the history plots as gaps
         return points[key] if key in points else np.full(len(points.get("step", ())), np.nan)

@@ -12,7 +12,18 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from app.figures import AXIS_STYLE, FROM_STEP_ONE, LAYOUT_STYLE, ema, empty_figure, log_thin
+from app.figures import (
+    AXIS_STYLE,
+    FROM_STEP_ONE,
+    LAYOUT_STYLE,
+    NEARLY_MONO_DASH,
+    NEARLY_MONO_NAME,
+    POSITIVE_MONO_NAME,
+    POSITIVE_PART_DASH,
+    ema,
+    empty_figure,
+    log_thin,
+)
 from core.metrics import SfaSummary, monosemantic_neurons
 
 # Scale knobs and the sizes the paper doubles (K_VALUES, the quick presets' N, m, batch): evenly spread on a log axis.
@@ -122,10 +133,10 @@ SWEEP_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
 RESULT_SERIES = (("final loss", "final_loss", 1, "#2a3f5f", "solid"),
                  ("mono neurons / N (per feature)", "mono_per_feature", 2, "#1f77b4", "solid"),
                  ("mono neurons / k (per neuron)", "mono_per_neuron", 2, "#ff7f0e", "dash"),
-                 ("nearly mono (r > 0.9) / N", "nearly_mono_per_feature", 2, "#2ca02c", "dot"),
+                 (NEARLY_MONO_NAME, "nearly_mono_per_feature", 2, "#2ca02c", NEARLY_MONO_DASH),
                  # GeLU/SoLU: negatives shrink the paper's sum (ALGORITHM.md); None, so not drawn, for ReLU
-                 ("mono on positive part / N (not the paper's)", "positive_mono_per_feature", 2, "#9467bd",
-                  "dashdot"))
+                 (f"{POSITIVE_MONO_NAME} (not the paper's)", "positive_mono_per_feature", 2, "#9467bd",
+                  POSITIVE_PART_DASH))
 
 
 def left_out(runs: list[SweepRun]) -> str:

@@ -169,8 +169,8 @@ def test_the_mono_overlay_keys_each_run_once_below_the_plot_with_its_positive_pa
     fig = mono_overlay(labels, [history, history], [0, 0], ["relu", "gelu"], "Training step (log scale)")
     assert [(t.name, t.legendgroup, t.showlegend, t.line.dash) for t in fig.data] == [
         ("nonlinearity=relu", "nonlinearity=relu", None, None), ("nonlinearity=gelu", "nonlinearity=gelu", None, None),
-        ("nonlinearity=gelu (positive part, not the paper's)", "nonlinearity=gelu", False, "dash")]
-    assert fig.layout.legend.title.text == "dashed: the positive part, not the paper's"
+        ("nonlinearity=gelu (positive part, not the paper's)", "nonlinearity=gelu", False, "dashdot")]
+    assert fig.layout.legend.title.text == "dash-dotted: the positive part, not the paper's"
     # above the plot: in a corner it covered some run's curve
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.y > 1
 

@@ -317,3 +317,17 @@ def test_a_click_beside_a_bright_cell_picks_it():
     assert figures.nearest_bright_neuron(sfa, drawn, 5, 1) == 5  # bright itself: as clicked
     shuffled = np.array([0, 4, 7, 1, 2, 3, 5, 6])
     assert figures.nearest_bright_neuron(sfa, shuffled, 7, 1) == 0  # rows beside it as drawn, not by index
+
+
+def test_each_extra_mono_count_has_one_line_style_on_every_page():
+    """Train drew nearly mono and the positive part both dashed, Compare the positive part dashed, Sweeps them
+    dotted and dash-dotted."""
+    from app import sweep_figures
+
+    steps = np.array([1, 10, 100])
+    fig = figures.metric_figure(steps, np.zeros(3), "Mono", "mono neurons / N",
+                                extra={figures.NEARLY_MONO_NAME: np.ones(3), figures.POSITIVE_MONO_NAME: np.ones(3)})
+    assert [t.line.dash for t in fig.data[1:]] == ["dot", "dashdot"]
+    sweeps = {name: dash for name, _, _, _, dash in sweep_figures.RESULT_SERIES}
+    assert sweeps[figures.NEARLY_MONO_NAME] == "dot"
+    assert sweeps[f"{figures.POSITIVE_MONO_NAME} (not the paper's)"] == "dashdot"
