@@ -11,9 +11,9 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
-from app.components import alert, checkpoint_marks
+from app.components import alert, checkpoint_marks, triggered
 from app.continue_controls import continue_from, continued_run, register_continue_callbacks
-from app.draw_requests import drawn_for, new_request, tick_waits, triggered
+from app.draw_requests import drawn_for, new_request, tick_waits, undrawn
 from app.figures import empty_figure
 from app.form import (
     CUSTOM,
@@ -458,7 +458,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             view = live_view(lab, run_id, request["smoothing"], request["ordered"], frame, last.get("loss"),
                              last.get("metrics"))
         except UnknownRun:  # deleted between looking and reading: the next tick blanks the view
-            return [no_update] * (outputs - 1) + [{**last, **drawn_for(request), "key": None}]
+            return [no_update] * (outputs - 1) + [undrawn(request, **last)]
         n_frames = len(view.frame_steps)
         marks = checkpoint_marks(view.frame_steps, "live")
         # the slider and the download link stay untouched where the inspector read them as they are: setting either

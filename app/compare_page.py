@@ -13,9 +13,9 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
-from app.components import alert, checkpoint_marks, graph, run_name
+from app.components import alert, checkpoint_marks, graph, run_name, triggered
 from app.continue_controls import continued_run
-from app.draw_requests import by_the_tick_alone, drawn_for, new_request, tick_waits, triggered
+from app.draw_requests import by_the_tick_alone, drawn_for, new_request, tick_waits, undrawn
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from app.live import history_epoch
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
@@ -36,6 +36,10 @@ MAX_TITLE_LABEL = 34  # characters of a run's label in a heatmap title, at four 
 OVERLAY_TITLES = ("Loss", "Mono neurons per feature", "Mean bias")
 INTERP_PROMPT = "Press the button above"
 POSITIVE_PART = "positive part, not the paper's"  # GeLU/SoLU: max/sum of the activations' positive part
+
+
+def is_compare(pathname: str | None) -> bool:
+    return (pathname or "").rstrip("/").endswith("/compare")
 
 
 def heatmap_slot(i: int) -> dbc.Col:
@@ -285,7 +289,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                   Input("url", "search"), Input("compare-runs", "value"), State("url", "pathname"),
                   prevent_initial_call="initial_duplicate")
     def sync_selection(search: str | None, chosen: list[str] | None, pathname: str | None) -> tuple[Any, ...]:
-        if not (pathname or "").rstrip("/").endswith("/compare"):
+        if not is_compare(pathname):
             return no_update, no_update, no_update, no_update
         if ctx.triggered_id == "compare-runs":
             kept = (chosen or [])[:MAX_COMPARED]
@@ -310,7 +314,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(Output("compare-runs", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
     def run_options(_tick: int, pathname: str | None) -> Any:
-        if not (pathname or "").rstrip("/").endswith("/compare"):
+        if not is_compare(pathname):
             return no_update
         return run_choices()
 
@@ -321,7 +325,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     def choose_comparison(_tick: int, chosen: list[str] | None, slider: int | None, pathname: str | None,
                           last: dict[str, Any] | None, requested: Any, drawn: Any) -> tuple[Any, Any]:
         """Cheap, every tick: what the figures should show; a new request only when that changed."""
-        if not (pathname or "").rstrip("/").endswith("/compare") or tick_waits(requested, drawn):
+        if not is_compare(pathname) or tick_waits(requested, drawn):
             return no_update, no_update
         last = last or {}
         metas = metas_of(chosen)[:MAX_COMPARED]
@@ -355,14 +359,13 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         figures_etc = 3 * MAX_COMPARED + 8
         if not request:
             return [no_update] * (figures_etc + 1)
-        drawn = drawn_for(request, common=request["common"])
         try:
             view = comparison_view(metas_of(request["ids"]), request["common"], request["step"], request["gone"])
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
-            return [no_update] * figures_etc + [{**drawn, "key": None}]
+            return [no_update] * figures_etc + [undrawn(request, common=request["common"])]
         if view[-1] == request["slider"]:  # set, the slider would ask again and drop a later choice on its way
             view[-1] = no_update
-        return view + [drawn]
+        return view + [drawn_for(request, common=request["common"])]
 
     def metas_of(run_ids: list[str] | None) -> list[dict[str, Any]]:
         """The runs named that still exist, each once (one deleted meanwhile is left out: the link message names
@@ -447,7 +450,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     def connectivity_pair(chosen: list[str] | None, a: str | None, b: str | None, _tick: int,
                           shown: list[dict[str, str]] | None, pathname: str | None) -> tuple[Any, ...]:
         """A and B's options and values (pair_choice), each sent only when it changed."""
-        if by_the_tick_alone() and not (pathname or "").rstrip("/").endswith("/compare"):
+        if by_the_tick_alone() and not is_compare(pathname):
             return no_update, no_update, no_update, no_update
         metas = metas_of(chosen)
         options = pair_options(metas)

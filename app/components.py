@@ -5,10 +5,20 @@ from __future__ import annotations
 import re
 
 import dash_bootstrap_components as dbc
-from dash import dcc
+from dash import ctx, dcc
 
 from app.figures import empty_figure
 from core.config import FIELDS
+
+
+def fired_by() -> set[str]:
+    """The components whose change set off the running callback: a tick and a user's change can come in one
+    request, and ctx.triggered_id names only the first (a move of Compare's slider that came with a tick was lost)."""
+    return {prop.rsplit(".", 1)[0] for prop in ctx.triggered_prop_ids}
+
+
+def triggered(component_id: str) -> bool:
+    return component_id in fired_by()
 
 
 def graph(graph_id: str, height: int = 260, title: str = "", message: str = "") -> dcc.Graph:

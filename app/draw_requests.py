@@ -12,7 +12,7 @@ from __future__ import annotations
 from time import time as now
 from typing import Any
 
-from dash import ctx
+from app.components import fired_by
 
 STALE_DRAW_SECONDS = 20.0
 
@@ -25,14 +25,8 @@ def in_flight(requested: Any, drawn: Any) -> bool:
     return requested["seq"] != drawn_seq and now() - requested.get("at", 0.0) < STALE_DRAW_SECONDS
 
 
-def triggered(component_id: str) -> bool:
-    """Whether `component_id` is among the inputs that fired this callback: a tick and a user's change can come in
-    one request, and ctx.triggered_id names only the first (a slider move that came with a tick was lost)."""
-    return any(prop.rsplit(".", 1)[0] == component_id for prop in ctx.triggered_prop_ids)
-
-
 def by_the_tick_alone() -> bool:
-    return {prop.rsplit(".", 1)[0] for prop in ctx.triggered_prop_ids} == {"tick"}
+    return fired_by() == {"tick"}
 
 
 def tick_waits(requested: Any, drawn: Any) -> bool:
@@ -54,3 +48,9 @@ def new_request(key: Any, requested: Any, drawn: Any, **what: Any) -> dict[str, 
 def drawn_for(request: dict[str, Any], **what: Any) -> dict[str, Any]:
     """What the draw callback writes to its drawn store once it has drawn `request`."""
     return {"seq": request["seq"], "key": request["key"], **what}
+
+
+def undrawn(request: dict[str, Any], **what: Any) -> dict[str, Any]:
+    """What a draw that could not draw `request` (a run deleted meanwhile) writes: answered, so the next tick asks
+    again at once, its figures as they were."""
+    return {**what, **drawn_for(request), "key": None}

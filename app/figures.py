@@ -47,6 +47,7 @@ LEGEND_TOP_RIGHT = {"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", 
 LEGEND_ABOVE = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
                 "bgcolor": "rgba(0,0,0,0)"}
 TITLE_OVER_LEGEND = {"x": 0.01, "xanchor": "left", "yref": "container", "y": 0.98, "yanchor": "top"}
+LEGEND_OVER_PLOT = {"legend": LEGEND_ABOVE, "title_place": TITLE_OVER_LEGEND, "margin": {**MARGIN, "t": 34}}
 LAYOUT_STYLE = {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#2a3f5f"},
                 "margin": MARGIN, "uirevision": "keep", "hovermode": "closest", "template": SLIM_TEMPLATE}
 
@@ -344,7 +345,7 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
     # Overlay, not the default grouping: each position has one bar, so grouping would halve and shift them.
     where = "the live heatmap, not the replayed one" if replaying else "the heatmap"
     return styled(bars, title, f"neuron (ordered as in {where})", "bias", bargap=0, barmode="overlay",
-                  legend=LEGEND_ABOVE, title_place=TITLE_OVER_LEGEND, margin={**MARGIN, "t": 34})  # clear of bars
+                  **LEGEND_OVER_PLOT)  # clear of the bars
 
 
 def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRESHOLD, task: str = "") -> go.Figure:
@@ -379,7 +380,8 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 # One line style for each extra mono count on every page (Train had both dashed, Compare's positive part too)
 NEARLY_MONO_DASH, POSITIVE_PART_DASH = "dot", "dashdot"
-NEARLY_MONO_NAME, POSITIVE_MONO_NAME = "nearly mono (r > 0.9) / N", "mono on positive part / N"
+NEARLY_MONO_NAME = f"nearly mono (r > {NEARLY_MONO_THRESHOLD:g}) / N"
+POSITIVE_MONO_NAME = "mono on positive part / N"
 EXTRA_DASHES = {NEARLY_MONO_NAME: NEARLY_MONO_DASH, POSITIVE_MONO_NAME: POSITIVE_PART_DASH}
 MAX_LEGEND_LABEL = 52  # characters of a run's label in an overlay's legend: one row at a third of the page's width
 
@@ -404,9 +406,8 @@ def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str,
                                    name=cut_short(label, MAX_LEGEND_LABEL), legendgroup=label,
                                    line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
     shapes = [hline(reference)] if reference is not None else []
-    return styled(traces, title, x_title, y_title, log_x=True, shapes=shapes, legend=LEGEND_ABOVE,
-                  xaxis=FROM_STEP_ONE, title_place=TITLE_OVER_LEGEND,
-                  margin={**MARGIN, "t": 34})
+    return styled(traces, title, x_title, y_title, log_x=True, shapes=shapes, xaxis=FROM_STEP_ONE,
+                  **LEGEND_OVER_PLOT)
 
 
 def interpolation_figure(alphas: np.ndarray, losses: np.ndarray, label_a: str, label_b: str,

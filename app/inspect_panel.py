@@ -12,10 +12,10 @@ from typing import Any
 import dash_bootstrap_components as dbc
 import numpy as np
 import plotly.graph_objects as go
-from dash import Input, Output, State, ctx, html, no_update
+from dash import Input, Output, State, html, no_update
 
 from app import interpret_figures as figs
-from app.components import alert, graph
+from app.components import alert, graph, triggered
 from app.continue_controls import continue_button
 from app.figures import (
     SCORE_COLUMN,
@@ -278,7 +278,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
                    else "This run was stopped before it trained a step: there are no weights to inspect."
                    if meta["step"] == 0 else "This run was stopped before its first checkpoint: no weights were saved.")
             return dbc.Alert(why, color="info", className="py-2"), None
-        step = replayed_step(meta["frames"], slider, slider_max, ctx.triggered_id == "selected-run")
+        step = replayed_step(meta["frames"], slider, slider_max, triggered("selected-run"))
         size, record = file
         saved = saved_step(record, step)
         which = weights_label(saved, step, meta["status"], record.get("metrics", {}).get("steps_trained"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode
 
-from dash import ctx
+from app.components import triggered
 
 
 def from_hash(fragment: str | None, key: str) -> str | None:
@@ -20,4 +20,4 @@ def as_hash(key: str, value: str | None) -> str:
 def triggered_by_url() -> bool:
     """Whether the running callback was set off by the URL (a page load, a link, Back), not by a choice on the
     page. On a page load the URL and the stored selection come in together."""
-    return any(p.startswith("url.") for p in ctx.triggered_prop_ids)
+    return triggered("url")

@@ -11,7 +11,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from app import figures, sweep_figures
 from app.components import alert, graph, sentence
-from app.draw_requests import drawn_for, new_request, tick_waits
+from app.draw_requests import drawn_for, new_request, tick_waits, undrawn
 from app.form import training_time
 from app.links import as_hash, from_hash, triggered_by_url
 from app.repeat_guard import RepeatGuard
@@ -453,7 +453,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
             others = [(sweep_label(i, sweeps), sweep_runs(lab, group, histories=False))
                       for i, group in overlaid.items()]
         except UnknownRun:  # a run deleted between looking and reading: the next tick shows the rest
-            return [no_update] * n_out + [{**drawn_for(request), "key": None}]
+            return [no_update] * n_out + [undrawn(request)]
         values = sorted({r.value for r in runs})
         chosen = [values[0], values[len(values) // 2], values[-1]] if len(values) >= 3 else values
         heatmaps = []
