@@ -403,11 +403,10 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
         offsets = [steps_before(m.get("start")) for m in metas]
         for meta, label, offset in zip(metas, labels, offsets):
-            if step is None or step not in meta["frames"]:  # a run with no frames yet: as it stands
-                snapshot = lab.latest_snapshot(meta["id"])
-                sfa, when = (snapshot["sfa"], snapshot["step"]) if snapshot else (None, 0)
-            else:
-                sfa, when = lab.frame(meta["id"], step), step
+            # a run with no frames yet: as it stands
+            snapshot = lab.latest_snapshot(meta["id"]) if step is None or step not in meta["frames"] \
+                else lab.frame(meta["id"], step)
+            sfa, when = (snapshot["sfa"], snapshot["step"]) if snapshot else (None, 0)
             # up to four heatmaps share a row: a long label ran into the colour bar (the table names runs in full)
             short = figures.cut_short(label, MAX_TITLE_LABEL)
             on_curves = f" ({when + offset:,} counted on)" if offset else ""  # where the curves show that step

@@ -321,12 +321,16 @@ def pooled_block_cell(sfa: np.ndarray, ordered: bool, order: tuple[np.ndarray, n
 
 
 def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
-                order: tuple[np.ndarray, np.ndarray] | None = None, replaying: int | None = None) -> go.Figure:
-    """Per-neuron first-layer biases, in the heatmap's neuron order, monosemantic neurons highlighted.
+                order: tuple[np.ndarray, np.ndarray] | None = None, replaying: int | None = None,
+                step: int | None = None) -> go.Figure:
+    """Per-neuron first-layer biases, in the heatmap's neuron order, monosemantic neurons highlighted; `step`:
+    the replayed checkpoint's step they are from.
 
-    `replaying`: the step of the latest snapshot, while the heatmap replays an older checkpoint (checkpoints
-    keep no biases): the bars then say which step they show, in the live heatmap's order."""
-    title = "First-layer bias per neuron" + (f" (latest snapshot, step {replaying:,})" if replaying else "")
+    `replaying`: the step of the latest snapshot, while the heatmap replays an older checkpoint whose frame
+    kept no biases (written before frames did): the bars then say which step they show, in the live heatmap's
+    order."""
+    title = "First-layer bias per neuron" + (f" (latest snapshot, step {replaying:,})" if replaying
+                                             else f" at step {step:,}" if step is not None else "")
     if biases is None or len(biases) == 0:
         return empty_figure(title, "Available after the first snapshot")
     biases = np.asarray(biases, dtype=np.float32)

@@ -25,7 +25,7 @@ from app.figures import (
     pooled_block_cell,
     pooled_strip_neuron,
 )
-from app.live import heatmap_source
+from app.live import shown_snapshot
 from core.compare import Model
 from core.continuation import CONTINUABLE
 from core.interpret import (
@@ -246,12 +246,12 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             frames = lab.get(run_id)["frames"]
         except UnknownRun:
             return cell or (no_update, no_update)
-        latest_sfa = np.asarray(latest["sfa"], dtype=np.float32) if latest else None
         following = slider is None or slider_max is None or slider >= slider_max
-        sfa, _ = heatmap_source(lab, run_id, frames, None if following else int(slider), latest_sfa, None)
-        if sfa is None:
+        shown, _ = shown_snapshot(lab, run_id, frames, None if following else int(slider), latest)
+        if shown is None:
             return cell or (no_update, no_update)
-        order = heatmap_order(latest_sfa) if following and latest_sfa is not None else None  # as live_view draws
+        sfa = shown["sfa"]
+        order = heatmap_order(sfa) if ordered else None  # as live_view draws
         if cell is not None:
             feature, neuron = cell
             if neuron < sfa.shape[0] and feature < sfa.shape[1]:

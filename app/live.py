@@ -212,15 +212,29 @@ def index_order(sfa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
 
 
-def heatmap_source(lab: Lab, run_id: str, frames: list[int], frame: int | None, latest_sfa: np.ndarray | None,
-                   latest_step: int | None, status: str = "running") -> tuple[np.ndarray | None, str]:
-    """The SFA matrix to draw: a stored checkpoint (slider position) or the latest snapshot (read once by
-    the caller, so that the heatmap and the bias bars share one snapshot and its ordering)."""
+def shown_snapshot(lab: Lab, run_id: str, frames: list[int], frame: int | None, latest: dict[str, Any] | None,
+                   status: str = "running") -> tuple[dict[str, Any] | None, str]:
+    """The snapshot to draw ({"step", "sfa", "bias"}): a stored checkpoint (slider position) or the latest one (read
+    once by the caller, so that the heatmap and the bias bars share one snapshot and its ordering)."""
     if frame is not None and 0 <= frame < len(frames):
         return lab.frame(run_id, frames[frame]), f"checkpoint at step {frames[frame]}"
-    if latest_sfa is None:
+    if latest is None:
         return None, "no snapshot" if status in FINISHED else "waiting for the first snapshot"
-    return latest_sfa, f"live: step {latest_step}"
+    return latest, f"live: step {latest['step']}"
+
+
+def bias_panel(shown: dict[str, Any] | None, latest: dict[str, Any] | None, ordered: bool,
+               order: tuple[np.ndarray, np.ndarray] | None) -> go.Figure:
+    """The bias bars of the snapshot the heatmap shows, in its order (`order`, None when nothing is shown).
+    A replay frame written before frames kept biases gets the latest snapshot's biases, in the live order."""
+    if shown is not None and shown.get("bias") is not None:
+        step = shown["step"] if latest is None or shown["step"] != latest["step"] else None
+        return figures.bias_figure(shown["bias"], shown["sfa"], order if ordered else index_order(shown["sfa"]),
+                                   step=step)
+    if latest is None:
+        return figures.bias_figure(None)
+    latest_order = heatmap_order(latest["sfa"]) if ordered else index_order(latest["sfa"])
+    return figures.bias_figure(latest["bias"], latest["sfa"], latest_order, replaying=latest["step"])
 
 
 def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = True,
@@ -228,11 +242,9 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
               metrics_state: dict[str, Any] | None = None) -> LiveView:
     meta = lab.get(run_id)
     latest = lab.latest_snapshot(run_id)
-    latest_sfa = np.asarray(latest["sfa"], dtype=np.float32) if latest else None
-    order = heatmap_order(latest_sfa) if latest_sfa is not None else None  # shared by heatmap and bias bars
-    sfa, label = heatmap_source(lab, run_id, meta["frames"], frame, latest_sfa, latest and latest["step"],
-                                meta["status"])
-    replaying = frame is not None and 0 <= frame < len(meta["frames"])
+    shown, label = shown_snapshot(lab, run_id, meta["frames"], frame, latest, meta["status"])
+    sfa = shown and shown["sfa"]
+    order = heatmap_order(sfa) if sfa is not None else None  # shared by the heatmap and the bias bars
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = (meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
               + (f" ({meta['note']})" if meta.get("note") and not meta["error"] else ""))
@@ -255,17 +267,14 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
         lr=metrics["lr"],
         metrics_state=metrics_state,
         # a run with no snapshot yet gets the empty figure: no_update would leave the previous run's picture up
-        heatmap=(figures.sfa_heatmap(sfa, ordered=ordered, order=order if frame is None else None,
+        heatmap=(figures.sfa_heatmap(sfa, ordered=ordered, order=order,
                                      empty=("No snapshot: it ended before its first" if meta["status"] in FINISHED
                                             else "Waiting for the first snapshot"))
                  if sfa is not None or latest is None else None),
         heatmap_label=label,
         frame_steps=list(meta["frames"]),
-        final_bias=(figures.bias_figure(latest["bias"], latest_sfa, order if ordered else index_order(latest_sfa),
-                                        replaying=latest["step"] if replaying else None)
-                    if latest else figures.bias_figure(None)),
+        final_bias=bias_panel(shown, latest, ordered, order),
         # r needs the SFA alone: the replayed checkpoint's when replaying
-        histogram=figures.score_histogram_figure(None if sfa is None else np.asarray(sfa, dtype=np.float32),
-                                                 task=meta["config"]["task"]),
+        histogram=figures.score_histogram_figure(sfa, task=meta["config"]["task"]),
         has_file=has_run_file(meta),
     )

@@ -202,7 +202,7 @@ class RunConfig:
         params, log2_copies, cells = self.parameter_count, self.log2_copies, self.n_neurons * self.n_features
         frames = -(-self.steps // frame_interval(self)) + 1 + log2_copies
         return {
-            "replay frames": 2 * cells * frames + 4 * cells,
+            "replay frames": (2 * cells + 4 * self.n_neurons) * frames + 4 * (cells + self.n_neurons),
             "run file": 4 * params * (log2_copies + 1) + 4 * self.steps + 8 * self.embed_dim * self.n_features,
             "checkpoints": 2 * (4 * params * (3 + log2_copies) + 4 * self.steps),
             # its losses, and a row per snapshot (its metrics, pickled with their names), those at the powers of 2

@@ -426,10 +426,15 @@ class Lab:
     def frame_steps(self, run_id: str) -> list[int]:
         return list(self.get(run_id)["frames"])
 
-    def frame(self, run_id: str, step: int) -> np.ndarray | None:
+    def frame(self, run_id: str, step: int) -> dict[str, Any] | None:
+        """{"step", "sfa" (k, N) float32, "bias" (k,) or None} of a stored replay frame, as `latest_snapshot`.
+        Frames written before they kept biases are the SFA alone: their "bias" is None."""
         self.get(run_id)
-        sfa = self.store.get(f"frame/{run_id}/{int(step)}")
-        return None if sfa is None else sfa.astype(np.float32)
+        frame = self.store.get(f"frame/{run_id}/{int(step)}")
+        if frame is None:
+            return None
+        sfa, bias = (frame["sfa"], frame["bias"]) if isinstance(frame, dict) else (frame, None)
+        return {"step": int(step), "sfa": sfa.astype(np.float32), "bias": bias}
 
     def run_file(self, run_id: str) -> bytes | None:
         self.get(run_id)

@@ -7,8 +7,8 @@ Layout of keys (values are plain dicts, numpy arrays and bytes):
                           progress, latest metrics, error
     job/<job>             run ids trained together, control flag, worker, heartbeat
     chunk/<run>/<n>       per-step losses and one metrics point per snapshot, in order
-    sfa/<run>             the latest SFA matrix (float32; replay frames are float16)
-    frame/<run>/<step>    SFA at stored checkpoint steps (for the replay slider)
+    sfa/<run>             the latest SFA matrix (float32; replay frames are float16) and biases
+    frame/<run>/<step>    SFA and biases at stored checkpoint steps (for the replay slider)
     ckpt/<job>            the trainer state to resume from (bytes)
     file/<run>            the finished run file (bytes)
     start/<run>           a continued run's starting weights (bytes; core.continuation)

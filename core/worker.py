@@ -46,6 +46,12 @@ def as_float16(sfa: np.ndarray) -> np.ndarray:
     return np.clip(sfa, -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
 
 
+def replay_frame(sfa: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:
+    """A replay frame: the SFA in float16 (frames are many) and the first-layer biases (k floats) of that step,
+    so that a replayed step's bias bars are its own."""
+    return {"sfa": as_float16(sfa), "bias": np.asarray(bias, dtype=np.float32)}
+
+
 class SpeedMeter:
     """Steps per second of recent training, for the ETA.
 
@@ -254,12 +260,13 @@ class JobRunner:
                 self.store.set(f"sfa/{run_id}", {"step": snap.step, "sfa": run.sfa.astype(np.float32), "bias": bias})
                 frames = set(meta["frames"])
                 if snap.step % self.frame_every == 0 or snap.done:
-                    self.store.set(f"frame/{run_id}/{snap.step}", as_float16(run.sfa))
+                    self.store.set(f"frame/{run_id}/{snap.step}", replay_frame(run.sfa, bias))
                     frames.add(snap.step)
                 for i, state in enumerate(trainer.log2_models[r][self.log2_seen[r]:], start=self.log2_seen[r]):
                     sfa = single_feature_activations(state["0.weight"][None], state["0.bias"][None],
                                                      trainer.embedders[r][None], trainer.base.nonlinearity)[0]
-                    self.store.set(f"frame/{run_id}/{2 ** i}", as_float16(sfa.float().cpu().numpy()))
+                    self.store.set(f"frame/{run_id}/{2 ** i}", replay_frame(sfa.float().cpu().numpy(),
+                                                                           state["0.bias"].float().cpu().numpy()))
                     frames.add(2**i)
                 meta["frames"] = sorted(frames)
                 # the loss every view shows (run list, API, compare table, run file): the last 5% of steps so far

@@ -56,6 +56,11 @@ def test_submit_train_and_read_back(pool):
     assert {1, 2, 4, 128, 256, SMALL.steps} <= set(lab.frame_steps(run_id))
     record = torch.load(io.BytesIO(lab.run_file(run_id)), weights_only=True)
     assert record["final_model"]["0.weight"].shape == (24, 4)
+    # each replay frame keeps its own step's biases: the bias bars of a replayed step are that step's
+    final_bias = record["final_model"]["0.bias"].numpy()
+    np.testing.assert_array_equal(lab.frame(run_id, SMALL.steps)["bias"], final_bias)
+    np.testing.assert_array_equal(lab.frame(run_id, 1)["bias"], record["log2_spaced_models"][0]["0.bias"].numpy())
+    assert not np.array_equal(lab.frame(run_id, 1)["bias"], final_bias)
     assert abs(record["metrics"]["mono_ratio"] - meta["mono_ratio"]) < 1e-3
     # one loss everywhere: the run list, the API and the Train page show the compare table's and run file's
     assert meta["loss"] == pytest.approx(record["metrics"]["final_loss"], rel=1e-6)
@@ -884,7 +889,7 @@ def test_runs_the_stores_disk_cannot_hold_are_refused_up_front(tmp_path):
     with pytest.raises(InvalidConfig) as refused:
         lab.submit(wide)
     assert refused.value.errors["disk"].startswith(
-        "this run would keep up to 4.97 GiB in the run store (replay frames 896.0 MiB, run file 992.2 MiB, checkpoints "
+        "this run would keep up to 4.97 GiB in the run store (replay frames 896.4 MiB, run file 992.2 MiB, checkpoints "
         "3.13 GiB, history 0.0 MiB), and its disk has 1.00 GiB free beyond the 64 MiB kept spare: fewer neurons or "
         "features")
     with pytest.raises(InvalidConfig, match="these 2 runs would keep"):
@@ -896,7 +901,7 @@ def test_runs_the_stores_disk_cannot_hold_are_refused_up_front(tmp_path):
     first = lab.submit(half)
     with pytest.raises(InvalidConfig) as refused:
         lab.submit(half.replace(seed=1))
-    assert "and runs queued or training may still write 664.1 MiB of it" in refused.value.errors["disk"]
+    assert "and runs queued or training may still write 664.2 MiB of it" in refused.value.errors["disk"]
     lab.delete(first)
     lab.store.free_bytes = lambda: DISK_SPARE_BYTES + 100 * 2**20  # a nearly full disk still takes a small run
     lab.delete(lab.submit(SMALL))

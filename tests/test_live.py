@@ -7,6 +7,7 @@ from app import figures
 from app.live import describe, live_key, live_view, loss_curve, parent_of
 from core.config import RunConfig
 from core.jobs import Lab
+from core.metrics import heatmap_order
 from core.store import DiskStore
 
 
@@ -119,7 +120,34 @@ def test_curves_are_sent_whole_again_after_the_history_was_cut_back(lab_run):
     assert again.loss.data[0].x[-1] == 1500 and max(again.loss.data[0].x) == 1500
 
 
-def test_replaying_a_checkpoint_says_which_step_the_bias_bars_show(lab_run):
+def test_replaying_a_checkpoint_shows_that_step_s_biases_in_its_heatmap_s_order(lab_run):
+    lab, run_id = lab_run
+    k, n = 256, 128
+    live = np.zeros((k, n), dtype=np.float32)
+    live[np.arange(k), np.arange(k) % n] = 1.0
+    early = np.zeros((k, n), dtype=np.float16)
+    early[np.arange(k), (5 * np.arange(k)) % n] = np.arange(k) % 2  # odd neurons monosemantic at step 64
+    early_bias = -np.arange(k, dtype=np.float32) / k
+    lab.store.set(f"sfa/{run_id}", {"step": 2048, "sfa": live, "bias": np.full(k, 0.5, dtype=np.float32)})
+    lab.store.set(f"frame/{run_id}/64", {"sfa": early, "bias": early_bias})
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "frames": [64], "step": 2048})
+    replay = live_view(lab, run_id, frame=0)
+    bias = replay.final_bias
+    assert bias.layout.title.text == "First-layer bias per neuron at step 64"
+    assert "ordered as in the heatmap" in bias.layout.xaxis.title.text
+    mono, other = bias.data  # the frame's biases, monosemantic as the replayed heatmap has them
+    assert sorted(mono.customdata) == list(range(1, k, 2)) and sorted(other.customdata) == list(range(0, k, 2))
+    np.testing.assert_array_equal(mono.y, early_bias[mono.customdata])
+    # the bars' neurons in the replayed heatmap's neuron order, not the live one
+    neuron_at = dict(zip(list(mono.x) + list(other.x), list(mono.customdata) + list(other.customdata)))
+    assert [neuron_at[x] for x in range(k)] == list(heatmap_order(early.astype(np.float32))[0])
+    assert list(heatmap_order(early.astype(np.float32))[0]) != list(heatmap_order(live)[0])
+    following = live_view(lab, run_id)
+    assert following.final_bias.layout.title.text == "First-layer bias per neuron"
+    assert set(following.final_bias.data[0].y) == {0.5}
+
+
+def test_replaying_a_frame_written_before_frames_kept_biases_says_which_step_the_bars_show(lab_run):
     lab, run_id = lab_run
     k, n = 256, 128
     live = np.zeros((k, n), dtype=np.float16)
