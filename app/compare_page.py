@@ -255,7 +255,10 @@ def mono_overlay(labels: list[str], histories: list[dict[str, Any]], offsets: li
                                    line={"color": figures.RUN_COLOURS[i % len(figures.RUN_COLOURS)], "width": 2,
                                          "dash": figures.POSITIVE_PART_DASH}))
     if len(fig.data) > len(labels):
-        fig.update_layout(legend_title={"text": f"dash-dotted: the {POSITIVE_PART}", "side": "top"})
+        # a key to the line style, as a legend entry of its own: as the legend's title it ran into the figure's
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"dash-dotted: the {POSITIVE_PART}",
+                                 line={"color": "#555", "width": 2, "dash": figures.POSITIVE_PART_DASH},
+                                 hoverinfo="skip"))
     return fig
 
 
@@ -398,11 +401,12 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                      if len(sizes) > 1 else "")
         message = dbc.Alert(deleted + different, color="info", className="py-2 small") if deleted or different \
             else ""
-        labels = run_labels(metas)
+        labels = run_labels(metas)  # in full in the table; in the legends and titles, the fields that tell them apart
+        short_labels = run_labels(metas, fewest=True)
         heatmaps = []
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
         offsets = [steps_before(m.get("start")) for m in metas]
-        for meta, label, offset in zip(metas, labels, offsets):
+        for meta, label, offset in zip(metas, short_labels, offsets):
             # a run with no frames yet: as it stands
             snapshot = lab.latest_snapshot(meta["id"]) if step is None or step not in meta["frames"] \
                 else lab.frame(meta["id"], step)
@@ -417,11 +421,11 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
 
         def curves(steps_of: Any, values_of: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
             return [(lb, np.asarray(steps_of(h), dtype=np.int64) + offset, np.asarray(values_of(h)))
-                    for lb, h, offset in zip(labels, histories, offsets)]
+                    for lb, h, offset in zip(short_labels, histories, offsets)]
 
         loss = figures.overlay_figure(curves(lambda h: h["loss_steps"], lambda h: h["losses"]),
                                       "Loss (smoothed 0.9)", "loss", smoothing=0.9, x_title=x_title)
-        mono = mono_overlay(labels, histories, offsets, [m["config"]["nonlinearity"] for m in metas], x_title)
+        mono = mono_overlay(short_labels, histories, offsets, [m["config"]["nonlinearity"] for m in metas], x_title)
         bias = figures.overlay_figure(curves(lambda h: h["points"].get("step", []),
                                              lambda h: h["points"].get("mean_bias", [])),
                                       "Mean bias", "mean bias", x_title=x_title)
@@ -486,7 +490,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             line = interpolate(a, b, points=21, align=align)
         except (IncompatibleRuns, RunFileError) as err:
             return result(str(err), "warning", figures.empty_figure("Basin connectivity", "Not computed"))
-        labels = run_labels([lab.get(r) for r in chosen[:2]])
+        labels = run_labels([lab.get(r) for r in chosen[:2]], fewest=True)
         text = (f"Barrier: {line.barrier:.4f} above the worse end (ends {line.losses[0]:.4f} and "
                 f"{line.losses[-1]:.4f}).")
         return result(text, None, figures.interpolation_figure(line.alphas, line.losses, "A: " + labels[0],

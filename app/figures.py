@@ -44,8 +44,10 @@ TITLE_PLACE = {"x": 0.01, "xanchor": "left", "yref": "paper", "y": 1.0, "yanchor
 LEGEND_TOP_RIGHT = {"x": 0.99, "y": 0.98, "xanchor": "right", "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"}
 # Between the title and the plot, a row per long label (the plot makes room): in a corner of the plot four runs'
 # legend covered some run's curve. The title then sits at the figure's top, clear of it.
+# traceorder "normal": a horizontal legend with legend groups (a run's line and its dash-dotted positive part) put
+# each group on a row of its own, four rows for four short labels
 LEGEND_ABOVE = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom",
-                "bgcolor": "rgba(0,0,0,0)"}
+                "bgcolor": "rgba(0,0,0,0)", "traceorder": "normal"}
 TITLE_OVER_LEGEND = {"x": 0.01, "xanchor": "left", "yref": "container", "y": 0.98, "yanchor": "top"}
 LEGEND_OVER_PLOT = {"legend": LEGEND_ABOVE, "title_place": TITLE_OVER_LEGEND, "margin": {**MARGIN, "t": 34}}
 LAYOUT_STYLE = {"plot_bgcolor": "white", "paper_bgcolor": "white", "font": {"size": 12, "color": "#2a3f5f"},

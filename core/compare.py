@@ -23,18 +23,40 @@ def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
     return [name for name in FIELDS if name not in IGNORED_IN_LABELS and len({repr(c[name]) for c in configs}) > 1]
 
 
-def run_labels(metas: list[dict[str, Any]], unique: bool = True) -> list[str]:
+def telling_fields(configs: list[dict[str, Any]], fields: list[str]) -> list[str]:
+    """Few of `fields` that tell apart every two configs that all of them tell apart, in `fields`' order: greedily,
+    the field that tells apart the most pairs still alike (the earlier field on a tie)."""
+    def values(i: int, names: list[str]) -> tuple[str, ...]:
+        return tuple(repr(configs[i][name]) for name in names)
+
+    pairs = {(i, j) for i in range(len(configs)) for j in range(i + 1, len(configs))
+             if values(i, fields) != values(j, fields)}
+    chosen: list[str] = []
+    while pairs:
+        best = max(fields, key=lambda name: (sum(values(i, [name]) != values(j, [name]) for i, j in pairs),
+                                             -fields.index(name)))
+        chosen.append(best)
+        pairs = {(i, j) for i, j in pairs if values(i, [best]) == values(j, [best])}
+    return [name for name in fields if name in chosen]
+
+
+def run_labels(metas: list[dict[str, Any]], unique: bool = True, fewest: bool = False) -> list[str]:
     """Legend entries for runs compared together, e.g. "init_bias=-1, lr=0.01": their differing config fields,
     then where they started, if that differs: "continued" beside runs trained from a fresh init, "from step S"
     among runs continued from other steps. Each run's own label (else id) where none of that tells it apart; with
-    `unique`, a run whose entry another shares gets its id added."""
-    fields = differing_fields([m["config"] for m in metas])
+    `unique`, a run whose entry another shares gets its id added.
+
+    `fewest`: only as many differing fields as tell the runs apart (`telling_fields`), and "…" after them where
+    more differ, for a legend a few words wide (the Compare table lists them all)."""
+    every = differing_fields([m["config"] for m in metas])
+    fields = telling_fields([m["config"] for m in metas], every) if fewest else every
+    more = ["…"] if len(fields) < len(every) else []
     starts = [m.get("start") for m in metas]
     beside_fresh = None in starts and any(starts)
     tell_steps = len({s["step"] for s in starts if s}) > 1
     labels = []
     for meta, start in zip(metas, starts):
-        parts = [f"{name}={shown_value(meta['config'][name])}" for name in fields]
+        parts = [f"{name}={shown_value(meta['config'][name])}" for name in fields] + more
         if start and (beside_fresh or tell_steps):
             step = f"from step {start['step']:,}" if tell_steps else ""
             parts.append(" ".join(filter(None, ("continued" if beside_fresh else "", step))))

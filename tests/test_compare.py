@@ -36,6 +36,24 @@ def test_differences_and_labels(tiny):
     assert run_labels([{**metas[0], "label": "zero bias"}, {**metas[0], "id": "id1"}]) == ["zero bias", "id1"]
 
 
+def test_a_legend_s_labels_name_only_the_fields_that_tell_the_runs_apart(tiny):
+    """Two presets at two biases each: eight fields differ, and a legend cut to its width showed only the first
+    few, the same for the two runs of a preset."""
+    quick, demo = tiny.replace(n_features=128, n_neurons=256), tiny.replace(n_features=32, nonlinearity="gelu")
+    configs = [quick.replace(init_bias=-1.0, bias_decay=0.12), quick, demo, demo.replace(init_bias=-1.0)]
+    metas = [{"id": f"id{i}", "label": "", "config": c.to_dict()} for i, c in enumerate(configs)]
+    assert differing_fields([m["config"] for m in metas]) == [
+        "nonlinearity", "n_features", "n_neurons", "init_bias", "bias_decay"]
+    short = run_labels(metas, fewest=True)
+    assert short == ["nonlinearity=relu, init_bias=-1, …", "nonlinearity=relu, init_bias=0, …",
+                     "nonlinearity=gelu, init_bias=0, …", "nonlinearity=gelu, init_bias=-1, …"]
+    assert run_labels(metas)[0] == "nonlinearity=relu, n_features=128, n_neurons=256, init_bias=-1, bias_decay=0.12"
+    # where one field tells them apart, the label says no more; where all that differ are needed, no "…"
+    assert run_labels(metas[:2], fewest=True) == ["init_bias=-1, …", "init_bias=0, …"]
+    assert run_labels(metas[1:3], fewest=True) == ["nonlinearity=relu, …", "nonlinearity=gelu, …"]
+    assert run_labels(metas[2:], fewest=True) == ["init_bias=0", "init_bias=-1"]
+
+
 def test_labels_tell_a_continued_run_from_its_parent(tiny):
     parent = {"id": "p", "label": "zero bias", "config": tiny.to_dict()}
     start = {"run": "p", "label": "zero bias", "step": 256, "bias_push": 0.0}
@@ -169,8 +187,9 @@ def test_the_mono_overlay_keys_each_run_once_below_the_plot_with_its_positive_pa
     fig = mono_overlay(labels, [history, history], [0, 0], ["relu", "gelu"], "Training step (log scale)")
     assert [(t.name, t.legendgroup, t.showlegend, t.line.dash) for t in fig.data] == [
         ("nonlinearity=relu", "nonlinearity=relu", None, None), ("nonlinearity=gelu", "nonlinearity=gelu", None, None),
-        ("nonlinearity=gelu (positive part, not the paper's)", "nonlinearity=gelu", False, "dashdot")]
-    assert fig.layout.legend.title.text == "dash-dotted: the positive part, not the paper's"
+        ("nonlinearity=gelu (positive part, not the paper's)", "nonlinearity=gelu", False, "dashdot"),
+        ("dash-dotted: the positive part, not the paper's", None, None, "dashdot")]  # the line style's key
+    assert list(fig.data[-1].x) == [None]  # a key, no curve
     # above the plot: in a corner it covered some run's curve
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.y > 1
 

@@ -194,7 +194,8 @@ def test_a_gelu_run_s_mono_curve_has_its_positive_part_beside_it():
     points = {"step": np.array([16, 32]), "mono_ratio": np.array([0.5, 0.6]),
               "positive_mono_ratio": np.array([0.25, 0.3])}
     fig = mono_overlay(["gelu run", "relu run"], [{"points": points}] * 2, [0, 0], ["gelu", "relu"], "step")
-    assert [t.name for t in fig.data] == ["gelu run", "relu run", "gelu run (positive part, not the paper's)"]
+    assert [t.name for t in fig.data] == ["gelu run", "relu run", "gelu run (positive part, not the paper's)",
+                                          "dash-dotted: the positive part, not the paper's"]
     assert list(fig.data[2].y) == pytest.approx([0.25, 0.3]) and fig.data[2].line.color == fig.data[0].line.color
 
 
