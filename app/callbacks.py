@@ -167,15 +167,21 @@ def register_callbacks(app: Any, lab: Lab) -> None:
     repeats = RepeatGuard()
 
     # in the browser: nothing to ask the server, and the figures must not wait on a busy one to widen
+    # "Hide the form" is kept in the tab's session, as the run on show and the run Start continues: a reload
+    # (or a page the app reloads) keeps the figures at full width on a projector
     app.clientside_callback(
-        f"""function (clicks, classes) {{
-            const hidden = (clicks || 0) % 2 === 1;
+        """function (_clicks, hidden) { return !hidden; }""",
+        Output("form-hidden", "data"), Input("form-toggle", "n_clicks"), State("form-hidden", "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        f"""function (hidden, classes) {{
             const others = (classes || "").split(" ").filter((c) => c && c !== "form-hidden");
             return [others.concat(hidden ? ["form-hidden"] : []).join(" "),
                     hidden ? "{FORM_HIDDEN_LABEL}" : "{FORM_SHOWN_LABEL}"];
         }}""",
         Output("lab-page", "className"), Output("form-toggle", "children"),
-        Input("form-toggle", "n_clicks"), State("lab-page", "className"), prevent_initial_call=True,
+        Input("form-hidden", "data"), State("lab-page", "className"),
     )
 
     def duplicate(run_id: str) -> tuple[str, int]:

@@ -251,7 +251,10 @@ def build_layout() -> html.Div:
             dcc.Store(id="sweep-request"),  # what the sweep's figures are to show (app.draw_requests)
             dcc.Store(id="sweep-drawn"),  # the request they were drawn for
             dcc.Store(id="delete-pending"),  # the run the delete dialog asks about
-            dcc.Store(id="continue-from"),  # {"run", "step"}: the weights Start continues from (step None: final)
+            # {"run", "step"}: the weights Start continues from (step None: final); kept by a reload, as the form's
+            # config is (in the URL), so that Start after a reload still continues
+            dcc.Store(id="continue-from", storage_type="session"),
+            dcc.Store(id="form-hidden", storage_type="session"),  # "Hide the form" clicked
             dcc.ConfirmDialog(id="delete-confirm"),
             dbc.Navbar(
                 dbc.Container(

@@ -613,6 +613,10 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     assert "A change to Initial bias pushes its trained biases by the difference (its init bias is 0)" in details.text
     dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
     assert dash_duo.find_element("#steps-input").get_attribute("value") == "256"  # the form holds the run's config
+    # a reload keeps continuing (Start started a fresh run with the run's config after one)
+    dash_duo.driver.refresh()
+    dash_duo.wait_for_contains_text("#continue-banner", f"Continues zero bias ({parent}) from step 256,", timeout=10)
+    dash_duo.wait_for_text_to_equal("#start-button", "Continue run", timeout=10)
     # the Preset box says whose config it holds, not "the defaults, as edited"
     wait_until(lambda: Select(dash_duo.find_element("#preset-select")).first_selected_option.text
                == f"custom — the config of zero bias ({parent}), continued", timeout=10, message="the preset's name")
@@ -769,6 +773,11 @@ def test_projector_screen_keeps_start_in_view_and_runs_choosable_by_keyboard(das
     wait_until(lambda: dash_duo.driver.execute_script(plot_width) > 1.2 * narrow, timeout=10, message="wider plots")
     assert dash_duo.find_element("#form-toggle").text == "Show the form"
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "projector-full-width.png"))
+    dash_duo.driver.refresh()  # a reload keeps it hidden (it showed the form again)
+    dash_duo.wait_for_contains_text("#live-title", "second", timeout=10)
+    wait_until(lambda: dash_duo.find_element("#form-toggle").text == "Show the form", timeout=10,
+               message="still hidden after a reload")
+    assert not dash_duo.find_element(".controls").is_displayed()
     dash_duo.find_element("#form-toggle").click()
     wait_until(lambda: dash_duo.find_element(".controls").is_displayed(), timeout=5, message="the form back")
     assert dash_duo.find_element("#form-toggle").text == "Hide the form"
