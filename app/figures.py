@@ -331,8 +331,8 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
     `replaying`: the step of the latest snapshot, while the heatmap replays an older checkpoint whose frame
     kept no biases (written before frames did): the bars then say which step they show, in the live heatmap's
     order."""
-    title = "First-layer bias per neuron" + (f" (latest snapshot, step {replaying:,})" if replaying
-                                             else f" at step {step:,}" if step is not None else "")
+    title = (f"First-layer biases at step {step:,}" if step is not None and not replaying  # clear of the modebar
+             else "First-layer bias per neuron" + (f" (latest snapshot, step {replaying:,})" if replaying else ""))
     if biases is None or len(biases) == 0:
         return empty_figure(title, "Available after the first snapshot")
     biases = np.asarray(biases, dtype=np.float32)

@@ -133,7 +133,7 @@ def test_replaying_a_checkpoint_shows_that_step_s_biases_in_its_heatmap_s_order(
     lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "frames": [64], "step": 2048})
     replay = live_view(lab, run_id, frame=0)
     bias = replay.final_bias
-    assert bias.layout.title.text == "First-layer bias per neuron at step 64"
+    assert bias.layout.title.text == "First-layer biases at step 64"
     assert "ordered as in the heatmap" in bias.layout.xaxis.title.text
     mono, other = bias.data  # the frame's biases, monosemantic as the replayed heatmap has them
     assert sorted(mono.customdata) == list(range(1, k, 2)) and sorted(other.customdata) == list(range(0, k, 2))
