@@ -31,7 +31,9 @@ MAX_COMPARED = 4
 COMPARABLE_FIELDS = [n for n in FIELD_NAMES if n not in ("device", "snapshot_every", "steps")]
 
 
-MAX_TITLE_LABEL = 34  # characters of a run's label in a heatmap title, at four heatmaps a row
+LEGEND_WIDTH = 52  # characters of a run's label in an overlay's legend: one row at a third of the page's width
+# characters of a heatmap's title by heatmaps in the row (at 1280 px, four a row clipped a title of 47)
+TITLE_WIDTH = {1: 110, 2: 90, 3: 60, 4: 44}
 
 OVERLAY_TITLES = ("Loss", "Mono neurons per feature", "Mean bias")
 INTERP_PROMPT = "Press the button above"
@@ -124,8 +126,8 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
     differing = set(differing_fields(configs))
     # each run's colour in the overlays beside its name: their legends cut long names short
     header = html.Thead(html.Tr([html.Th("")] + [
-        html.Th([html.Span(className="run-colour", style={"background": figures.RUN_COLOURS[i % len(
-            figures.RUN_COLOURS)]}), label]) for i, label in enumerate(labels)]))
+        html.Th([html.Span(className="run-colour", style={"background": figures.run_colour(i)}), label])
+        for i, label in enumerate(labels)]))
     rows = []
     for name in FIELD_NAMES:
         cells = [html.Td(shown_value(c[name])) for c in configs]
@@ -182,10 +184,27 @@ def comparison_base(preset: str | None, config: RunConfig, field: str) -> str:
     return preset if same else f"{preset} (edited)"
 
 
+def legend_labels(metas: list[dict[str, Any]], unique: bool = True) -> list[str]:
+    """The runs as the figures' legends name them (the table names them in full)."""
+    return run_labels(metas, unique, width=LEGEND_WIDTH)
+
+
 def pair_options(metas: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """A and B's choices: the runs compared, named as the figures name them, with their status."""
+    """A and B's choices: the runs compared, named as the figures name them, with their id and status."""
     return [{"label": f"{'run' if label == m['id'] else label} · {m['id']} · {m['status']}", "value": m["id"]}
-            for label, m in zip(run_labels(metas, unique=False), metas)]
+            for label, m in zip(legend_labels(metas, unique=False), metas)]
+
+
+def heatmap_titles(metas: list[dict[str, Any]], steps: list[int], offsets: list[int]) -> list[str]:
+    """Each run's label and the step its heatmap shows (and where its curves show that step, for a continued run),
+    as wide as a row of them has room for; the labels are fitted to the longest step text the slider can give,
+    so that they do not change as it moves."""
+    longest = max(m["steps"] for m in metas)
+    counted = max(offsets) + longest if any(offsets) else 0
+    reserve = len(f" · step {longest:,}") + (len(f" ({counted:,} counted on)") if counted else 0)
+    labels = run_labels(metas, width=max(12, TITLE_WIDTH[min(len(metas), 4)] - reserve))
+    return [f"{label} · step {step:,}" + (f" ({step + offset:,} counted on)" if offset else "")
+            for label, step, offset in zip(labels, steps, offsets)]
 
 
 def pair_choice(chosen: list[str], a: str | None, b: str | None, b_picked: bool) -> tuple[str | None, str | None]:
@@ -252,7 +271,7 @@ def mono_overlay(labels: list[str], histories: list[dict[str, Any]], offsets: li
         # under its run's legend entry (one click hides both): eight entries below the plot squeezed it away
         fig.add_trace(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
                                    name=f"{label} ({POSITIVE_PART})", legendgroup=label, showlegend=False,
-                                   line={"color": figures.RUN_COLOURS[i % len(figures.RUN_COLOURS)], "width": 2,
+                                   line={"color": figures.run_colour(i), "width": 2,
                                          "dash": figures.POSITIVE_PART_DASH}))
     if len(fig.data) > len(labels):
         # a key to the line style, as a legend entry of its own: as the legend's title it ran into the figure's
@@ -401,23 +420,17 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                      if len(sizes) > 1 else "")
         message = dbc.Alert(deleted + different, color="info", className="py-2 small") if deleted or different \
             else ""
-        labels = run_labels(metas)  # in full in the table; in the legends and titles, the fields that tell them apart
-        short_labels = run_labels(metas, fewest=True)
-        heatmaps = []
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
         offsets = [steps_before(m.get("start")) for m in metas]
-        for meta, label, offset in zip(metas, short_labels, offsets):
-            # a run with no frames yet: as it stands
-            snapshot = lab.latest_snapshot(meta["id"]) if step is None or step not in meta["frames"] \
-                else lab.frame(meta["id"], step)
-            sfa, when = (snapshot["sfa"], snapshot["step"]) if snapshot else (None, 0)
-            # up to four heatmaps share a row: a long label ran into the colour bar (the table names runs in full)
-            short = figures.cut_short(label, MAX_TITLE_LABEL)
-            on_curves = f" ({when + offset:,} counted on)" if offset else ""  # where the curves show that step
-            heatmaps.append(figures.sfa_heatmap(sfa, title=f"{short} · step {when:,}{on_curves}"))
+        # a run with no frames yet: as it stands
+        snapshots = [lab.latest_snapshot(m["id"]) if step is None or step not in m["frames"]
+                     else lab.frame(m["id"], step) for m in metas]
+        titles = heatmap_titles(metas, [s["step"] if s else 0 for s in snapshots], offsets)
+        heatmaps = [figures.sfa_heatmap(s and s["sfa"], title=title) for s, title in zip(snapshots, titles)]
         histories = [lab.history(m["id"]) for m in metas]
-        x_title = ("Training step, a continued run's counted on from its start (log scale)" if any(offsets)
+        x_title = ("Step (log scale), continued runs counted on from their start" if any(offsets)
                    else "Training step (log scale)")
+        short_labels = legend_labels(metas)
 
         def curves(steps_of: Any, values_of: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
             return [(lb, np.asarray(steps_of(h), dtype=np.int64) + offset, np.asarray(values_of(h)))
@@ -433,7 +446,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         shown = [{} if i < len(metas) else {"display": "none"} for i in range(MAX_COMPARED)]
         padded = heatmaps + [no_update] * (MAX_COMPARED - len(heatmaps))
         widths = [12 // len(metas)] * MAX_COMPARED
-        table = results_table(lab, metas, labels, histories)
+        table = results_table(lab, metas, run_labels(metas), histories)  # in full: the legends may leave some out
         return padded + shown + widths + [loss, mono, bias, table, message, len(common), marks,
                                           len(common) if step is None else common.index(step)]
 
@@ -464,19 +477,22 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
                 no_update if options == shown else options, no_update if new_b == b else new_b)
 
     @app.callback(Output("interp-result", "data"), Input("interp-button", "n_clicks"), State("interp-a", "value"),
-                  State("interp-b", "value"), State("interp-align", "value"), prevent_initial_call=True)
-    def basin_connectivity(_clicks: int, a_id: str | None, b_id: str | None, align: bool) -> dict[str, Any]:
+                  State("interp-b", "value"), State("interp-align", "value"), State("compare-runs", "value"),
+                  prevent_initial_call=True)
+    def basin_connectivity(_clicks: int, a_id: str | None, b_id: str | None, align: bool,
+                           compared: list[str] | None) -> dict[str, Any]:
         """The loss along the line, tagged with the pair it is for: A or B may change while it runs."""
         def result(text: str, level: str | None = "info", figure: go.Figure | None = None) -> dict[str, Any]:
             return {"pair": [a_id, b_id], "figure": figure, "text": text, "level": level}
 
         try:
-            return connectivity(a_id, b_id, bool(align), result)
+            return connectivity(a_id, b_id, bool(align), metas_of(compared), result)
         except UnknownRun as err:  # deleted between the choice and the reading
             return result(f"Run {err.args[0] if err.args else a_id} no longer exists.", "warning",
                           figures.empty_figure("Basin connectivity", "Not computed"))
 
-    def connectivity(a_id: str | None, b_id: str | None, align: bool, result: Any) -> dict[str, Any]:
+    def connectivity(a_id: str | None, b_id: str | None, align: bool, compared: list[dict[str, Any]],
+                     result: Any) -> dict[str, Any]:
         chosen = [r for r in (a_id, b_id) if r and lab.exists(r)]
         if len(chosen) < 2:
             return result("Choose two runs first.")
@@ -490,11 +506,16 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             line = interpolate(a, b, points=21, align=align)
         except (IncompatibleRuns, RunFileError) as err:
             return result(str(err), "warning", figures.empty_figure("Basin connectivity", "Not computed"))
-        labels = run_labels([lab.get(r) for r in chosen[:2]], fewest=True)
+        # named and coloured as the curves above name and colour them
+        ids = [m["id"] for m in compared]
+        if not {a_id, b_id} <= set(ids):  # the choice of runs changed meanwhile: the pair alone
+            compared, ids = [lab.get(a_id), lab.get(b_id)], [a_id, b_id]
+        labels = dict(zip(ids, legend_labels(compared)))
         text = (f"Barrier: {line.barrier:.4f} above the worse end (ends {line.losses[0]:.4f} and "
                 f"{line.losses[-1]:.4f}).")
-        return result(text, None, figures.interpolation_figure(line.alphas, line.losses, "A: " + labels[0],
-                                                               "B: " + labels[1], line.aligned))
+        return result(text, None, figures.interpolation_figure(
+            line.alphas, line.losses, "A: " + labels[a_id], "B: " + labels[b_id], line.aligned,
+            (figures.run_colour(ids.index(a_id)), figures.run_colour(ids.index(b_id)))))
 
     @app.callback(Output("interp-graph", "figure"), Output("interp-message", "children"),
                   Input("interp-result", "data"), State("interp-a", "value"), State("interp-b", "value"),

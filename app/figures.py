@@ -331,8 +331,9 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
     `replaying`: the step of the latest snapshot, while the heatmap replays an older checkpoint whose frame
     kept no biases (written before frames did): the bars then say which step they show, in the live heatmap's
     order."""
-    title = (f"First-layer biases at step {step:,}" if step is not None and not replaying  # clear of the modebar
-             else "First-layer bias per neuron" + (f" (latest snapshot, step {replaying:,})" if replaying else ""))
+    # short, clear of the modebar at the right
+    title = (f"First-layer biases at step {step:,}" if step is not None and not replaying
+             else f"Biases at the latest snapshot, step {replaying:,}" if replaying else "First-layer bias per neuron")
     if biases is None or len(biases) == 0:
         return empty_figure(title, "Available after the first snapshot")
     biases = np.asarray(biases, dtype=np.float32)
@@ -349,8 +350,9 @@ def bias_figure(biases: np.ndarray | None, sfa: np.ndarray | None = None,
         bars.append(go.Bar(x=pos, y=biases[order][pos], name=name, marker_color=colour, customdata=order[pos],
                            hovertemplate="neuron %{customdata}<br>bias %{y:.3f}<extra></extra>"))
     # Overlay, not the default grouping: each position has one bar, so grouping would halve and shift them.
-    where = "the live heatmap, not the replayed one" if replaying else "the heatmap"
-    return styled(bars, title, f"neuron (ordered as in {where})", "bias", bargap=0, barmode="overlay",
+    x_title = "neuron (in the live heatmap's order)" if replaying else "neuron (ordered as in the heatmap)"
+    # the key shown with no neuron monosemantic too (plotly hides it for a lone trace with bars)
+    return styled(bars, title, x_title, "bias", bargap=0, barmode="overlay", showlegend=True,
                   **LEGEND_OVER_PLOT)  # clear of the bars
 
 
@@ -384,16 +386,16 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
 
 
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def run_colour(index: int) -> str:
+    """The colour of the index-th run compared: its curves, its table column and its end of the connectivity line."""
+    return RUN_COLOURS[index % len(RUN_COLOURS)]
 # One line style for each extra mono count on every page (Train had both dashed, Compare's positive part too)
 NEARLY_MONO_DASH, POSITIVE_PART_DASH = "dot", "dashdot"
 NEARLY_MONO_NAME = f"nearly mono (r > {NEARLY_MONO_THRESHOLD:g}) / N"
 POSITIVE_MONO_NAME = "mono on positive part / N"
 EXTRA_DASHES = {NEARLY_MONO_NAME: NEARLY_MONO_DASH, POSITIVE_MONO_NAME: POSITIVE_PART_DASH}
-MAX_LEGEND_LABEL = 52  # characters of a run's label in an overlay's legend: one row at a third of the page's width
-
-
-def cut_short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str, y_title: str,
@@ -409,20 +411,21 @@ def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str,
         values = ema(values, smoothing) if smoothing else np.asarray(values, dtype=np.float64)
         keep = log_thin(steps, 2000)
         traces.append(go.Scattergl(x=steps[keep].astype(np.int32), y=values[keep].astype(np.float32), mode="lines",
-                                   name=cut_short(label, MAX_LEGEND_LABEL), legendgroup=label,
-                                   line={"color": RUN_COLOURS[i % len(RUN_COLOURS)], "width": 2}))
+                                   name=label, legendgroup=label,
+                                   line={"color": run_colour(i), "width": 2}))
     shapes = [hline(reference)] if reference is not None else []
     return styled(traces, title, x_title, y_title, log_x=True, shapes=shapes, xaxis=FROM_STEP_ONE,
                   **LEGEND_OVER_PLOT)
 
 
 def interpolation_figure(alphas: np.ndarray, losses: np.ndarray, label_a: str, label_b: str,
-                         aligned: bool) -> go.Figure:
-    """Loss along the straight line between two models' weights; a barrier shows as a bump."""
-    traces = [go.Scatter(x=alphas, y=losses, mode="lines+markers", name="loss",
+                         aligned: bool, colours: tuple[str, str] = RUN_COLOURS[:2]) -> go.Figure:
+    """Loss along the straight line between two models' weights; a barrier shows as a bump. The ends are marked
+    in A's and B's `colours` (their curves' on the Compare page)."""
+    traces = [go.Scatter(x=alphas, y=losses, mode="lines+markers", name="loss", line={"color": "#555"},
                          hovertemplate="t = %{x:.2f}<br>loss %{y:.4f}<extra></extra>")]
     traces += [go.Scatter(x=[x], y=[losses[0] if x == 0 else losses[-1]], mode="markers", name=label,
                           marker={"size": 12, "color": colour})
-               for x, label, colour in ((0.0, label_a, RUN_COLOURS[0]), (1.0, label_b, RUN_COLOURS[1]))]
+               for x, label, colour in ((0.0, label_a, colours[0]), (1.0, label_b, colours[1]))]
     how = "after aligning neurons by SFA" if aligned else "without neuron alignment"
     return styled(traces, f"Loss along the line from run A (t=0) to run B (t=1), {how}", "t", "loss")

@@ -48,7 +48,7 @@ def describe(meta: dict[str, Any]) -> str:
     # a continued run's weights are its parent's at that step, not a fresh init
     began = f"continued from {run_name(start['label'], start['run'])} at step {start['step']:,} · " if start else ""
     return (f"{began}{c['task']}, {c['nonlinearity']}, N={c['n_features']}, m={c['embed_dim']}, k={c['n_neurons']}, "
-            f"eps={c['eps']:.4g}, lr={c['lr']:g}{bias_text(meta)}"
+            f"eps={c['eps']:g}, lr={c['lr']:g}{bias_text(meta)}"
             + f", decay {c['bias_decay']:g}" + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")
 
 

@@ -254,6 +254,10 @@ def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.
     rows = [r for r in rows if r.get("final_loss") is not None and r.get("mono_ratio") is not None]
     if not rows:
         return empty_figure("Runs: config against results", "No finished runs yet")
+    mono = np.array([float(r["mono_ratio"]) for r in rows])
+    # a ratio from 0: all-zero ratios drew an axis (and colours) from -1 to 1, then from 0 to 0.01 (ticked 0.002,
+    # 0.004, ...): all zero, it spans the ratio's whole range
+    mono_top = float(mono.max()) or 1.0
     dims = []
     for name in [*fields, *(["mean_bias"] if all(r.get("mean_bias") is not None for r in rows) else []),
                  "final_loss", "mono_ratio"]:
@@ -262,11 +266,10 @@ def parallel_coordinates(rows: list[dict[str, float]], fields: list[str]) -> go.
             continue  # a constant axis says nothing
         dim = {"label": RESULT_LABELS.get(name, name), "values": column,
                **({} if name in fields else {"tickformat": ".3g"})}  # its ends read 0.289064, -0.30849
-        if name == "mono_ratio":  # a ratio from 0: all-zero ratios drew an axis (and colours) from -1 to 1
-            dim["range"] = [0.0, max(float(column.max()), 0.01)]
+        if name == "mono_ratio":
+            dim["range"] = [0.0, mono_top]
         dims.append(dim)
-    colour = np.array([float(r["mono_ratio"]) for r in rows])
-    line = {"color": colour, "colorscale": "Viridis", "cmin": 0.0, "cmax": max(float(colour.max()), 0.01),
+    line = {"color": mono, "colorscale": "Viridis", "cmin": 0.0, "cmax": mono_top,
             "showscale": True, "colorbar": {"title": {"text": "mono / N", "side": "right"}}}
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
     # the axes' labels sit above the plot area: the title goes above them, not on the first one

@@ -23,48 +23,79 @@ def differing_fields(configs: list[dict[str, Any]]) -> list[str]:
     return [name for name in FIELDS if name not in IGNORED_IN_LABELS and len({repr(c[name]) for c in configs}) > 1]
 
 
+# Fields whose values say what they are ("gelu", "abs", "tf32"): a short label gives the value alone
+SELF_NAMED = ("task", "nonlinearity", "precision")
+# Which differing fields a short label names first: what a comparison is usually about before what came with it
+LABEL_PRIORITY = ("task", "nonlinearity", "init_bias", "bias_decay", "l1_reg", "lr", "n_neurons", "n_features",
+                  "embed_dim", "eps", "sample_kind", "init_variant", "precision", "batch_size", "steps", "seed")
+
+
 def telling_fields(configs: list[dict[str, Any]], fields: list[str]) -> list[str]:
-    """Few of `fields` that tell apart every two configs that all of them tell apart, in `fields`' order: greedily,
-    the field that tells apart the most pairs still alike (the earlier field on a tie)."""
+    """Few of `fields` that tell apart every two configs that all of them tell apart, taken in LABEL_PRIORITY's
+    order, each where it tells apart a pair the earlier ones left alike; in `fields`' order."""
     def values(i: int, names: list[str]) -> tuple[str, ...]:
         return tuple(repr(configs[i][name]) for name in names)
 
     pairs = {(i, j) for i in range(len(configs)) for j in range(i + 1, len(configs))
              if values(i, fields) != values(j, fields)}
-    chosen: list[str] = []
-    while pairs:
-        best = max(fields, key=lambda name: (sum(values(i, [name]) != values(j, [name]) for i, j in pairs),
-                                             -fields.index(name)))
-        chosen.append(best)
-        pairs = {(i, j) for i, j in pairs if values(i, [best]) == values(j, [best])}
+    chosen = []
+    for name in sorted(fields, key=label_rank):
+        told = {(i, j) for i, j in pairs if values(i, [name]) != values(j, [name])}
+        if told:
+            chosen.append(name)
+            pairs -= told
     return [name for name in fields if name in chosen]
 
 
-def run_labels(metas: list[dict[str, Any]], unique: bool = True, fewest: bool = False) -> list[str]:
+def label_rank(name: str) -> int:
+    return LABEL_PRIORITY.index(name) if name in LABEL_PRIORITY else len(LABEL_PRIORITY)
+
+
+def run_labels(metas: list[dict[str, Any]], unique: bool = True, width: int | None = None) -> list[str]:
     """Legend entries for runs compared together, e.g. "init_bias=-1, lr=0.01": their differing config fields,
     then where they started, if that differs: "continued" beside runs trained from a fresh init, "from step S"
     among runs continued from other steps. Each run's own label (else id) where none of that tells it apart; with
     `unique`, a run whose entry another shares gets its id added.
 
-    `fewest`: only as many differing fields as tell the runs apart (`telling_fields`), and "…" after them where
-    more differ, for a legend a few words wide (the Compare table lists them all)."""
-    every = differing_fields([m["config"] for m in metas])
-    fields = telling_fields([m["config"] for m in metas], every) if fewest else every
-    more = ["…"] if len(fields) < len(every) else []
+    `width` (characters): labels as short as that where they can be. Where naming every differing field would pass
+    it, they name the fields that tell the runs apart (`telling_fields`) and the next in LABEL_PRIORITY while they
+    fit, then "…" (the Compare table lists them all); a self-named field (SELF_NAMED) gives its value alone. Those
+    that tell the runs apart are never left out, so a label may still pass the width."""
+    configs = [m["config"] for m in metas]
+    every = differing_fields(configs)
     starts = [m.get("start") for m in metas]
     beside_fresh = None in starts and any(starts)
     tell_steps = len({s["step"] for s in starts if s}) > 1
-    labels = []
-    for meta, start in zip(metas, starts):
-        parts = [f"{name}={shown_value(meta['config'][name])}" for name in fields] + more
-        if start and (beside_fresh or tell_steps):
-            step = f"from step {start['step']:,}" if tell_steps else ""
-            parts.append(" ".join(filter(None, ("continued" if beside_fresh else "", step))))
-        labels.append(", ".join(parts) or meta.get("label") or meta["id"])
-    if unique:
-        labels = [f"{label} ({meta['id']})" if labels.count(label) > 1 else label
-                  for label, meta in zip(labels, metas)]
-    return labels
+
+    def named(name: str, value: Any) -> str:
+        return shown_value(value) if width is not None and name in SELF_NAMED else f"{name}={shown_value(value)}"
+
+    def compose(fields: list[str]) -> list[str]:
+        more = ["…"] if len(fields) < len(every) else []
+        labels = []
+        for meta, start in zip(metas, starts):
+            parts = [named(name, meta["config"][name]) for name in fields] + more
+            if start and (beside_fresh or tell_steps):
+                step = f"from step {start['step']:,}" if tell_steps else ""
+                parts.append(" ".join(filter(None, ("continued" if beside_fresh else "", step))))
+            labels.append(", ".join(parts) or meta.get("label") or meta["id"])
+        if unique:
+            labels = [f"{label} ({meta['id']})" if labels.count(label) > 1 else label
+                      for label, meta in zip(labels, metas)]
+        return labels
+
+    def fits(labels: list[str]) -> bool:
+        return width is None or all(len(label) <= width for label in labels)
+
+    labels = compose(every)
+    if fits(labels):
+        return labels
+    fields = telling_fields(configs, every)
+    for name in sorted(set(every) - set(fields), key=label_rank):  # the next most telling, while they fit
+        if not fits(compose([f for f in every if f in fields or f == name])):
+            break
+        fields.append(name)
+    return compose([f for f in every if f in fields])
 
 
 class IncompatibleRuns(ValueError):

@@ -1,9 +1,12 @@
+import io
+
 import numpy as np
 import pytest
 import torch
 
 from app import create_app
-from app.compare_page import mono_overlay, pair_choice, pair_options, result_names, results_table
+from app.compare_page import heatmap_titles, mono_overlay, pair_choice, pair_options, result_names, results_table
+from app.figures import run_colour
 from core.compare import (
     IncompatibleRuns,
     Model,
@@ -36,22 +39,44 @@ def test_differences_and_labels(tiny):
     assert run_labels([{**metas[0], "label": "zero bias"}, {**metas[0], "id": "id1"}]) == ["zero bias", "id1"]
 
 
-def test_a_legend_s_labels_name_only_the_fields_that_tell_the_runs_apart(tiny):
-    """Two presets at two biases each: eight fields differ, and a legend cut to its width showed only the first
+def test_labels_short_of_room_name_the_fields_that_tell_the_runs_apart_what_matters_first(tiny):
+    """Two presets at two biases each: six fields differ, and a legend cut to its width showed only the first
     few, the same for the two runs of a preset."""
-    quick, demo = tiny.replace(n_features=128, n_neurons=256), tiny.replace(n_features=32, nonlinearity="gelu")
+    quick, demo = tiny.replace(n_features=128, n_neurons=256, steps=2048), tiny.replace(nonlinearity="gelu")
     configs = [quick.replace(init_bias=-1.0, bias_decay=0.12), quick, demo, demo.replace(init_bias=-1.0)]
     metas = [{"id": f"id{i}", "label": "", "config": c.to_dict()} for i, c in enumerate(configs)]
     assert differing_fields([m["config"] for m in metas]) == [
-        "nonlinearity", "n_features", "n_neurons", "init_bias", "bias_decay"]
-    short = run_labels(metas, fewest=True)
-    assert short == ["nonlinearity=relu, init_bias=-1, …", "nonlinearity=relu, init_bias=0, …",
-                     "nonlinearity=gelu, init_bias=0, …", "nonlinearity=gelu, init_bias=-1, …"]
-    assert run_labels(metas)[0] == "nonlinearity=relu, n_features=128, n_neurons=256, init_bias=-1, bias_decay=0.12"
-    # where one field tells them apart, the label says no more; where all that differ are needed, no "…"
-    assert run_labels(metas[:2], fewest=True) == ["init_bias=-1, …", "init_bias=0, …"]
-    assert run_labels(metas[1:3], fewest=True) == ["nonlinearity=relu, …", "nonlinearity=gelu, …"]
-    assert run_labels(metas[2:], fewest=True) == ["init_bias=0", "init_bias=-1"]
+        "nonlinearity", "n_features", "n_neurons", "init_bias", "bias_decay", "steps"]
+    assert run_labels(metas)[0] == ("nonlinearity=relu, n_features=128, n_neurons=256, init_bias=-1, "
+                                    "bias_decay=0.12, steps=2048")
+    # steps tells relu from gelu as well as nonlinearity does, but says less: nonlinearity is named (by its value)
+    assert run_labels(metas, width=24) == ["relu, init_bias=-1, …", "relu, init_bias=0, …", "gelu, init_bias=0, …",
+                                           "gelu, init_bias=-1, …"]
+    # more room, more fields: what matters first
+    assert run_labels(metas, width=40)[0] == "relu, init_bias=-1, bias_decay=0.12, …"
+    # labels that fit name every difference, no "…"
+    assert run_labels(metas[:2], width=52) == ["init_bias=-1, bias_decay=0.12", "init_bias=0, bias_decay=0"]
+    assert run_labels(metas[:2], width=20) == ["init_bias=-1, …", "init_bias=0, …"]
+    # what tells them apart stays, whatever the width
+    assert run_labels(metas, width=5) == run_labels(metas, width=24)
+
+
+def test_a_short_label_keeps_what_tells_the_runs_apart(tiny):
+    """Two runs of one config (their ids tell them apart) and runs continued from different steps: cut to a
+    heatmap title's width, the ids and steps went and the titles read alike."""
+    quick = tiny.replace(n_features=128, n_neurons=256, init_bias=-1.0)
+    metas = [{"id": "7a4500b3433a", "label": "", "config": quick.to_dict()},
+             {"id": "7d65fa4bd48a", "label": "", "config": quick.to_dict()},
+             {"id": "e260d9ed690f", "label": "", "config": tiny.replace(nonlinearity="gelu").to_dict()}]
+    assert run_labels(metas, width=34) == ["relu, … (7a4500b3433a)", "relu, … (7d65fa4bd48a)", "gelu, …"]
+    start = {"run": "p", "label": "zero bias", "step": 2048, "bias_push": 0.0}
+    parent = {"id": "p", "label": "zero bias", "config": tiny.to_dict()}
+    late = {"id": "l", "label": "", "config": tiny.replace(l1_reg=0.01, lr=0.003, init_bias=-1.0).to_dict(),
+            "start": start}
+    early = {**late, "id": "e", "start": {**start, "step": 64}}
+    assert run_labels([parent, late, early], width=44) == [
+        "init_bias=0, …", "init_bias=-1, …, continued from step 2,048", "init_bias=-1, …, continued from step 64"]
+    assert run_labels([parent, late, early], width=60)[1] == "init_bias=-1, l1_reg=0.01, …, continued from step 2,048"
 
 
 def test_labels_tell_a_continued_run_from_its_parent(tiny):
@@ -194,16 +219,48 @@ def test_the_mono_overlay_keys_each_run_once_below_the_plot_with_its_positive_pa
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.y > 1
 
 
-def test_a_long_run_name_is_cut_short_in_the_legend_and_named_in_full_beside_its_colour_in_the_table(tiny, tmp_path):
+def test_a_run_is_named_in_full_beside_its_colour_in_the_table(tiny, tmp_path):
     from app import figures
 
     lab = Lab(DiskStore(tmp_path))
     ids = [lab.submit(tiny.replace(init_bias=b)) for b in (0.0, -1.0)]
     labels = ["nonlinearity=relu, n_features=32, embed_dim=6, n_neurons=64, eps=0.0625, init_bias=" + b
               for b in ("0", "-1")]
-    steps = np.array([1, 2, 3])
-    fig = figures.overlay_figure([(label, steps, steps * 1.0) for label in labels], "Loss", "loss")
-    assert [t.name for t in fig.data] == [label[:51] + "…" for label in labels]
     header = results_table(lab, [lab.get(i) for i in ids], labels).children[0].children.children[1:]
     assert [(cell.children[0].style["background"], cell.children[1]) for cell in header] == [
         (figures.RUN_COLOURS[0], labels[0]), (figures.RUN_COLOURS[1], labels[1])]
+
+
+def test_the_connectivity_line_names_and_colours_a_and_b_as_the_curves_do(tiny, tmp_path):
+    """Its ends were blue and red whichever runs A and B were, named by labels worked out for the two alone."""
+    lab = Lab(DiskStore(tmp_path / "data"))
+    ids = [lab.submit(tiny.replace(init_bias=bias, lr=lr)) for bias, lr in ((0.0, 0.01), (-1.0, 0.01), (-1.0, 0.003))]
+    for run_id in ids:
+        trainer = Trainer([lab.config(run_id)])
+        trainer.advance(8)
+        buffer = io.BytesIO()
+        torch.save(build_run_file(trainer), buffer)
+        lab.store.set(f"file/{run_id}", buffer.getvalue())
+        lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "status": "done"})
+    values = {"interp-a.value": ids[2], "interp-b.value": ids[1], "interp-align.value": True,
+              "compare-runs.value": ids, "interp-button.n_clicks": 1}
+    status, sent = dash_call(create_app(lab), "interp-result.data", values, ["interp-button.n_clicks"])
+    ends = sent["interp-result"]["data"]["figure"]["data"][1:]
+    # the third and second runs' colours; "init_bias=-1" alone would name both (the legends say the lr too)
+    assert [(end["name"], end["marker"]["color"]) for end in ends] == [
+        ("A: lr=0.003, init_bias=-1", run_colour(2)), ("B: lr=0.01, init_bias=-1", run_colour(1))]
+
+
+def test_heatmap_titles_fit_their_row_and_keep_what_tells_the_runs_apart(tiny):
+    quick = tiny.replace(n_features=128, n_neurons=256, init_bias=-1.0, steps=8192)
+    metas = [{"id": i, "label": "", "steps": 8192, "config": c.to_dict()} for i, c in (
+        ("7a4500b3433a", quick), ("7d65fa4bd48a", quick), ("e260d9ed690f", tiny.replace(nonlinearity="gelu")),
+        ("ac3fb6aaa7c8", tiny.replace(nonlinearity="gelu", init_bias=-1.0)))]
+    titles = heatmap_titles(metas, [8192, 8192, 256, 64], [0] * 4)
+    assert titles == ["relu, init_bias=-1, … (7a4500b3433a) · step 8,192",
+                      "relu, init_bias=-1, … (7d65fa4bd48a) · step 8,192",
+                      "gelu, init_bias=0, … · step 256", "gelu, init_bias=-1, … · step 64"]
+    # two a row: room for every difference; and the step the slider shows, where the curves show it
+    assert heatmap_titles(metas[1:3], [8192, 256], [0, 0])[1] == (
+        "gelu, n_features=16, n_neurons=24, init_bias=0, steps=64 · step 256")
+    assert heatmap_titles(metas[1:3], [1024, 256], [0, 2048])[1].endswith("· step 256 (2,304 counted on)")

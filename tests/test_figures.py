@@ -225,6 +225,13 @@ def test_dead_neurons_are_never_coloured_monosemantic():
     assert list(mono.customdata) == [0] and list(rest.customdata) == [1]
 
 
+def test_the_bias_figure_keys_its_colours_with_no_neuron_monosemantic_too():
+    """Plotly leaves out the legend of a figure whose one trace has bars: the grey bars had no key."""
+    sfa = np.full((3, 4), 0.5)
+    mono, rest = (fig := figures.bias_figure(np.array([0.1, -3.0, 0.0]), sfa)).data
+    assert len(mono.x) == 0 and len(rest.x) == 3 and fig.layout.showlegend is True
+
+
 def test_bias_figure_without_sfa_sorts_ascending():
     biases = np.array([0.3, -1.0, 0.0])
     bar = figures.bias_figure(biases).data[0]

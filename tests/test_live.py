@@ -163,8 +163,8 @@ def test_replaying_a_frame_written_before_frames_kept_biases_says_which_step_the
     replay = live_view(lab, run_id, frame=0)
     assert replay.heatmap_label == "checkpoint at step 64"
     assert replay.histogram.layout.title.text.startswith(f"r = max/sum per neuron: 0 of {k} above")
-    assert replay.final_bias.layout.title.text == "First-layer bias per neuron (latest snapshot, step 2,048)"
-    assert "not the replayed one" in replay.final_bias.layout.xaxis.title.text
+    assert replay.final_bias.layout.title.text == "Biases at the latest snapshot, step 2,048"
+    assert replay.final_bias.layout.xaxis.title.text == "neuron (in the live heatmap's order)"
 
 
 def test_a_run_with_no_snapshot_clears_the_heatmap_and_says_why(lab_run):
@@ -192,6 +192,7 @@ def test_the_link_to_the_run_continued_goes_when_that_run_is_deleted(lab_run):
     # a finished run's view is redrawn only when its key changes: the parent's going must change it
     assert live_key(meta, 0.6, True, None, lab.exists(parent)) != before
     assert live_view(lab, child).subtitle == f"done · {describe(meta)}"
+    assert "eps=0.015625," in describe(meta)  # as the Compare table gives it (it read 0.01562)
 
 
 def test_bias_bars_follow_the_heatmap_s_order_with_paper_ordering_off(lab_run):

@@ -96,6 +96,10 @@ def test_sorted_biases_and_parallel_coordinates():
     assert list(dims[1]["values"]) == [-0.1, -0.4]
     # results read to three figures at the axes' ends (0.289064 read as such); the swept value as given
     assert [d.tickformat for d in dims] == [None, ".3g", ".3g", ".3g"]
+    assert dims[-1].range == (0.0, 0.2)
+    # no run monosemantic: the ratio's axis and colours span 0 to 1 (0 to 0.01 ticked 0.002, 0.004, ...)
+    figure = sf.parallel_coordinates([{**row, "mono_ratio": 0.0} for row in rows], ["lr"])
+    assert figure.data[0].dimensions[-1].range == (0.0, 1.0) and figure.data[0].line.cmax == 1.0
 
 
 def test_training_panels_of_queued_runs_say_they_are_queued():
