@@ -124,7 +124,7 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
     them (read here otherwise)."""
     configs = [m["config"] for m in metas]
     differing = set(differing_fields(configs))
-    # each run's colour in the overlays beside its name: their legends cut long names short
+    # each run's colour in the overlays beside its name in full: their legends may leave fields out
     header = html.Thead(html.Tr([html.Th("")] + [
         html.Th([html.Span(className="run-colour", style={"background": figures.run_colour(i)}), label])
         for i, label in enumerate(labels)]))

@@ -386,16 +386,16 @@ def score_histogram_figure(sfa: np.ndarray | None, threshold: float = MONO_THRES
 
 
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
-
-
-def run_colour(index: int) -> str:
-    """The colour of the index-th run compared: its curves, its table column and its end of the connectivity line."""
-    return RUN_COLOURS[index % len(RUN_COLOURS)]
 # One line style for each extra mono count on every page (Train had both dashed, Compare's positive part too)
 NEARLY_MONO_DASH, POSITIVE_PART_DASH = "dot", "dashdot"
 NEARLY_MONO_NAME = f"nearly mono (r > {NEARLY_MONO_THRESHOLD:g}) / N"
 POSITIVE_MONO_NAME = "mono on positive part / N"
 EXTRA_DASHES = {NEARLY_MONO_NAME: NEARLY_MONO_DASH, POSITIVE_MONO_NAME: POSITIVE_PART_DASH}
+
+
+def run_colour(index: int) -> str:
+    """The colour of the index-th run compared: its curves, its table column and its end of the connectivity line."""
+    return RUN_COLOURS[index % len(RUN_COLOURS)]
 
 
 def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str, y_title: str,
