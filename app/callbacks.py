@@ -296,6 +296,9 @@ def register_callbacks(app: Any, lab: Lab) -> None:
     )
     def start_run(_clicks: int, preset: str | None, continuing: Any, *values: Any) -> tuple[Any, Any, Any]:
         parent_id, step = continued_run(continuing)
+        forget = no_update
+        if parent_id and not lab.exists(parent_id):  # deleted since: the banner went and the button reads Start run
+            parent_id, step, forget = None, None, None
         config, errors = lab_form_errors(list(values), parent_id)
         if errors:
             return no_update, dbc.Alert("Fix the highlighted fields first: " + "; ".join(errors.values()),
@@ -314,8 +317,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         except (QueueFull, InvalidConfig, CannotContinue) as err:
             return no_update, alert(str(err), "danger", dismissable=True), no_update
         # continuing stays on: the next Start continues the same run with other settings, until Start fresh instead
-        return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000), \
-            no_update
+        return run_id, dbc.Alert(f"Queued run {run_id}.", color="success", dismissable=True, duration=4000), forget
 
     register_continue_callbacks(app, lab)
 

@@ -33,7 +33,7 @@ COMPARABLE_FIELDS = [n for n in FIELD_NAMES if n not in ("device", "snapshot_eve
 
 LEGEND_WIDTH = 52  # characters of a run's label in an overlay's legend: one row at a third of the page's width
 # characters of a heatmap's title by heatmaps in the row (at 1280 px, four a row clipped a title of 47)
-TITLE_WIDTH = {1: 110, 2: 90, 3: 60, 4: 44}
+TITLE_WIDTH = {2: 90, 3: 60, 4: 44}
 
 OVERLAY_TITLES = ("Loss", "Mono neurons per feature", "Mean bias")
 INTERP_PROMPT = "Press the button above"
@@ -195,15 +195,11 @@ def pair_options(metas: list[dict[str, Any]]) -> list[dict[str, str]]:
             for label, m in zip(legend_labels(metas, unique=False), metas)]
 
 
-def heatmap_titles(metas: list[dict[str, Any]], steps: list[int], offsets: list[int]) -> list[str]:
-    """Each run's label and the step its heatmap shows (and where its curves show that step, for a continued run),
-    as wide as a row of them has room for; the labels are fitted to the longest step text the slider can give,
-    so that they do not change as it moves."""
-    longest = max(m["steps"] for m in metas)
-    counted = max(offsets) + longest if any(offsets) else 0
-    reserve = len(f" · step {longest:,}") + (len(f" ({counted:,} counted on)") if counted else 0)
-    labels = run_labels(metas, width=max(12, TITLE_WIDTH[min(len(metas), 4)] - reserve))
-    return [f"{label} · step {step:,}" + (f" ({step + offset:,} counted on)" if offset else "")
+def heatmap_titles(metas: list[dict[str, Any]], steps: list[int], offsets: list[int]) -> list[tuple[str, str]]:
+    """Each run's heatmap title, as wide as a row of them has room for, and under it the step it shows (and where
+    its curves show that step, for a continued run): on one line, a long label had cut off either."""
+    labels = run_labels(metas, width=TITLE_WIDTH[min(len(metas), MAX_COMPARED)])
+    return [(label, f"step {step:,}" + (f" ({step + offset:,} counted on)" if offset else ""))
             for label, step, offset in zip(labels, steps, offsets)]
 
 
@@ -423,10 +419,11 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
         offsets = [steps_before(m.get("start")) for m in metas]
         # a run with no frames yet: as it stands
-        snapshots = [lab.latest_snapshot(m["id"]) if step is None or step not in m["frames"]
-                     else lab.frame(m["id"], step) for m in metas]
+        snapshots = [(step in m["frames"] and lab.frame(m["id"], step)) or lab.latest_snapshot(m["id"])
+                     for m in metas]
         titles = heatmap_titles(metas, [s["step"] if s else 0 for s in snapshots], offsets)
-        heatmaps = [figures.sfa_heatmap(s and s["sfa"], title=title) for s, title in zip(snapshots, titles)]
+        heatmaps = [figures.sfa_heatmap(s and s["sfa"], title=title, second_line=when)
+                    for s, (title, when) in zip(snapshots, titles)]
         histories = [lab.history(m["id"]) for m in metas]
         x_title = ("Step (log scale), continued runs counted on from their start" if any(offsets)
                    else "Training step (log scale)")

@@ -24,6 +24,7 @@ MAX_HEATMAP_CELLS = 32768  # full resolution up to here: each neuron and feature
 # (205 x 103 cells, ~2 px each on screen) keep a live update under 200 KB.
 MAX_POOLED_HEATMAP_CELLS = 24576
 MARGIN = {"l": 55, "r": 15, "t": 54, "b": 45}
+TITLE_LINE = 18  # px: a title's second line
 # Curves recorded at snapshots start their log-step axis at step 1, as the loss curve beside them does: panels side
 # by side then line up step for step (each began at its own first snapshot). An axis kept autoranged: a graph that
 # first showed an empty figure keeps its autorange through a partial one ("max").
@@ -194,12 +195,14 @@ def block_max(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int, int]
 def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = MAX_HEATMAP_CELLS,
                 title: str = "Single-feature activations",
                 order: tuple[np.ndarray, np.ndarray] | None = None,
-                empty: str = "Waiting for the first snapshot") -> go.Figure:
+                empty: str = "Waiting for the first snapshot", second_line: str = "") -> go.Figure:
     """Neuron x feature activations for single features at amplitude 1, in the paper's order; `empty` says why
-    there are none.
+    there are none; `second_line`, under the title (the plot makes room for it).
 
     Hover shows the original neuron and feature indices. Large matrices are max-pooled in blocks
     (a cell then covers a range of neurons and features) to keep the update small."""
+    if second_line:
+        title = f"{title}<br>{second_line}"
     if sfa is None or sfa.size == 0:
         return empty_figure(title, empty)
     sfa = np.asarray(sfa, dtype=np.float32)
@@ -233,7 +236,11 @@ def sfa_heatmap(sfa: np.ndarray | None, ordered: bool = True, max_cells: int = M
                   yaxis={"type": "category", "showticklabels": rows <= 64 and br == 1},
                   xaxis2={"type": "category", "domain": [1 - STRIP_WIDTH, 1], "anchor": "y", "fixedrange": True,
                           "tickangle": 0, "showgrid": False},
-                  margin={**MARGIN, "b": HEATMAP_TICKS_BOTTOM} if x_ticks else MARGIN)
+                  margin={**MARGIN, "t": MARGIN["t"] + (TITLE_LINE if second_line else 0),
+                          **({"b": HEATMAP_TICKS_BOTTOM} if x_ticks else {})},
+                  # plotly stands a title's first line on the plot: the second ran into the heatmap
+                  title_place={**TITLE_PLACE, "pad": {"b": TITLE_PLACE["pad"]["b"] + TITLE_LINE}} if second_line
+                  else TITLE_PLACE)
 
 
 STRIP_WIDTH = 0.03  # of the plot's width
@@ -401,8 +408,8 @@ def run_colour(index: int) -> str:
 def overlay_figure(series: list[tuple[str, np.ndarray, np.ndarray]], title: str, y_title: str,
                    reference: float | None = None, smoothing: float = 0.0,
                    x_title: str = "Training step (log scale)") -> go.Figure:
-    """One line per run (label, steps, values) against log-scale steps, a colour per run (RUN_COLOURS, in order;
-    a long label cut short in the legend, the Compare table names it in full beside its colour)."""
+    """One line per run (label, steps, values) against log-scale steps, a colour per run (`run_colour`, in order:
+    the Compare table names each in full beside its colour)."""
     if not any(len(steps) for _, steps, _ in series):
         return empty_figure(title, "No data yet")
     traces = []

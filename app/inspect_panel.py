@@ -38,7 +38,6 @@ from core.interpret import (
     uses_positive_part,
 )
 from core.jobs import Lab, UnknownRun
-from core.metrics import heatmap_order
 from core.runfile import RunFileError, load_run_file
 
 DONE = "For a finished, paused or stopped run"
@@ -110,7 +109,8 @@ def inspect_layout() -> html.Div:
 
 def saved_step(record: dict[str, Any], step: int | None) -> int | None:
     """The step whose saved weights stand for a replayed `step`: the latest power of 2 by then (the run file keeps
-    the weights there only; the heatmap's other frames are SFA matrices alone); None for the final weights."""
+    the weights there only; the heatmap's other frames keep its SFA and biases, no weights); None for the final
+    weights."""
     models = record["log2_spaced_models"]
     trained = record.get("metrics", {}).get("steps_trained")
     if step is None or step <= 0 or not models or (trained is not None and step >= trained):
@@ -241,27 +241,26 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         # that gives it its colour. Both in the matrix drawn.
         if not run_id or not lab.exists(run_id):
             return cell or (no_update, no_update)
+        following = slider is None or slider_max is None or slider >= slider_max
         try:
-            latest = lab.latest_snapshot(run_id)
             frames = lab.get(run_id)["frames"]
+            shown, _ = shown_snapshot(lab, run_id, frames, None if following else int(slider),
+                                      lab.latest_snapshot(run_id))
         except UnknownRun:
             return cell or (no_update, no_update)
-        following = slider is None or slider_max is None or slider >= slider_max
-        shown, _ = shown_snapshot(lab, run_id, frames, None if following else int(slider), latest)
         if shown is None:
             return cell or (no_update, no_update)
         sfa = shown["sfa"]
-        order = heatmap_order(sfa) if ordered else None  # as live_view draws
         if cell is not None:
             feature, neuron = cell
             if neuron < sfa.shape[0] and feature < sfa.shape[1]:
                 neuron = nearest_bright_neuron(np.asarray(sfa, dtype=np.float32),
-                                               drawn_order(sfa, bool(ordered), order)[0], neuron, feature)
+                                               drawn_order(sfa, bool(ordered), None)[0], neuron, feature)
             return feature, neuron
         if x == SCORE_COLUMN:
-            neuron = pooled_strip_neuron(sfa, bool(ordered), order, y)
+            neuron = pooled_strip_neuron(sfa, bool(ordered), None, y)
             return no_update, no_update if neuron is None else neuron
-        cell = pooled_block_cell(sfa, bool(ordered), order, y, x)
+        cell = pooled_block_cell(sfa, bool(ordered), None, y, x)
         return (cell[1], cell[0]) if cell else (no_update, no_update)
 
     def load(run_id: str, slider: Any, slider_max: Any) -> tuple[Any, tuple | None]:

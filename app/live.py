@@ -13,9 +13,9 @@ from dash import Patch, html
 
 from app import figures
 from app.components import run_name
+from core.config import shown_value
 from core.continuation import push_text
 from core.jobs import FINISHED, Lab, failed_with_its_job, has_run_file
-from core.metrics import heatmap_order
 from core.train import schedule_steps, scheduled_lr
 
 STATUS_COLOURS = {"queued": "secondary", "running": "primary", "paused": "warning", "done": "success",
@@ -48,7 +48,7 @@ def describe(meta: dict[str, Any]) -> str:
     # a continued run's weights are its parent's at that step, not a fresh init
     began = f"continued from {run_name(start['label'], start['run'])} at step {start['step']:,} · " if start else ""
     return (f"{began}{c['task']}, {c['nonlinearity']}, N={c['n_features']}, m={c['embed_dim']}, k={c['n_neurons']}, "
-            f"eps={c['eps']:g}, lr={c['lr']:g}{bias_text(meta)}"
+            f"eps={shown_value(c['eps'])}, lr={c['lr']:g}{bias_text(meta)}"
             + f", decay {c['bias_decay']:g}" + (f", L1 {c['l1_reg']:g}" if c["l1_reg"] else "") + f", seed {c['seed']}")
 
 
@@ -207,17 +207,13 @@ def parent_of(meta: dict[str, Any]) -> str | None:
     return start["run"] if start else None
 
 
-def index_order(sfa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Neurons and features by index: the heatmap's order with Paper ordering off."""
-    return np.arange(sfa.shape[0]), np.arange(sfa.shape[1])
-
-
 def shown_snapshot(lab: Lab, run_id: str, frames: list[int], frame: int | None, latest: dict[str, Any] | None,
                    status: str = "running") -> tuple[dict[str, Any] | None, str]:
     """The snapshot to draw ({"step", "sfa", "bias"}): a stored checkpoint (slider position) or the latest one (read
     once by the caller, so that the heatmap and the bias bars share one snapshot and its ordering)."""
-    if frame is not None and 0 <= frame < len(frames):
-        return lab.frame(run_id, frames[frame]), f"checkpoint at step {frames[frame]}"
+    replayed = lab.frame(run_id, frames[frame]) if frame is not None and 0 <= frame < len(frames) else None
+    if replayed is not None:  # (a frame listed but gone, cut back by a resume meanwhile: the latest instead)
+        return replayed, f"checkpoint at step {frames[frame]}"
     if latest is None:
         return None, "no snapshot" if status in FINISHED else "waiting for the first snapshot"
     return latest, f"live: step {latest['step']}"
@@ -225,16 +221,15 @@ def shown_snapshot(lab: Lab, run_id: str, frames: list[int], frame: int | None, 
 
 def bias_panel(shown: dict[str, Any] | None, latest: dict[str, Any] | None, ordered: bool,
                order: tuple[np.ndarray, np.ndarray] | None) -> go.Figure:
-    """The bias bars of the snapshot the heatmap shows, in its order (`order`, None when nothing is shown).
+    """The bias bars of the snapshot the heatmap shows, in its drawn order (`order`, None when nothing is shown).
     A replay frame written before frames kept biases gets the latest snapshot's biases, in the live order."""
     if shown is not None and shown.get("bias") is not None:
         step = shown["step"] if latest is None or shown["step"] != latest["step"] else None
-        return figures.bias_figure(shown["bias"], shown["sfa"], order if ordered else index_order(shown["sfa"]),
-                                   step=step)
+        return figures.bias_figure(shown["bias"], shown["sfa"], order, step=step)
     if latest is None:
         return figures.bias_figure(None)
-    latest_order = heatmap_order(latest["sfa"]) if ordered else index_order(latest["sfa"])
-    return figures.bias_figure(latest["bias"], latest["sfa"], latest_order, replaying=latest["step"])
+    return figures.bias_figure(latest["bias"], latest["sfa"], figures.drawn_order(latest["sfa"], ordered, None),
+                               replaying=latest["step"])
 
 
 def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = True,
@@ -244,7 +239,8 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     latest = lab.latest_snapshot(run_id)
     shown, label = shown_snapshot(lab, run_id, meta["frames"], frame, latest, meta["status"])
     sfa = shown and shown["sfa"]
-    order = heatmap_order(sfa) if sfa is not None else None  # shared by the heatmap and the bias bars
+    order = figures.drawn_order(sfa, ordered, None) if sfa is not None else None  # the heatmap's and the bias bars'
+
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = (meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
               + (f" ({meta['note']})" if meta.get("note") and not meta["error"] else ""))

@@ -21,7 +21,7 @@ from app.live import live_view
 from core.config import RunConfig
 from core.jobs import Lab
 from core.store import DiskStore
-from core.worker import as_float16
+from core.worker import replay_frame
 
 SCALES = {
     "quick (k=256, N=128, 8192 steps)": RunConfig(n_features=128, embed_dim=16, n_neurons=256, steps=8192,
@@ -50,7 +50,7 @@ def fill(lab: Lab, config: RunConfig, snapshots: int = 128) -> str:
     meta = lab.get(run_id)
     meta.update(chunks=snapshots, step=config.steps, status="running", frames=[config.steps])
     store.set(f"meta/{run_id}", meta)
-    store.set(f"frame/{run_id}/{config.steps}", as_float16(sfa))
+    store.set(f"frame/{run_id}/{config.steps}", replay_frame(sfa, rng.normal(size=config.n_neurons)))
     return run_id
 
 

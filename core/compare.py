@@ -77,7 +77,9 @@ def run_labels(metas: list[dict[str, Any]], unique: bool = True, width: int | No
             parts = [named(name, meta["config"][name]) for name in fields] + more
             if start and (beside_fresh or tell_steps):
                 step = f"from step {start['step']:,}" if tell_steps else ""
-                parts.append(" ".join(filter(None, ("continued" if beside_fresh else "", step))))
+                # short of room, "from step S" says it was continued
+                continued = "continued" if beside_fresh and not (step and width is not None) else ""
+                parts.append(" ".join(filter(None, (continued, step))))
             labels.append(", ".join(parts) or meta.get("label") or meta["id"])
         if unique:
             labels = [f"{label} ({meta['id']})" if labels.count(label) > 1 else label

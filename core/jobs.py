@@ -433,7 +433,7 @@ class Lab:
         frame = self.store.get(f"frame/{run_id}/{int(step)}")
         if frame is None:
             return None
-        sfa, bias = (frame["sfa"], frame["bias"]) if isinstance(frame, dict) else (frame, None)
+        sfa, bias = (frame["sfa"], frame.get("bias")) if isinstance(frame, dict) else (frame, None)
         return {"step": int(step), "sfa": sfa.astype(np.float32), "bias": bias}
 
     def run_file(self, run_id: str) -> bytes | None:

@@ -74,9 +74,11 @@ def test_a_short_label_keeps_what_tells_the_runs_apart(tiny):
     late = {"id": "l", "label": "", "config": tiny.replace(l1_reg=0.01, lr=0.003, init_bias=-1.0).to_dict(),
             "start": start}
     early = {**late, "id": "e", "start": {**start, "step": 64}}
+    # short of room, "from step S" says it was continued
     assert run_labels([parent, late, early], width=44) == [
-        "init_bias=0, …", "init_bias=-1, …, continued from step 2,048", "init_bias=-1, …, continued from step 64"]
-    assert run_labels([parent, late, early], width=60)[1] == "init_bias=-1, l1_reg=0.01, …, continued from step 2,048"
+        "init_bias=0, …", "init_bias=-1, …, from step 2,048", "init_bias=-1, …, from step 64"]
+    assert run_labels([parent, late, early], width=60)[1] == "lr=0.003, init_bias=-1, l1_reg=0.01, from step 2,048"
+    assert run_labels([parent, late, early])[1] == "lr=0.003, init_bias=-1, l1_reg=0.01, continued from step 2,048"
 
 
 def test_labels_tell_a_continued_run_from_its_parent(tiny):
@@ -257,10 +259,11 @@ def test_heatmap_titles_fit_their_row_and_keep_what_tells_the_runs_apart(tiny):
         ("7a4500b3433a", quick), ("7d65fa4bd48a", quick), ("e260d9ed690f", tiny.replace(nonlinearity="gelu")),
         ("ac3fb6aaa7c8", tiny.replace(nonlinearity="gelu", init_bias=-1.0)))]
     titles = heatmap_titles(metas, [8192, 8192, 256, 64], [0] * 4)
-    assert titles == ["relu, init_bias=-1, … (7a4500b3433a) · step 8,192",
-                      "relu, init_bias=-1, … (7d65fa4bd48a) · step 8,192",
-                      "gelu, init_bias=0, … · step 256", "gelu, init_bias=-1, … · step 64"]
+    assert titles == [("relu, init_bias=-1, … (7a4500b3433a)", "step 8,192"),
+                      ("relu, init_bias=-1, … (7d65fa4bd48a)", "step 8,192"),
+                      ("gelu, init_bias=0, …", "step 256"), ("gelu, init_bias=-1, …", "step 64")]
+    assert all(len(title) <= 44 for title, _ in titles)  # the step on a line of its own: a long title cut it off
     # two a row: room for every difference; and the step the slider shows, where the curves show it
-    assert heatmap_titles(metas[1:3], [8192, 256], [0, 0])[1] == (
-        "gelu, n_features=16, n_neurons=24, init_bias=0, steps=64 · step 256")
-    assert heatmap_titles(metas[1:3], [1024, 256], [0, 2048])[1].endswith("· step 256 (2,304 counted on)")
+    assert heatmap_titles(metas[1:3], [8192, 256], [0, 0])[1][0] == (
+        "gelu, n_features=16, n_neurons=24, init_bias=0, steps=64")
+    assert heatmap_titles(metas[1:3], [1024, 256], [0, 2048])[1][1] == "step 256 (2,304 counted on)"

@@ -145,6 +145,12 @@ def test_replaying_a_checkpoint_shows_that_step_s_biases_in_its_heatmap_s_order(
     following = live_view(lab, run_id)
     assert following.final_bias.layout.title.text == "First-layer bias per neuron"
     assert set(following.final_bias.data[0].y) == {0.5}
+    # a frame listed but gone (a resume cut the history back meanwhile): every panel shows the latest snapshot
+    lab.store.delete(f"frame/{run_id}/64")
+    gone = live_view(lab, run_id, frame=0)
+    assert gone.heatmap_label == "live: step 2048" and gone.heatmap is not None
+    assert gone.final_bias.layout.title.text == "First-layer bias per neuron"
+    assert gone.histogram.layout.title.text.startswith(f"r = max/sum per neuron: {k} of {k} above")
 
 
 def test_replaying_a_frame_written_before_frames_kept_biases_says_which_step_the_bars_show(lab_run):

@@ -119,7 +119,7 @@ def test_a_queued_run_beside_trained_ones_leaves_their_checkpoints_to_replay(lab
                 {"url.pathname": "/compare", "compare-runs.value": [a, b, queued], "tick.n_intervals": 1})
     assert page.act("compare-runs.value")["compare-slider"]["max"] == 4  # it had none: nothing to scrub
     sent = page.act("compare-slider.value", {"compare-slider.value": 1})
-    assert [t.split(" · ")[-1] for t in titles(sent, "compare-heatmap", 3)] == ["step 32", "step 32", "step 0"]
+    assert [t.split("<br>")[-1] for t in titles(sent, "compare-heatmap", 3)] == ["step 32", "step 32", "step 0"]
 
 
 def test_the_table_gives_gelu_runs_mono_ratio_on_the_positive_part_beside_the_paper_s(lab, app):

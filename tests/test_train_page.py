@@ -99,3 +99,18 @@ def test_typing_fewer_steps_than_the_preset_snapshots_lowers_the_interval_in_the
                                             "url.pathname": "/", "url.search": sent["url"]["search"]},
                         ["steps-input.value"])
     assert sent["snapshot-every-input"]["value"] == 50
+
+
+def test_start_after_the_run_continued_was_deleted_starts_fresh_as_its_button_says(lab):
+    """The store of the run Start continues outlives a reload now: once that run is deleted, the banner goes and
+    the button reads Start run, and Start refused with "no longer exists" at every click."""
+    parent = lab.submit(TINY)
+    continuing = {"run": parent, "step": None}
+    lab.delete(parent)
+    values = {"start-button.n_clicks": 1, "preset-select.value": "custom", "continue-from.data": continuing,
+              **{f"{field_id(n)}.value": v for n, v in zip(FIELD_NAMES, values_from_config(TINY))}}
+    status, sent = dash_call(create_app(lab), "submit-message.children", values, ["start-button.n_clicks"])
+    assert status == 200 and "Queued run" in str(sent["submit-message"]["children"])
+    (fresh,) = lab.list()
+    assert fresh["id"] == sent["selected-run"]["data"] and fresh.get("start") is None
+    assert sent["continue-from"]["data"] is None  # and the form stops continuing it
