@@ -418,7 +418,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
             else ""
         # a continued run's curves go on from the step it started at: beside its parent, where the parent left off
         offsets = [steps_before(m.get("start")) for m in metas]
-        # a run with no frames yet: as it stands
+        # a run with no frame at that step (none yet, or one cut back meanwhile): as it stands
         snapshots = [(step in m["frames"] and lab.frame(m["id"], step)) or lab.latest_snapshot(m["id"])
                      for m in metas]
         titles = heatmap_titles(metas, [s["step"] if s else 0 for s in snapshots], offsets)

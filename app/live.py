@@ -240,7 +240,6 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     shown, label = shown_snapshot(lab, run_id, meta["frames"], frame, latest, meta["status"])
     sfa = shown and shown["sfa"]
     order = figures.drawn_order(sfa, ordered, None) if sfa is not None else None  # the heatmap's and the bias bars'
-
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = (meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
               + (f" ({meta['note']})" if meta.get("note") and not meta["error"] else ""))
