@@ -32,11 +32,11 @@ from app.form import (
 )
 from app.layout import FORM_HIDDEN_LABEL, FORM_SHOWN_LABEL, LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, triggered_by_url
-from app.live import STATUS_COLOURS, format_eta, live_key, live_view, parent_of
+from app.live import SMOOTHING, STATUS_COLOURS, format_eta, live_key, live_view, parent_of, smoothing_weight
 from app.repeat_guard import RepeatGuard
 from core.config import RunConfig
-from core.continuation import CONTINUABLE, CannotContinue, continuation_errors, total_bias_hint
-from core.jobs import CONTROLS, FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun, controls_of, has_run_file
+from core.continuation import CannotContinue, continuation_errors, total_bias_hint
+from core.jobs import CONTROLS, FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun, can_continue, controls_of
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 from core.store import low_space_message
@@ -49,9 +49,8 @@ ACTIONS = {"pause": "Pause", "resume": "Resume", "stop": "Stop", "continue": "Co
 def available_actions(meta: dict[str, Any]) -> list[str]:
     """The row's buttons. Resume also retries a run that failed with its job; Continue needs saved weights (a run
     stopped while queued or paused has none); a continued run has no Duplicate, whose new seed would be another
-    world than its start's."""
-    status = meta["status"]
-    return (controls_of(meta) + (["continue"] if status in CONTINUABLE and has_run_file(meta) else [])
+    world than its start's; a diverged run can be continued from the weights saved before it diverged."""
+    return (controls_of(meta) + (["continue"] if can_continue(meta) else [])
             + ([] if meta.get("start") else ["duplicate"]) + ["delete"])
 
 
@@ -415,6 +414,15 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         return (dbc.Alert(f"Deleted run {run_id}.", color="secondary", dismissable=True, duration=4000), deselect,
                 forget)
 
+    @app.callback(Output("smoothing-slider", "value", allow_duplicate=True), Input("smoothing-slider", "value"),
+                  State("live-request", "data"), prevent_initial_call=True)
+    def keep_smoothing(value: Any, requested: dict[str, Any] | None) -> Any:
+        """The slider's box cleared or typed past its range: back to a weight it can take (the last one drawn)."""
+        weight = smoothing_weight(value)
+        if weight is not None and weight == value:
+            return no_update
+        return weight if weight is not None else (requested or {}).get("smoothing", SMOOTHING)
+
     @app.callback(
         Output("live-request", "data"),
         Input("tick", "n_intervals"), Input("selected-run", "data"), Input("smoothing-slider", "value"),
@@ -424,8 +432,9 @@ def register_callbacks(app: Any, lab: Lab) -> None:
     def choose_live(_tick: int, run_id: str | None, smoothing: float, ordered: bool, slider: int | None,
                     slider_max: int | None, requested: dict[str, Any] | None, drawn: dict[str, Any] | None) -> Any:
         """Cheap, every tick: what the live view should show; a new request only when that changed."""
-        if tick_waits(requested, drawn):
-            return no_update
+        weight = smoothing_weight(smoothing)
+        if tick_waits(requested, drawn) or weight is None or weight != smoothing:
+            return no_update  # a weight the slider cannot take is put right first (keep_smoothing)
         if not run_id or not lab.exists(run_id):
             if requested is None:  # the blank view is already on the page
                 return no_update

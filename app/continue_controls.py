@@ -36,7 +36,7 @@ def continue_button(run_id: str, step: int | None) -> dbc.Button:
 
 def continue_banner(meta: dict[str, Any], step: int | None) -> dbc.Alert:
     """Says what Start will do while the form continues a run, with the way back to a fresh start."""
-    at = meta["step"] if step is None else step
+    at = meta.get("weights_step", meta["step"]) if step is None else step  # a diverged run's last saved weights
     # short, the rest folded: it sits in the start bar, which on a 720 px projector covered the form's fields
     return dbc.Alert([
         html.B("Continues "), f"{run_name(meta['label'], meta['id'])} from step {at:,}, with a fresh schedule "

@@ -27,7 +27,6 @@ from app.figures import (
 )
 from app.live import shown_snapshot
 from core.compare import Model
-from core.continuation import CONTINUABLE
 from core.interpret import (
     feature_view,
     mono_neurons_per_feature,
@@ -37,7 +36,7 @@ from core.interpret import (
     poly_linear_map,
     uses_positive_part,
 )
-from core.jobs import Lab, UnknownRun
+from core.jobs import Lab, UnknownRun, can_continue, failed_with_its_job
 from core.runfile import RunFileError, load_run_file
 
 DONE = "For a finished, paused or stopped run"
@@ -124,6 +123,8 @@ def weights_label(saved: int | None, step: int | None, status: str = "done", tra
     if saved is None:
         if status == "done" or trained is None:
             return "final weights"
+        if status == "failed":
+            return f"weights at step {trained:,} (the last saved before it diverged)"
         return f"weights at step {trained:,} (where it was {'stopped' if status == 'stopped' else 'paused'})"
     at = f"checkpoint after {saved} step" + ("" if saved == 1 else "s")
     if saved != step:
@@ -273,7 +274,10 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         except RunFileError as err:
             return alert(str(err), "warning"), None
         if file is None:
-            why = ("The inspector opens when the run is finished, paused or stopped." if meta["status"] != "stopped"
+            why = ("This run diverged before any weights were saved: there are none to inspect."
+                   if meta["status"] == "failed" and not failed_with_its_job(meta)
+                   else "The inspector opens when the run is finished, paused or stopped."
+                   if meta["status"] != "stopped"
                    else "This run was stopped before it trained a step: there are no weights to inspect."
                    if meta["step"] == 0 else "This run was stopped before its first checkpoint: no weights were saved.")
             return dbc.Alert(why, color="info", className="py-2"), None
@@ -349,7 +353,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         fview = None if unless("Feature") else feature_view(model, sfa, feature)
         # the weights shown, continued with settings changed: from a checkpoint, before the run chose its basin
         message = [html.Div([f"Inspecting {which} of run {run_id}.",
-                             continue_button(run_id, saved) if meta["status"] in CONTINUABLE else ""],
+                             continue_button(run_id, saved) if can_continue(meta) else ""],
                             className="small text-muted")]
         if model.config.task == "abs":
             message.append(html.Div(ABS_NOTE, className="small text-muted"))

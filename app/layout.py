@@ -9,6 +9,7 @@ from app.compare_page import compare_layout, comparison_starter
 from app.components import graph
 from app.form import config_form
 from app.inspect_panel import inspect_layout
+from app.live import MAX_SMOOTHING, SMOOTHING
 from app.sweep_page import sweep_layout
 
 LIVE_INTERVAL_MS = 1000
@@ -177,9 +178,9 @@ def live_column() -> html.Div:
                                     dcc.Slider(
                                         id="smoothing-slider",
                                         min=0,
-                                        max=0.99,
+                                        max=MAX_SMOOTHING,
                                         step=0.01,
-                                        value=0.6,
+                                        value=SMOOTHING,
                                         marks={0: "0", 0.5: "0.5", 0.9: "0.9", 0.99: "0.99"},
                                     ),
                                 ]

@@ -193,6 +193,18 @@ def metric_curves(lab: Lab, meta: dict[str, Any], state: dict[str, Any] | None
     return patches, {**state, "sent": history["next"], "last": last}
 
 
+SMOOTHING = 0.6  # the loss curve's EMA weight until the user moves its slider
+MAX_SMOOTHING = 0.99
+
+
+def smoothing_weight(value: Any) -> float | None:
+    """The EMA weight the smoothing slider's box gives, held to the slider's range; None for no number (a cleared
+    box)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return min(max(float(value), 0.0), MAX_SMOOTHING)
+
+
 def live_key(meta: dict[str, Any], smoothing: float, ordered: bool, frame: int | None,
              parent_exists: bool = False) -> list[Any]:
     """Changes whenever anything shown changes; equal keys mean nothing to send. `parent_exists`: the run it
@@ -232,7 +244,7 @@ def bias_panel(shown: dict[str, Any] | None, latest: dict[str, Any] | None, orde
                                replaying=latest["step"])
 
 
-def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = True,
+def live_view(lab: Lab, run_id: str, smoothing: float = SMOOTHING, ordered: bool = True,
               frame: int | None = None, loss_state: dict[str, Any] | None = None,
               metrics_state: dict[str, Any] | None = None) -> LiveView:
     meta = lab.get(run_id)
@@ -242,7 +254,7 @@ def live_view(lab: Lab, run_id: str, smoothing: float = 0.6, ordered: bool = Tru
     order = figures.drawn_order(sfa, ordered, None) if sfa is not None else None  # the heatmap's and the bias bars'
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     status = (meta["status"] + (f" — ETA {eta}" if eta else "") + (f": {meta['error']}" if meta["error"] else "")
-              + (f" ({meta['note']})" if meta.get("note") and not meta["error"] else ""))
+              + (f" ({meta['note']})" if meta.get("note") else ""))
     if failed_with_its_job(meta):
         status += (" (Retry, in the run list, trains it on from its last checkpoint, or from its start if none "
                    "was written)")

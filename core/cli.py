@@ -170,8 +170,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     rows = []
     for result in results:
         name = f"run-{sweep.field}={value_label(result.value)}-seed{result.seed}.pt"
-        save_run_file(result.record, out / name)
-        rows.append({**result.row(sweep.field), "file": name})
+        if result.record is not None:
+            save_run_file(result.record, out / name)
+        rows.append({**result.row(sweep.field), "file": name if result.record is not None else None})
     seconds = time.perf_counter() - started
     summary = {"preset": sweep.name, "settings": dict(sweep.settings), "field": sweep.field,
                "values": list(sweep.values), "jobs": len(jobs),
@@ -250,6 +251,11 @@ def run_train(args: argparse.Namespace) -> int:
         for message in errors.values():
             print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    started_from = None
+    if parent is not None:
+        step = args.continue_step or parent.get("metrics", {}).get("steps_trained")
+        started_from = {"file": str(args.continue_from), "step": step, "bias_push": bias_push(base, config),
+                        "offset": steps_before(parent.get("started_from")) + (step or 0)}
     trainer = Trainer([config], starts=[start], worlds=[world_of(parent) if parent is not None else None])
     started = time.perf_counter()
     with tqdm(total=config.steps, unit="step", disable=args.quiet, file=sys.stderr) as bar:
@@ -259,14 +265,14 @@ def run_train(args: argparse.Namespace) -> int:
             # the loss the summary and every view report: over the last 5% of the steps trained so far
             bar.set_postfix(loss=f"{trainer.final_loss(0):.4f}", mono=f"{run.summary.mono_ratio:.3f}")
             if run.error:
-                print(f"error: {run.error}", file=sys.stderr)
+                print(f"error: {run.error}{saved_before_divergence(trainer, args.out, started_from)}",
+                      file=sys.stderr)
                 return 1
     seconds = time.perf_counter() - started
     record = build_run_file(trainer)
-    if parent is not None:
-        step = args.continue_step or parent.get("metrics", {}).get("steps_trained")
-        record["started_from"] = {"file": str(args.continue_from), "step": step, "bias_push": bias_push(base, config),
-                                  "offset": steps_before(parent.get("started_from")) + (step or 0)}
+    assert record is not None  # it did not diverge
+    if started_from:
+        record["started_from"] = started_from
     out = str(save_run_file(record, args.out)) if args.out else None
     metrics = record["metrics"]
     summary: dict[str, Any] = {
@@ -279,6 +285,18 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         print(", ".join(f"{k}: {v}" for k, v in summary.items()))
     return 0
+
+
+def saved_before_divergence(trainer: Trainer, out: str | None, started_from: dict[str, Any] | None) -> str:
+    """Save a diverged run's last finite weights to `out` (core.runfile.kept_weights); what the error adds about it."""
+    record = build_run_file(trainer) if out else None
+    if record is None:
+        return "" if not out else f"; nothing written to {out}: it diverged before any weights were saved"
+    if started_from:
+        record["started_from"] = started_from
+    save_run_file(record, out)
+    return (f"; {out} keeps the run up to step {record['metrics']['steps_trained']}, the last weights saved "
+            "before it diverged (--continue-from it, at an early --continue-step, with a lower learning rate)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,8 @@ KEPT_WITH_THE_WEIGHTS = ("task", "n_features", "embed_dim", "n_neurons", "seed")
 # Fields that describe a fresh start, which a continued run does not have.
 KEPT_AS_THE_START = ("init_variant",)
 CONTINUABLE = ("done", "stopped")
+# Not in a continued run's name: how often it is shown changes none of its numbers (and is capped to fit fewer steps)
+NOT_NAMED = ("snapshot_every",)
 
 
 class CannotContinue(RuntimeError):
@@ -74,7 +76,7 @@ def continued_label(parent_label: str, parent: RunConfig, config: RunConfig, ste
     changed."""
     changed = [push_text(bias_push(parent, config)) if name == "init_bias" else
                f"{name}={shown_value(value)}" for name, value in config.to_dict().items()
-               if value != getattr(parent, name)]
+               if value != getattr(parent, name) and name not in NOT_NAMED]
     at = "" if step is None else f" at step {step}"
     return f"{parent_label or 'run'}{at} → " + (", ".join(changed) if changed else "continued")
 

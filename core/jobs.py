@@ -31,6 +31,7 @@ from core.continuation import (
 )
 from core.runfile import RunFileError, load_run_file
 from core.store import DISK_SPARE_BYTES, DiskStore, new_id, now, size_text, valid_id
+from core.sweep import value_label
 from core.train import batch_key, batched_jobs, device_problem
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,13 @@ def failed_with_its_job(meta: dict[str, Any]) -> bool:
     """Whether the run failed because its job did (an error in the worker, not the run's own divergence): resume
     tries the job again from its last checkpoint, which a failed job keeps."""
     return meta["status"] == "failed" and bool(meta.get("job_failed"))
+
+
+def can_continue(meta: dict[str, Any]) -> bool:
+    """Whether a run has weights a new run can start from: its run file, once done or stopped, or once diverged (up
+    to the last weights saved before it; one that failed with its job is retried by Resume instead)."""
+    diverged = meta["status"] == "failed" and not failed_with_its_job(meta)
+    return (meta["status"] in CONTINUABLE or diverged) and has_run_file(meta)
 
 
 STOPPING_NOTE = "stopping: "  # a queued run waiting for a worker to save it from its checkpoint (Lab.stop)
@@ -158,9 +166,12 @@ class Lab:
         (core.train.batched_jobs): the parent's run file is read once, and nothing is queued unless every one
         can be."""
         meta = self.get(parent_id)
-        blob = self.run_file(parent_id) if meta["status"] in CONTINUABLE else None
+        blob = self.run_file(parent_id) if can_continue(meta) else None
         if blob is None:
-            why = ("only a done or stopped run has weights to continue from" if meta["status"] not in CONTINUABLE
+            why = ("it failed with its job: Resume retries it from its last checkpoint" if failed_with_its_job(meta)
+                   else "it diverged before any weights were saved" if meta["status"] == "failed"
+                   else "only a done, stopped or diverged run has weights to continue from"
+                   if meta["status"] not in CONTINUABLE
                    else "it was stopped before it trained a step: nothing was saved" if meta["step"] == 0
                    else "it was stopped before its first checkpoint: no weights were saved")
             raise CannotContinue(f"run {parent_id} is {meta['status']}: {why}")
@@ -177,12 +188,14 @@ class Lab:
             errors["from_step"] = f"from_step {err}"
         if errors:
             raise InvalidConfig(errors)
-        start = {"run": parent_id, "label": meta["label"], "step": meta["step"] if step is None else step}
+        final_step = (record.get("metrics") or {}).get("steps_trained", meta["step"])  # a diverged run's: before it
+        start = {"run": parent_id, "label": meta["label"], "step": final_step if step is None else step}
         start["offset"] = steps_before(meta.get("start")) + start["step"]  # kept: the parent may be deleted
         pushes = [bias_push(parent, config) for config in configs]
         blobs = {push: weights_to_bytes(pushed(weights, push), world_of(record)) for push in set(pushes)}
         starts = [({**start, "bias_push": push}, blobs[push]) for push in pushes]
-        labels = [label or continued_label(meta["label"], parent, config, step)
+        at = step if step is not None or final_step == meta["step"] else final_step  # a diverged run's last saved
+        labels = [label or continued_label(meta["label"], parent, config, at)
                   for config, label in zip(configs, labels or [None] * len(configs))]
         return self.submit_batched(configs, labels, starts=starts)
 
@@ -366,7 +379,7 @@ class Lab:
         runs = sweep.runs()
         sweep_id = new_id()
         tags = [{"id": sweep_id, "name": sweep.title, "field": sweep.field, "value": value} for value, _, _ in runs]
-        labels = [f"{sweep.title}: {sweep.field}={value:g}, seed {seed}" for value, seed, _ in runs]
+        labels = [f"{sweep.title}: {sweep.field}={value_label(value)}, seed {seed}" for value, seed, _ in runs]
         return self.submit_batched([config for _, _, config in runs], labels, tags)
 
     def sweeps(self) -> dict[str, list[dict[str, Any]]]:
@@ -681,6 +694,8 @@ class Lab:
                 status = "paused"
                 if "note" in fields:
                     fields["note"] = f"paused at step {self._checkpoint_step(job_id)}, its last checkpoint"
+            if status in ("paused", "stopped"):  # how its training went on ("resumed from step N") is over
+                fields.setdefault("note", None)
             job.update(worker=None, control="stop" if pending == "stop" else None)
             self.store.set(f"job/{job_id}", job)
             live = [r for r in job["runs"] if self.store.get(f"meta/{r}", {}).get("status") == "running"]

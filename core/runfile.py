@@ -13,30 +13,62 @@ from typing import Any
 import torch
 
 from core.config import RunConfig, config_from_dict
-from core.metrics import SfaSummary
+from core.metrics import SfaSummary, final_loss, single_feature_activations
 from core.train import LOSS_RECORD_EVERY, Trainer, paper_state_dict
 
 
-def run_metrics(trainer: Trainer, run: int) -> dict[str, float | int]:
-    sfa = trainer.sfa()[run]
+def run_metrics(trainer: Trainer, run: int, model: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
+    """The metrics of `model`, the run's weights after `steps` steps (its current ones, or a diverged run's last finite
+    copy), with the loss every view reports over those steps."""
+    sfa = single_feature_activations(model["0.weight"].float()[None], model["0.bias"].float()[None],
+                                     trainer.embedders[run].float().cpu()[None],
+                                     trainer.configs[run].nonlinearity)[0].numpy()
     summary = SfaSummary.of(sfa)
-    return {
-        "final_loss": trainer.final_loss(run),
+    metrics: dict[str, Any] = {
+        "final_loss": final_loss(trainer.losses[run, :steps]),
         "mono_ratio": summary.mono_ratio,
         "mono_neurons": summary.mono_neurons,
         "positive_mono_ratio": summary.positive_mono_ratio,
         "nearly_mono_neurons": summary.nearly_mono_neurons,
         "dead_neurons": summary.dead_neurons,
-        "mean_bias": float(trainer.weights[run].b1.detach().mean()),
-        "steps_trained": trainer.step,
+        "mean_bias": float(model["0.bias"].mean()),
+        "steps_trained": steps,
         "seconds": trainer.elapsed,
     }
+    if trainer.errors[run]:
+        metrics["error"] = trainer.errors[run]
+        metrics["diverged_at"] = trainer.diverged_at[run]
+    return metrics
 
 
-def build_run_file(trainer: Trainer, run: int = 0) -> dict[str, Any]:
-    """The paper-compatible record of one run of a trainer."""
+def kept_weights(trainer: Trainer, run: int) -> tuple[int, list[dict[str, torch.Tensor]]] | None:
+    """The steps trained and the log2 copies a run file keeps: all of them for a healthy run; for one that diverged,
+    those whose next step's loss was still finite, the last of them standing as its final weights (so that it can be
+    inspected, and continued from an early step with a lower learning rate: a loss that runs away takes many steps to
+    overflow); None when it diverged before any were saved."""
+    copies = [{k: v.cpu() for k, v in m.items()} for m in trainer.log2_models[run]]
+    bad = trainer.diverged_at[run]
+    if bad is None:
+        return trainer.step, copies
+    good = []  # copy i holds the weights after step 2**i, which gave step 2**i + 1's loss
+    for i, model in enumerate(copies):
+        if 2**i + 1 >= bad or not all(torch.isfinite(t).all() for t in model.values()):
+            break
+        good.append(model)
+    return (2 ** (len(good) - 1), good) if good else None
+
+
+def build_run_file(trainer: Trainer, run: int = 0) -> dict[str, Any] | None:
+    """The paper-compatible record of one run of a trainer; a diverged run's holds the run up to its last finite
+    weights (`kept_weights`, None if it has none) and says where it diverged (metrics' `error`, `diverged_at`)."""
+    kept = kept_weights(trainer, run)
+    if kept is None:
+        return None
+    steps, log2_models = kept
+    diverged = trainer.errors[run] is not None
+    final = log2_models[-1] if diverged else {k: v.cpu() for k, v in paper_state_dict(trainer.weights[run]).items()}
     config = trainer.configs[run]
-    losses = trainer.losses[run, :trainer.step].cpu()
+    losses = trainer.losses[run, :steps].cpu()
     setup: dict[str, Any] = {
         "N": config.n_features, "m": config.embed_dim, "k": config.n_neurons, "eps": config.eps,
         "learning_rate": config.lr, "batch_size": config.batch_size, "task": config.task,
@@ -47,8 +79,8 @@ def build_run_file(trainer: Trainer, run: int = 0) -> dict[str, Any]:
         setup["output_embedder"] = trainer.output_embedders[run].cpu()
     return {
         "losses": [float(v) for v in losses[::LOSS_RECORD_EVERY]],
-        "final_model": {k: v.cpu() for k, v in paper_state_dict(trainer.weights[run]).items()},
-        "log2_spaced_models": [{k: v.cpu() for k, v in m.items()} for m in trainer.log2_models[run]],
+        "final_model": final,
+        "log2_spaced_models": log2_models,
         "setup": setup,
         "k": config.n_neurons, "learning_rate": config.lr, "initial_bias": config.init_bias,
         "nonlinearity": config.nonlinearity, "task": config.task, "decay": config.bias_decay,
@@ -56,7 +88,7 @@ def build_run_file(trainer: Trainer, run: int = 0) -> dict[str, Any]:
         "sample_kind": config.sample_kind, "log2_batch_size": math.log2(config.batch_size),
         "log2_training_steps": math.log2(config.steps),
         "config": config.to_dict(),
-        "metrics": run_metrics(trainer, run),
+        "metrics": run_metrics(trainer, run, final, steps),
         "loss_history": losses,
         # what computed it: a precision the hardware lacks (bf16 on a CPU) trains in fp32, and says so here
         "trained_on": trainer.where(),

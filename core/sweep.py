@@ -127,7 +127,9 @@ def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = Non
         raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)} (a paper batch sweeps its own field "
                          "and values; any preset sweeps the field and values you name)")
     if field_name is not None and field_name != swept:  # "" is a mistake to name, not the batch's field
-        swept, default_values = field_name, ()  # the batch's values belong to its own field
+        # the batch's values belong to its own field, which takes the value the batch's single run has (D1's decay)
+        base = base.replace(**{swept: batch.default})
+        swept, default_values = field_name, ()
     if swept not in SWEEPABLE:
         raise ValueError(f"field must be one of {', '.join(SWEEPABLE)}, got {swept!r}")
     problems = []  # every one at once; the number of values is Sweep.validate's to check
@@ -205,14 +207,17 @@ class SweepResult:
     value: Any
     seed: int
     config: RunConfig
-    record: dict[str, Any] = field(repr=False)
+    record: dict[str, Any] | None = field(repr=False)  # None: it diverged before any weights were saved
+    error: str | None = None
 
     def row(self, field_name: str) -> dict[str, Any]:
-        m = self.record["metrics"]
-        return {field_name: self.value, "seed": self.seed, "final_loss": m["final_loss"],
-                "mono_ratio": m["mono_ratio"], "mono_per_neuron": m["mono_neurons"] / self.config.n_neurons,
-                "nearly_mono_neurons": m["nearly_mono_neurons"], "mean_bias": m["mean_bias"],
-                "dead_neurons": m["dead_neurons"], "error": m.get("error")}
+        """Its line of the summary; a diverged run's results are none (its file keeps the weights saved before)."""
+        m = {} if self.error or self.record is None else self.record["metrics"]
+        return {field_name: self.value, "seed": self.seed, "final_loss": m.get("final_loss"),
+                "mono_ratio": m.get("mono_ratio"),
+                "mono_per_neuron": m["mono_neurons"] / self.config.n_neurons if m else None,
+                "nearly_mono_neurons": m.get("nearly_mono_neurons"), "mean_bias": m.get("mean_bias"),
+                "dead_neurons": m.get("dead_neurons"), "error": self.error}
 
 
 def run_sweep(sweep: Sweep, on_progress: Callable[[int], None] | None = None, chunk: int = 256) -> list[SweepResult]:
@@ -231,10 +236,7 @@ def run_sweep(sweep: Sweep, on_progress: Callable[[int], None] | None = None, ch
         snapshot = trainer.snapshot()
         for r, i in enumerate(job):
             value, seed, config = runs[i]
-            record = build_run_file(trainer, r)
-            if snapshot.runs[r].error:
-                record["metrics"]["error"] = snapshot.runs[r].error
-            results[i] = SweepResult(value, seed, config, record)
+            results[i] = SweepResult(value, seed, config, build_run_file(trainer, r), snapshot.runs[r].error)
     return [results[i] for i in range(len(runs))]
 
 

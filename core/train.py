@@ -257,6 +257,8 @@ class Trainer:
         self.losses = torch.zeros(len(configs), base.steps, device=self.device)
         self.log2_models: list[list[dict[str, torch.Tensor]]] = [[] for _ in configs]
         self.errors: list[str | None] = [None] * len(configs)
+        # the first step whose loss (or, by then, weights) was not finite: the weights saved before it are good
+        self.diverged_at: list[int | None] = [None] * len(configs)
         self._stacked_embedders = torch.stack(self.embedders)
         # Finding dead neurons reads a count back to the host: on a GPU that would stall the queued steps.
         self.skip_dead_neurons = (self.device.type == "cpu" and self.dtype == torch.float32
@@ -383,10 +385,12 @@ class Trainer:
         runs = []
         for r in range(self.n_runs):
             if self.errors[r] is None and not np.isfinite(chunk[r]).all():
-                bad = start + int(np.argmin(np.isfinite(chunk[r])))
-                self.errors[r] = (f"loss became {chunk[r][bad - start]} at step {bad}: training diverged "
+                index = int(np.argmin(np.isfinite(chunk[r])))
+                self.diverged_at[r] = start + index + 1  # losses[i] is step i + 1's
+                self.errors[r] = (f"loss became {chunk[r][index]} at step {start + index + 1}: training diverged "
                                   f"(lower the learning rate{hint})")
             elif self.errors[r] is None and not finite_weights[r]:
+                self.diverged_at[r] = start + 1  # some step since the last snapshot
                 self.errors[r] = (f"weights became NaN or infinite by step {end}: training diverged "
                                   f"(lower the learning rate{hint})")
             runs.append(RunSnapshot(
@@ -420,6 +424,7 @@ class Trainer:
             "losses": self.losses[:, :self.step].cpu().clone(),
             "log2_models": [[{k: v.cpu() for k, v in m.items()} for m in models] for models in self.log2_models],
             "errors": list(self.errors),
+            "diverged_at": list(self.diverged_at),
             # which path the next step takes (skipping dead neurons or not) changes its rounding
             "skipped_dead": self._skipped_dead if self._workspace is None else self._workspace.skipped_dead,
             "device_type": self.device.type,
@@ -469,6 +474,7 @@ class Trainer:
         self.log2_models = [[{k: v.to(self.device) for k, v in m.items()} for m in models]
                             for models in state["log2_models"]]
         self.errors = list(state["errors"])
+        self.diverged_at = list(state.get("diverged_at", [None] * self.n_runs))  # checkpoints written before it
         self._skipped_dead = bool(state.get("skipped_dead", False))
         if self._workspace is not None:
             self._workspace.skipped_dead = self._skipped_dead

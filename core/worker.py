@@ -52,6 +52,12 @@ def replay_frame(sfa: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:
     return {"sfa": as_float16(sfa), "bias": np.asarray(bias, dtype=np.float32)}
 
 
+def diverged_note(steps: int) -> str:
+    """What a diverged run's row and view add about the weights its run file keeps."""
+    return (f"its weights up to step {steps:,}, saved before it diverged, are kept: inspect them, or Continue from an "
+            "early step with a lower learning rate")
+
+
 class SpeedMeter:
     """Steps per second of recent training, for the ETA.
 
@@ -229,7 +235,7 @@ class JobRunner:
         trainer = self.trainer
         sps = self.speed.update(trainer.step, trainer.elapsed)
         eta = (trainer.steps - trainer.step) / sps if sps else None
-        live = 0
+        live, diverged = 0, []
         with self.store.transaction():
             self.lab.check_owner(self.job_id, self.worker)
             for r, run_id in enumerate(self.run_ids):
@@ -238,8 +244,9 @@ class JobRunner:
                     continue
                 run = snap.runs[r]
                 if run.error:
-                    meta.update(status="failed", error=run.error, finished=now())
+                    meta.update(status="failed", error=run.error, finished=now(), note=None, eta_seconds=None)
                     self.store.set(f"meta/{run_id}", meta)
+                    diverged.append(r)
                     continue
                 live += 1
                 if len(run.new_losses) == 0:
@@ -275,27 +282,36 @@ class JobRunner:
                             device=self.where, updated=now())
                 self.store.set(f"meta/{run_id}", meta)
         self.log2_seen = [len(m) for m in trainer.log2_models]
+        if diverged:
+            self._save_run_files(diverged)
         return live > 0
 
-    def _save_run_files(self) -> None:
+    def _save_run_files(self, diverged: list[int] | None = None) -> None:
+        """Save the run files of the job's running runs, or of those that just `diverged` (up to the last weights
+        saved before it: core.runfile.kept_weights)."""
+        status = "running" if diverged is None else "failed"
         files = {}
-        for r, run_id in enumerate(self.run_ids):
+        for r in range(len(self.run_ids)) if diverged is None else diverged:
+            run_id = self.run_ids[r]
             meta = self.store.get(f"meta/{run_id}", {})
-            if meta.get("status") != "running":
-                continue  # deleted or failed: a run file of tens of MB would not be kept
+            if meta.get("status") != status:
+                continue  # deleted meanwhile (or failed): a run file of tens of MB would not be kept
             record = build_run_file(self.trainer, r)
+            if record is None:
+                continue  # diverged before any weights were saved
             if meta.get("start"):  # where its weights came from ({"run", "label", "step"})
                 record["started_from"] = meta["start"]
             buffer = io.BytesIO()
             torch.save(record, buffer)
-            files[run_id] = buffer.getvalue()
+            files[run_id] = (buffer.getvalue(), record["metrics"]["steps_trained"])
         with self.store.transaction():
             self.lab.check_owner(self.job_id, self.worker)
-            for run_id, blob in files.items():
+            for run_id, (blob, steps) in files.items():
                 meta = self.store.get(f"meta/{run_id}")
-                if meta is not None and meta["status"] == "running":
+                if meta is not None and meta["status"] == status:
                     self.store.set(f"file/{run_id}", blob)
-                    self.store.set(f"meta/{run_id}", {**meta, "has_file": True})  # Continue can start from it
+                    kept = {} if diverged is None else {"weights_step": steps, "note": diverged_note(steps)}
+                    self.store.set(f"meta/{run_id}", {**meta, "has_file": True, **kept})  # Continue can start from it
 
     # --- the loop ---
     def run(self) -> None:

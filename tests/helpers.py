@@ -48,3 +48,12 @@ def with_library_lamb(trainer: Any) -> Any:
     trainer.optimizer = paper_lamb(run.tensors(), lr=trainer.configs[0].lr)
     trainer.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(trainer.optimizer, T_max=COSINE_T_MAX, eta_min=0.0)
     return trainer
+
+
+def diverging_config() -> Any:
+    """A tiny SoLU run whose learning rate is far too high: its loss becomes inf after step 128 (at 159 on this
+    machine), after the paper's log2 copies at steps 1 to 128 were saved."""
+    from core.presets import PRESETS
+
+    return PRESETS["demo-tiny"].config.replace(nonlinearity="solu", lr=1.0, init_bias=5.0, steps=2000,
+                                               snapshot_every=50, device="cpu")

@@ -121,6 +121,14 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     # The loss curve grows while the run trains, and the heatmap shows neurons x features.
     first = wait_until(lambda: trace_lengths(dash_duo, "loss-graph"), timeout=20, message="a loss curve")
     wait_until(lambda: trace_lengths(dash_duo, "loss-graph")[0] > first[0], timeout=20, message="the loss to update")
+    # the smoothing slider's box cleared: it goes back to the weight drawn, and the view is drawn on (it froze)
+    box = dash_duo.find_element("#smoothing-slider input")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE, Keys.TAB)
+    wait_until(lambda: box.get_attribute("value") == "0.6", timeout=5, message="the smoothing box refilled")
+    set_input(dash_duo, "smoothing-slider input", "0.9")
+    wait_until(lambda: "smoothed (0.9)" in dash_duo.find_element("#loss-graph").text, timeout=10,
+               message="the loss smoothed at 0.9")
     heatmap_rows = wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap"), timeout=20, message="the heatmap")
     assert heatmap_rows == [48, 48]  # the neurons, and the strip of their r beside them
     # a zoom holds while this run trains, and is not carried onto the next run shown

@@ -1,6 +1,8 @@
 """Continuing a finished run from its final weights with settings changed (core.continuation)."""
 
 import io
+import math
+import re
 
 import numpy as np
 import pytest
@@ -8,11 +10,11 @@ import torch
 
 from core.config import RunConfig
 from core.continuation import CannotContinue
-from core.jobs import InvalidConfig, Lab
+from core.jobs import InvalidConfig, Lab, can_continue
 from core.runfile import load_run_file
 from core.store import DiskStore
 from core.train import Trainer
-from tests.helpers import wait_until
+from tests.helpers import diverging_config, wait_until
 
 LONG = RunConfig(n_features=16, embed_dim=4, n_neurons=24, eps=1 / 8, batch_size=64, steps=200_000,
                  snapshot_every=500, device="cpu")
@@ -27,7 +29,7 @@ def first_losses(lab, run_id: str, n: int = 16) -> float:
 def test_a_continued_run_starts_where_its_parent_ended_and_keeps_its_start_when_the_parent_goes(pool):
     lab = pool.lab
     parent = lab.submit(PARENT, label="zero bias")
-    with pytest.raises(CannotContinue, match="only a done or stopped run"):  # no final weights yet
+    with pytest.raises(CannotContinue, match="only a done, stopped or diverged run"):  # no final weights yet
         lab.continue_run(parent, PARENT)
     wait_until(lambda: lab.get(parent)["status"] == "done", message="the parent")
     parent_file = torch.load(io.BytesIO(lab.run_file(parent)), weights_only=True)
@@ -86,9 +88,9 @@ def test_a_change_of_init_bias_pushes_the_trained_biases_by_the_difference(pool)
     barely = trained_with.replace(lr=1e-9, steps=2, snapshot_every=1)
     children = lab.continue_runs(parent, [barely.replace(init_bias=b) for b in (-1.5, -0.5, 0.5)])
     assert [lab.get(c)["label"] for c in children] == [
-        "negative bias → lr=1e-09, biases pushed by -1, steps=2, snapshot_every=1",
-        "negative bias → lr=1e-09, steps=2, snapshot_every=1",
-        "negative bias → lr=1e-09, biases pushed by 1, steps=2, snapshot_every=1"]
+        "negative bias → lr=1e-09, biases pushed by -1, steps=2",
+        "negative bias → lr=1e-09, steps=2",
+        "negative bias → lr=1e-09, biases pushed by 1, steps=2"]
     assert [lab.get(c)["start"]["bias_push"] for c in children] == [-1.0, 0.0, 1.0]
     wait_until(lambda: all(lab.get(c)["status"] == "done" for c in children), message="the pushed runs")
     for child, push in zip(children, (-1.0, 0.0, 1.0)):
@@ -194,10 +196,47 @@ def test_continuing_at_several_values_trains_them_as_one_batched_job(pool):
     parent_final = torch.load(io.BytesIO(lab.run_file(parent)), weights_only=True)["metrics"]["final_loss"]
     children = lab.continue_runs(parent, [PARENT.replace(l1_reg=v, steps=100, snapshot_every=50) for v in (0.01, 0.03)])
     assert len({lab.get(c)["job"] for c in children}) == 1
-    assert [lab.get(c)["label"] for c in children] == ["zero bias → l1_reg=0.01, steps=100, snapshot_every=50",
-                                                      "zero bias → l1_reg=0.03, steps=100, snapshot_every=50"]
+    assert [lab.get(c)["label"] for c in children] == ["zero bias → l1_reg=0.01, steps=100",
+                                                      "zero bias → l1_reg=0.03, steps=100"]
     wait_until(lambda: all(lab.get(c)["status"] == "done" for c in children), message="the continued runs")
     for child in children:  # each from the parent's weights
         assert first_losses(lab, child) < 1.5 * parent_final
         assert lab.get(child)["start"] == {"run": parent, "label": "zero bias", "step": PARENT.steps, "bias_push": 0.0,
                                    "offset": PARENT.steps}
+
+
+def test_a_diverged_run_is_continued_from_its_last_good_weights(pool):
+    lab = pool.lab
+    config = diverging_config()
+    run_id = lab.submit(config, label="too fast")
+    meta = wait_until(lambda: (m := lab.get(run_id))["status"] == "failed" and m.get("has_file") and m,
+                      message="the run to diverge and its weights to be saved")
+    first_bad = int(re.search(r"loss became \S+ at step (\d+)", meta["error"]).group(1))
+    kept = 2 ** int(math.log2(first_bad - 2))  # the last power of 2 whose weights gave a finite next loss
+    assert can_continue(meta) and meta["weights_step"] == kept
+    record = load_run_file(io.BytesIO(lab.run_file(run_id)))
+    assert record["metrics"]["steps_trained"] == kept and record["metrics"]["diverged_at"] == first_bad
+    # the weights of that step: the replay frame there keeps their biases
+    assert np.array_equal(lab.frame(run_id, kept)["bias"], record["final_model"]["0.bias"].numpy())
+
+    assert f"its weights up to step {kept}, saved before it diverged, are kept" in meta["note"]
+    by_default = lab.continue_run(run_id, config.replace(lr=0.01, steps=256))  # from the last of them
+    assert lab.get(by_default)["label"] == f"too fast at step {kept} → lr=0.01, steps=256"
+    assert lab.get(by_default)["start"]["step"] == kept
+    lab.delete(by_default)
+    # its loss ran away from the first steps: at step 1 it had not yet, and a lower learning rate trains on from there
+    child = lab.continue_run(run_id, config.replace(lr=0.01, steps=256), step=1)
+    assert lab.get(child)["label"] == "too fast at step 1 → lr=0.01, steps=256"
+    wait_until(lambda: lab.get(child)["status"] == "done", message="the continued run")
+    assert np.isfinite(lab.history(child)["losses"]).all()
+
+
+def test_a_run_that_cannot_be_continued_says_why(tmp_path):
+    lab = Lab(DiskStore(tmp_path / "data"))
+    run_id = lab.submit(PARENT)
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "status": "failed", "error": "loss became nan at step 1"})
+    with pytest.raises(CannotContinue, match="it diverged before any weights were saved"):
+        lab.continue_run(run_id, PARENT)
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "job_failed": True, "has_file": True})
+    with pytest.raises(CannotContinue, match="it failed with its job: Resume retries it"):
+        lab.continue_run(run_id, PARENT)

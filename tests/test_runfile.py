@@ -1,3 +1,4 @@
+import io
 import math
 
 import pytest
@@ -162,3 +163,35 @@ def test_weights_that_are_not_dense_real_float32_able_are_refused_on_loading(tmp
     decoder.advance(4)
     assert "output_embedder" not in build_run_file(decoder)["setup"]  # only random_proj has one
     assert config_of(load_run_file(save_run_file(build_run_file(decoder), path))) == tiny
+
+
+def test_a_diverged_runs_file_keeps_it_up_to_its_last_good_weights(tiny):
+    trainer = Trainer([tiny, tiny.replace(seed=1)])
+    trainer.advance(40)
+    trainer.snapshot()
+    trainer.advance(10)
+    with torch.no_grad():
+        trainer.weights[0].w1[0, 0] = float("nan")  # some step after 40 went wrong
+    error = trainer.snapshot().runs[0].error
+    record = build_run_file(trainer, 0)
+    # weights saved after steps 1, 2, ..., 32; the one after step 40 gave step 41's loss, the first that may be bad
+    assert len(record["log2_spaced_models"]) == 6 and record["metrics"]["steps_trained"] == 32
+    assert record["final_model"] is record["log2_spaced_models"][-1]
+    assert record["metrics"]["error"] == error and record["metrics"]["diverged_at"] == 41
+    assert len(record["loss_history"]) == 32 and math.isfinite(record["metrics"]["final_loss"])
+    assert record["metrics"]["mean_bias"] == pytest.approx(float(record["final_model"]["0.bias"].mean()))
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    buffer.seek(0)
+    load_run_file(buffer)  # finite: it can be inspected and continued
+    healthy = build_run_file(trainer, 1)  # the other run of the job trained on
+    assert healthy["metrics"]["steps_trained"] == 50 and "error" not in healthy["metrics"]
+    assert torch.equal(healthy["final_model"]["0.weight"], trainer.weights[1].w1)
+
+
+def test_a_run_diverged_before_its_first_saved_weights_has_no_file(tiny):
+    trainer = Trainer([tiny])
+    trainer.advance(1)
+    with torch.no_grad():
+        trainer.weights[0].b1.fill_(float("inf"))
+    assert trainer.snapshot().runs[0].error and build_run_file(trainer, 0) is None

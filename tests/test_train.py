@@ -19,7 +19,7 @@ from core.train import (
     train,
     worth_batching,
 )
-from tests.helpers import with_library_lamb
+from tests.helpers import diverging_config, with_library_lamb
 
 
 def test_same_seed_same_numbers(tiny):
@@ -361,3 +361,13 @@ def test_snapshots_come_at_each_power_of_2_before_the_first_interval_then_every_
     config = RunConfig(n_features=8, embed_dim=3, n_neurons=6, eps=1 / 8, batch_size=16, steps=40,
                        snapshot_every=16, device="cpu")
     assert [snap.step for snap in iterate_training(Trainer([config]))] == [1, 2, 4, 8, 16, 32, 40]
+
+
+def test_divergence_names_the_first_step_whose_loss_was_not_finite():
+    trainer = Trainer([diverging_config()])
+    trainer.advance(300)
+    error = trainer.snapshot().runs[0].error
+    losses = trainer.losses[0, :300].numpy()
+    first_bad = int(np.argmin(np.isfinite(losses))) + 1  # losses[i] is step i + 1's, as every history counts
+    assert not np.isfinite(losses).all() and trainer.diverged_at == [first_bad]
+    assert f"loss became {losses[first_bad - 1]} at step {first_bad}:" in error
