@@ -31,7 +31,7 @@ from app.form import (
     values_from_config,
 )
 from app.layout import FORM_HIDDEN_LABEL, FORM_SHOWN_LABEL, LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
-from app.links import as_hash, from_hash, triggered_by_url
+from app.links import as_hash, from_hash, is_train_page, triggered_by_url
 from app.live import SMOOTHING, STATUS_COLOURS, format_eta, live_key, live_view, parent_of, smoothing_weight
 from app.repeat_guard import RepeatGuard
 from core.config import RunConfig
@@ -76,10 +76,6 @@ def link_message(linked: LinkedConfig) -> Any:
     return dbc.Alert([html.Div(f"Not used from this link ({instead}):"),
                       html.Ul([html.Li(problem) for problem in linked.ignored], className="mb-0")],
                      color="warning", dismissable=True, className="small py-2")
-
-
-def is_train_page(pathname: str | None) -> bool:
-    return not (pathname or "").rstrip("/").endswith(("/compare", "/sweeps"))
 
 
 def blank_live_view(subtitle: str) -> list[Any]:

@@ -9,7 +9,8 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
 from app.components import run_name
-from app.form import config_to_query, preset_options
+from app.form import config_from_query, config_to_query, preset_options
+from app.links import is_train_page
 from core.continuation import continuation_errors
 from core.jobs import Lab
 from core.presets import PRESETS
@@ -86,6 +87,23 @@ def register_continue_callbacks(app: Any, lab: Lab) -> None:
         if not run_id or preset not in PRESETS or not lab.exists(run_id):
             return no_update
         return None if continuation_errors(run_id, lab.config(run_id), PRESETS[preset].config) else no_update
+
+    # on the pathname, not the query: the form's edits rewrite the query, and one the weights cannot keep is flagged
+    @app.callback(Output("continue-from", "data", allow_duplicate=True), Input("url", "pathname"),
+                  State("url", "search"), State("preset-select", "value"), State("continue-from", "data"),
+                  prevent_initial_call="initial_duplicate")
+    def link_of_another_world(pathname: str | None, search: str | None, preset: str | None, data: Any) -> Any:
+        """The Train page opened (a bare "/", a link) with a config the run's weights cannot keep: a fresh run, not a
+        form of fields flagged "must stay" (the session remembers the run Start continues)."""
+        run_id, _step = continued_run(data)
+        if not run_id or not is_train_page(pathname):
+            return no_update
+        if not lab.exists(run_id):
+            return None
+        config = config_from_query(search).config or (PRESETS[preset].config if preset in PRESETS else None)
+        if config is None:
+            return no_update
+        return None if continuation_errors(run_id, lab.config(run_id), config) else no_update
 
     @app.callback(Output("continue-from", "data", allow_duplicate=True),
                   Output("url", "search", allow_duplicate=True),

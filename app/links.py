@@ -21,3 +21,7 @@ def triggered_by_url() -> bool:
     """Whether the running callback was set off by the URL (a page load, a link, Back), not by a choice on the
     page. On a page load the URL and the stored selection come in together."""
     return triggered("url")
+
+
+def is_train_page(pathname: str | None) -> bool:
+    return not (pathname or "").rstrip("/").endswith(("/compare", "/sweeps"))

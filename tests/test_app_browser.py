@@ -710,6 +710,14 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     Select(dash_duo.find_element("#preset-select")).select_by_value("quick-zero-bias")
     dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)
     assert dash_duo.find_element("#continue-banner").text == ""
+    # Continue, then a bare "/" opened, whose preset has other sizes too: a fresh form, not fields flagged "must stay"
+    wait_until(click_continue, timeout=10, message="Continue clicked again")
+    dash_duo.driver.get(dash_duo.server_url + "/")
+    wait_until(lambda: dash_duo.find_element("#n-neurons-input").get_attribute("value") == "256", timeout=10,
+               message="the default preset's form")
+    time.sleep(1.0)  # the session's continue-from is read as the page loads
+    dash_duo.wait_for_text_to_equal("#start-button", "Start run", timeout=10)
+    assert dash_duo.find_element("#continue-banner").text == "" and dash_duo.find_element("#start-button").is_enabled()
     # While continuing, "Start a comparison" continues the run at each value, and compares them with it.
     wait_until(click_continue, timeout=10, message="Continue clicked a third time")
     # over the initial bias: each value pushes the trained biases by its difference from the run's (0)
