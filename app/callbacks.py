@@ -222,9 +222,10 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                     return keep + [no_update, no_update, message]
                 return values_from_config(config) + [no_update, no_update, message]
             return values_from_config(linked.config) + [linked.preset or CUSTOM, no_update, message]
+        # the form changed by hand: a link's list of what it could not use is about a form no longer shown
         if trigger == "preset-select" and preset in PRESETS:
             config = PRESETS[preset].config
-            return values_from_config(config) + [no_update, config_to_query(config, preset), no_update]
+            return values_from_config(config) + [no_update, config_to_query(config, preset), None]
         if trigger == field_id("steps"):
             previous = config_from_query(search).config  # the form as it last was: the URL follows it
             every = snapshots_for_steps(values, preset, previous.steps if previous else None)
@@ -233,8 +234,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                 keep[at] = values[at] = every
         config, _ = form_errors(list(values))
         if config is None:
-            return keep + [no_update] * 3
-        return keep + [no_update, config_to_query(config, preset), no_update]
+            return keep + [no_update, no_update, None]
+        return keep + [no_update, config_to_query(config, preset), None]
 
     @app.callback(
         [Output(field_id(n), "invalid") for n in FIELD_NAMES]

@@ -26,6 +26,10 @@ def graph(graph_id: str, height: int = 260, title: str = "", message: str = "") 
     return dcc.Graph(id=graph_id, responsive=True, style={"height": f"{height}px"},
                      figure=empty_figure(title, message),
                      config={"displaylogo": False, "displayModeBar": "hover",
+                             # nothing here acts on a selection, and zoom's box and the reset do what +/- do: a
+                             # shorter bar covers less of the legends at the top right
+                             "modeBarButtonsToRemove": ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d",
+                                                        "autoScale2d"],
                              "toImageButtonOptions": {"format": "png", "filename": graph_id}})
 
 

@@ -186,7 +186,7 @@ def format_duration(seconds: float) -> str:
 def form_summary(errors: dict[str, str]) -> str:
     """Why Start is off, in one line: problems of the whole config in full, and the fields to fix by label
     (one in the collapsed Advanced section would otherwise be invisible)."""
-    whole = [m for n, m in errors.items() if n not in FIELDS]
+    whole = [m if m.endswith(".") else m + "." for n, m in errors.items() if n not in FIELDS]  # one sentence each
     fields = [LABELS[n] + ("" if FIELDS[n].metadata["basic"] else " (Advanced)") for n in FIELD_NAMES
               if n in errors]
     return " ".join(whole + ([f"To start, fix: {', '.join(fields)}."] if fields else []))

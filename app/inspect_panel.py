@@ -53,6 +53,7 @@ def index_input(input_id: str, label: str, value: int) -> dbc.Col:
 
 
 HIDDEN, SHOWN = {"display": "none"}, {}
+INDEX_INPUTS = ("inspect-feature-input", "inspect-neuron-input", "inspect-pair-input")
 
 
 def inspect_layout() -> html.Div:
@@ -322,6 +323,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         Output("feature-neurons", "children"),
         Output("pair-grid", "figure"),
         Output("inspect-views", "style"),
+        *[Output(input_id, prop) for prop in ("invalid", "max") for input_id in INDEX_INPUTS],
         Input("selected-run", "data"),
         Input("inspect-feature-input", "value"),
         Input("inspect-neuron-input", "value"),
@@ -333,7 +335,8 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
     def inspect(
         run_id: str | None, feature: Any, neuron: Any, pair: Any, slider: Any, _download: Any, slider_max: Any
     ) -> list[Any]:
-        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + ["", empty_figure("", ""), HIDDEN]
+        blank = [empty_figure("", "Nothing to inspect yet")] * 2 + ["", empty_figure("", ""), HIDDEN,
+                                                                     *[False] * 3, *[no_update] * 3]
         if not run_id:
             return [""] + blank
         why, loaded = load(run_id, slider, slider_max)
@@ -368,4 +371,6 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
             empty_figure("Two-feature interference", unless("Feature", "Second feature"))
             if unless("Feature", "Second feature") else pair_figure(model, feature, pair),
             SHOWN,
+            *[name in problems for name in ("Feature", "Neuron", "Second feature")],  # outlined as the form's are
+            n - 1, k - 1, n - 1,
         ]

@@ -173,9 +173,12 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     dash_duo.wait_for_contains_text("#feature-curves", "Feature must be an integer from 0 to 31", timeout=10)
     dash_duo.wait_for_contains_text("#pair-grid", "Feature must be an integer from 0 to 31", timeout=10)
     assert dash_duo.find_element("#neuron-profile .gtitle").text == neuron_title
+    feature_box = dash_duo.find_element("#inspect-feature-input")
+    assert "is-invalid" in feature_box.get_attribute("class") and feature_box.get_attribute("max") == "31"
     assert trace_lengths(dash_duo, "poly-map") == [32]
     set_input(dash_duo, "inspect-feature-input", "3")
     wait_until(lambda: len(trace_lengths(dash_duo, "feature-curves")) == 4, timeout=20, message="feature 3")
+    assert "is-invalid" not in dash_duo.find_element("#inspect-feature-input").get_attribute("class")
 
     # Duplicate: the same config with a new seed, named so that the two can be told apart.
     duplicate = dash_duo.driver.find_element_by_xpath("//div[@id='run-list']//button[text()='Duplicate']")
@@ -528,6 +531,8 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     dash_duo.wait_for_contains_text("#link-message", "Learning rate must be a number in (0, 1], got 'abc'", timeout=10)
     assert "'colour' is not a field" in dash_duo.find_element("#link-message").text
     assert dash_duo.find_element("#n-neurons-input").get_attribute("value") == "48"
+    set_input(dash_duo, "n-neurons-input", "40")  # edited: the list is about a form no longer shown
+    wait_until(lambda: dash_duo.find_element("#link-message").text == "", timeout=10, message="the list cleared")
     open_afresh("/?n_neurons=48")  # no preset: the defaults, with the preset box saying so
     wait_until(lambda: dash_duo.find_element("#preset-select").get_attribute("value") == "custom", timeout=10,
                message="the preset box to say custom")

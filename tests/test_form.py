@@ -70,6 +70,10 @@ def test_a_config_over_the_memory_budget_says_so_above_start(monkeypatch):
     assert config is None and list(errors) == ["memory"]  # no field is wrong: the message must still show
     assert form_summary(errors).startswith("This run needs about")
     assert "reduce Steps" in form_summary(errors)
+    # with a field to fix too, the two are sentences of their own
+    _, errors = form_errors(values_from_config(preset_config("quick-negative-bias").replace(steps=2**20, lr=5)))
+    errors["memory"] = "this run needs about 9 GiB: reduce Steps"
+    assert form_summary(errors) == "this run needs about 9 GiB: reduce Steps. To start, fix: Learning rate (Advanced)."
 
 
 def test_a_paper_scale_preset_says_it_is_one_long_run_before_it_starts():

@@ -101,6 +101,11 @@ def test_lr_figure_draws_the_schedule_snapshots_every_period_would_flatten(tmp_p
     x, y = np.asarray(schedule.x), np.asarray(schedule.y)
     for period in range(8):  # each of the 8 periods shows its trough
         assert y[(x > 1024 * period) & (x <= 1024 * (period + 1))].min() < 1e-4, period
+    # stopped at step 4096 (as it is shown, the view redrawn): no schedule past it, where the other panels end
+    state = live_view(lab, run_id).metrics_state
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "status": "stopped", "step": 4096})
+    redrawn = live_view(lab, run_id, metrics_state=state).lr
+    assert max(redrawn.data[1].x) == 4096
 
 
 def test_curves_are_sent_whole_again_after_the_history_was_cut_back(lab_run):
