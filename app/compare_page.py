@@ -19,7 +19,7 @@ from app.draw_requests import by_the_tick_alone, drawn_for, new_request, tick_wa
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from app.live import history_epoch
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
-from core.config import FIELDS, RunConfig, parse_value, shown_value
+from core.config import FIELDS, RunConfig, check_value, parse_value, shown_value
 from core.continuation import CannotContinue, continuation_errors, push_text, steps_before, total_bias_hint
 from core.jobs import FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
@@ -99,23 +99,35 @@ def comparison_starter() -> html.Div:
                    options=[{"label": FIELDS[n].metadata["label"] or n, "value": n} for n in COMPARABLE_FIELDS]),
         dbc.Input(id="compare-values-input", value="0, -1", placeholder="values, comma separated",
                   className="mt-1"),
+        dbc.FormFeedback(id="compare-values-feedback", type="invalid"),
         dbc.FormText("2 to 4 values; the rest of the config is the form's.", className="d-block"),
         dbc.Button("Queue and compare", id="compare-button", size="sm", color="secondary", className="mt-1 w-100"),
     ]), className="mb-2")
 
 
 def parse_comparison(field: str, text: str | None) -> tuple[list[Any], str | None]:
-    parts = [p.strip() for p in (text or "").split(",") if p.strip()]
+    """The values to compare (commas or spaces between them, as the Sweeps page takes them), or why not: each in
+    the field's range, none twice."""
+    if field not in COMPARABLE_FIELDS:
+        return [], f"the field must be one of {', '.join(COMPARABLE_FIELDS)}"
+    parts = (text or "").replace(",", " ").split()
     if not 2 <= len(parts) <= MAX_COMPARED:
-        return [], f"give 2 to {MAX_COMPARED} values separated by commas"
+        return [], f"give 2 to {MAX_COMPARED} values separated by commas or spaces"
     try:
         values = [parse_value(FIELDS[field], p) for p in parts]
     except ValueError as err:
         return [], str(err)
+    if out := next((problem for v in values if (problem := check_value(FIELDS[field], v))), None):
+        return [], out
     repeated = repeated_labels(values)
     if repeated:
         return [], f"give {len(parts)} different values: {', '.join(repeated)} is given more than once"
     return values, None
+
+
+def comparison_problem(field: str, message: str) -> str:
+    """A comparison's problem in the form's words, naming its field."""
+    return in_form_words(message if message.startswith(field) else f"{field}: {message}")
 
 
 def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
@@ -520,6 +532,14 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     def show_connectivity(result: dict[str, Any] | None, a_id: str | None, b_id: str | None) -> tuple[Any, Any]:
         return connectivity_shown(result, a_id, b_id)
 
+    @app.callback(Output("compare-values-input", "invalid"), Output("compare-values-feedback", "children"),
+                  Output("compare-button", "disabled"), Input("compare-field-select", "value"),
+                  Input("compare-values-input", "value"))
+    def check_comparison_values(field: str, text: str | None) -> tuple[bool, str, bool]:
+        """Flagged as the form's fields are, as they are typed; the rest is checked on the click (with the form)."""
+        _, problem = parse_comparison(field, text)
+        return (True, comparison_problem(field, problem), True) if problem else (False, "", False)
+
     @app.callback(Output("url", "pathname"), Output("url", "search", allow_duplicate=True),
                   Output("submit-message", "children", allow_duplicate=True),
                   Input("compare-button", "n_clicks"), State("compare-field-select", "value"),
@@ -542,9 +562,8 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         if parent is not None:  # each value continues the run the form continues
             problems |= {e for c in configs for e in continuation_errors(parent_id, parent, c).values()}
         if problem or problems:
-            message = problem or "; ".join(sorted(problems))
-            message = message if message.startswith(field) else f"{field}: {message}"
-            return no_update, no_update, alert(in_form_words(message), "danger", dismissable=True)
+            message = comparison_problem(field, problem or "; ".join(sorted(problems)))
+            return no_update, no_update, alert(message, "danger", dismissable=True)
         try:
             if parent_id:
                 run_ids = lab.continue_runs(parent_id, configs, step)

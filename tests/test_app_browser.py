@@ -727,6 +727,10 @@ def test_continue_a_finished_run_from_its_weights_with_l1(dash_duo, lab):
     wait_until(click_continue, timeout=10, message="Continue clicked a third time")
     # over the initial bias: each value pushes the trained biases by its difference from the run's (0)
     Select(dash_duo.find_element("#compare-field-select")).select_by_value("init_bias")
+    set_input(dash_duo, "compare-values-input", "0 20")  # flagged as typed, as the form's fields are
+    dash_duo.wait_for_contains_text("#compare-values-feedback", "Initial bias must be a number in [-10, 10], got 20",
+                                    timeout=10)
+    assert not dash_duo.find_element("#compare-button").is_enabled()
     set_input(dash_duo, "compare-values-input", "0, -1")
     dash_duo.driver.execute_script("arguments[0].click();", dash_duo.find_element("#compare-button"))
     wait_until(lambda: "/compare?runs=" in dash_duo.driver.current_url, timeout=10, message="the comparison")

@@ -9,7 +9,7 @@ import pytest
 from dash import no_update
 
 from app import create_app
-from app.compare_page import connectivity_shown, mono_overlay, selected_runs, shown_step
+from app.compare_page import connectivity_shown, mono_overlay, parse_comparison, selected_runs, shown_step
 from core.config import RunConfig
 from core.jobs import Lab, UnknownRun
 from core.store import DiskStore
@@ -258,3 +258,15 @@ def test_sweep_figures_leave_out_a_failed_run_name_it_on_its_heatmap_and_keep_zo
 def test_a_sweep_preset_that_is_not_a_name_is_refused_naming_it(app, preset):
     answer = app.server.test_client().post("/api/sweeps", json={"preset": preset, "scale": "quick"})
     assert answer.status_code == 400 and "preset must be a paper batch" in answer.get_json()["errors"]["preset"]
+
+
+def test_comparison_values_are_checked_as_typed_with_commas_or_spaces():
+    assert parse_comparison("init_bias", "0 -1,-2") == ([0.0, -1.0, -2.0], None)
+    assert parse_comparison("n_neurons", "64, 128") == ([64, 128], None)
+    for text, problem in (("0", "give 2 to 4 values separated by commas or spaces"),
+                          ("0 -1 -2 -3 -4", "give 2 to 4 values"),
+                          ("0, 20", "init_bias must be a number in [-10, 10], got 20"),
+                          ("0, a", "init_bias must be a number in [-10, 10], got 'a'"),
+                          ("0, 0.0", "0 is given more than once")):
+        values, message = parse_comparison("init_bias", text)
+        assert values == [] and problem in message, (text, message)
