@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from collections import Counter
 from typing import Any
 
@@ -34,7 +33,7 @@ from app.layout import FORM_HIDDEN_LABEL, FORM_SHOWN_LABEL, LIVE_BLANKS, NO_RUN_
 from app.links import as_hash, from_hash, is_train_page, triggered_by_url
 from app.live import SMOOTHING, STATUS_COLOURS, format_eta, live_key, live_view, parent_of, smoothing_weight
 from app.repeat_guard import RepeatGuard
-from core.config import RunConfig
+from core.config import MAX_SEED, RunConfig
 from core.continuation import CannotContinue, continuation_errors, total_bias_hint
 from core.jobs import CONTROLS, FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun, can_continue, controls_of
 from core.presets import PRESETS
@@ -52,6 +51,15 @@ def available_actions(meta: dict[str, Any]) -> list[str]:
     world than its start's; a diverged run can be continued from the weights saved before it diverged."""
     return (controls_of(meta) + (["continue"] if can_continue(meta) else [])
             + ([] if meta.get("start") else ["duplicate"]) + ["delete"])
+
+
+def next_free_seed(config: RunConfig, configs: list[dict[str, Any]]) -> int:
+    """The first seed after `config`'s that no run of the same settings in `configs` has: a run's duplicates are
+    seeds 1, 2, 3, ... (a short, reproducible seed), none drawing a world twice; one past the last seed wraps to 0."""
+    settings = {**config.to_dict(), "seed": None}
+    taken = {c["seed"] for c in configs if {**c, "seed": None} == settings}
+    return next(s % (MAX_SEED + 1) for s in range(config.seed + 1, config.seed + len(taken) + 2)
+                if s % (MAX_SEED + 1) not in taken)
 
 
 def duplicate_label(label: str | None, seed: int) -> str:
@@ -181,7 +189,8 @@ def register_callbacks(app: Any, lab: Lab) -> None:
 
     def duplicate(run_id: str) -> tuple[str, int]:
         """Queue a copy of the run with a new seed, named so that the two can be told apart: (its id, the seed)."""
-        config = lab.config(run_id).replace(seed=secrets.randbelow(2**31 - 1))
+        original = lab.config(run_id)
+        config = original.replace(seed=next_free_seed(original, [m["config"] for m in lab.list()]))
         return lab.submit(config, label=duplicate_label(lab.get(run_id)["label"], config.seed)), config.seed
 
     def lab_form_errors(values: list[Any], parent_id: str | None = None) -> tuple[RunConfig | None, dict[str, str]]:

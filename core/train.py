@@ -257,7 +257,7 @@ class Trainer:
         self.losses = torch.zeros(len(configs), base.steps, device=self.device)
         self.log2_models: list[list[dict[str, torch.Tensor]]] = [[] for _ in configs]
         self.errors: list[str | None] = [None] * len(configs)
-        # the first step whose loss (or, by then, weights) was not finite: the weights saved before it are good
+        # the first step whose loss (or, by then, weights) was not finite: the weights saved before it are kept
         self.diverged_at: list[int | None] = [None] * len(configs)
         self._stacked_embedders = torch.stack(self.embedders)
         # Finding dead neurons reads a count back to the host: on a GPU that would stall the queued steps.

@@ -13,7 +13,7 @@ from selenium.webdriver.common.keys import Keys
 from app import create_app
 from core.metrics import heatmap_order
 from core.pool import WorkerPool
-from tests.helpers import wait_until
+from tests.helpers import diverging_config, wait_until
 
 SCREENSHOTS = Path(os.environ.get("LAB_SCREENSHOT_DIR", "/tmp/lab-screenshots"))
 
@@ -186,8 +186,8 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     duplicate.click()
     wait_until(lambda: len(lab.list()) == 2, timeout=10, message="the duplicate")
     copy = lab.list()[1]
-    assert copy["config"] == {**run["config"], "seed": copy["config"]["seed"]} and copy["config"]["seed"] != 0
-    dash_duo.wait_for_contains_text("#run-list", f"demo-tiny (edited) (seed {copy['config']['seed']})", timeout=10)
+    assert copy["config"] == {**run["config"], "seed": 1}  # the next seed: short, and the same on every lab
+    dash_duo.wait_for_contains_text("#run-list", "demo-tiny (edited) (seed 1)", timeout=10)
 
     # Delete asks first (nothing can undo it): cancelling keeps the run, confirming removes it.
     def ask_to_delete():  # noqa: ANN202
@@ -477,6 +477,31 @@ def test_a_run_whose_job_failed_says_why_and_retries_from_its_checkpoint(dash_du
     wait_until(lambda: lab.get(run_id)["status"] == "done", timeout=60, message="the retried run")
     dash_duo.wait_for_contains_text("#run-list .run-facts", f"resumed from step {paused_at}", timeout=10)
     assert lab.get(run_id)["error"] is None
+    assert dash_duo.get_logs() == []
+
+
+def test_a_diverged_run_shows_why_and_offers_the_weights_saved_before(dash_duo, lab):
+    run_id = lab.submit(diverging_config(), label="too fast")
+    meta = wait_until(lambda: (m := lab.get(run_id))["status"] == "failed" and m.get("has_file") and m, timeout=60,
+                      message="the run to diverge")
+    kept = meta["weights_step"]
+    dash_duo.start_server(create_app(lab))
+    dash_duo.driver.set_window_size(1500, 1100)
+    dash_duo.wait_for_contains_text("#run-list", "too fast", timeout=10)
+    dash_duo.find_element("#run-list .run-select").click()
+    dash_duo.wait_for_contains_text("#live-subtitle", "failed: loss became inf at step", timeout=10)
+    assert f"its weights up to step {kept}, saved before it diverged, are kept" in \
+        dash_duo.find_element("#live-subtitle").text
+    buttons = "return [...document.querySelectorAll('#run-list .run-row button')].map(b => b.textContent);"
+    assert dash_duo.driver.execute_script(buttons) == ["Continue", "Duplicate", "Delete"]  # no Retry: it would
+    dash_duo.wait_for_contains_text("#inspect-message", f"Inspecting weights at step {kept} (the last saved before "
+                                    f"it diverged) of run {run_id}", timeout=20)
+    dash_duo.wait_for_contains_text("#download-area", "Download run file", timeout=10)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "diverged.png"))
+    next(b for b in dash_duo.find_elements("#run-list .run-row button") if b.text == "Continue").click()
+    dash_duo.wait_for_contains_text("#continue-banner", f"Continues too fast ({run_id}) from step {kept},",
+                                    timeout=10)
     assert dash_duo.get_logs() == []
 
 

@@ -2,7 +2,7 @@
 
 from dash import no_update
 
-from app.callbacks import duplicate_label, row_updates, run_facts, run_list_update
+from app.callbacks import duplicate_label, next_free_seed, row_updates, run_facts, run_list_update
 
 
 def meta(run_id: str, step: int, status: str = "running") -> dict:
@@ -56,3 +56,12 @@ def test_controls_of_a_job_of_several_runs_say_they_act_on_all_of_them():
     assert shown["a"] == ["Pause all 3", "Stop all 3", "Duplicate", "Delete"]
     assert shown["d"] == ["Pause", "Stop", "Duplicate", "Delete"]
     assert shown["e"] == ["Continue", "Duplicate", "Delete"]
+
+
+def test_a_duplicate_takes_the_next_seed_its_settings_have_not_trained():
+    from core.config import MAX_SEED, RunConfig
+
+    config = RunConfig(seed=3)
+    runs = [config.to_dict(), {**config.to_dict(), "seed": 4}, {**config.to_dict(), "seed": 6, "lr": 0.5}]
+    assert next_free_seed(config, runs) == 5  # 4 is taken; another lr's seed 6 is not these settings'
+    assert next_free_seed(config.replace(seed=MAX_SEED), [config.replace(seed=MAX_SEED).to_dict()]) == 0
