@@ -31,7 +31,16 @@ from app.form import (
 )
 from app.layout import FORM_HIDDEN_LABEL, FORM_SHOWN_LABEL, LIVE_BLANKS, NO_RUN_SUBTITLE, NO_RUN_TITLE
 from app.links import as_hash, from_hash, is_train_page, triggered_by_url
-from app.live import SMOOTHING, STATUS_COLOURS, format_eta, live_key, live_view, parent_of, smoothing_weight
+from app.live import (
+    SMOOTHING,
+    STATUS_COLOURS,
+    format_eta,
+    live_key,
+    live_view,
+    loss_text,
+    parent_of,
+    smoothing_weight,
+)
 from app.repeat_guard import RepeatGuard
 from core.config import MAX_SEED, RunConfig
 from core.continuation import CannotContinue, continuation_errors, total_bias_hint
@@ -102,7 +111,7 @@ def run_facts(meta: dict[str, Any]) -> str:
     """The row's progress line; a note says why its step went back or it waits again (worker lost, shut down)."""
     eta = format_eta(meta["eta_seconds"]) if meta["status"] == "running" else ""
     return (f"step {meta['step']:,} / {meta['steps']:,}" + (f" · ETA {eta}" if eta else "")
-            + (f" · loss {meta['loss']:.4f}" if meta["loss"] is not None else "")
+            + (f" · loss {loss_text(meta['loss'])}" if meta["loss"] is not None else "")
             + (f" · {meta['device']}" if meta.get("device") else "")
             + (f" · {meta['note']}" if meta.get("note") else ""))
 

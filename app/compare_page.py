@@ -17,7 +17,7 @@ from app.components import alert, checkpoint_marks, graph, run_name, triggered
 from app.continue_controls import continued_run
 from app.draw_requests import by_the_tick_alone, drawn_for, new_request, tick_waits, undrawn
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
-from app.live import history_epoch
+from app.live import history_epoch, loss_text
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
 from core.config import FIELDS, RunConfig, check_value, parse_value, shown_value
 from core.continuation import CannotContinue, continuation_errors, push_text, steps_before, total_bias_hint
@@ -156,7 +156,7 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
     for meta, history in zip(metas, histories):
         loss = final_loss(history["losses"])
         snapshot = lab.latest_snapshot(meta["id"])
-        results[0].append("–" if loss is None else f"{loss:.4f}")
+        results[0].append(loss_text(loss))
         results[1].append("–" if meta["mono_ratio"] is None else f"{meta['mono_ratio']:.3f}")
         results[2].append("–" if snapshot is None else str(int(dead_neurons(snapshot["sfa"]).sum())))
         results[3].append("–" if meta["mean_bias"] is None else f"{meta['mean_bias']:.3f}")

@@ -35,6 +35,12 @@ def fmt(value: float | None, spec: str = ".4f") -> str:
     return "–" if value is None or not np.isfinite(value) else format(value, spec)
 
 
+def loss_text(loss: float | None) -> str:
+    """A loss as the cards, rows and tables show it: 4 decimals, or 4 digits of a diverging run's huge one (which
+    in decimals ran out of its card)."""
+    return fmt(loss, ".4f" if loss is None or abs(loss) < 1e4 else ".3e")
+
+
 def bias_text(meta: dict[str, Any]) -> str:
     """A fresh run's initial bias; what a continued run's start added to its biases, if anything."""
     start = meta.get("start")
@@ -267,7 +273,7 @@ def live_view(lab: Lab, run_id: str, smoothing: float = SMOOTHING, ordered: bool
         title=f"{meta['label'] or 'run'} · {run_id}",
         subtitle=subtitle(lab, meta, status),
         progress=100.0 * meta["step"] / max(1, meta["steps"]),
-        stats={"step": f"{meta['step']:,} / {meta['steps']:,}", "loss": fmt(meta["loss"]),
+        stats={"step": f"{meta['step']:,} / {meta['steps']:,}", "loss": loss_text(meta["loss"]),
                "mono": fmt(meta["mono_ratio"], ".3f"), "bias": fmt(meta["mean_bias"], ".3f"),
                "lr": fmt(meta["lr"], ".2e")},
         loss=loss,

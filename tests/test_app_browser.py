@@ -490,7 +490,7 @@ def test_a_diverged_run_shows_why_and_offers_the_weights_saved_before(dash_duo, 
     dash_duo.wait_for_contains_text("#run-list", "too fast", timeout=10)
     dash_duo.find_element("#run-list .run-select").click()
     dash_duo.wait_for_contains_text("#live-subtitle", "failed: loss became inf at step", timeout=10)
-    assert f"its weights up to step {kept}, saved before it diverged, are kept" in \
+    assert f"weights up to step {kept} kept: Continue from an early step" in \
         dash_duo.find_element("#live-subtitle").text
     buttons = "return [...document.querySelectorAll('#run-list .run-row button')].map(b => b.textContent);"
     assert dash_duo.driver.execute_script(buttons) == ["Continue", "Duplicate", "Delete"]  # no Retry: it would

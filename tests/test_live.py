@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app import figures
-from app.live import describe, live_key, live_view, loss_curve, parent_of
+from app.live import describe, live_key, live_view, loss_curve, loss_text, parent_of
 from core.config import RunConfig
 from core.jobs import Lab
 from core.metrics import heatmap_order
@@ -228,3 +228,8 @@ def test_the_status_line_carries_the_run_s_note(lab_run):
     lab, run_id = lab_run
     lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "note": "resumed from step 512"})
     assert "queued (resumed from step 512)" in str(live_view(lab, run_id).subtitle)
+
+
+def test_a_diverging_runs_huge_loss_keeps_to_its_card():
+    assert loss_text(0.123456) == "0.1235" and loss_text(None) == "–" and loss_text(float("nan")) == "–"
+    assert loss_text(4.5682587e35) == "4.568e+35"  # 36 digits in decimals ran out of the card and the run's row
