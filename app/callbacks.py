@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, ctx, html, no_update
 
-from app.components import alert, checkpoint_marks, triggered
+from app.components import alert, checkpoint_marks, run_name, triggered
 from app.continue_controls import continue_from, continued_run, register_continue_callbacks
 from app.draw_requests import drawn_for, new_request, tick_waits, undrawn
 from app.figures import empty_figure
@@ -195,6 +195,22 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         Output("lab-page", "className"), Output("form-toggle", "children"),
         Input("form-hidden", "data"), State("lab-page", "className"),
     )
+
+    @app.callback(Output("run-picker", "options"), Input("tick", "n_intervals"), Input("form-hidden", "data"))
+    def run_picker_options(_tick: int, hidden: bool | None) -> Any:
+        """The runs, newest first, as the run list names them: read only while the picker is what shows them."""
+        if not hidden:
+            return no_update
+        return [{"label": f"{run_name(m['label'], m['id'])} · {m['status']}", "value": m["id"]}
+                for m in reversed(lab.list())]
+
+    @app.callback(Output("selected-run", "data", allow_duplicate=True), Output("run-picker", "value"),
+                  Input("run-picker", "value"), Input("selected-run", "data"), prevent_initial_call="initial_duplicate")
+    def pick_run(picked: str | None, selected: str | None) -> tuple[Any, Any]:
+        """The picker shows the run on show, and a run picked there is shown."""
+        if ctx.triggered_id == "run-picker" and picked and picked != selected:
+            return picked, no_update
+        return no_update, selected
 
     def duplicate(run_id: str) -> tuple[str, int]:
         """Queue a copy of the run with a new seed, named so that the two can be told apart: (its id, the seed)."""

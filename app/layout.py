@@ -137,6 +137,10 @@ def live_column() -> html.Div:
                         start_collapsed=True,
                         id="teaching-panel",
                     )),
+                    # with the form and run list hidden, the runs are still a pick away (shown by the CSS then)
+                    dbc.Col(dcc.Dropdown(id="run-picker", clearable=False, searchable=True,
+                                         placeholder="Show another run...", style={"minWidth": "22rem"}),
+                            width="auto", className="run-picker"),
                     # on a projector the figures want the whole width: the form and run list step aside
                     dbc.Col(dbc.Button(FORM_SHOWN_LABEL, id="form-toggle", color="secondary", outline=True,
                                        size="sm", title="Give the figures the whole width (a projector)"),

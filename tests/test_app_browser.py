@@ -828,8 +828,19 @@ def test_projector_screen_keeps_start_in_view_and_runs_choosable_by_keyboard(das
     wait_until(lambda: dash_duo.find_element("#form-toggle").text == "Show the form", timeout=10,
                message="still hidden after a reload")
     assert not dash_duo.find_element(".controls").is_displayed()
+    # the run list hidden with the form, another run is picked beside "Show the form"
+    picker = dash_duo.find_element("#run-picker")
+    assert picker.is_displayed() and "second" in picker.text
+    picker.click()
+    option = wait_until(lambda: next((o for o in dash_duo.find_elements(".dash-dropdown-option, [role=option]")
+                                      if "first" in o.text), None), timeout=5, message="the picker's options")
+    option.click()
+    dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
+    wait_until(lambda: f"run={first}" in dash_duo.driver.current_url, timeout=5, message="the picked run in the URL")
+    dash_duo.driver.save_screenshot(str(SCREENSHOTS / "projector-picker.png"))
     dash_duo.find_element("#form-toggle").click()
     wait_until(lambda: dash_duo.find_element(".controls").is_displayed(), timeout=5, message="the form back")
+    assert not dash_duo.find_element("#run-picker").is_displayed()
     assert dash_duo.find_element("#form-toggle").text == "Hide the form"
     assert dash_duo.get_logs() == []
 
