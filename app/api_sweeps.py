@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify
 
 from app.api_json import NumberText, error, field_errors, json_body, quoted_numbers, refused_runs
 from app.form import training_time
-from core.config import shown
+from core.config import FIELDS, shown, unknown_field
 from core.jobs import InvalidConfig, Lab, QueueFull
 from core.presets import PAPER_BATCHES, PRESETS
 from core.sweep import MAX_SEEDS, MAX_VALUES, Sweep, capped_sweep, preset_sweep, problems_given_in, with_settings
@@ -48,13 +48,12 @@ def parse_sweep(body: Any) -> tuple[Sweep | None, dict[str, str]]:
         errors["shared_seed"] = f"shared_seed must be true or false, got {shown(shared)}"
     if not isinstance(settings, dict):
         errors["set"] = f'set must be an object of config fields, as {{"init_bias": 0}}, got {shown(settings)}'
-    elif quoted := quoted_numbers(settings):
-        errors["set"] = "; ".join(quoted.values())
+    elif quoted := quoted_numbers(settings):  # with the unknown names too: every problem of "set" at once
+        errors["set"] = "; ".join([*quoted.values(), *(unknown_field(n)[1] for n in settings if n not in FIELDS)])
     if errors:
         return None, errors
     try:
-        sweep = preset_sweep(preset, scale, [v if isinstance(v, NumberText) else repr(v) for v in values]
-                             if values else None, seeds, field, shared)
+        sweep = preset_sweep(preset, scale, values or None, seeds, field, shared)  # numbers named as sent: 64.5
     except ValueError as err:
         text = str(err)
         key = "field" if text.startswith(("field must", "preset ")) else "values"

@@ -113,7 +113,7 @@ def with_snapshots_allowed(config: RunConfig) -> RunConfig:
     return config.replace(snapshot_every=fewest) if config.snapshot_every < fewest <= config.steps else config
 
 
-def preset_sweep(name: str, scale: str = "quick", values: list[str] | None = None, seeds: int = 1,
+def preset_sweep(name: str, scale: str = "quick", values: Sequence[Any] | None = None, seeds: int = 1,
                  field_name: str | None = None, shared_seed: bool = False) -> Sweep:
     """A paper batch (LR1 ... D1) at quick or paper scale, or any preset with a chosen field and values."""
     if name in PAPER_BATCHES:

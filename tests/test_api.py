@@ -344,7 +344,7 @@ def test_queue_a_sweep_and_list_it(client, lab):
     ({"preset": "LR3", "scale": "huge"}, "scale", "quick, paper"),
     ({"preset": "LR3", "shared_seed": "yes"}, "shared_seed", "true or false"),
     ({"preset": "LR3", "lr": 0.1}, "lr", "unknown key 'lr'"),
-    ({"preset": "K1", "values": [256.5]}, "values", "n_neurons must be an integer"),
+    ({"preset": "K1", "values": [256.5]}, "values", "n_neurons must be an integer from 1 to 16384, got 256.5"),
     ({"preset": "K1", "values": [10**400]}, "values", "at n_neurons=1000000000000000... (401 characters)"),
     ({"preset": "demo-tiny", "field": "bias_decay", "values": [-0.0, 0.0]}, "values", "0 is given more than once"),
     ({"preset": "demo-tiny", "field": "lr", "values": [0.01], "scale": "paper"}, "scale", "its own sizes"),
@@ -352,6 +352,7 @@ def test_queue_a_sweep_and_list_it(client, lab):
     ({"preset": "LR3", "set": {"init_bias": -20}}, "set", "init_bias must be a number in [-10, 10], got -20"),
     ({"preset": "LR3", "set": {"lr": 0.1}}, "set", "lr is the swept field"),
     ({"preset": "LR3", "set": {"init_bias": "0"}}, "set", "init_bias must be a number in [-10, 10], as a JSON number"),
+    ({"preset": "LR3", "set": {"steps": "5", "bogus": 1}}, "set", "as a JSON number, got '5'; unknown field 'bogus'"),
 ])
 def test_a_bad_sweep_names_what_to_fix_and_queues_nothing(client, lab, body, key, says):
     response = client.post("/api/sweeps", json=body)
