@@ -59,7 +59,10 @@ def field_control(name: str) -> html.Div:
         control = dbc.Select(id=field_id(name), options=[{"label": c, "value": c} for c in meta["choices"]],
                              value=f.default)
     else:
-        control = dbc.Input(id=field_id(name), type="number", value=f.default, step="any", debounce=True)
+        # text, parsed strictly here (core.config.parse_value): a number box drops what it cannot read, so "0,01"
+        # typed for the learning rate arrived as 001, a valid 1 nobody typed
+        control = dbc.Input(id=field_id(name), type="text", value=f.default, debounce=True,
+                            autocomplete="off")
     return html.Div([
         dbc.Label(meta["label"] or name, html_for=field_id(name), className="mb-0 small fw-semibold"),
         control,
