@@ -30,6 +30,7 @@ from core.jobs import (
     Lab,
     QueueFull,
     UnknownRun,
+    can_continue,
     controls_of,
     failed_with_its_job,
     waiting_to_stop,
@@ -46,8 +47,10 @@ SUMMARY_KEYS = ("id", "label", "status", "step", "steps", "loss", "mono_ratio", 
 
 
 def run_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    """A run as the API gives it; `retryable`: it failed with its job, and resume tries it again."""
-    return {**{k: meta.get(k) for k in SUMMARY_KEYS}, "retryable": failed_with_its_job(meta), "config": meta["config"]}
+    """A run as the API gives it; `retryable`: it failed with its job, and resume tries it again; `continuable`:
+    /continue can start from its weights (a diverged run's, those at `weights_step`)."""
+    return {**{k: meta.get(k) for k in SUMMARY_KEYS}, "retryable": failed_with_its_job(meta),
+            "continuable": can_continue(meta), "weights_step": meta.get("weights_step"), "config": meta["config"]}
 
 
 MISSING = object()  # a key not sent, apart from one sent as null
@@ -140,14 +143,15 @@ def openapi_spec() -> dict[str, Any]:
                                        **body_errors, "503": {"description": "queue full"}}},
             },
             "/api/runs/{id}/continue": {**run_path, "post": {
-                "summary": "queue a run that starts from this done or stopped run's final weights (or those saved "
-                           "after the body's from_step: 1, 2, 4, ...), with the body's config fields changed (task, "
-                           "sizes, seed and the init stay)",
+                "summary": "queue a run that starts from this done, stopped or diverged run's final weights (a "
+                           "diverged run's: the last saved before it diverged; or those saved after the body's "
+                           "from_step: 1, 2, 4, ...), with the body's config fields changed (task, sizes, seed and the "
+                           "init stay)",
                 "requestBody": {"content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Continuation"}}}},
                 "responses": {"201": {"description": "{id}"}, "400": {"description": FIELD_ERRORS},
                               "404": {"description": "unknown run id"},
-                              "409": {"description": "the run has no final weights yet"},
+                              "409": {"description": "the run has no weights to continue from (yet)"},
                               **body_errors, "503": {"description": "queue full"}}}},
             "/api/runs/{id}/file": {**run_path, "get": {
                 "summary": "the run file (torch.save; load with weights_only=True)",

@@ -196,13 +196,20 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         Input("form-hidden", "data"), State("lab-page", "className"),
     )
 
-    @app.callback(Output("run-picker", "options"), Input("tick", "n_intervals"), Input("form-hidden", "data"))
-    def run_picker_options(_tick: int, hidden: bool | None) -> Any:
-        """The runs, newest first, as the run list names them: read only while the picker is what shows them."""
+    @app.callback(Output("run-picker", "options"), Input("tick", "n_intervals"), Input("form-hidden", "data"),
+                  State("run-picker", "options"))
+    def run_picker_options(_tick: int, hidden: bool | None, shown: list[dict[str, str]] | None) -> Any:
+        """The runs, newest first, as the run list names them: read only while the picker is what shows them, and
+        sent only when they changed."""
         if not hidden:
             return no_update
-        return [{"label": f"{run_name(m['label'], m['id'])} · {m['status']}", "value": m["id"]}
-                for m in reversed(lab.list())]
+        try:
+            runs = lab.list()
+        except UNREACHABLE:  # the picker keeps what it had until the store answers again
+            return no_update
+        options = [{"label": f"{run_name(m['label'], m['id'])} · {m['status']}", "value": m["id"]}
+                   for m in reversed(runs)]
+        return no_update if options == shown else options
 
     @app.callback(Output("selected-run", "data", allow_duplicate=True), Output("run-picker", "value"),
                   Input("run-picker", "value"), Input("selected-run", "data"), prevent_initial_call="initial_duplicate")
@@ -445,7 +452,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         return (dbc.Alert(f"Deleted run {run_id}.", color="secondary", dismissable=True, duration=4000), deselect,
                 forget)
 
-    @app.callback(Output("smoothing-slider", "value", allow_duplicate=True), Input("smoothing-slider", "value"),
+    @app.callback(Output("smoothing-slider", "value"), Input("smoothing-slider", "value"),
                   State("live-request", "data"), prevent_initial_call=True)
     def keep_smoothing(value: Any, requested: dict[str, Any] | None) -> Any:
         """The slider's box cleared or typed past its range: back to a weight it can take (the last one drawn)."""

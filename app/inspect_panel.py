@@ -36,7 +36,7 @@ from core.interpret import (
     poly_linear_map,
     uses_positive_part,
 )
-from core.jobs import Lab, UnknownRun, can_continue, failed_with_its_job
+from core.jobs import Lab, UnknownRun, can_continue, diverged
 from core.runfile import RunFileError, load_run_file
 
 DONE = "For a finished, paused or stopped run"
@@ -119,12 +119,12 @@ def saved_step(record: dict[str, Any], step: int | None) -> int | None:
 
 
 def weights_label(saved: int | None, step: int | None, status: str = "done", trained: int | None = None) -> str:
-    """Which weights are inspected; the run file's last are final only for a run trained to its end (`status`,
-    `trained`: the run's, and the steps its file holds)."""
+    """Which weights are inspected; the run file's last are final only for a run trained to its end (`status`: the
+    run's, or "diverged"; `trained`: the steps its file holds)."""
     if saved is None:
         if status == "done" or trained is None:
             return "final weights"
-        if status == "failed":
+        if status == "diverged":
             return f"weights at step {trained:,} (the last saved before it diverged)"
         return f"weights at step {trained:,} (where it was {'stopped' if status == 'stopped' else 'paused'})"
     at = f"checkpoint after {saved} step" + ("" if saved == 1 else "s")
@@ -275,8 +275,7 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         except RunFileError as err:
             return alert(str(err), "warning"), None
         if file is None:
-            why = ("This run diverged before any weights were saved: there are none to inspect."
-                   if meta["status"] == "failed" and not failed_with_its_job(meta)
+            why = ("This run diverged before any weights were saved: there are none to inspect." if diverged(meta)
                    else "The inspector opens when the run is finished, paused or stopped."
                    if meta["status"] != "stopped"
                    else "This run was stopped before it trained a step: there are no weights to inspect."
@@ -285,7 +284,8 @@ def register_inspect_callbacks(app: Any, lab: Lab) -> None:
         step = replayed_step(meta["frames"], slider, slider_max, triggered("selected-run"))
         size, record = file
         saved = saved_step(record, step)
-        which = weights_label(saved, step, meta["status"], record.get("metrics", {}).get("steps_trained"))
+        which = weights_label(saved, step, "diverged" if diverged(meta) else meta["status"],
+                              record.get("metrics", {}).get("steps_trained"))
         return None, (meta, size, *model_of(run_id, size, record, saved), which, saved)
 
     @app.callback(

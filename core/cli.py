@@ -265,14 +265,12 @@ def run_train(args: argparse.Namespace) -> int:
             # the loss the summary and every view report: over the last 5% of the steps trained so far
             bar.set_postfix(loss=f"{trainer.final_loss(0):.4f}", mono=f"{run.summary.mono_ratio:.3f}")
             if run.error:
-                print(f"error: {run.error}{saved_before_divergence(trainer, args.out, started_from)}",
+                print(f"error: {run.error}{saved_before_divergence(record_of(trainer, started_from), args.out)}",
                       file=sys.stderr)
                 return 1
     seconds = time.perf_counter() - started
-    record = build_run_file(trainer)
+    record = record_of(trainer, started_from)
     assert record is not None  # it did not diverge
-    if started_from:
-        record["started_from"] = started_from
     out = str(save_run_file(record, args.out)) if args.out else None
     metrics = record["metrics"]
     summary: dict[str, Any] = {
@@ -287,13 +285,20 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def saved_before_divergence(trainer: Trainer, out: str | None, started_from: dict[str, Any] | None) -> str:
-    """Save a diverged run's last finite weights to `out` (core.runfile.kept_weights); what the error adds about it."""
-    record = build_run_file(trainer) if out else None
-    if record is None:
-        return "" if not out else f"; nothing written to {out}: it diverged before any weights were saved"
-    if started_from:
+def record_of(trainer: Trainer, started_from: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run file of the trainer's run (None: it diverged before any weights were saved), with where it started."""
+    record = build_run_file(trainer)
+    if record is not None and started_from:
         record["started_from"] = started_from
+    return record
+
+
+def saved_before_divergence(record: dict[str, Any] | None, out: str | None) -> str:
+    """Save a diverged run's file (core.runfile.kept_weights) to `out`, if given; what the error adds about it."""
+    if not out:
+        return ""
+    if record is None:
+        return f"; nothing written to {out}: it diverged before any weights were saved"
     save_run_file(record, out)
     return (f"; {out} keeps the run up to step {record['metrics']['steps_trained']}, the last weights saved "
             "before it diverged (--continue-from it, at an early --continue-step, with a lower learning rate)")

@@ -62,11 +62,15 @@ def failed_with_its_job(meta: dict[str, Any]) -> bool:
     return meta["status"] == "failed" and bool(meta.get("job_failed"))
 
 
+def diverged(meta: dict[str, Any]) -> bool:
+    """Whether the run failed by diverging (its loss or weights not finite), not with its job or its record."""
+    return meta["status"] == "failed" and bool(meta.get("diverged"))
+
+
 def can_continue(meta: dict[str, Any]) -> bool:
     """Whether a run has weights a new run can start from: its run file, once done or stopped, or once diverged (up
     to the last weights saved before it; one that failed with its job is retried by Resume instead)."""
-    diverged = meta["status"] == "failed" and not failed_with_its_job(meta)
-    return (meta["status"] in CONTINUABLE or diverged) and has_run_file(meta)
+    return (meta["status"] in CONTINUABLE or diverged(meta)) and has_run_file(meta)
 
 
 STOPPING_NOTE = "stopping: "  # a queued run waiting for a worker to save it from its checkpoint (Lab.stop)
@@ -169,7 +173,7 @@ class Lab:
         blob = self.run_file(parent_id) if can_continue(meta) else None
         if blob is None:
             why = ("it failed with its job: Resume retries it from its last checkpoint" if failed_with_its_job(meta)
-                   else "it diverged before any weights were saved" if meta["status"] == "failed"
+                   else "it diverged before any weights were saved" if diverged(meta)
                    else "only a done, stopped or diverged run has weights to continue from"
                    if meta["status"] not in CONTINUABLE
                    else "it was stopped before it trained a step: nothing was saved" if meta["step"] == 0
@@ -194,7 +198,7 @@ class Lab:
         pushes = [bias_push(parent, config) for config in configs]
         blobs = {push: weights_to_bytes(pushed(weights, push), world_of(record)) for push in set(pushes)}
         starts = [({**start, "bias_push": push}, blobs[push]) for push in pushes]
-        at = step if step is not None or final_step == meta["step"] else final_step  # a diverged run's last saved
+        at = final_step if step is None and diverged(meta) else step  # not the end it reached: say where
         labels = [label or continued_label(meta["label"], parent, config, at)
                   for config, label in zip(configs, labels or [None] * len(configs))]
         return self.submit_batched(configs, labels, starts=starts)

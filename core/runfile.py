@@ -20,9 +20,12 @@ from core.train import LOSS_RECORD_EVERY, Trainer, paper_state_dict
 def run_metrics(trainer: Trainer, run: int, model: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
     """The metrics of `model`, the run's weights after `steps` steps (its current ones, or a diverged run's last finite
     copy), with the loss every view reports over those steps."""
-    sfa = single_feature_activations(model["0.weight"].float()[None], model["0.bias"].float()[None],
-                                     trainer.embedders[run].float().cpu()[None],
-                                     trainer.configs[run].nonlinearity)[0].numpy()
+    if trainer.diverged_at[run] is None:  # its current weights: the SFA its live metrics came from, on its device
+        sfa = trainer.sfa()[run]
+    else:
+        sfa = single_feature_activations(model["0.weight"].float()[None], model["0.bias"].float()[None],
+                                         trainer.embedders[run].float().cpu()[None],
+                                         trainer.configs[run].nonlinearity)[0].numpy()
     summary = SfaSummary.of(sfa)
     metrics: dict[str, Any] = {
         "final_loss": final_loss(trainer.losses[run, :steps]),
@@ -35,7 +38,7 @@ def run_metrics(trainer: Trainer, run: int, model: dict[str, torch.Tensor], step
         "steps_trained": steps,
         "seconds": trainer.elapsed,
     }
-    if trainer.errors[run]:
+    if trainer.diverged_at[run] is not None:
         metrics["error"] = trainer.errors[run]
         metrics["diverged_at"] = trainer.diverged_at[run]
     return metrics
@@ -65,7 +68,7 @@ def build_run_file(trainer: Trainer, run: int = 0) -> dict[str, Any] | None:
     if kept is None:
         return None
     steps, log2_models = kept
-    diverged = trainer.errors[run] is not None
+    diverged = trainer.diverged_at[run] is not None
     final = log2_models[-1] if diverged else {k: v.cpu() for k, v in paper_state_dict(trainer.weights[run]).items()}
     config = trainer.configs[run]
     losses = trainer.losses[run, :steps].cpu()

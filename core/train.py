@@ -390,7 +390,7 @@ class Trainer:
                 self.errors[r] = (f"loss became {chunk[r][index]} at step {start + index + 1}: training diverged "
                                   f"(lower the learning rate{hint})")
             elif self.errors[r] is None and not finite_weights[r]:
-                self.diverged_at[r] = start + 1  # some step since the last snapshot
+                self.diverged_at[r] = end + 1  # the weights after step `end` are not finite; the copies are checked
                 self.errors[r] = (f"weights became NaN or infinite by step {end}: training diverged "
                                   f"(lower the learning rate{hint})")
             runs.append(RunSnapshot(
@@ -474,7 +474,8 @@ class Trainer:
         self.log2_models = [[{k: v.to(self.device) for k, v in m.items()} for m in models]
                             for models in state["log2_models"]]
         self.errors = list(state["errors"])
-        self.diverged_at = list(state.get("diverged_at", [None] * self.n_runs))  # checkpoints written before it
+        self.diverged_at = state.get("diverged_at") or [diverged_step(self.losses[r, :self.step], self.step)
+                                                        if error else None for r, error in enumerate(self.errors)]
         self._skipped_dead = bool(state.get("skipped_dead", False))
         if self._workspace is not None:
             self._workspace.skipped_dead = self._skipped_dead
@@ -487,6 +488,13 @@ def paper_state_dict(weights: RunWeights) -> dict[str, torch.Tensor]:
     """nn.Sequential(Linear, act, Linear) key names, as the paper code saves its models."""
     return {"0.weight": weights.w1.detach().clone(), "0.bias": weights.b1.detach().clone(),
             "2.weight": weights.w2.detach().clone()}
+
+
+def diverged_step(losses: torch.Tensor, trained: int) -> int:
+    """Where a run that diverged did, for a checkpoint written before it was kept: its first non-finite loss's step,
+    else (its weights went first) the step after those trained."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    return int(bad[0]) + 1 if len(bad) else trained + 1
 
 
 def next_snapshot_step(step: int, every: int) -> int:

@@ -234,7 +234,11 @@ class JobRunner:
         trainer = self.trainer
         sps = self.speed.update(trainer.step, trainer.elapsed)
         eta = (trainer.steps - trainer.step) / sps if sps else None
-        live, diverged = 0, []
+        # built before the transaction (tens of MB at paper scale), written in it with the failure: a worker lost in
+        # between would leave a failed run with nothing kept and no retry
+        diverged = {r: self._run_file(r) for r, run in enumerate(snap.runs)
+                    if run.error and self.store.get(f"meta/{self.run_ids[r]}", {}).get("status") == "running"}
+        live = 0
         with self.store.transaction():
             self.lab.check_owner(self.job_id, self.worker)
             for r, run_id in enumerate(self.run_ids):
@@ -243,9 +247,14 @@ class JobRunner:
                     continue
                 run = snap.runs[r]
                 if run.error:
-                    meta.update(status="failed", error=run.error, finished=now(), note=None, eta_seconds=None)
+                    meta.update(status="failed", error=run.error, diverged=True, finished=now(), note=None,
+                                eta_seconds=None)
+                    if (kept := diverged.get(r)) is not None:  # its weights saved before, to inspect and continue
+                        blob, steps = kept
+                        self.store.set(f"file/{run_id}", blob)
+                        meta.update(has_file=True, weights_step=steps, note=diverged_note(steps))
+                        meta["frames"] = sorted(set(meta["frames"]) | self._log2_frames(r, run_id, steps))
                     self.store.set(f"meta/{run_id}", meta)
-                    diverged.append(r)
                     continue
                 live += 1
                 if len(run.new_losses) == 0:
@@ -268,49 +277,55 @@ class JobRunner:
                 if snap.step % self.frame_every == 0 or snap.done:
                     self.store.set(f"frame/{run_id}/{snap.step}", replay_frame(run.sfa, bias))
                     frames.add(snap.step)
-                for i, state in enumerate(trainer.log2_models[r][self.log2_seen[r]:], start=self.log2_seen[r]):
-                    sfa = single_feature_activations(state["0.weight"][None], state["0.bias"][None],
-                                                     trainer.embedders[r][None], trainer.base.nonlinearity)[0]
-                    self.store.set(f"frame/{run_id}/{2 ** i}", replay_frame(sfa.float().cpu().numpy(),
-                                                                           state["0.bias"].float().cpu().numpy()))
-                    frames.add(2**i)
-                meta["frames"] = sorted(frames)
+                meta["frames"] = sorted(frames | self._log2_frames(r, run_id))
                 # the loss every view shows (run list, API, compare table, run file): the last 5% of steps so far
                 meta.update(step=snap.step, loss=trainer.final_loss(r), mono_ratio=summary.mono_ratio,
                             mean_bias=run.mean_bias, lr=run.lr, steps_per_second=sps, eta_seconds=eta,
                             device=self.where, updated=now())
                 self.store.set(f"meta/{run_id}", meta)
         self.log2_seen = [len(m) for m in trainer.log2_models]
-        if diverged:
-            self._save_run_files(diverged)
         return live > 0
 
-    def _save_run_files(self, diverged: list[int] | None = None) -> None:
-        """Save the run files of the job's running runs, or of those that just `diverged` (up to the last weights
-        saved before it: core.runfile.kept_weights)."""
-        status = "running" if diverged is None else "failed"
+    def _log2_frames(self, r: int, run_id: str, up_to: int | None = None) -> set[int]:
+        """Write replay frames of the run's log2 weight copies not yet written (those up to step `up_to`: a diverged
+        run's kept ones); their steps."""
+        trainer, written = self.trainer, set()
+        for i, state in enumerate(trainer.log2_models[r][self.log2_seen[r]:], start=self.log2_seen[r]):
+            if up_to is not None and 2**i > up_to:
+                break
+            sfa = single_feature_activations(state["0.weight"][None], state["0.bias"][None],
+                                             trainer.embedders[r][None], trainer.base.nonlinearity)[0]
+            self.store.set(f"frame/{run_id}/{2 ** i}", replay_frame(sfa.float().cpu().numpy(),
+                                                                   state["0.bias"].float().cpu().numpy()))
+            written.add(2**i)
+        return written
+
+    def _run_file(self, r: int) -> tuple[bytes, int] | None:
+        """The run's file as the store keeps it, and the steps it holds; None for a run that diverged before any
+        weights were saved."""
+        record = build_run_file(self.trainer, r)
+        if record is None:
+            return None
+        start = self.store.get(f"meta/{self.run_ids[r]}", {}).get("start")
+        if start:  # where its weights came from ({"run", "label", "step"})
+            record["started_from"] = start
+        buffer = io.BytesIO()
+        torch.save(record, buffer)
+        return buffer.getvalue(), record["metrics"]["steps_trained"]
+
+    def _save_run_files(self) -> None:
         files = {}
-        for r in range(len(self.run_ids)) if diverged is None else diverged:
-            run_id = self.run_ids[r]
-            meta = self.store.get(f"meta/{run_id}", {})
-            if meta.get("status") != status:
-                continue  # deleted meanwhile (or failed): a run file of tens of MB would not be kept
-            record = build_run_file(self.trainer, r)
-            if record is None:
-                continue  # diverged before any weights were saved
-            if meta.get("start"):  # where its weights came from ({"run", "label", "step"})
-                record["started_from"] = meta["start"]
-            buffer = io.BytesIO()
-            torch.save(record, buffer)
-            files[run_id] = (buffer.getvalue(), record["metrics"]["steps_trained"])
+        for r, run_id in enumerate(self.run_ids):
+            if self.store.get(f"meta/{run_id}", {}).get("status") != "running":
+                continue  # deleted or failed (a diverged run's was saved as it failed)
+            files[run_id] = self._run_file(r)
         with self.store.transaction():
             self.lab.check_owner(self.job_id, self.worker)
-            for run_id, (blob, steps) in files.items():
+            for run_id, kept in files.items():
                 meta = self.store.get(f"meta/{run_id}")
-                if meta is not None and meta["status"] == status:
-                    self.store.set(f"file/{run_id}", blob)
-                    kept = {} if diverged is None else {"weights_step": steps, "note": diverged_note(steps)}
-                    self.store.set(f"meta/{run_id}", {**meta, "has_file": True, **kept})  # Continue can start from it
+                if meta is not None and meta["status"] == "running" and kept is not None:
+                    self.store.set(f"file/{run_id}", kept[0])
+                    self.store.set(f"meta/{run_id}", {**meta, "has_file": True})  # Continue can start from it
 
     # --- the loop ---
     def run(self) -> None:

@@ -232,8 +232,10 @@ def test_controls_that_would_do_nothing_say_why(client, lab):
     lab.release(job_id, "failed", worker=WorkerId("machine-a", 11), error="RuntimeError: CUDA out of memory")
     assert client.get(f"/api/runs/{failed}").get_json()["retryable"] is True
     assert client.post(f"/api/runs/{failed}/resume").get_json()["status"] == "queued"
-    lab.store.set(f"meta/{failed}", {**lab.get(failed), "status": "failed", "error": "diverged at step 9"})
-    assert client.get(f"/api/runs/{failed}").get_json()["retryable"] is False
+    lab.store.set(f"meta/{failed}", {**lab.get(failed), "status": "failed", "error": "diverged at step 9",
+                                     "diverged": True, "has_file": True, "weights_step": 8})
+    summary = client.get(f"/api/runs/{failed}").get_json()
+    assert summary["retryable"] is False and summary["continuable"] is True and summary["weights_step"] == 8
     response = client.post(f"/api/runs/{failed}/resume")
     assert response.status_code == 409 and response.get_json()["error"] == (
         f"cannot resume run {failed}: it failed on its own (diverged at step 9), not with its job: a retry would "

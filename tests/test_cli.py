@@ -157,3 +157,18 @@ def test_continuing_into_the_parents_own_file_is_refused_before_training(tmp_pat
         assert result.stderr.strip() == (f"error: --out must not be the --continue-from file ({parent}): the "
                                          "continued run would replace the run it starts from; give another path")
     assert parent.read_bytes() == saved
+
+
+def test_a_diverged_train_saves_its_weights_from_before_and_goes_on_from_them(tmp_path):
+    out = tmp_path / "diverged.pt"
+    result = cli("train", "--preset", "demo-tiny", "--nonlinearity", "solu", "--lr", "1", "--init-bias", "5",
+                 "--steps", "2000", "--snapshot-every", "50", "--out", str(out), "--quiet")
+    assert result.returncode == 1 and "loss became inf at step" in result.stderr
+    record = torch.load(out, weights_only=True)
+    kept = record["metrics"]["steps_trained"]
+    assert f"{out} keeps the run up to step {kept}, the last weights saved before it diverged" in result.stderr
+    assert record["metrics"]["diverged_at"] > kept and torch.isfinite(record["final_model"]["0.weight"]).all()
+    # from its first step's weights, where its loss had not yet run away, with a learning rate it can take
+    again = cli("train", "--continue-from", str(out), "--continue-step", "1", "--lr", "0.01", "--steps", "64",
+                "--snapshot-every", "16", "--out", str(tmp_path / "on.pt"), "--quiet")
+    assert again.returncode == 0, again.stderr

@@ -234,8 +234,12 @@ def test_a_diverged_run_is_continued_from_its_last_good_weights(pool):
 def test_a_run_that_cannot_be_continued_says_why(tmp_path):
     lab = Lab(DiskStore(tmp_path / "data"))
     run_id = lab.submit(PARENT)
-    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "status": "failed", "error": "loss became nan at step 1"})
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "status": "failed", "error": "loss became nan at step 1",
+                                     "diverged": True})
     with pytest.raises(CannotContinue, match="it diverged before any weights were saved"):
+        lab.continue_run(run_id, PARENT)
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "error": "its job record was lost", "diverged": False})
+    with pytest.raises(CannotContinue, match="only a done, stopped or diverged run has weights"):
         lab.continue_run(run_id, PARENT)
     lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "job_failed": True, "has_file": True})
     with pytest.raises(CannotContinue, match="it failed with its job: Resume retries it"):

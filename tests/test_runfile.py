@@ -174,10 +174,10 @@ def test_a_diverged_runs_file_keeps_it_up_to_its_last_good_weights(tiny):
         trainer.weights[0].w1[0, 0] = float("nan")  # some step after 40 went wrong
     error = trainer.snapshot().runs[0].error
     record = build_run_file(trainer, 0)
-    # weights saved after steps 1, 2, ..., 32; the one after step 40 gave step 41's loss, the first that may be bad
+    # weights saved after steps 1, 2, ..., 32, all finite; those after step 50 are not
     assert len(record["log2_spaced_models"]) == 6 and record["metrics"]["steps_trained"] == 32
     assert record["final_model"] is record["log2_spaced_models"][-1]
-    assert record["metrics"]["error"] == error and record["metrics"]["diverged_at"] == 41
+    assert record["metrics"]["error"] == error and record["metrics"]["diverged_at"] == 51  # the step after 50
     assert len(record["loss_history"]) == 32 and math.isfinite(record["metrics"]["final_loss"])
     assert record["metrics"]["mean_bias"] == pytest.approx(float(record["final_model"]["0.bias"].mean()))
     buffer = io.BytesIO()
@@ -195,3 +195,19 @@ def test_a_run_diverged_before_its_first_saved_weights_has_no_file(tiny):
     with torch.no_grad():
         trainer.weights[0].b1.fill_(float("inf"))
     assert trainer.snapshot().runs[0].error and build_run_file(trainer, 0) is None
+
+
+def test_a_checkpoint_from_before_divergence_steps_were_kept_still_keeps_only_finite_weights(tiny):
+    from tests.helpers import diverging_config
+
+    trainer = Trainer([diverging_config()])
+    trainer.advance(300)
+    trainer.snapshot()
+    state = trainer.state_dict()
+    del state["diverged_at"]  # as a checkpoint written before it
+    restored = Trainer([diverging_config()])
+    restored.load_state_dict(state)
+    assert restored.diverged_at == trainer.diverged_at
+    record = build_run_file(restored, 0)
+    assert record["metrics"] == build_run_file(trainer, 0)["metrics"]  # up to the last finite copy, as before
+    assert torch.isfinite(record["final_model"]["0.weight"]).all()
