@@ -76,10 +76,10 @@ def sweep_layout() -> html.Div:
                                 labelled("Values", dbc.Input(id="sweep-values-input", placeholder="the batch's values",
                                                                     debounce=300),
                                          md=2),
-                                # no min/max, no step: the box would give None for 0 or 2.5 (as if empty), where
-                                # the check can name the value
-                                labelled("Seeds per value", dbc.Input(id="sweep-seeds-input", type="number", value=1,
-                                                            step="any"), md=2),
+                                # text, as the run form's: a number box gives None for "abc" (as if empty), where
+                                # the check can name what was typed
+                                labelled("Seeds per value", dbc.Input(id="sweep-seeds-input", type="text", value=1,
+                                                            autocomplete="off"), md=2),
                             ],
                             className="g-2 align-items-end",
                         ),
@@ -167,6 +167,8 @@ def sweep_from_form(
     `settings`) or else the part of the config they concern. OWN_FIELD (or none) is the batch's own field."""
     values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
     missing = {"seeds": f"seeds is required: an integer from 1 to {MAX_SEEDS}"} if seeds in (None, "") else {}
+    if isinstance(seeds, str) and re.fullmatch(r"\s*[0-9]{1,6}\s*", seeds):
+        seeds = int(seeds)  # anything else typed is named by the check (preset_sweep), quoted
     settings, setting_problems = parse_settings(settings_text)
     try:
         sweep = preset_sweep(name, scale, values, 1 if missing else seeds, chosen_field(field),

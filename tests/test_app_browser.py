@@ -366,6 +366,9 @@ def test_sweeps_page_shows_the_paper_figures(dash_duo, lab):
     assert "is-invalid" in dash_duo.find_element("#sweep-values-input").get_attribute("class")
     assert not dash_duo.find_element("#sweep-start-button").is_enabled()
     set_input(dash_duo, "sweep-values-input", "0.01 0.02")
+    set_input(dash_duo, "sweep-seeds-input", "abc")  # named as typed, not "is required"
+    dash_duo.wait_for_text_to_equal("#sweep-form-problems", "Seeds must be an integer from 1 to 16, got 'abc'",
+                                    timeout=10)
     set_input(dash_duo, "sweep-seeds-input", "0")
     dash_duo.wait_for_text_to_equal("#sweep-form-problems", "Seeds must be an integer from 1 to 16, got 0", timeout=10)
     assert "is-invalid" not in dash_duo.find_element("#sweep-values-input").get_attribute("class")
