@@ -44,7 +44,17 @@ from app.live import (
 from app.repeat_guard import RepeatGuard
 from core.config import MAX_SEED, RunConfig
 from core.continuation import CannotContinue, continuation_errors, total_bias_hint
-from core.jobs import CONTROLS, FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun, can_continue, controls_of
+from core.jobs import (
+    CONTROLS,
+    FINISHED,
+    InvalidConfig,
+    Lab,
+    QueueFull,
+    UnknownRun,
+    can_continue,
+    controls_of,
+    diverged,
+)
 from core.presets import PRESETS
 from core.redis_store import UNREACHABLE, unreachable_message
 from core.store import low_space_message
@@ -244,11 +254,12 @@ def register_callbacks(app: Any, lab: Lab) -> None:
                                                                Output("url", "search"), Output("link-message",
                                                                                                 "children")],
         Input("url", "search"), Input("preset-select", "value"), *FIELD_VALUES, State("url", "pathname"),
+        State("continue-from", "data"),
     )
     def sync_form_and_url(search: str | None, preset: str | None, *values: Any) -> list[Any]:
         """The URL holds the config: loading a link fills the form (and says what of it was unusable);
         editing the form rewrites the link."""
-        *values, pathname = values
+        *values, pathname, continuing = values
         keep = [no_update] * len(FIELD_NAMES)
         if not is_train_page(pathname):
             return keep + [no_update] * 3
@@ -269,7 +280,9 @@ def register_callbacks(app: Any, lab: Lab) -> None:
             return values_from_config(config) + [no_update, config_to_query(config, preset), None]
         if trigger == field_id("steps"):
             previous = config_from_query(search).config  # the form as it last was: the URL follows it
-            every = snapshots_for_steps(values, preset, previous.steps if previous else None)
+            parent_id = continued_run(continuing)[0]
+            continued = lab.config(parent_id) if parent_id and lab.exists(parent_id) else None
+            every = snapshots_for_steps(values, preset, previous.steps if previous else None, continued)
             if every is not None:
                 at = FIELD_NAMES.index("snapshot_every")
                 keep[at] = values[at] = every
@@ -413,7 +426,9 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         try:
             if action == "continue":  # the form takes the run's config (through the URL, as a link would)
                 query = config_to_query(lab.config(run_id), None)
-                return no_update, run_id, no_update, no_update, no_update, continue_from(run_id, None), query
+                # a diverged run's last saved weights had mostly run away already: from its first, before they did
+                step = 1 if diverged(lab.get(run_id)) else None
+                return no_update, run_id, no_update, no_update, no_update, continue_from(run_id, step), query
             if action == "duplicate":
                 new_id, seed = repeats.once(f"duplicate {run_id}", lambda: duplicate(run_id))
                 return dbc.Alert(f"Queued {new_id}: same config, seed {seed}.", color="success",

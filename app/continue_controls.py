@@ -11,8 +11,9 @@ from dash import ALL, Input, Output, State, ctx, html, no_update
 from app.components import run_name
 from app.form import config_from_query, config_to_query, preset_options
 from app.links import is_train_page
+from core.config import shown_value
 from core.continuation import continuation_errors
-from core.jobs import Lab
+from core.jobs import Lab, diverged
 from core.presets import PRESETS
 
 
@@ -42,6 +43,9 @@ def continue_banner(meta: dict[str, Any], step: int | None) -> dbc.Alert:
     return dbc.Alert([
         html.B("Continues "), f"{run_name(meta['label'], meta['id'])} from step {at:,}, with a fresh schedule "
         "and optimiser. ",
+        # its settings are the form's: the learning rate it diverged at is there until changed
+        html.B(f"It diverged at learning rate {shown_value(meta['config']['lr'])}: lower it (Advanced). ")
+        if diverged(meta) else "",
         dbc.Button("Start fresh instead", id="continue-cancel", color="link", size="sm",
                    className="p-0 align-baseline"),
         html.Details([

@@ -35,6 +35,7 @@ AXIS_STYLE = {"gridcolor": "#e9ecef", "zerolinecolor": "#dee2e6", "linecolor": "
 # A wide tick label ("-0.25") pushes the margin out instead of running into the axis title. Only on figures drawn
 # once (curves, inspector): plotly validates every key, and the figures redrawn each live tick are hot.
 AUTOMARGIN = {"automargin": True}
+RUNAWAY_LOSS_RATIO = 1e4  # a loss curve spanning more than this is drawn on a log axis
 # Without a template of its own, every figure carries plotly's default one (~7 KB of trace defaults for
 # 3D, maps and polar plots): a third of a paper-scale live update. This one keeps its colours only.
 SLIM_TEMPLATE = {"layout": {"colorway": ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3",
@@ -144,7 +145,13 @@ def loss_figure(steps: np.ndarray, losses: np.ndarray, smoothing: float = 0.6, t
         go.Scattergl(x=x, y=smooth, mode="lines", name=f"smoothed ({smoothing:g})",
                      line={"width": 2, "color": "#1f77b4"}),
     ]
-    return styled(traces, title, "Training step (log scale)", "Loss (squared error)", log_x=True)
+    # a loss that ran away (a diverging run: 1 to 1e35) is a flat line and a spike on a linear axis
+    positive = np.asarray(losses, dtype=np.float64)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    runaway = len(positive) > 0 and positive.max() > RUNAWAY_LOSS_RATIO * positive.min()
+    return styled(traces, title, "Training step (log scale)",
+                  "Loss (log scale)" if runaway else "Loss (squared error)", log_x=True,
+                  yaxis={"type": "log", "exponentformat": "power", **AUTOMARGIN} if runaway else None)
 
 
 def metric_figure(steps: np.ndarray, values: np.ndarray, title: str, y_title: str,

@@ -113,12 +113,13 @@ def form_errors(values: list[Any]) -> tuple[RunConfig | None, dict[str, str]]:
     return (None if errors else config), errors
 
 
-def snapshots_for_steps(values: list[Any], preset: str | None, previous_steps: int | None = None) -> int | None:
+def snapshots_for_steps(values: list[Any], preset: str | None, previous_steps: int | None = None,
+                        continued: RunConfig | None = None) -> int | None:
     """After Steps was typed: the snapshot interval to show instead, else None. An interval the user has not set
-    (the preset's, or what an earlier Steps of `previous_steps` made it) follows the steps: the preset's, lowered to
-    fewer steps (as the API and CLI do) and raised back with more."""
+    (the preset's, or the `continued` run's, or what an earlier Steps of `previous_steps` made it) follows the steps:
+    lowered to fewer steps (as the API and CLI do) and raised back with more."""
     raw = dict(zip(FIELD_NAMES, values))
-    base = (PRESETS[preset].config if preset in PRESETS else RunConfig()).snapshot_every
+    base = (continued or (PRESETS[preset].config if preset in PRESETS else RunConfig())).snapshot_every
     followed = {base, min(base, previous_steps)} if isinstance(previous_steps, int) and previous_steps > 0 else {base}
     steps, problem = checked_value("steps", raw["steps"])
     if raw["snapshot_every"] not in followed or problem is not None:

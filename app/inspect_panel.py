@@ -39,7 +39,7 @@ from core.interpret import (
 from core.jobs import Lab, UnknownRun, can_continue, diverged
 from core.runfile import RunFileError, load_run_file
 
-DONE = "For a finished, paused or stopped run"
+DONE = "For a finished, paused, stopped or diverged run"
 
 
 def index_input(input_id: str, label: str, value: int) -> dbc.Col:
@@ -61,8 +61,8 @@ def inspect_layout() -> html.Div:
         [
             html.H5("Inside the model", className="mt-3 mb-0"),
             html.P(
-                "For a finished, paused or stopped run, at the replayed step (or the latest weights saved at or "
-                "before it: runs keep them at powers of 2). Click a cell of the heatmap to pick its feature and "
+                "For a finished, paused, stopped or diverged run, at the replayed step (or the latest weights saved "
+                "at or before it: runs keep them at powers of 2). Click a cell of the heatmap to pick its feature and "
                 "neuron.",
                 className="text-muted small",
             ),

@@ -54,7 +54,7 @@ def replay_frame(sfa: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:
 
 def diverged_note(steps: int) -> str:
     """What a diverged run's row and view add about the weights its run file keeps."""
-    return f"weights up to step {steps:,} kept: Continue from an early step with a lower learning rate"
+    return f"weights up to step {steps:,} kept: Continue goes on from step 1 (another in the inspector)"
 
 
 class SpeedMeter:

@@ -493,7 +493,7 @@ def test_a_diverged_run_shows_why_and_offers_the_weights_saved_before(dash_duo, 
     dash_duo.wait_for_contains_text("#run-list", "too fast", timeout=10)
     dash_duo.find_element("#run-list .run-select").click()
     dash_duo.wait_for_contains_text("#live-subtitle", "failed: loss became inf at step", timeout=10)
-    assert f"weights up to step {kept} kept: Continue from an early step" in \
+    assert f"weights up to step {kept} kept: Continue goes on from step 1" in \
         dash_duo.find_element("#live-subtitle").text
     buttons = "return [...document.querySelectorAll('#run-list .run-row button')].map(b => b.textContent);"
     assert dash_duo.driver.execute_script(buttons) == ["Continue", "Duplicate", "Delete"]  # no Retry: it would
@@ -502,9 +502,10 @@ def test_a_diverged_run_shows_why_and_offers_the_weights_saved_before(dash_duo, 
     dash_duo.wait_for_contains_text("#download-area", "Download run file", timeout=10)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     dash_duo.driver.save_screenshot(str(SCREENSHOTS / "diverged.png"))
+    # from its first saved weights, before its loss ran away, and told the learning rate it diverged at
     next(b for b in dash_duo.find_elements("#run-list .run-row button") if b.text == "Continue").click()
-    dash_duo.wait_for_contains_text("#continue-banner", f"Continues too fast ({run_id}) from step {kept},",
-                                    timeout=10)
+    dash_duo.wait_for_contains_text("#continue-banner", f"Continues too fast ({run_id}) from step 1,", timeout=10)
+    assert "It diverged at learning rate 1: lower it (Advanced)." in dash_duo.find_element("#continue-banner").text
     assert dash_duo.get_logs() == []
 
 

@@ -219,7 +219,7 @@ def test_a_diverged_run_is_continued_from_its_last_good_weights(pool):
     # the weights of that step: the replay frame there keeps their biases
     assert np.array_equal(lab.frame(run_id, kept)["bias"], record["final_model"]["0.bias"].numpy())
 
-    assert f"weights up to step {kept} kept: Continue from an early step" in meta["note"]
+    assert f"weights up to step {kept} kept: Continue goes on from step 1" in meta["note"]
     by_default = lab.continue_run(run_id, config.replace(lr=0.01, steps=256))  # from the last of them
     assert lab.get(by_default)["label"] == f"too fast at step {kept} → lr=0.01, steps=256"
     assert lab.get(by_default)["start"]["step"] == kept

@@ -338,3 +338,12 @@ def test_each_extra_mono_count_has_one_line_style_on_every_page():
     sweeps = {name: dash for name, _, _, _, dash in sweep_figures.RESULT_SERIES}
     assert sweeps[figures.NEARLY_MONO_NAME] == "dot"
     assert sweeps[f"{figures.POSITIVE_MONO_NAME} (not the paper's)"] == "dashdot"
+
+
+def test_a_loss_that_ran_away_is_drawn_on_a_log_axis():
+    steps = np.arange(1, 101)
+    calm = figures.loss_figure(steps, np.linspace(1.0, 0.5, 100))
+    assert calm.layout.yaxis.type is None and calm.layout.yaxis.title.text == "Loss (squared error)"
+    diverging = figures.loss_figure(steps, np.concatenate([np.linspace(1.0, 0.5, 90), np.logspace(2, 35, 9),
+                                                           [np.inf]]))
+    assert diverging.layout.yaxis.type == "log" and "log scale" in diverging.layout.yaxis.title.text

@@ -175,6 +175,10 @@ def test_fewer_steps_than_the_preset_snapshots_lower_the_interval_in_links_and_a
     assert snapshots_for_steps(values_from_config(lowered), "quick-negative-bias", previous_steps=100) == 50
     raised = preset.replace(steps=5000, snapshot_every=100)
     assert snapshots_for_steps(values_from_config(raised), "quick-negative-bias", previous_steps=100) == 256
+    # continuing a run (the form's preset "custom"), its interval is the one that follows
+    demo = preset_config("demo-tiny")
+    fewer = values_from_config(demo.replace(steps=10))
+    assert snapshots_for_steps(fewer, "custom", previous_steps=demo.steps, continued=demo) == 10
 
 
 def test_too_little_bias_decay_for_the_steps_is_pointed_out_with_the_decay_that_fits():
