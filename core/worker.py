@@ -236,8 +236,9 @@ class JobRunner:
         eta = (trainer.steps - trainer.step) / sps if sps else None
         # built before the transaction (tens of MB at paper scale), written in it with the failure: a worker lost in
         # between would leave a failed run with nothing kept and no retry
-        diverged = {r: self._run_file(r) for r, run in enumerate(snap.runs)
-                    if run.error and self.store.get(f"meta/{self.run_ids[r]}", {}).get("status") == "running"}
+        unreported = {r: meta for r, run in enumerate(snap.runs) if run.error
+                      and (meta := self.store.get(f"meta/{self.run_ids[r]}", {})).get("status") == "running"}
+        diverged = {r: self._run_file(r, meta) for r, meta in unreported.items()}
         live = 0
         with self.store.transaction():
             self.lab.check_owner(self.job_id, self.worker)
@@ -300,15 +301,14 @@ class JobRunner:
             written.add(2**i)
         return written
 
-    def _run_file(self, r: int) -> tuple[bytes, int] | None:
+    def _run_file(self, r: int, meta: dict[str, Any]) -> tuple[bytes, int] | None:
         """The run's file as the store keeps it, and the steps it holds; None for a run that diverged before any
         weights were saved."""
         record = build_run_file(self.trainer, r)
         if record is None:
             return None
-        start = self.store.get(f"meta/{self.run_ids[r]}", {}).get("start")
-        if start:  # where its weights came from ({"run", "label", "step"})
-            record["started_from"] = start
+        if meta.get("start"):  # where its weights came from ({"run", "label", "step"})
+            record["started_from"] = meta["start"]
         buffer = io.BytesIO()
         torch.save(record, buffer)
         return buffer.getvalue(), record["metrics"]["steps_trained"]
@@ -316,9 +316,10 @@ class JobRunner:
     def _save_run_files(self) -> None:
         files = {}
         for r, run_id in enumerate(self.run_ids):
-            if self.store.get(f"meta/{run_id}", {}).get("status") != "running":
+            meta = self.store.get(f"meta/{run_id}", {})
+            if meta.get("status") != "running":
                 continue  # deleted or failed (a diverged run's was saved as it failed)
-            files[run_id] = self._run_file(r)
+            files[run_id] = self._run_file(r, meta)
         with self.store.transaction():
             self.lab.check_owner(self.job_id, self.worker)
             for run_id, kept in files.items():
