@@ -174,9 +174,9 @@ def metric_curves(lab: Lab, meta: dict[str, Any], state: dict[str, Any] | None
     nothing new). Like the loss curve, a figure's history is read and sent once; later updates read
     only the chunks written since (one metric point per chunk)."""
     # a run that ended early (stopped, diverged) has no schedule past its last step: the panels' axes then agree
-    schedule_end = max(1, meta["step"]) if meta["status"] in ("stopped", "failed") else meta["steps"]
+    cut = max(1, meta["step"]) if meta["status"] in ("stopped", "failed") else None
     stale = (state is None or state.get("run") != meta["id"] or state.get("epoch") != history_epoch(meta)
-             or state.get("schedule_end", meta["steps"]) != schedule_end)
+             or state.get("schedule_cut") != cut)
     redraw = stale or state["empty"]  # the figures show their "no snapshots yet" message
     history = lab.history(meta["id"], 0 if redraw else state["sent"])
     steps = history["points"].get("step", np.zeros(0))
@@ -184,12 +184,12 @@ def metric_curves(lab: Lab, meta: dict[str, Any], state: dict[str, Any] | None
         return dict.fromkeys(METRIC_FIGURES), state
     series = metric_series(meta, history["points"])
     if redraw:  # the schedule is drawn with the figure, once; appends carry snapshots only
-        backdrops = {"lr": lr_schedule(meta["config"], schedule_end)}
+        backdrops = {"lr": lr_schedule(meta["config"], cut or meta["steps"])}
         shown = {name: figures.metric_figure(steps, s["values"], s["title"], s["y_title"], s["reference"],
                                              s["extra"], extendable=True, backdrop=backdrops.get(name))
                  for name, s in series.items()}
         return shown, {"run": meta["id"], "sent": history["next"], "last": int(steps[-1]) if len(steps) else 0,
-                       "empty": not len(steps), "epoch": history_epoch(meta), "schedule_end": schedule_end}
+                       "empty": not len(steps), "epoch": history_epoch(meta), "schedule_cut": cut}
     keep, last = thin_new_points(steps, state["last"], meta["steps"])
     x = steps[keep].astype(int).tolist()
     patches = {}
