@@ -3,6 +3,7 @@ the same step code runs on the CPU in every other test."""
 
 import io
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,3 +116,20 @@ def test_bf16_trains_in_bfloat16_and_its_graph_replays_like_eager_steps(quick_cu
 
 def test_paper_shape_sweeps_train_stacked_on_a_gpu():
     assert worth_batching(PAPER_BASE.replace(device="cuda"))
+
+
+def test_a_graphed_run_that_diverges_keeps_its_finite_copies():
+    from core.runfile import build_run_file
+    from tests.helpers import diverging_config
+
+    trainer = Trainer([diverging_config().replace(device="cuda")], cuda_graph=True)
+    trainer.advance(2000)
+    error = trainer.snapshot().runs[0].error
+    assert trainer._graph is not None
+    losses = trainer.losses[0, :2000].cpu().numpy()
+    first_bad = int(np.argmin(np.isfinite(losses))) + 1  # losses[i] is step i + 1's
+    assert not np.isfinite(losses).all() and trainer.diverged_at == [first_bad]
+    assert f"at step {first_bad}:" in error
+    record = build_run_file(trainer)
+    assert record is not None and record["metrics"]["diverged_at"] == first_bad
+    assert all(torch.isfinite(t).all() for t in record["final_model"].values())
