@@ -17,6 +17,7 @@ from app.components import alert, checkpoint_marks, graph, run_name, triggered
 from app.continue_controls import continued_run
 from app.draw_requests import by_the_tick_alone, drawn_for, new_request, tick_waits, undrawn
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
+from app.links import is_compare, page_of
 from app.live import history_epoch, loss_text
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
 from core.config import FIELDS, RunConfig, check_value, parse_value, shown_value
@@ -38,10 +39,6 @@ TITLE_WIDTH = {2: 90, 3: 60, 4: 44}
 OVERLAY_TITLES = ("Loss", "Mono neurons per feature", "Mean bias")
 INTERP_PROMPT = "Press the button above"
 POSITIVE_PART = "positive part, not the paper's"  # GeLU/SoLU: max/sum of the activations' positive part
-
-
-def is_compare(pathname: str | None) -> bool:
-    return (pathname or "").rstrip("/").endswith("/compare")
 
 
 def heatmap_slot(i: int) -> dbc.Col:
@@ -301,12 +298,11 @@ def connectivity_shown(result: dict[str, Any] | None, a_id: str | None, b_id: st
 
 def register_compare_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(Output("lab-page", "style"), Output("compare-page", "style"), Output("sweeps-page", "style"),
-                  Input("url", "pathname"))
-    def route(pathname: str | None) -> tuple[dict, dict, dict]:
-        page = (pathname or "/").rstrip("/").rsplit("/", 1)[-1]
-        hidden = {"display": "none"}
-        return (hidden if page in ("compare", "sweeps") else {}, {} if page == "compare" else hidden,
-                {} if page == "sweeps" else hidden)
+                  Output("missing-page", "style"), Output("missing-page-path", "children"), Input("url", "pathname"))
+    def route(pathname: str | None) -> tuple[Any, ...]:
+        page = page_of(pathname)
+        shown = [{} if page == name else {"display": "none"} for name in ("train", "compare", "sweeps", None)]
+        return (*shown, pathname or "/")
 
     def run_choices() -> list[dict[str, str]]:
         return [{"label": f"{m['label'] or 'run'} · {m['id']} · {m['status']}", "value": m["id"]}

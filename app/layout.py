@@ -244,6 +244,20 @@ def live_column() -> html.Div:
     )
 
 
+def missing_page() -> html.Div:
+    """What a path the lab has no page at shows (the path is filled in by the router)."""
+    return html.Div(
+        [
+            html.H4("No page here"),
+            html.P(["The lab has no page at ", html.Code(id="missing-page-path"), "."]),
+            html.P(["Its pages: ", dcc.Link("Train", href="/"), " (start runs and watch them learn), ",
+                    dcc.Link("Compare", href="/compare"), " (runs side by side) and ",
+                    dcc.Link("Sweeps", href="/sweeps"), " (one setting over many values)."]),
+        ],
+        className="mt-4",
+    )
+
+
 def build_layout() -> html.Div:
     return html.Div(
         [
@@ -295,5 +309,6 @@ def build_layout() -> html.Div:
             ),
             dbc.Container(compare_layout(), fluid=True, id="compare-page", style={"display": "none"}),
             dbc.Container(sweep_layout(), fluid=True, id="sweeps-page", style={"display": "none"}),
+            dbc.Container(missing_page(), fluid=True, id="missing-page", style={"display": "none"}),
         ]
     )

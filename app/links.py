@@ -23,5 +23,21 @@ def triggered_by_url() -> bool:
     return triggered("url")
 
 
+PAGES = {"": "train", "compare": "compare", "sweeps": "sweeps"}  # a path, without its slashes, to its page
+
+
+def page_of(pathname: str | None) -> str | None:
+    """The page a path shows ("train", "compare" or "sweeps"); None where the lab has no page."""
+    return PAGES.get((pathname or "/").strip("/"))
+
+
 def is_train_page(pathname: str | None) -> bool:
-    return not (pathname or "").rstrip("/").endswith(("/compare", "/sweeps"))
+    return page_of(pathname) == "train"
+
+
+def is_compare(pathname: str | None) -> bool:
+    return page_of(pathname) == "compare"
+
+
+def is_sweeps(pathname: str | None) -> bool:
+    return page_of(pathname) == "sweeps"

@@ -13,7 +13,7 @@ from app import figures, sweep_figures
 from app.components import alert, graph, sentence
 from app.draw_requests import drawn_for, new_request, tick_waits, undrawn
 from app.form import training_time
-from app.links import as_hash, from_hash, triggered_by_url
+from app.links import as_hash, from_hash, is_sweeps, triggered_by_url
 from app.repeat_guard import RepeatGuard
 from core.config import FIELDS, config_from_dict, shown
 from core.jobs import InvalidConfig, Lab, QueueFull, UnknownRun
@@ -204,10 +204,6 @@ def sweep_label(sweep_id: str, sweeps: dict[str, list[dict[str, Any]]]) -> str:
     name = sweeps[sweep_id][0]["sweep"]["name"] or sweep_id
     same = [i for i, metas in sweeps.items() if metas[0]["sweep"]["name"] == name]
     return f"{name} ({sweep_id})" if len(same) > 1 else name
-
-
-def is_sweeps(pathname: str | None) -> bool:
-    return (pathname or "").rstrip("/").endswith("/sweeps")
 
 
 def sweep_runs(lab: Lab, metas: list[dict[str, Any]], histories: bool = True) -> list[sweep_figures.SweepRun]:

@@ -550,6 +550,14 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     dash_duo.wait_for_contains_text("#live-title", "first", timeout=10)
     wait_until(lambda: trace_lengths(dash_duo, "sfa-heatmap") == [64, 64], timeout=10, message="its heatmap")
 
+    # A path the lab has no page at says so and links to the pages, not a Train page under a wrong name.
+    open_afresh("/comapre?runs=" + first)
+    dash_duo.wait_for_contains_text("#missing-page", "The lab has no page at /comapre.", timeout=10)
+    assert not dash_duo.find_element("#lab-page").is_displayed()
+    click(dash_duo, "#missing-page a[href='/compare']")
+    wait_until(lambda: dash_duo.find_element("#compare-page").is_displayed(), timeout=10, message="the compare page")
+    assert not dash_duo.find_element("#missing-page").is_displayed()
+
     # A link naming a run this lab does not have says so, and shows nothing stale.
     open_afresh("/#run=r-nosuchrun")
     dash_duo.wait_for_contains_text("#link-run-message", "r-nosuchrun is not in this lab", timeout=10)
