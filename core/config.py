@@ -313,6 +313,13 @@ def _out_of_range(f: dataclasses.Field, value: Any) -> str:
     return f"{f.name} must be {allowed_range(f)}, got {shown(int(value)) if whole else shown(value)}"
 
 
+def _out_of_range_as_typed(f: dataclasses.Field, text: str) -> str:
+    """The message for a number typed out of range, quoting it as typed: "1e40", not the 41 digits it parsed to."""
+    text = text.strip()
+    cut = text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"
+    return f"{f.name} must be {allowed_range(f)}, got {cut}"
+
+
 def check_value(f: dataclasses.Field, value: Any) -> str | None:
     """Message for a value outside the field's type or range, else None."""
     meta = f.metadata
@@ -381,7 +388,10 @@ def checked_value(name: str, raw: Any) -> tuple[Any, str | None]:
         value = parse_value(FIELDS[name], raw)
     except ValueError as err:
         return None, str(err)
-    return value, check_value(FIELDS[name], value)
+    problem = check_value(FIELDS[name], value)
+    if problem and isinstance(raw, str):  # quote what was typed ("1e40"), not the 41 digits it parsed to
+        problem = _out_of_range_as_typed(FIELDS[name], raw)
+    return value, problem
 
 
 def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tuple[RunConfig | None, dict[str, str]]:
@@ -401,6 +411,9 @@ def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tup
             errors[name] = str(err)
     config = dataclasses.replace(base or RunConfig(), **values)
     errors = {**config.validate(), **errors}
+    for name, value in values.items():  # a value out of range is quoted as typed ("1e40"), not as its 41 digits
+        if name in errors and isinstance(data[name], str) and check_value(FIELDS[name], value):
+            errors[name] = _out_of_range_as_typed(FIELDS[name], data[name])
     return (None, errors) if errors else (config, {})
 
 

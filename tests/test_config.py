@@ -1,6 +1,6 @@
 import math
 
-from core.config import FIELDS, RunConfig, config_from_dict, memory_budget_bytes, memory_budget_problem
+from core.config import FIELDS, RunConfig, checked_value, config_from_dict, memory_budget_bytes, memory_budget_problem
 from core.presets import PAPER_BATCHES, PRESETS, QUICK_DECAY_SCALE, QUICK_PRESETS, QUICK_STEPS
 
 
@@ -63,6 +63,9 @@ def test_ranges_are_stated_exactly_and_huge_values_quoted_short():
     assert errors["lr"].startswith("lr must be a number in (0, 1], got 1000") and "(401 characters)" in errors["lr"]
     assert "init_bias must be a number in [-10, 10]" in errors["init_bias"]
     assert errors["batch_size"].endswith("got 99999999999999999999999999")  # as given, not rounded by a float
+    # typed text out of range is quoted as typed, not as the digits it parsed to
+    assert checked_value("n_neurons", " 1e40")[1] == "n_neurons must be an integer from 1 to 16384, got 1e40"
+    assert config_from_dict({"steps": "2e6"})[1]["steps"] == "steps must be an integer from 2 to 1048576, got 2e6"
 
 
 def test_over_budget_message_names_what_to_reduce(monkeypatch):
