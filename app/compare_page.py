@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app import figures
-from app.components import alert, checkpoint_marks, graph, run_name, triggered
+from app.components import alert, checkpoint_marks, graph, run_name, split_values, triggered
 from app.continue_controls import continued_run
 from app.draw_requests import by_the_tick_alone, drawn_for, new_request, tick_waits, undrawn
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
@@ -107,7 +107,9 @@ def parse_comparison(field: str, text: str | None) -> tuple[list[Any], str | Non
     the field's range, none twice."""
     if field not in COMPARABLE_FIELDS:
         return [], f"the field must be one of {', '.join(COMPARABLE_FIELDS)}"
-    parts = (text or "").replace(",", " ").split()
+    parts, problem = split_values(text)
+    if problem:
+        return [], problem
     if not 2 <= len(parts) <= MAX_COMPARED:
         return [], f"give 2 to {MAX_COMPARED} values separated by commas or spaces"
     try:

@@ -64,3 +64,17 @@ def sentence(message: str) -> str:
 
 def alert(message: str, color: str, **props: object) -> dbc.Alert:
     return dbc.Alert(sentence(message), color=color, **props)
+
+
+DECIMAL_COMMA = re.compile(r"[+-]?[0-9]+,[0-9]+,?")  # one word: 0,01 (and 0,01, before the next)
+
+
+def split_values(text: str | None) -> tuple[list[str], str | None]:
+    """Values typed with commas or spaces between them, or why not: with spaces between values, a comma inside one
+    ("0,01 0,02") is a decimal comma, which would have read as two values (0 and 01)."""
+    words = (text or "").split()
+    comma = next((w.rstrip(",") for w in words if DECIMAL_COMMA.fullmatch(w)), None) if len(words) > 1 else None
+    if comma:
+        return [], (f"{comma} reads as two values (commas and spaces both separate them): write decimals with a "
+                    f"point, as {comma.replace(',', '.')}")
+    return (text or "").replace(",", " ").split(), None

@@ -10,7 +10,7 @@ import numpy as np
 from dash import Input, Output, State, dcc, html, no_update
 
 from app import figures, sweep_figures
-from app.components import alert, graph, sentence
+from app.components import alert, graph, sentence, split_values
 from app.draw_requests import drawn_for, new_request, tick_waits, undrawn
 from app.form import training_time
 from app.links import as_hash, from_hash, is_sweeps, triggered_by_url
@@ -165,7 +165,10 @@ def sweep_from_form(
 ) -> tuple[Sweep | None, dict[str, str]]:
     """The sweep the form describes, or its problems keyed by the box to fix (`field`, `values`, `seeds`,
     `settings`) or else the part of the config they concern. OWN_FIELD (or none) is the batch's own field."""
-    values = [v.strip() for v in (values_text or "").replace(",", " ").split()] or None
+    values, comma_problem = split_values(values_text)
+    if comma_problem:
+        return None, {"values": comma_problem}
+    values = values or None
     missing = {"seeds": f"seeds is required: an integer from 1 to {MAX_SEEDS}"} if seeds in (None, "") else {}
     if isinstance(seeds, str) and re.fullmatch(r"\s*[0-9]{1,6}\s*", seeds):
         seeds = int(seeds)  # anything else typed is named by the check (preset_sweep), quoted

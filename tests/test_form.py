@@ -129,6 +129,10 @@ def test_the_sweep_form_sweeps_any_preset_over_a_chosen_field():
     assert not errors and [c.init_bias for c in sweep.configs()] == [0.0, -2.0] and sweep.base.bias_decay == 0.12
     _, errors = sweep_from_form("LR3", "quick", "1", 1, False, "task")
     assert "field must be one of" in errors["field"]
+    # a decimal comma is named, not read as two values (0 and 01)
+    _, errors = sweep_from_form("LR3", "quick", "0,01 0,02", 1, False)
+    assert errors == {"values": "0,01 reads as two values (commas and spaces both separate them): write decimals "
+                                "with a point, as 0.01"}
 
 
 def test_the_sweep_form_lowers_the_snapshot_interval_for_fewer_steps_as_the_api_does():

@@ -267,6 +267,8 @@ def test_comparison_values_are_checked_as_typed_with_commas_or_spaces():
                           ("0 -1 -2 -3 -4", "give 2 to 4 values"),
                           ("0, 20", "init_bias must be a number in [-10, 10], got 20"),
                           ("0, a", "init_bias must be a number in [-10, 10], got 'a'"),
-                          ("0, 0.0", "0 is given more than once")):
+                          ("0, 0.0", "0 is given more than once"),
+                          ("0,5 0,7", "0,5 reads as two values (commas and spaces both separate them): write "
+                                      "decimals with a point, as 0.5")):
         values, message = parse_comparison("init_bias", text)
         assert values == [] and problem in message, (text, message)
