@@ -178,7 +178,8 @@ def live_column() -> html.Div:
                             live_graph("loss-graph"),
                             html.Div(
                                 [
-                                    dbc.Label("Smoothing", html_for="smoothing-slider", className="small mb-0"),
+                                    dbc.Label("Smoothing (the EMA weight, 0 to 0.99)", html_for="smoothing-slider",
+                                              className="small mb-0"),
                                     dcc.Slider(
                                         id="smoothing-slider",
                                         min=0,

@@ -126,6 +126,9 @@ def test_start_a_run_and_watch_it_learn(dash_duo, lab):
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.BACKSPACE, Keys.TAB)
     wait_until(lambda: box.get_attribute("value") == "0.6", timeout=5, message="the smoothing box refilled")
+    set_input(dash_duo, "smoothing-slider input", "5")  # past its range, which its label states: held to it
+    wait_until(lambda: box.get_attribute("value") == "0.99", timeout=5, message="the smoothing box at its maximum")
+    assert "0 to 0.99" in dash_duo.find_element("label[for='smoothing-slider']").text
     set_input(dash_duo, "smoothing-slider input", "0.9")
     wait_until(lambda: "smoothed (0.9)" in dash_duo.find_element("#loss-graph").text, timeout=10,
                message="the loss smoothed at 0.9")
