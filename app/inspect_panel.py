@@ -80,23 +80,23 @@ def inspect_layout() -> html.Div:
             html.Div(id="inspect-views", style=HIDDEN, children=[
             dbc.Row(
                 [
-                    dbc.Col(graph("feature-curves", 300, "Feature inspector", DONE), lg=6),
-                    dbc.Col(graph("neuron-profile", 300, "Neuron inspector", DONE), lg=6),
+                    dbc.Col(graph("feature-curves", 300, "Feature inspector", DONE), xl=6),
+                    dbc.Col(graph("neuron-profile", 300, "Neuron inspector", DONE), xl=6),
                 ],
                 className="g-2",
             ),
             html.Div(id="feature-neurons", className="small"),
             dbc.Row(
                 [
-                    dbc.Col(graph("poly-map", 380, "Polysemantic part's linear map", DONE), lg=6),
-                    dbc.Col(graph("poly-singular", 380, "Its singular values", DONE), lg=6),
+                    dbc.Col(graph("poly-map", 380, "Polysemantic part's linear map", DONE), xl=6),
+                    dbc.Col(graph("poly-singular", 380, "Its singular values", DONE), xl=6),
                 ],
                 className="g-2",
             ),
             dbc.Row(
                 [
-                    dbc.Col(graph("mono-histogram", 300, "Features by number of monosemantic neurons", DONE), lg=6),
-                    dbc.Col(graph("pair-grid", 300, "Two-feature interference", DONE), lg=6),
+                    dbc.Col(graph("mono-histogram", 300, "Features by number of monosemantic neurons", DONE), xl=6),
+                    dbc.Col(graph("pair-grid", 300, "Two-feature interference", DONE), xl=6),
                 ],
                 className="g-2",
             ),

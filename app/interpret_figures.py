@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -10,6 +12,7 @@ from core.interpret import FeatureView, LinearMap, MonoSummary, NeuronView
 from core.metrics import DEAD_TOLERANCE, MONO_THRESHOLD
 
 SUBTITLE_HEIGHT = 18  # px of top margin a subtitle line takes
+SUBTITLE_CHARS = 64  # a subtitle line's length that fits a graph half a laptop screen wide (plotly does not wrap)
 
 
 def styled(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False,
@@ -23,9 +26,10 @@ def styled(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool =
     if subtitle:
         # plotly anchors the title line at the plot's top and draws the subtitle under it, into the plot: the
         # pad lifts both by the subtitle's height
-        heading["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#6c757d"}}
-        heading["pad"] = {"b": heading.get("pad", {}).get("b", 0) + SUBTITLE_HEIGHT}
-        margin["t"] += SUBTITLE_HEIGHT
+        lines = textwrap.wrap(subtitle, SUBTITLE_CHARS)
+        heading["subtitle"] = {"text": "<br>".join(lines), "font": {"size": 12, "color": "#6c757d"}}
+        heading["pad"] = {"b": heading.get("pad", {}).get("b", 0) + SUBTITLE_HEIGHT * len(lines)}
+        margin["t"] += SUBTITLE_HEIGHT * len(lines)
     fig.update_layout(**{**LAYOUT_STYLE, "margin": margin, **layout}, title=heading,
                       yaxis=y_axis, xaxis={**AXIS_STYLE, "title": {"text": x_title}},
                       legend={"x": 0.01, "y": 0.99, "bgcolor": "rgba(255,255,255,0.7)"})
@@ -118,7 +122,7 @@ def signed_block_extreme(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray
 
 
 def linear_map_heatmap(linear: LinearMap) -> go.Figure:
-    title = "Polysemantic part's linear map (live neurons, N x N)"
+    title = "Polysemantic part's linear map (N x N)"
     if linear.poly_neurons == 0:
         return empty_figure(title, NO_POLY)
     matrix, br, bc = signed_block_extreme(np.asarray(linear.matrix, dtype=np.float32), MAP_CELLS)
@@ -127,7 +131,7 @@ def linear_map_heatmap(linear: LinearMap) -> go.Figure:
         heat = go.Heatmap(z=matrix, colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
                           hovertemplate="to feature %{y}<br>from feature %{x}<br>%{z:.3f}<extra></extra>")
     else:  # cells centred on their blocks, so that the axes still count features
-        title = f"Polysemantic part's linear map (live neurons, N x N, max |value| over {br}x{bc} blocks)"
+        title = f"Polysemantic part's linear map (max |value| of {br}x{bc} blocks)"
         heat = go.Heatmap(z=matrix, x0=(bc - 1) / 2, dx=bc, y0=(br - 1) / 2, dy=br, colorscale="RdBu", zmid=0,
                           zmin=-limit, zmax=limit,
                           hovertemplate=f"to features ≈ %{{y:.0f}}<br>from features ≈ %{{x:.0f}}<br>largest |value| "
@@ -139,6 +143,7 @@ def linear_map_heatmap(linear: LinearMap) -> go.Figure:
     else:
         subtitle = (f"vs {linear.ideal_scale:.2f} x {linear.ideal}{carried(linear)}: error {linear.ideal_error:.2f} "
                     "(0 = exactly that, 1 = unrelated)")
+    subtitle = "through its live neurons; " + subtitle
     if linear.positive_part:
         subtitle += "; poly = not mono on the positive part"
     # Feature 0 on top, as a matrix is written. Its own uirevision: the graph first shows an empty figure, whose
@@ -161,8 +166,9 @@ def singular_values(linear: LinearMap) -> go.Figure:
     fig = go.Figure(go.Scatter(x=ranks, y=values, mode="lines+markers", marker={"size": 4},
                                hovertemplate="singular value %{x}: %{y:.3f}<extra></extra>"))
     fig.add_vline(x=linear.rank90, line_dash="dot", line_color="#d62728",
-                  annotation_text=f"90% of the energy (squared singular values) by rank {linear.rank90}",
-                  annotation_position="top left")
+                  annotation_text=f"90% of the energy (σ²) by rank {linear.rank90}",
+                  # under the falling curve, on the side of the line with room
+                  annotation_position="bottom left" if linear.rank90 > (len(values) + 1) / 2 else "bottom right")
     cap = None if linear.rank_cap is None else (f"rank at most min(m = {linear.input_dims}, live polysemantic neurons) "
                                                  f"= {linear.rank_cap}; the rest are 0")
     return styled(fig, "Its singular values", "rank", "singular value (log)", log_y=True,
@@ -177,7 +183,7 @@ def mono_histogram(summary: MonoSummary) -> go.Figure:
                            text=[f"loss {losses[n]:.4f}" if losses and summary.counts[n] else "" for n in names],
                            textposition="outside", cliponaxis=False,
                            hovertemplate="%{x} mono neurons: %{y} features<extra></extra>"))
-    subtitle = ("bar label: those features' part of the loss (the parts add up to it)" if losses else
+    subtitle = ("bar label: those features' part of the loss (the parts sum to it)" if losses else
                 "random_proj: the loss does not split by feature (its outputs mix them)")
     if summary.positive_part:
         subtitle = "mono on the positive part; " + subtitle
@@ -208,5 +214,5 @@ def pair_grid(amplitudes: np.ndarray, grid: np.ndarray, f1: int, f2: int) -> go.
                                colorbar={"title": {"text": f"out {f1}"}},
                                hovertemplate=f"feature {f1}: %{{x:.2f}}<br>feature {f2}: %{{y:.2f}}<br>output "
                                              f"for {f1}: %{{z:.3f}}<extra></extra>"))
-    return styled(fig, f"Interference: output for feature {f1} with feature {f2} also present",
+    return styled(fig, f"Interference: feature {f1}'s output with {f2} present",
                   f"amplitude of feature {f1}", f"amplitude of feature {f2}")

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from app.figures import LAYOUT_STYLE
+from app.interpret_figures import SUBTITLE_HEIGHT
 from core.compare import Model, evaluation_batch, model_loss
 from core.config import RunConfig
 from core.interpret import (
@@ -17,6 +19,10 @@ from core.interpret import (
 )
 from tests.helpers import dash_call
 
+
+def subtitle_text(fig) -> str:  # noqa: ANN001
+    """A figure's subtitle as read: its lines (wrapped to fit half a screen) joined."""
+    return fig.layout.title.subtitle.text.replace("<br>", " ")
 
 def identity_model(n: int = 4, task: str = "decoder", nonlinearity: str = "relu") -> Model:
     """m = N (only for hand-built checks): E = I, W1 = I, b = 0, W2 = I, so the model is ReLU(v)."""
@@ -165,7 +171,7 @@ def test_mono_neurons_per_feature_and_its_figure_by_frequency():
     assert list(counts) == [2, 1, 0, 0]
     fig = mono_by_feature(counts, power_law=True)
     assert list(fig.data[0].y) == [2, 1, 0, 0] and fig.layout.xaxis.title.text == "feature (most frequent first)"
-    assert fig.layout.title.subtitle.text == ("2 of 4 features have a monosemantic neuron: 2 of the 2 most frequent, "
+    assert subtitle_text(fig) == ("2 of 4 features have a monosemantic neuron: 2 of the 2 most frequent, "
                                               "0 of the 2 rarest")
     assert mono_by_feature(counts, power_law=False).layout.xaxis.title.text == "feature"
 
@@ -194,17 +200,17 @@ def test_gelu_neuron_mono_only_by_the_papers_accident_is_polysemantic_in_the_ins
     assert list(mono_feature_of(sfa, positive_part=True)) == [0, 1, 2, -1]
     view = feature_view(model, sfa, 0)
     assert list(view.neurons) == [0]
-    assert "mono on the positive part" in feature_curves(view).layout.title.subtitle.text
+    assert "mono on the positive part" in subtitle_text(feature_curves(view))
     neuron = neuron_profile(neuron_view(model, sfa, 3))
     assert neuron.layout.title.text == "Neuron 3: not monosemantic on the positive part"
-    assert neuron.layout.title.subtitle.text.startswith("r = 1.412 (paper's max/sum), 0.615 on the positive part")
+    assert subtitle_text(neuron).startswith("r = 1.412 (paper's max/sum), 0.615 on the positive part")
     assert neuron_profile(neuron_view(model, sfa, 0)).layout.title.text == "Neuron 0: monosemantic on the positive part"
     assert poly_linear_map(model, sfa).poly_neurons == 1  # neuron 3 joins the polysemantic part
     summary = mono_summary(model, sfa, samples=64)
     assert summary.counts == {"0": 1, "1": 3, "2": 0, "3+": 0}
-    assert mono_histogram(summary).layout.title.subtitle.text.startswith("mono on the positive part")
+    assert subtitle_text(mono_histogram(summary)).startswith("mono on the positive part")
     counts = mono_neurons_per_feature(sfa, positive_part=True)
-    assert "monosemantic neuron on the positive part" in mono_by_feature(counts, False, True).layout.title.subtitle.text
+    assert "monosemantic neuron on the positive part" in subtitle_text(mono_by_feature(counts, False, True))
     # the headline figures stay the paper's: 4 mono neurons for 4 features, 3 on the positive part
     assert SfaSummary.of(sfa).mono_ratio == 1.0 and SfaSummary.of(sfa).positive_mono_ratio == 0.75
 
@@ -215,7 +221,7 @@ def test_relu_neuron_view_shows_the_papers_r_alone():
     model = identity_model()
     fig = neuron_profile(neuron_view(model, model.sfa(), 1))
     assert fig.layout.title.text == "Neuron 1: monosemantic"
-    assert fig.layout.title.subtitle.text.startswith("r = 1.000; bias 0.000")
+    assert subtitle_text(fig).startswith("r = 1.000; bias 0.000")
 
 
 # --- the feature view's parts ------------------------------------------------------------------------------------
@@ -240,7 +246,7 @@ def test_feature_curves_count_only_this_features_mono_neurons():
     fig = feature_curves(view)
     names = [trace.name for trace in fig.data]
     assert names[2] == "this feature's mono neurons (1)" and "other features' mono" in names[3]
-    assert fig.layout.title.subtitle.text == "other features' mono neurons: up to 1.000 of the rest"
+    assert subtitle_text(fig) == "other features' mono neurons: up to 1.000 of the rest"
 
 
 # --- the linear map ----------------------------------------------------------------------------------------------
@@ -273,7 +279,7 @@ def test_large_linear_map_is_pooled_keeping_the_sign_of_each_blocks_largest_entr
     matrix[3, 400] = -2.0  # a strong negative entry: a plain max-pool would hide it
     fig = linear_map_heatmap(linear_map_summary(matrix))
     z = np.asarray(fig.data[0].z)
-    assert z.shape == (256, 256) and "max |value| over 2x2 blocks" in fig.layout.title.text
+    assert z.shape == (256, 256) and "max |value| of 2x2 blocks" in fig.layout.title.text
     assert z[1, 200] == pytest.approx(-2.0) and z.max() == pytest.approx(0.1)
     assert fig.data[0].x0 == 0.5 and fig.data[0].dx == 2  # the axes still count features
     small = linear_map_heatmap(linear_map_summary(np.eye(256)))
@@ -289,8 +295,13 @@ def test_abs_linear_map_is_not_compared_with_the_identity():
     model = random_model("abs")
     linear = poly_linear_map(model, model.sfa())
     assert linear.ideal is None and linear.ideal_error is None
-    subtitle = linear_map_heatmap(linear).layout.title.subtitle.text
+    fig = linear_map_heatmap(linear)
+    subtitle = subtitle_text(fig)
     assert "no linear map is its ideal" in subtitle and "error" not in subtitle
+    # plotly does not wrap: a long subtitle comes in lines that fit half a laptop screen, with room made above
+    lines = fig.layout.title.subtitle.text.split("<br>")
+    assert len(lines) == 2 and all(len(line) <= 64 for line in lines)
+    assert fig.layout.margin.t == LAYOUT_STYLE["margin"]["t"] + 2 * SUBTITLE_HEIGHT
 
 
 def test_abs_neuron_silent_at_plus_one_is_shown_at_minus_one():
@@ -324,7 +335,7 @@ def test_r_just_above_the_threshold_is_not_shown_as_the_threshold():
     model = Model(model.config, w1, model.b1, model.w2, model.embedder, None)
     fig = neuron_profile(neuron_view(model, model.sfa(), 3))
     assert fig.layout.title.text == "Neuron 3: monosemantic"
-    assert fig.layout.title.subtitle.text.startswith("r = 0.9996;")
+    assert subtitle_text(fig).startswith("r = 0.9996;")
 
 
 def test_dead_neuron_is_called_dead():
@@ -336,7 +347,7 @@ def test_dead_neuron_is_called_dead():
     model = Model(model.config, model.w1, b1, model.w2, model.embedder, None)
     fig = neuron_profile(neuron_view(model, model.sfa(), 2))
     assert fig.layout.title.text == "Neuron 2: dead"
-    assert fig.layout.title.subtitle.text.startswith("no activation;") and "r =" not in fig.layout.title.subtitle.text
+    assert subtitle_text(fig).startswith("no activation;") and "r =" not in subtitle_text(fig)
 
 
 def test_pair_grid_with_the_same_feature_twice_says_so():
