@@ -196,13 +196,18 @@ def form_summary(errors: dict[str, str]) -> str:
     return " ".join(whole + ([f"To start, fix: {', '.join(fields)}."] if fields else []))
 
 
+def link_number(value: float) -> str:
+    """A float as a link writes it: its shortest exact text (repr; a link must give back the very same config, which
+    `:g` rounds), a whole number without its ".0"."""
+    return repr(value).removesuffix(".0")
+
+
 def config_to_query(config: RunConfig, preset: str | None) -> str:
     """The URL query holding the config: only fields that differ from the preset (or the defaults)."""
     base = PRESETS[preset].config if preset in PRESETS else RunConfig()
     changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if getattr(config, f.name) != getattr(base, f.name)}
-    # floats as their shortest exact text (repr): a link must give back the very same config, which `:g` rounds
-    query = {"preset": preset if preset in PRESETS else CUSTOM} | {k: repr(v) if isinstance(v, float) else v
+    query = {"preset": preset if preset in PRESETS else CUSTOM} | {k: link_number(v) if isinstance(v, float) else v
                                                                     for k, v in changed.items()}
     return "?" + urlencode(query)
 

@@ -20,6 +20,9 @@ def test_a_link_gives_back_the_very_same_config():
     query = config_to_query(config, "quick-negative-bias")
     assert query.startswith("?preset=quick-negative-bias&")
     assert config_from_query(query) == LinkedConfig("quick-negative-bias", config, [])  # no digit lost to rounding
+    whole = config.replace(init_bias=-2.0, lr=1.0)  # a whole number is written as people write it
+    assert "&lr=1&" in config_to_query(whole, None) and "&init_bias=-2&" in config_to_query(whole, None)
+    assert config_from_query(config_to_query(whole, None)).config == whole
 
 
 def test_a_link_with_bad_values_keeps_the_valid_ones_and_names_the_rest():
