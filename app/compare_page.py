@@ -300,11 +300,12 @@ def connectivity_shown(result: dict[str, Any] | None, a_id: str | None, b_id: st
 
 def register_compare_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(Output("lab-page", "style"), Output("compare-page", "style"), Output("sweeps-page", "style"),
-                  Output("missing-page", "style"), Output("missing-page-path", "children"), Input("url", "pathname"))
+                  Output("missing-page", "style"), Output("missing-page-path", "children"), Output("tick", "disabled"),
+                  Output("compare-tick", "disabled"), Output("sweep-tick", "disabled"), Input("url", "pathname"))
     def route(pathname: str | None) -> tuple[Any, ...]:
         page = page_of(pathname)
         shown = [{} if page == name else {"display": "none"} for name in ("train", "compare", "sweeps", None)]
-        return (*shown, pathname or "/")
+        return (*shown, pathname or "/", page != "train", page != "compare", page != "sweeps")
 
     def run_choices() -> list[dict[str, str]]:
         return [{"label": f"{m['label'] or 'run'} · {m['id']} · {m['status']}", "value": m["id"]}
@@ -340,14 +341,15 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
         """Back to the Compare page from another: the runs compared come along."""
         return "/compare" + ("?" + urlencode({"runs": ",".join(chosen[:MAX_COMPARED])}) if chosen else "")
 
-    @app.callback(Output("compare-runs", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
+    @app.callback(Output("compare-runs", "options"), Input("compare-tick", "n_intervals"), Input("url", "pathname"))
     def run_options(_tick: int, pathname: str | None) -> Any:
         if not is_compare(pathname):
             return no_update
         return run_choices()
 
     @app.callback(Output("compare-state", "data"), Output("compare-view", "data"),
-                  Input("tick", "n_intervals"), Input("compare-runs", "value"), Input("compare-slider", "value"),
+                  Input("compare-tick", "n_intervals"), Input("compare-runs", "value"),
+                  Input("compare-slider", "value"),
                   State("url", "pathname"), State("compare-state", "data"), State("compare-view", "data"),
                   State("compare-drawn", "data"))
     def choose_comparison(_tick: int, chosen: list[str] | None, slider: int | None, pathname: str | None,
@@ -468,7 +470,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     # At each tick too: the options name each run's status ("running" turns "done" as the top picker's does)
     @app.callback(Output("interp-a", "options"), Output("interp-a", "value"), Output("interp-b", "options"),
                   Output("interp-b", "value"), Input("compare-runs", "value"), Input("interp-a", "value"),
-                  Input("interp-b", "value"), Input("tick", "n_intervals"), State("interp-a", "options"),
+                  Input("interp-b", "value"), Input("compare-tick", "n_intervals"), State("interp-a", "options"),
                   State("url", "pathname"))
     def connectivity_pair(chosen: list[str] | None, a: str | None, b: str | None, _tick: int,
                           shown: list[dict[str, str]] | None, pathname: str | None) -> tuple[Any, ...]:

@@ -25,8 +25,13 @@ def in_flight(requested: Any, drawn: Any) -> bool:
     return requested["seq"] != drawn_seq and now() - requested.get("at", 0.0) < STALE_DRAW_SECONDS
 
 
+PAGE_TIMERS = frozenset({"tick", "compare-tick", "sweep-tick"})  # each page's (app.layout)
+
+
 def by_the_tick_alone() -> bool:
-    return fired_by() == {"tick"}
+    """Whether the running callback was set off by its page's timer, not by anything the user did."""
+    fired = fired_by()
+    return bool(fired) and fired <= PAGE_TIMERS
 
 
 def tick_waits(requested: Any, drawn: Any) -> bool:

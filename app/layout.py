@@ -263,7 +263,11 @@ def build_layout() -> html.Div:
     return html.Div(
         [
             dcc.Location(id="url", refresh=False),
+            # one timer per page, each running only while its page shows (the router): the hidden pages' polls
+            # were more than half of an idle tab's requests
             dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS),
+            dcc.Interval(id="compare-tick", interval=LIVE_INTERVAL_MS, disabled=True),
+            dcc.Interval(id="sweep-tick", interval=LIVE_INTERVAL_MS, disabled=True),
             dcc.Store(id="selected-run", storage_type="session"),
             dcc.Store(id="live-request"),  # what the live view is to show (app.draw_requests)
             dcc.Store(id="live-state"),  # what it was drawn for, and the curves as drawn, that a draw extends

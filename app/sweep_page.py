@@ -369,13 +369,14 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
     def sweeps_link(chosen: str | None) -> str:
         return "/sweeps" + as_hash("sweep", chosen)
 
-    @app.callback(Output("sweep-select", "options"), Input("tick", "n_intervals"), Input("url", "pathname"))
+    @app.callback(Output("sweep-select", "options"), Input("sweep-tick", "n_intervals"), Input("url", "pathname"))
     def sweep_options(_tick: int, pathname: str | None) -> Any:
         if not is_sweeps(pathname):
             return no_update
         return sweep_choices()
 
-    @app.callback(Output("sweep-overlay", "options"), Input("tick", "n_intervals"), Input("sweep-select", "value"),
+    @app.callback(Output("sweep-overlay", "options"), Input("sweep-tick", "n_intervals"),
+                  Input("sweep-select", "value"),
                   State("url", "pathname"), State("sweep-overlay", "options"))
     def overlay_options(_tick: int, sweep_id: str | None, pathname: str | None, shown: Any) -> Any:
         """The other sweeps of the chosen one's field: only those share its results' x axis."""
@@ -402,7 +403,7 @@ def register_sweep_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(
         Output("sweep-request", "data"),
-        Input("tick", "n_intervals"),
+        Input("sweep-tick", "n_intervals"),
         Input("sweep-select", "value"),
         Input("sweep-overlay", "value"),
         State("url", "pathname"),

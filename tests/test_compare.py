@@ -175,15 +175,16 @@ def test_pair_options_follow_the_runs_status_at_each_tick_and_keep_the_pair(tiny
     assert [o["label"].rsplit(" · ", 1)[1] for o in sent["interp-a"]["options"]] == ["queued", "queued"]
     before = sent["interp-a"]["options"]
     lab.store.set(f"meta/{a}", {**lab.get(a), "status": "done"})
-    status, sent = dash_call(app, "interp-a.options", {**values, "interp-a.options": before}, ["tick.n_intervals"])
+    status, sent = dash_call(app, "interp-a.options", {**values, "interp-a.options": before},
+                             ["compare-tick.n_intervals"])
     assert status == 200 and sent["interp-a"]["options"][0]["label"].endswith(f"{a} · done")
     # the user's pair stays, and is not sent again: a value sent would clear the line computed for it
     assert sent["interp-b"]["options"] == sent["interp-a"]["options"] and "value" not in sent["interp-a"]
     assert "value" not in sent["interp-b"]
     unchanged = {**values, "interp-a.options": sent["interp-a"]["options"]}
-    assert dash_call(app, "interp-a.options", unchanged, ["tick.n_intervals"])[1] == {}  # nothing to resend
+    assert dash_call(app, "interp-a.options", unchanged, ["compare-tick.n_intervals"])[1] == {}  # nothing to resend
     off_page = {**values, "url.pathname": "/sweeps"}
-    assert dash_call(app, "interp-a.options", off_page, ["tick.n_intervals"])[1] == {}
+    assert dash_call(app, "interp-a.options", off_page, ["compare-tick.n_intervals"])[1] == {}
 
 
 def test_a_comparisons_runs_are_named_for_the_preset_they_vary():

@@ -87,7 +87,7 @@ def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_chang
     a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32, 48, 64]) for v in (0.0, -1.0))
     c = trained(lab, lab.submit(TINY.replace(init_bias=-2.0)), [16, 32])
     page = Page(app, "compare-view", "compare-loss.figure",
-                {"url.pathname": "/compare", "compare-runs.value": [a, b], "tick.n_intervals": 1})
+                {"url.pathname": "/compare", "compare-runs.value": [a, b], "compare-tick.n_intervals": 1})
     sent = page.act("compare-runs.value")
     assert sent["compare-slider"] == {"max": 4, "marks": sent["compare-slider"]["marks"], "value": 4}  # latest
     # the user picks step 48 (position 2)
@@ -95,7 +95,7 @@ def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_chang
     assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
     assert "value" not in sent["compare-slider"]  # where the user put it: set again, it would ask for another draw
     # nothing changed: nothing is sent (the figures were ~900 KB a second for four long runs)
-    assert page.act("tick.n_intervals") == {}
+    assert page.act("compare-tick.n_intervals") == {}
     # a run with checkpoints up to 32 joins: position 2 would now be beyond its steps; 32 is the nearest below 48
     sent = page.act("compare-runs.value", {"compare-runs.value": [a, b, c]})
     assert sent["compare-slider"]["value"] == 1 and sent["compare-slider"]["max"] == 2
@@ -106,9 +106,9 @@ def test_the_chosen_checkpoint_step_is_kept_when_runs_are_added_and_a_tick_chang
     assert all(t.endswith("step 48") for t in titles(sent, "compare-heatmap", 2))
     # a run that trains on is redrawn
     lab.store.set(f"meta/{a}", {**lab.get(a), "step": 65})
-    assert "compare-loss" in page.act("tick.n_intervals")
+    assert "compare-loss" in page.act("compare-tick.n_intervals")
     # a move of the slider that comes in one request with a tick is taken (every other move was lost)
-    sent = page.act(["tick.n_intervals", "compare-slider.value"], {"compare-slider.value": 0})
+    sent = page.act(["compare-tick.n_intervals", "compare-slider.value"], {"compare-slider.value": 0})
     assert all(t.endswith("step 16") for t in titles(sent, "compare-heatmap", 2))
 
 
@@ -116,7 +116,7 @@ def test_a_queued_run_beside_trained_ones_leaves_their_checkpoints_to_replay(lab
     a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32, 48, 64]) for v in (0.0, -1.0))
     queued = lab.submit(TINY.replace(init_bias=-2.0))
     page = Page(app, "compare-view", "compare-loss.figure",
-                {"url.pathname": "/compare", "compare-runs.value": [a, b, queued], "tick.n_intervals": 1})
+                {"url.pathname": "/compare", "compare-runs.value": [a, b, queued], "compare-tick.n_intervals": 1})
     assert page.act("compare-runs.value")["compare-slider"]["max"] == 4  # it had none: nothing to scrub
     sent = page.act("compare-slider.value", {"compare-slider.value": 1})
     assert [t.split("<br>")[-1] for t in titles(sent, "compare-heatmap", 3)] == ["step 32", "step 32", "step 0"]
@@ -133,7 +133,7 @@ def test_the_table_gives_gelu_runs_mono_ratio_on_the_positive_part_beside_the_pa
                                             "point": point})
         lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "chunks": 1})
     page = Page(app, "compare-view", "compare-loss.figure",
-                {"url.pathname": "/compare", "compare-runs.value": runs, "tick.n_intervals": 1})
+                {"url.pathname": "/compare", "compare-runs.value": runs, "compare-tick.n_intervals": 1})
     sent = page.act("compare-runs.value")
     table = str(sent["compare-table"]["children"])
     assert "mono neurons / feature (positive part, not the paper's)" in table
@@ -147,18 +147,18 @@ def test_a_draw_on_its_way_is_not_asked_for_again_by_the_tick_and_one_lost_is_as
 
     a, b = (trained(lab, lab.submit(TINY.replace(init_bias=v)), [16, 32]) for v in (0.0, -1.0))
     page = Page(app, "compare-view", "compare-loss.figure",
-                {"url.pathname": "/compare", "compare-runs.value": [a, b], "tick.n_intervals": 1})
+                {"url.pathname": "/compare", "compare-runs.value": [a, b], "compare-tick.n_intervals": 1})
     sent = dash_call(app, "compare-view.data", page.values, ["compare-runs.value"])[1]
     page.keep(sent)  # asked for; its draw not back yet
     lab.store.set(f"meta/{a}", {**lab.get(a), "step": 33})  # the run trains on meanwhile
-    assert dash_call(app, "compare-view.data", page.values, ["tick.n_intervals"])[1] == {}
+    assert dash_call(app, "compare-view.data", page.values, ["compare-tick.n_intervals"])[1] == {}
     # the user's own choice is asked for at once (the draw on its way is dropped, as it should be)
     assert "compare-view" in dash_call(app, "compare-view.data", {**page.values, "compare-runs.value": [b, a]},
                                        ["compare-runs.value"])[1]
     # lost for good: asked for again once it is overdue
     later = draw_requests.now() + draw_requests.STALE_DRAW_SECONDS + 1
     monkeypatch.setattr(draw_requests, "now", lambda: later)
-    assert "compare-view" in dash_call(app, "compare-view.data", page.values, ["tick.n_intervals"])[1]
+    assert "compare-view" in dash_call(app, "compare-view.data", page.values, ["compare-tick.n_intervals"])[1]
 
 
 def test_nearest_common_step_at_or_below_the_chosen_one():
@@ -272,3 +272,12 @@ def test_comparison_values_are_checked_as_typed_with_commas_or_spaces():
                                       "decimals with a point, as 0.5")):
         values, message = parse_comparison("init_bias", text)
         assert values == [] and problem in message, (text, message)
+
+
+@pytest.mark.parametrize("path, page", [("/", "tick"), ("/compare", "compare-tick"), ("/sweeps/", "sweep-tick"),
+                                        ("/comapre", None)])
+def test_only_the_page_on_show_polls_the_server(app, path, page):
+    status, sent = dash_call(app, "tick.disabled", {"url.pathname": path}, ["url.pathname"])
+    assert status == 200
+    running = {timer for timer in ("tick", "compare-tick", "sweep-tick") if not sent[timer]["disabled"]}
+    assert running == ({page} if page else set())
