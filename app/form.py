@@ -167,11 +167,22 @@ ENOUGH_DECAY = 2.5  # decay * lr * steps / 2 below this left many neurons dead (
 WORKING_DECAY = 5.0  # ... and about this much worked (ALGORITHM.md)
 
 
+EARLY_SHARE = 1 / 8  # a bias decayed to exp(-WORKING_DECAY) within this share of the run is gone early
+
+
 def decay_note(config: RunConfig) -> str:
-    """A note when a negative initial bias decays too little over the run to revive the neurons it silenced: the
-    calibration (about exp(-5) in all) is per number of steps, so fewer steps than a preset's need more decay."""
+    """A note when a negative initial bias decays too little over the run to revive the neurons it silenced (the
+    calibration, about exp(-5) in all, is per number of steps, so fewer steps than a preset's need more decay), or so
+    fast that it is gone early in the run (more steps at a preset's decay)."""
     shrink = config.bias_decay * config.lr * config.steps / 2
-    if config.init_bias >= 0 or config.bias_decay <= 0 or shrink >= ENOUGH_DECAY:
+    if config.init_bias >= 0 or config.bias_decay <= 0:
+        return ""
+    gone_by = WORKING_DECAY / (config.bias_decay * config.lr)  # the step by which it is down to exp(-5)
+    if gone_by < EARLY_SHARE * config.steps:
+        return (f"Bias decay shrinks the biases to about exp(-5) of their size by step {gone_by:,.0f} of "
+                f"{config.steps:,} (exp(-{shrink:.3g}) by half-way; decay x lr x steps / 2): a smaller decay or fewer "
+                "steps keep a negative bias longer.")
+    if shrink >= ENOUGH_DECAY:
         return ""
     enough = 2 * WORKING_DECAY / (config.lr * config.steps)
     if enough * config.lr > 1 or check_value(FIELDS["bias_decay"], enough) is not None:

@@ -200,3 +200,14 @@ def test_too_little_bias_decay_for_the_steps_is_pointed_out_with_the_decay_that_
     assert decay_note(preset.replace(steps=2048, init_bias=0.0)) == ""  # no silenced neuron to revive
     assert decay_note(preset.replace(steps=2048, bias_decay=0.0)) == ""  # no decay asked for: a choice
     assert decay_note(preset.replace(steps=8, snapshot_every=8)) == ""  # no allowed decay would do: none suggested
+
+
+def test_a_bias_decayed_away_early_in_the_run_is_pointed_out():
+    """demo-tiny's decay is calibrated for 2048 steps: over 40000 the bias is gone by step 1000 (mono 0 seen)."""
+    from app.form import decay_note
+
+    preset = preset_config("demo-tiny")
+    assert decay_note(preset) == "" and decay_note(preset.replace(steps=4096)) == ""  # by 1000 of 4096: not early
+    assert decay_note(preset.replace(steps=40000, snapshot_every=256)) == (
+        "Bias decay shrinks the biases to about exp(-5) of their size by step 1,000 of 40,000 (exp(-100) by half-way; "
+        "decay x lr x steps / 2): a smaller decay or fewer steps keep a negative bias longer.")
