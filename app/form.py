@@ -156,7 +156,7 @@ def training_time(configs: list[RunConfig]) -> str:
 
 
 def run_cost(config: RunConfig) -> str:
-    """What the form's config will cost, when it is long, and what its bias decay will do, when too little."""
+    """What the form's config will cost, when it is long, and what its bias decay will do, when too little or fast."""
     estimate = training_time([config])
     cost = f"A long run ({config.steps:,} steps of {config.step_flops() / 1e9:.3g} GFLOP): {estimate}." \
         if estimate else ""

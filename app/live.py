@@ -16,6 +16,7 @@ from app.components import run_name
 from core.config import shown_value
 from core.continuation import push_text
 from core.jobs import FINISHED, Lab, failed_with_its_job, has_run_file
+from core.metrics import final_loss
 from core.train import schedule_steps, scheduled_lr
 
 STATUS_COLOURS = {"queued": "secondary", "running": "primary", "paused": "warning", "done": "success",
@@ -253,6 +254,28 @@ def bias_panel(shown: dict[str, Any] | None, latest: dict[str, Any] | None, orde
                                replaying=latest["step"])
 
 
+def stats_now(meta: dict[str, Any]) -> dict[str, str]:
+    """The cards' texts: the run as it is."""
+    return {"step": f"{meta['step']:,} / {meta['steps']:,}", "loss": loss_text(meta["loss"]),
+            "mono": fmt(meta["mono_ratio"], ".3f"), "bias": fmt(meta["mean_bias"], ".3f"), "lr": fmt(meta["lr"], ".2e")}
+
+
+def stats_at(lab: Lab, meta: dict[str, Any], step: int) -> dict[str, str]:
+    """The cards' texts at a replayed step, beside its heatmap: the loss as every view defines it (core.metrics) over
+    the steps up to it, the rest from the snapshot at that step (or the last before it)."""
+    history = lab.history(meta["id"])
+    points = history["points"]
+    at = int(np.searchsorted(points.get("step", np.zeros(0)), step, side="right")) - 1
+
+    def value(key: str) -> float | None:
+        return float(points[key][at]) if at >= 0 and key in points else None
+
+    return {"step": f"{step:,} / {meta['steps']:,} (replay)",
+            "loss": loss_text(final_loss(history["losses"][history["loss_steps"] <= step])),
+            "mono": fmt(value("mono_ratio"), ".3f"), "bias": fmt(value("mean_bias"), ".3f"),
+            "lr": fmt(value("lr"), ".2e")}
+
+
 def live_view(lab: Lab, run_id: str, smoothing: float = SMOOTHING, ordered: bool = True,
               frame: int | None = None, loss_state: dict[str, Any] | None = None,
               metrics_state: dict[str, Any] | None = None) -> LiveView:
@@ -269,13 +292,12 @@ def live_view(lab: Lab, run_id: str, smoothing: float = SMOOTHING, ordered: bool
                    "was written)")
     loss, loss_state = loss_curve(lab, run_id, smoothing, loss_state, meta)
     metrics, metrics_state = metric_curves(lab, meta, metrics_state)
+    replayed = shown["step"] if shown is not None and shown is not latest else None
     return LiveView(
         title=f"{meta['label'] or 'run'} · {run_id}",
         subtitle=subtitle(lab, meta, status),
         progress=100.0 * meta["step"] / max(1, meta["steps"]),
-        stats={"step": f"{meta['step']:,} / {meta['steps']:,}", "loss": loss_text(meta["loss"]),
-               "mono": fmt(meta["mono_ratio"], ".3f"), "bias": fmt(meta["mean_bias"], ".3f"),
-               "lr": fmt(meta["lr"], ".2e")},
+        stats=stats_now(meta) if replayed is None else stats_at(lab, meta, replayed),
         loss=loss,
         loss_state=loss_state,
         mono=metrics["mono"],

@@ -233,3 +233,27 @@ def test_the_status_line_carries_the_run_s_note(lab_run):
 def test_a_diverging_runs_huge_loss_keeps_to_its_card():
     assert loss_text(0.123456) == "0.1235" and loss_text(None) == "–" and loss_text(float("nan")) == "–"
     assert loss_text(4.5682587e35) == "4.568e+35"  # 36 digits in decimals ran out of the card and the run's row
+
+
+def test_replaying_a_checkpoint_shows_that_step_s_numbers_in_the_cards(lab_run):
+    lab, run_id = lab_run
+    k, n = 256, 128
+    for end, mono in ((64, 0.01), (128, 0.02), (256, 0.05)):  # three snapshots, each with its metrics
+        meta = lab.get(run_id)
+        losses = np.linspace(1.0, 0.5, end - meta["step"], dtype=np.float32) * (64 / end)
+        lab.store.set(f"chunk/{run_id}/{meta['chunks']}", {
+            "start": meta["step"], "end": end, "losses": losses,
+            "point": {"step": end, "loss": float(losses.mean()), "mono_ratio": mono, "mean_bias": -mono,
+                      "lr": mono / 10}})
+        lab.store.set(f"meta/{run_id}", {**meta, "chunks": meta["chunks"] + 1, "step": end, "mono_ratio": mono,
+                                         "mean_bias": -mono, "lr": mono / 10, "loss": 0.25})
+    lab.store.set(f"sfa/{run_id}", {"step": 256, "sfa": np.zeros((k, n), np.float32), "bias": np.zeros(k, np.float32)})
+    lab.store.set(f"frame/{run_id}/128", {"sfa": np.zeros((k, n), np.float16), "bias": np.zeros(k, np.float32)})
+    lab.store.set(f"meta/{run_id}", {**lab.get(run_id), "frames": [128, 256]})
+    losses = lab.history(run_id)["losses"][:128]
+    replay = live_view(lab, run_id, frame=0)
+    assert replay.heatmap_label == "checkpoint at step 128"
+    assert replay.stats == {"step": "128 / 4,096 (replay)", "loss": loss_text(float(losses[-7:].mean())),
+                            "mono": "0.020", "bias": "-0.020", "lr": "2.00e-03"}  # the last 5% of 128 steps: 7
+    assert live_view(lab, run_id).stats == {"step": "256 / 4,096", "loss": "0.2500", "mono": "0.050",
+                                            "bias": "-0.050", "lr": "5.00e-03"}
