@@ -158,6 +158,16 @@ def value_axis(field: str, values: list[float]) -> tuple[dict, bool]:
     return ({**axis, "type": "log"} if field in LOG_SCALED else axis), False
 
 
+def seeding(runs: list[SweepRun]) -> str:
+    """Whether a sweep's values differ in their seeds too (each its own world and init) or are paired: what else
+    than the value moves between the points."""
+    seeds = {value: {r.seed for r in runs if r.value == value} for value in {r.value for r in runs}}
+    if len(seeds) < 2:
+        return ""
+    return ("paired: every value from the same seeds" if len({frozenset(s) for s in seeds.values()}) == 1
+            else "each value with seeds of its own (a world and init of its own)")
+
+
 def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
                     others: list[tuple[str, list[SweepRun]]] = ()) -> go.Figure:
     """The final loss and the mono ratios (per feature, per neuron, and neurons with r > 0.9 per feature) against the
@@ -204,7 +214,7 @@ def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",
     title = (f"Results against {field}: " + " vs ".join(name for name, _ in groups) if overlaid
              else f"Results against {field}") + (" (mean, min-max over seeds)" if repeats else "")
     early = sum(r.status == "stopped" and not r.complete for _, group in groups for r in group)
-    said = "; ".join(filter(None, (f"not shown: {note}" if note else "",
+    said = "; ".join(filter(None, (seeding(groups[0][1]) if not overlaid else "", f"not shown: {note}" if note else "",
                                    f"{early} stopped early, shown as they stood" if early else "")))
     subtitle = {"subtitle": {"text": said, "font": {"size": 11, "color": "#6c757d"}}} if said else {}
     fig.update_layout(**{**LAYOUT_STYLE, "margin": {**LAYOUT_STYLE["margin"], "t": 90 if said else 70}},

@@ -115,8 +115,12 @@ def test_results_show_finished_runs_only_and_count_those_left_out():
     fig = sf.metric_vs_value(runs, "lr")
     mono = next(t for t in fig.data if t.name == "mono neurons / N (per feature)")
     assert list(mono.x) == [0.001, 0.003] and list(mono.y) == [0.4, 0.1]  # a stopped run is a result too
-    assert fig.layout.title.subtitle.text == "not shown: 1 failed, 1 still training"
-    assert sf.metric_vs_value([run(0.001), run(0.003)], "lr").layout.title.subtitle.text is None
+    # the values differ in their seeds too (0.001's runs have seeds 0 and 1, 0.003's only 0): said
+    assert fig.layout.title.subtitle.text == ("each value with seeds of its own (a world and init of its own); "
+                                              "not shown: 1 failed, 1 still training")
+    paired = sf.metric_vs_value([run(0.001), run(0.003)], "lr").layout.title.subtitle.text
+    assert paired == "paired: every value from the same seeds"
+    assert sf.metric_vs_value([run(0.001)], "lr").layout.title.subtitle.text is None  # one value: nothing to pair
     training = [dataclasses.replace(run(v), status="running") for v in (0.001, 0.003)]
     waiting = sf.metric_vs_value(training, "lr")
     assert waiting.data == () and waiting.layout.annotations[0].text == "Available once runs finish (2 still training)"
@@ -181,7 +185,8 @@ def test_runs_stopped_early_are_shown_as_they_stood_and_said_to_be():
     """Stop on a sweep's job stops all its runs: their numbers are half-trained ones, and say so."""
     early = dataclasses.replace(run(0.03), status="stopped", complete=False)
     fig = sf.metric_vs_value([run(0.01), early], "lr")
-    assert fig.layout.title.subtitle.text == "1 stopped early, shown as they stood"
+    assert fig.layout.title.subtitle.text == ("paired: every value from the same seeds; 1 stopped early, shown as "
+                                              "they stood")
     assert sf.heatmap_title("lr", early, False) == "lr=0.03 (stopped early)"
     assert sf.heatmap_title("lr", run(0.01), False) == "lr=0.01"
 
