@@ -40,6 +40,7 @@ from app.live import (
     loss_text,
     parent_of,
     smoothing_weight,
+    step_card,
 )
 from app.repeat_guard import RepeatGuard
 from core.config import MAX_SEED, RunConfig
@@ -544,7 +545,7 @@ def register_callbacks(app: Any, lab: Lab) -> None:
         for figure in (heatmap, *curves, view.final_bias, view.histogram):
             if isinstance(figure, go.Figure):  # zoom and legend clicks hold while a run trains, not onto the next
                 figure.update_layout(uirevision=run_id)
-        return [view.title, view.subtitle, view.progress, view.stats["step"], view.stats["loss"],
+        return [view.title, view.subtitle, view.progress, step_card(view.stats["step"]), view.stats["loss"],
                 view.stats["mono"], view.stats["bias"], view.stats["lr"], *curves, heatmap, view.heatmap_label,
                 n_frames, marks, no_update if slider == request["slider"] else slider[0], view.final_bias,
                 view.histogram, link, drawn_for(request, loss=view.loss_state, metrics=view.metrics_state,

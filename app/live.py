@@ -33,7 +33,16 @@ def format_eta(seconds: float | None) -> str:
 
 
 def fmt(value: float | None, spec: str = ".4f") -> str:
-    return "–" if value is None or not np.isfinite(value) else format(value, spec)
+    if value is None or not np.isfinite(value):
+        return "–"
+    text = format(value, spec)
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # -0.0001 is 0.000, not "-0.000"
+
+
+def step_card(text: str) -> list[Any]:
+    """The step card's "S / TOTAL (replay)", its total smaller: on one line in a fifth of a laptop screen."""
+    done, _, rest = text.partition(" / ")
+    return [done, html.Span(f" / {rest}", className="stat-of")] if rest else [text]
 
 
 def loss_text(loss: float | None) -> str:

@@ -257,3 +257,9 @@ def test_replaying_a_checkpoint_shows_that_step_s_numbers_in_the_cards(lab_run):
                             "mono": "0.020", "bias": "-0.020", "lr": "2.00e-03"}  # the last 5% of 128 steps: 7
     assert live_view(lab, run_id).stats == {"step": "256 / 4,096", "loss": "0.2500", "mono": "0.050",
                                             "bias": "-0.050", "lr": "5.00e-03"}
+
+
+def test_a_value_that_rounds_to_zero_shows_no_minus_sign():
+    from app.live import fmt
+
+    assert fmt(-0.0001, ".3f") == "0.000" and fmt(-0.0006, ".3f") == "-0.001" and fmt(-1e-9, ".2e") == "-1.00e-09"
