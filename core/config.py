@@ -373,6 +373,8 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
             raise ValueError
         return float(number)
     except (ValueError, OverflowError):  # OverflowError: an integer too large for a float (1 and 400 zeros)
+        if isinstance(raw, str) and DECIMAL.fullmatch(raw.strip()):  # a number, as typed: 2.5, not '2.5'
+            raise ValueError(_out_of_range_as_typed(f, raw)) from None
         raise ValueError(_out_of_range(f, raw)) from None
 
 

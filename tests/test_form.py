@@ -32,7 +32,7 @@ def test_a_link_with_bad_values_keeps_the_valid_ones_and_names_the_rest():
     assert len(linked.ignored) == 3
     assert "'colour' is not a field" in linked.ignored
     assert any(p.startswith("Feature density eps must be a number in (0, 1], got 7") for p in linked.ignored)
-    assert any(p.startswith("Learning rate must be") and "(403 characters)" in p for p in linked.ignored)
+    assert any(p.startswith("Learning rate must be") and "(401 characters)" in p for p in linked.ignored)
 
 
 def test_a_link_names_blank_and_repeated_values_and_a_link_without_a_config_keeps_the_form():
