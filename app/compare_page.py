@@ -301,11 +301,14 @@ def connectivity_shown(result: dict[str, Any] | None, a_id: str | None, b_id: st
 def register_compare_callbacks(app: Any, lab: Lab) -> None:
     @app.callback(Output("lab-page", "style"), Output("compare-page", "style"), Output("sweeps-page", "style"),
                   Output("missing-page", "style"), Output("missing-page-path", "children"), Output("tick", "disabled"),
-                  Output("compare-tick", "disabled"), Output("sweep-tick", "disabled"), Input("url", "pathname"))
-    def route(pathname: str | None) -> tuple[Any, ...]:
+                  Output("compare-tick", "disabled"), Output("sweep-tick", "disabled"), Input("url", "pathname"),
+                  State("tick", "disabled"), State("compare-tick", "disabled"), State("sweep-tick", "disabled"))
+    def route(pathname: str | None, *timers_off: bool) -> tuple[Any, ...]:
         page = page_of(pathname)
         shown = [{} if page == name else {"display": "none"} for name in ("train", "compare", "sweeps", None)]
-        return (*shown, pathname or "/", page != "train", page != "compare", page != "sweeps")
+        # a timer is only set when it changes: setting it restarts it, a tick at once beside the page load's calls
+        off = [page != name for name in ("train", "compare", "sweeps")]
+        return (*shown, pathname or "/", *[no_update if now == was else now for now, was in zip(off, timers_off)])
 
     def run_choices() -> list[dict[str, str]]:
         return [{"label": f"{m['label'] or 'run'} · {m['id']} · {m['status']}", "value": m["id"]}

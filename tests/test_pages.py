@@ -277,7 +277,11 @@ def test_comparison_values_are_checked_as_typed_with_commas_or_spaces():
 @pytest.mark.parametrize("path, page", [("/", "tick"), ("/compare", "compare-tick"), ("/sweeps/", "sweep-tick"),
                                         ("/comapre", None)])
 def test_only_the_page_on_show_polls_the_server(app, path, page):
-    status, sent = dash_call(app, "tick.disabled", {"url.pathname": path}, ["url.pathname"])
+    timers = ("tick", "compare-tick", "sweep-tick")
+    as_loaded = {"url.pathname": path, "tick.disabled": False, "compare-tick.disabled": True,
+                 "sweep-tick.disabled": True}
+    status, sent = dash_call(app, "tick.disabled", as_loaded, ["url.pathname"])
     assert status == 200
-    running = {timer for timer in ("tick", "compare-tick", "sweep-tick") if not sent[timer]["disabled"]}
+    running = {timer for timer in timers if not sent.get(timer, {}).get("disabled", as_loaded[f"{timer}.disabled"])}
     assert running == ({page} if page else set())
+    assert all(as_loaded[f"{timer}.disabled"] != sent[timer]["disabled"] for timer in timers if timer in sent)
