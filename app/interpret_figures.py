@@ -183,7 +183,7 @@ def mono_histogram(summary: MonoSummary) -> go.Figure:
                            text=[f"loss {losses[n]:.4f}" if losses and summary.counts[n] else "" for n in names],
                            textposition="outside", cliponaxis=False,
                            hovertemplate="%{x} mono neurons: %{y} features<extra></extra>"))
-    subtitle = ("bar label: those features' part of the loss (the parts sum to it)" if losses else
+    subtitle = ("bar labels: those features' part of the loss (summing to it)" if losses else
                 "random_proj: the loss does not split by feature (its outputs mix them)")
     if summary.positive_part:
         subtitle = "mono on the positive part; " + subtitle
