@@ -299,6 +299,11 @@ def shown(value: Any) -> str:
         text = "a value nested too deeply to quote"
     except ValueError:  # an int past Python's digit limit for str()
         text = "a number too long to quote"
+    return cut(text)
+
+
+def cut(text: str) -> str:
+    """Text as a message quotes it: cut short when huge."""
     return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"
 
 
@@ -313,11 +318,12 @@ def _out_of_range(f: dataclasses.Field, value: Any) -> str:
     return f"{f.name} must be {allowed_range(f)}, got {shown(int(value)) if whole else shown(value)}"
 
 
-def _out_of_range_as_typed(f: dataclasses.Field, text: str) -> str:
-    """The message for a number typed out of range, quoting it as typed: "1e40", not the 41 digits it parsed to."""
-    text = text.strip()
-    cut = text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS - 8]}... ({len(text)} characters)"
-    return f"{f.name} must be {allowed_range(f)}, got {cut}"
+def _out_of_range_as_typed(f: dataclasses.Field, raw: Any) -> str:
+    """The message for a value given out of range: a number typed as text is quoted as typed ("1e40", not the 41
+    digits it parsed to; 2.5, not '2.5'); anything else, text that is no number included, as `_out_of_range` does."""
+    if isinstance(raw, str) and DECIMAL.fullmatch(raw.strip()) and not f.metadata["choices"]:
+        return f"{f.name} must be {allowed_range(f)}, got {cut(raw.strip())}"
+    return _out_of_range(f, raw)
 
 
 def check_value(f: dataclasses.Field, value: Any) -> str | None:
@@ -361,8 +367,9 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
             number = int(text) if is_int and re.fullmatch(r"[+-]?[0-9]+", text) else float(text)
             if isinstance(number, float) and not math.isfinite(number):
                 raise ValueError  # quote the text typed, not the inf that 400 digits became
-            if underflowed(text, number):
-                raise ValueError  # nor the 0 that 1e-400 underflows to
+            if underflowed(text, number):  # nor the 0 that 1e-400 underflows to, which may be in range
+                raise ValueError(f"{f.name} must be {allowed_range(f)}, got {cut(text)}, too small for a float "
+                                 "(write 0 for zero)")
         else:
             number = raw
         if is_int:
@@ -372,10 +379,8 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
                 return number
             raise ValueError
         return float(number)
-    except (ValueError, OverflowError):  # OverflowError: an integer too large for a float (1 and 400 zeros)
-        if isinstance(raw, str) and DECIMAL.fullmatch(raw.strip()):  # a number, as typed: 2.5, not '2.5'
-            raise ValueError(_out_of_range_as_typed(f, raw)) from None
-        raise ValueError(_out_of_range(f, raw)) from None
+    except (ValueError, OverflowError) as err:  # OverflowError: an integer too large for a float (1 and 400 zeros)
+        raise ValueError(str(err) if str(err).startswith(f.name) else _out_of_range_as_typed(f, raw)) from None
 
 
 def unknown_field(name: str) -> tuple[str, str]:
@@ -391,9 +396,7 @@ def checked_value(name: str, raw: Any) -> tuple[Any, str | None]:
     except ValueError as err:
         return None, str(err)
     problem = check_value(FIELDS[name], value)
-    if problem and isinstance(raw, str):  # quote what was typed ("1e40"), not the 41 digits it parsed to
-        problem = _out_of_range_as_typed(FIELDS[name], raw)
-    return value, problem
+    return value, problem and _out_of_range_as_typed(FIELDS[name], raw)
 
 
 def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tuple[RunConfig | None, dict[str, str]]:
@@ -414,7 +417,7 @@ def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tup
     config = dataclasses.replace(base or RunConfig(), **values)
     errors = {**config.validate(), **errors}
     for name, value in values.items():  # a value out of range is quoted as typed ("1e40"), not as its 41 digits
-        if name in errors and isinstance(data[name], str) and check_value(FIELDS[name], value):
+        if name in errors and check_value(FIELDS[name], value):
             errors[name] = _out_of_range_as_typed(FIELDS[name], data[name])
     return (None, errors) if errors else (config, {})
 

@@ -278,7 +278,7 @@ def test_numbers_must_be_json_numbers_and_edited_presets_say_so(client, lab):
     assert client.post("/api/runs", json={"preset": None}).get_json()["errors"]["preset"].startswith(
         "unknown preset null")  # not the default config, labelled "api"
     tiny = client.post("/api/runs", data='{"lr": 1e-400}', content_type="application/json").get_json()["errors"]
-    assert tiny == {"lr": "lr must be a number in (0, 1], got 1e-400"}  # as sent, not the 0 it underflows to
+    assert tiny == {"lr": "lr must be a number in (0, 1], got 1e-400, too small for a float (write 0 for zero)"}
     plain = client.post("/api/runs", json={"preset": "demo-tiny"}).get_json()["id"]
     edited = client.post("/api/runs", json={"preset": "demo-tiny", "seed": 4}).get_json()["id"]
     assert lab.get(plain)["label"] == "demo-tiny" and lab.get(edited)["label"] == "demo-tiny (edited)"

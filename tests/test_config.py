@@ -66,6 +66,10 @@ def test_ranges_are_stated_exactly_and_huge_values_quoted_short():
     # typed text out of range is quoted as typed, not as the digits it parsed to
     assert checked_value("n_neurons", " 1e40")[1] == "n_neurons must be an integer from 1 to 16384, got 1e40"
     assert config_from_dict({"steps": "2e6"})[1]["steps"] == "steps must be an integer from 2 to 1048576, got 2e6"
+    # text that is no number stays quoted, in a choice field too
+    assert checked_value("precision", "fp64")[1] == "precision must be one of fp32, tf32, bf16, got 'fp64'"
+    assert config_from_dict({"device": ""})[1] == {"device": "device must be one of auto, cpu, cuda, got ''"}
+    assert checked_value("n_neurons", "2.5")[1] == "n_neurons must be an integer from 1 to 16384, got 2.5"
 
 
 def test_over_budget_message_names_what_to_reduce(monkeypatch):
@@ -115,7 +119,9 @@ def test_only_plain_decimal_text_is_a_number():
     assert set(errors) == {"steps", "snapshot_every"}  # float() reads both: 10 and 2
     assert errors["steps"] == "steps must be an integer from 2 to 1048576, got '1_0'"
     # quoted as typed, not as the 0 it underflows to; a zero written so is zero
-    assert config_from_dict({"lr": "1e-400"})[1] == {"lr": "lr must be a number in (0, 1], got 1e-400"}
+    assert config_from_dict({"lr": "1e-400"})[1] == {
+        "lr": "lr must be a number in (0, 1], got 1e-400, too small for a float (write 0 for zero)"}
+    assert checked_value("init_bias", "1e-400")[1].endswith("got 1e-400, too small for a float (write 0 for zero)")
     assert config_from_dict({"init_bias": "0.0e-400"}) == (RunConfig(init_bias=0.0), {})
 
 
