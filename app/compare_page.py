@@ -18,9 +18,9 @@ from app.continue_controls import continued_run
 from app.draw_requests import by_the_tick_alone, drawn_for, new_request, tick_waits, undrawn
 from app.form import FIELD_NAMES, field_id, form_errors, in_form_words
 from app.links import is_compare, page_of
-from app.live import history_epoch, loss_text
+from app.live import fmt, history_epoch, loss_text
 from core.compare import IncompatibleRuns, Model, differing_fields, interpolate, run_labels
-from core.config import FIELDS, RunConfig, check_value, parse_value, shown_value
+from core.config import FIELDS, RunConfig, checked_value, shown_value
 from core.continuation import CannotContinue, continuation_errors, push_text, steps_before, total_bias_hint
 from core.jobs import FINISHED, InvalidConfig, Lab, QueueFull, UnknownRun
 from core.metrics import dead_neurons, final_loss
@@ -112,12 +112,10 @@ def parse_comparison(field: str, text: str | None) -> tuple[list[Any], str | Non
         return [], problem
     if not 2 <= len(parts) <= MAX_COMPARED:
         return [], f"give 2 to {MAX_COMPARED} values separated by commas or spaces"
-    try:
-        values = [parse_value(FIELDS[field], p) for p in parts]
-    except ValueError as err:
-        return [], str(err)
-    if out := next((problem for v in values if (problem := check_value(FIELDS[field], v))), None):
+    checked = [checked_value(field, p) for p in parts]  # quoted as typed: 1e40, not its 41 digits
+    if out := next((problem for _, problem in checked if problem), None):
         return [], out
+    values = [value for value, _ in checked]
     repeated = repeated_labels(values)
     if repeated:
         return [], f"give {len(parts)} different values: {', '.join(repeated)} is given more than once"
@@ -156,15 +154,15 @@ def results_table(lab: Lab, metas: list[dict[str, Any]], labels: list[str],
         loss = final_loss(history["losses"])
         snapshot = lab.latest_snapshot(meta["id"])
         results[0].append(loss_text(loss))
-        results[1].append("–" if meta["mono_ratio"] is None else f"{meta['mono_ratio']:.3f}")
+        results[1].append(fmt(meta["mono_ratio"], ".3f"))
         results[2].append("–" if snapshot is None else str(int(dead_neurons(snapshot["sfa"]).sum())))
-        results[3].append("–" if meta["mean_bias"] is None else f"{meta['mean_bias']:.3f}")
+        results[3].append(fmt(meta["mean_bias"], ".3f"))
     names = result_names([m["status"] for m in metas])
     if any(m["config"]["nonlinearity"] != "relu" for m in metas):  # the dash-dotted curves' numbers, beside the paper's
         names += (f"mono neurons / feature ({POSITIVE_PART})",)
         positive = [h["points"].get("positive_mono_ratio", []) for h in histories]
-        results.append(["–" if m["config"]["nonlinearity"] == "relu" or len(p) == 0 or p[-1] is None
-                        else f"{p[-1]:.3f}" for m, p in zip(metas, positive)])
+        results.append(["–" if m["config"]["nonlinearity"] == "relu" or len(p) == 0 else fmt(p[-1], ".3f")
+                        for m, p in zip(metas, positive)])
     for name, values in zip(names, results):
         rows.append(html.Tr([html.Th(name)] + [html.Td(v, className="fw-semibold") for v in values]))
     rows.append(html.Tr([html.Th("status")] + [html.Td(m["status"]) for m in metas]))
@@ -306,7 +304,7 @@ def register_compare_callbacks(app: Any, lab: Lab) -> None:
     def route(pathname: str | None, *timers_off: bool) -> tuple[Any, ...]:
         page = page_of(pathname)
         shown = [{} if page == name else {"display": "none"} for name in ("train", "compare", "sweeps", None)]
-        # a timer is only set when it changes: setting it restarts it, a tick at once beside the page load's calls
+        # a timer is only set when it changes: each prop set re-renders it, for nothing
         off = [page != name for name in ("train", "compare", "sweeps")]
         return (*shown, pathname or "/", *[no_update if now == was else now for now, was in zip(off, timers_off)])
 

@@ -66,14 +66,17 @@ def alert(message: str, color: str, **props: object) -> dbc.Alert:
     return dbc.Alert(sentence(message), color=color, **props)
 
 
-DECIMAL_COMMA = re.compile(r"[+-]?[0-9]+,[0-9]+,?")  # one word: 0,01 (and 0,01, before the next)
+# one word holding a comma between digits: a decimal comma (0,01; 1,5), unless it can be a list or thousands (64,128)
+DECIMAL_COMMA = re.compile(r"[+-]?(0,[0-9]+|[0-9]+,([0-9]{1,2}|[0-9]{4,}))")
 
 
 def split_values(text: str | None) -> tuple[list[str], str | None]:
-    """Values typed with commas or spaces between them, or why not: with spaces between values, a comma inside one
-    ("0,01 0,02") is a decimal comma, which would have read as two values (0 and 01)."""
+    """Values typed with commas or spaces between them, or why not: in a list with spaces between its values and
+    no comma ending one ("0,01 0,02", not "64,128, 256"), a word like 0,01 holds a decimal comma, which would have
+    read as two values (0 and 01)."""
     words = (text or "").split()
-    comma = next((w.rstrip(",") for w in words if DECIMAL_COMMA.fullmatch(w)), None) if len(words) > 1 else None
+    spaced = len(words) > 1 and not any(w.endswith(",") for w in words)
+    comma = next((w for w in words if DECIMAL_COMMA.fullmatch(w)), None) if spaced else None
     if comma:
         return [], (f"{comma} reads as two values (commas and spaces both separate them): write decimals with a "
                     f"point, as {comma.replace(',', '.')}")

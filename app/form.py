@@ -178,13 +178,13 @@ def decay_note(config: RunConfig) -> str:
     if config.init_bias >= 0 or config.bias_decay <= 0:
         return ""
     gone_by = WORKING_DECAY / (config.bias_decay * config.lr)  # the step by which it is down to exp(-5)
+    enough = 2 * WORKING_DECAY / (config.lr * config.steps)  # the decay that takes it there by half-way
     if gone_by < EARLY_SHARE * config.steps:
         return (f"Bias decay shrinks the biases to about exp(-5) of their size by step {gone_by:,.0f} of "
-                f"{config.steps:,} (exp(-{shrink:.3g}) by half-way; decay x lr x steps / 2): a smaller decay or fewer "
-                "steps keep a negative bias longer.")
+                f"{config.steps:,} (exp(-{shrink:.3g}) by half-way; decay x lr x steps / 2); exp(-5) by half-way "
+                f"works: bias decay {enough:.3g} for {config.steps:,} steps at this learning rate.")
     if shrink >= ENOUGH_DECAY:
         return ""
-    enough = 2 * WORKING_DECAY / (config.lr * config.steps)
     if enough * config.lr > 1 or check_value(FIELDS["bias_decay"], enough) is not None:
         return ""  # a run too short for any allowed decay to do it: nothing to suggest
     return (f"Bias decay shrinks the biases by about exp(-{shrink:.2g}) in all (decay x lr x steps / 2), which leaves "

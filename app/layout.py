@@ -265,7 +265,7 @@ def build_layout() -> html.Div:
             dcc.Location(id="url", refresh=False),
             # one timer per page, each running only while its page shows (the router): the hidden pages' polls
             # were more than half of an idle tab's requests
-            dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS),
+            dcc.Interval(id="tick", interval=LIVE_INTERVAL_MS, disabled=False),
             dcc.Interval(id="compare-tick", interval=LIVE_INTERVAL_MS, disabled=True),
             dcc.Interval(id="sweep-tick", interval=LIVE_INTERVAL_MS, disabled=True),
             dcc.Store(id="selected-run", storage_type="session"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -272,14 +273,21 @@ def stats_now(meta: dict[str, Any]) -> dict[str, str]:
 def stats_at(lab: Lab, meta: dict[str, Any], step: int) -> dict[str, str]:
     """The cards' texts at a replayed step, beside its heatmap: the loss as every view defines it (core.metrics) over
     the steps up to it, the rest from the snapshot at that step (or the last before it)."""
-    history = lab.history(meta["id"])
+    return _stats_at(lab, meta["id"], history_epoch(meta), step, meta["steps"])
+
+
+@lru_cache(maxsize=32)
+def _stats_at(lab: Lab, run_id: str, epoch: int, step: int, steps: int) -> dict[str, str]:
+    # a run replayed while it trains is drawn each second: its past, the same until a resume cuts it back (`epoch`),
+    # is read once (its whole history: thousands of chunks in a long run)
+    history = lab.history(run_id)
     points = history["points"]
     at = int(np.searchsorted(points.get("step", np.zeros(0)), step, side="right")) - 1
 
     def value(key: str) -> float | None:
         return float(points[key][at]) if at >= 0 and key in points else None
 
-    return {"step": f"{step:,} / {meta['steps']:,} (replay)",
+    return {"step": f"{step:,} / {steps:,} (replay)",
             "loss": loss_text(final_loss(history["losses"][history["loss_steps"] <= step])),
             "mono": fmt(value("mono_ratio"), ".3f"), "bias": fmt(value("mean_bias"), ".3f"),
             "lr": fmt(value("lr"), ".2e")}

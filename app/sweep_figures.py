@@ -160,12 +160,14 @@ def value_axis(field: str, values: list[float]) -> tuple[dict, bool]:
 
 def seeding(runs: list[SweepRun]) -> str:
     """Whether a sweep's values differ in their seeds too (each its own world and init) or are paired: what else
-    than the value moves between the points."""
-    seeds = {value: {r.seed for r in runs if r.value == value} for value in {r.value for r in runs}}
+    than the value moves between the points. Unpaired values' seeds never meet (seed + 1000 x value index); paired
+    ones' are the same, less any run not finished."""
+    seeds = [{r.seed for r in runs if r.value == value} for value in {r.value for r in runs}]
     if len(seeds) < 2:
         return ""
-    return ("paired: every value from the same seeds" if len({frozenset(s) for s in seeds.values()}) == 1
-            else "each value with seeds of its own (a world and init of its own)")
+    apart = all(a.isdisjoint(b) for i, a in enumerate(seeds) for b in seeds[i + 1:])
+    return "each value with seeds of its own (a world and init of its own)" if apart else \
+        "paired: every value from the same seeds"
 
 
 def metric_vs_value(runs: list[SweepRun], field: str, label: str = "",

@@ -166,10 +166,10 @@ def sweep_from_form(
     """The sweep the form describes, or its problems keyed by the box to fix (`field`, `values`, `seeds`,
     `settings`) or else the part of the config they concern. OWN_FIELD (or none) is the batch's own field."""
     values, comma_problem = split_values(values_text)
-    if comma_problem:
-        return None, {"values": comma_problem}
-    values = values or None
     missing = {"seeds": f"seeds is required: an integer from 1 to {MAX_SEEDS}"} if seeds in (None, "") else {}
+    if comma_problem:
+        return None, {**missing, "values": comma_problem}
+    values = values or None
     if isinstance(seeds, str) and re.fullmatch(r"\s*[0-9]{1,6}\s*", seeds):
         seeds = int(seeds)  # anything else typed is named by the check (preset_sweep), quoted
     settings, setting_problems = parse_settings(settings_text)

@@ -129,7 +129,7 @@ def test_a_graphed_run_that_diverges_keeps_its_finite_copies():
     losses = trainer.losses[0, :2000].cpu().numpy()
     first_bad = int(np.argmin(np.isfinite(losses))) + 1  # losses[i] is step i + 1's
     assert not np.isfinite(losses).all() and trainer.diverged_at == [first_bad]
-    assert f"at step {first_bad}:" in error
+    assert error is not None and f"at step {first_bad}:" in error
     record = build_run_file(trainer)
     assert record is not None and record["metrics"]["diverged_at"] == first_bad
     assert all(torch.isfinite(t).all() for t in record["final_model"].values())

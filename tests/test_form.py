@@ -210,4 +210,4 @@ def test_a_bias_decayed_away_early_in_the_run_is_pointed_out():
     assert decay_note(preset) == "" and decay_note(preset.replace(steps=4096)) == ""  # by 1000 of 4096: not early
     assert decay_note(preset.replace(steps=40000, snapshot_every=256)) == (
         "Bias decay shrinks the biases to about exp(-5) of their size by step 1,000 of 40,000 (exp(-100) by half-way; "
-        "decay x lr x steps / 2): a smaller decay or fewer steps keep a negative bias longer.")
+        "decay x lr x steps / 2); exp(-5) by half-way works: bias decay 0.025 for 40,000 steps at this learning rate.")

@@ -263,6 +263,8 @@ def test_a_sweep_preset_that_is_not_a_name_is_refused_naming_it(app, preset):
 def test_comparison_values_are_checked_as_typed_with_commas_or_spaces():
     assert parse_comparison("init_bias", "0 -1,-2") == ([0.0, -1.0, -2.0], None)
     assert parse_comparison("n_neurons", "64, 128") == ([64, 128], None)
+    assert parse_comparison("n_neurons", "64,128 256") == ([64, 128, 256], None)  # a list, not a decimal comma
+    assert parse_comparison("n_neurons", "64 1e40")[1] == "n_neurons must be an integer from 1 to 16384, got 1e40"
     for text, problem in (("0", "give 2 to 4 values separated by commas or spaces"),
                           ("0 -1 -2 -3 -4", "give 2 to 4 values"),
                           ("0, 20", "init_bias must be a number in [-10, 10], got 20"),

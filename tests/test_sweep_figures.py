@@ -115,11 +115,11 @@ def test_results_show_finished_runs_only_and_count_those_left_out():
     fig = sf.metric_vs_value(runs, "lr")
     mono = next(t for t in fig.data if t.name == "mono neurons / N (per feature)")
     assert list(mono.x) == [0.001, 0.003] and list(mono.y) == [0.4, 0.1]  # a stopped run is a result too
-    # the values differ in their seeds too (0.001's runs have seeds 0 and 1, 0.003's only 0): said
-    assert fig.layout.title.subtitle.text == ("each value with seeds of its own (a world and init of its own); "
-                                              "not shown: 1 failed, 1 still training")
-    paired = sf.metric_vs_value([run(0.001), run(0.003)], "lr").layout.title.subtitle.text
-    assert paired == "paired: every value from the same seeds"
+    # paired: seed 0 for both values (0.001's second run, seed 1, has no partner at 0.003)
+    assert fig.layout.title.subtitle.text == ("paired: every value from the same seeds; not shown: 1 failed, 1 still "
+                                              "training")
+    own = sf.metric_vs_value([run(0.001), run(0.003, seed=1000)], "lr").layout.title.subtitle.text
+    assert own == "each value with seeds of its own (a world and init of its own)"
     assert sf.metric_vs_value([run(0.001)], "lr").layout.title.subtitle.text is None  # one value: nothing to pair
     training = [dataclasses.replace(run(v), status="running") for v in (0.001, 0.003)]
     waiting = sf.metric_vs_value(training, "lr")
