@@ -307,26 +307,30 @@ def register_callbacks(app: Any, lab: Lab) -> None:
 
     @app.callback(
         Output("selected-run", "data", allow_duplicate=True), Output("url", "hash"),
-        Output("link-run-message", "children"),
+        Output("link-run-message", "children"), Output("live-subtitle", "children", allow_duplicate=True),
         Input("url", "hash"), Input("url", "pathname"), Input("selected-run", "data"),
         prevent_initial_call="initial_duplicate",
     )
-    def sync_run_and_hash(fragment: str | None, pathname: str | None, selected: str | None) -> tuple[Any, Any, Any]:
+    def sync_run_and_hash(fragment: str | None, pathname: str | None, selected: str | None) -> tuple[Any, ...]:
         """The URL's fragment names the run on show: a link (or a new tab, or Back) opens it; choosing a run
         rewrites it. Only a choice writes it: each write is a history entry, and one written on arrival at a
         page would be one that Back returns to, and from which it is written again."""
         if not is_train_page(pathname):
-            return no_update, no_update, no_update
+            return no_update, no_update, no_update, no_update
         if not triggered_by_url():  # a run chosen, or deleted
             wanted = as_hash("run", selected)
-            return no_update, (wanted if wanted != (fragment or "") else no_update), no_update
+            return no_update, (wanted if wanted != (fragment or "") else no_update), no_update, no_update
         linked = from_hash(fragment, "run")  # on a page load the URL and the stored selection come in together
         if linked is None:
-            return no_update, no_update, ""
+            return no_update, no_update, "", no_update
         if not lab.exists(linked):
             return no_update, no_update, alert(f"This link's run {linked} is not in this lab: deleted, or from "
-                                               "another lab.", "warning", dismissable=True, className="small py-2")
-        return (linked if linked != selected else no_update), no_update, ""
+                                               "another lab.", "warning", dismissable=True, className="small py-2"), \
+                no_update
+        if linked == selected:  # on show already, or about to be (a reload): nothing new to say
+            return no_update, no_update, "", no_update
+        # the draw follows this choice by seconds on a busy server: meanwhile not "Start a run on the left"
+        return linked, no_update, "", f"Opening run {linked}\u2026"
 
     @app.callback(Output("nav-train", "href"), Input("url", "search"), Input("selected-run", "data"),
                   State("url", "pathname"))

@@ -565,6 +565,16 @@ def test_links_open_what_they_name_and_say_what_they_could_not_use(dash_duo, lab
     open_afresh("/#run=r-nosuchrun")
     dash_duo.wait_for_contains_text("#link-run-message", "r-nosuchrun is not in this lab", timeout=10)
     assert dash_duo.find_element("#live-title").text == "No run selected"
+    dash_duo.wait_for_text_to_equal("#live-subtitle", "Start a run on the left, or pick one from the list.", timeout=5)
+    # While a linked run is drawn (slowly here: a busy server), the page says it is opening it, not "Start a run".
+    from app import callbacks
+
+    draw = callbacks.live_view
+    monkeypatch.setattr(callbacks, "live_view", lambda *args, **kwargs: (time.sleep(3), draw(*args, **kwargs))[1])
+    open_afresh(f"/#run={first}")
+    dash_duo.wait_for_text_to_equal("#live-subtitle", f"Opening run {first}\u2026", timeout=5)
+    dash_duo.wait_for_contains_text("#live-title", "first", timeout=15)
+    monkeypatch.setattr(callbacks, "live_view", draw)
 
     # Values a link holds that the form cannot take are named; the rest of the link is used.
     open_afresh("/?preset=demo-tiny&n_neurons=48&lr=abc&colour=red")
