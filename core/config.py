@@ -348,6 +348,10 @@ def check_value(f: dataclasses.Field, value: Any) -> str | None:
 DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
+class _Refused(ValueError):
+    """A value refused with a message of its own, not the field's usual range message."""
+
+
 def parse_value(f: dataclasses.Field, raw: Any) -> Any:
     """Coerce a raw value (JSON, form or command line) to the field's type; raise ValueError if impossible."""
     if f.metadata["choices"]:
@@ -368,8 +372,8 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
             if isinstance(number, float) and not math.isfinite(number):
                 raise ValueError  # quote the text typed, not the inf that 400 digits became
             if underflowed(text, number):  # nor the 0 that 1e-400 underflows to, which may be in range
-                raise ValueError(f"{f.name} must be {allowed_range(f)}, got {cut(text)}, too small for a float "
-                                 "(write 0 for zero)")
+                raise _Refused(f"{f.name} must be {allowed_range(f)}, got {cut(text)}, too small for a float "
+                               "(write 0 for zero)")
         else:
             number = raw
         if is_int:
@@ -379,8 +383,10 @@ def parse_value(f: dataclasses.Field, raw: Any) -> Any:
                 return number
             raise ValueError
         return float(number)
-    except (ValueError, OverflowError) as err:  # OverflowError: an integer too large for a float (1 and 400 zeros)
-        raise ValueError(str(err) if str(err).startswith(f.name) else _out_of_range_as_typed(f, raw)) from None
+    except _Refused:
+        raise
+    except (ValueError, OverflowError):  # OverflowError: an integer too large for a float (1 and 400 zeros)
+        raise ValueError(_out_of_range_as_typed(f, raw)) from None
 
 
 def unknown_field(name: str) -> tuple[str, str]:
@@ -410,15 +416,13 @@ def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> tup
             key, message = unknown_field(name)
             errors[key] = message
             continue
-        try:
-            values[name] = parse_value(FIELDS[name], raw)
-        except ValueError as err:
-            errors[name] = str(err)
+        value, problem = checked_value(name, raw)  # out of range: quoted as typed ("1e40"), not as its 41 digits
+        if problem:
+            errors[name] = problem
+        if value is not None:
+            values[name] = value
     config = dataclasses.replace(base or RunConfig(), **values)
     errors = {**config.validate(), **errors}
-    for name, value in values.items():  # a value out of range is quoted as typed ("1e40"), not as its 41 digits
-        if name in errors and check_value(FIELDS[name], value):
-            errors[name] = _out_of_range_as_typed(FIELDS[name], data[name])
     return (None, errors) if errors else (config, {})
 
 
